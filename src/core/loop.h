@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The reactor: the daemon's single libevent event_base, signals delivered
+ * through a signalfd, one-shot timers, a deferred-free queue, and child
+ * processes watched through pidfds.
+ *
+ * Everything here runs on the one loop thread. Modules may use libevent
+ * directly (event_new on loop_base()) for fd watchers.
+ */
+#ifndef TINYCRI_CORE_LOOP_H
+#define TINYCRI_CORE_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct error;
+struct event_base;
+
+/*
+ * Create the event_base. Blocks every signal that loop_watch_signal() may
+ * ask for later is done per call; call once at start-up.
+ */
+int loop_init(struct error **err);
+
+/* The loop's event_base (borrowed). */
+struct event_base *loop_base(void);
+
+/* Run until loop_exit(); returns 0, or -1 when libevent fails. */
+int loop_run(void);
+
+/* Make loop_run() return after the current callbacks. */
+void loop_exit(void);
+
+/*
+ * Free the event_base, the signal watchers and whatever is still queued for
+ * deferred free. Children still running are killed with SIGKILL and reaped.
+ */
+void loop_shutdown(void);
+
+/*
+ * Queue fn(obj) to run before the next poll, outside any callback that may
+ * still be using obj. Safe to call from any callback.
+ */
+void loop_defer_free(void (*fn)(void *), void *obj);
+
+/*
+ * Deliver signo through the loop's signalfd: the signal is blocked for the
+ * process and cb(signo, arg) runs on the loop when it arrives. One callback
+ * per signal; a second call replaces the first.
+ */
+typedef void (*loop_signal_cb)(int signo, void *arg);
+int loop_watch_signal(int signo, loop_signal_cb cb, void *arg, struct error **err);
+
+/* One-shot timers. */
+struct loop_timer;
+typedef void (*loop_timer_cb)(void *arg);
+struct loop_timer *loop_timer_new(loop_timer_cb cb, void *arg);
+/* (Re)arm to fire once after ms milliseconds. */
+void loop_timer_arm(struct loop_timer *t, int64_t ms);
+void loop_timer_disarm(struct loop_timer *t);
+bool loop_timer_is_armed(const struct loop_timer *t);
+/* Disarm and free; loop_timer_free(NULL) is a no-op. Safe inside its own callback. */
+void loop_timer_free(struct loop_timer *t);
+
+/*
+ * Child processes.
+ *
+ * child_spawn() forks and execs opts->argv[0] (a path; no PATH search) with
+ * stdin fed from opts->stdin_data (then closed; /dev/null when NULL) and
+ * stdout/stderr captured through non-blocking pipes. Each of the two streams
+ * keeps at most opts->out_cap bytes (default 64 KiB when 0); beyond that the
+ * rest is read and dropped and the *_truncated flag is set, so a chatty child
+ * never blocks and never grows the daemon. The exit is learned through a
+ * pidfd watched by the loop, and the child is reaped there (never with a
+ * blocking wait). When opts->timeout_ms > 0 and the child is still running at
+ * the deadline, it gets SIGKILL and the result says timed_out.
+ *
+ * In the child, signal mask and dispositions are reset, the working
+ * directory is opts->cwd when set, then opts->in_child(opts->in_child_arg)
+ * runs (async-signal-safe work only; return non-zero to make the child exit
+ * with status 127), then execve.
+ *
+ * cb runs exactly once, on the loop, after the exit and after the pipes were
+ * drained of what the child wrote. The result and its buffers are borrowed
+ * for the duration of the callback. The child object is freed by the loop
+ * after cb returns; the caller must not use it afterwards.
+ */
+struct child_opts {
+    char *const *argv;  /* argv[0] is the executable's path */
+    char *const *envp;  /* NULL: inherit the daemon's environment */
+    const char *cwd;    /* NULL: inherit */
+    const void *stdin_data;
+    size_t stdin_len;
+    size_t out_cap;     /* per stream; 0 means 64 KiB */
+    int64_t timeout_ms; /* 0: no deadline */
+    int (*in_child)(void *arg);
+    void *in_child_arg;
+};
+
+struct child_result {
+    pid_t pid;
+    bool exited;       /* true: exit_code is valid; false: killed by term_signal */
+    int exit_code;
+    int term_signal;
+    bool timed_out;    /* killed because the deadline passed */
+    bool out_truncated;
+    bool err_truncated;
+    const char *out;   /* NUL-terminated, out_len bytes */
+    size_t out_len;
+    const char *err;
+    size_t err_len;
+};
+
+struct child;
+typedef void (*child_done_cb)(const struct child_result *res, void *arg);
+
+/* Returns the child (owned by the loop) or NULL with *err set (INTERNAL). */
+struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
+                          struct error **err);
+
+pid_t child_pid(const struct child *c);
+
+/* Send a signal through the pidfd (no-op once the child has been reaped). */
+void child_signal(struct child *c, int signo);
+
+/*
+ * Forget the child: SIGKILL it and reap it later on the loop without calling
+ * its callback. Use when the operation that started it is going away.
+ */
+void child_cancel(struct child *c);
+
+/* How many children are running (for tests and shutdown). */
+size_t child_count(void);
+
+#endif
