@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gRPC over HTTP/2 on the loop: one nghttp2 server session per accepted
+ * connection, length-prefixed message framing, deadlines, cancellation and
+ * trailers. Knows nothing about CRI or protobuf: it hands each call's
+ * request bytes to a dispatch callback, which answers now or later.
+ *
+ * A call (struct h2_call) lives from the request's HEADERS until its stream
+ * closes. Work that answers later keeps h2_call_id() and looks the call up
+ * again with h2_call_lookup(), which returns NULL once the client cancelled
+ * (RST_STREAM), the deadline passed, or the connection went away.
+ */
+#ifndef TINYCRI_GRPC_H2_H
+#define TINYCRI_GRPC_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/util.h"
+
+struct error;
+struct h2_server;
+struct h2_call;
+
+/* A field left 0 takes the default given in its comment. */
+struct h2_server_opts {
+    uint32_t max_recv_msg;    /* request message cap; RESOURCE_EXHAUSTED beyond; 16 MiB */
+    uint32_t max_send_msg;    /* reply message cap; RESOURCE_EXHAUSTED beyond; 16 MiB */
+    uint32_t max_streams;     /* SETTINGS_MAX_CONCURRENT_STREAMS per connection; 128 */
+    uint32_t max_connections; /* connections beyond this are closed at accept; 64 */
+    uint32_t max_header_list; /* SETTINGS_MAX_HEADER_LIST_SIZE; 16 KiB */
+};
+
+/*
+ * Called once per call, when the client has half-closed its side after
+ * exactly one request message. path is the ":path" header; msg/len are the
+ * message bytes (borrowed for this callback only). The callee must end the
+ * call with h2_call_finish(), now or later.
+ */
+typedef void (*h2_dispatch_cb)(struct h2_call *call, const char *path, const uint8_t *msg,
+                               size_t len, void *arg);
+
+/*
+ * Serve gRPC on listen_fd (a bound, listening, non-blocking AF_UNIX or TCP
+ * socket; the server takes it over, and closes it on failure too). Errors:
+ * INTERNAL.
+ */
+struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts,
+                                h2_dispatch_cb dispatch, void *arg, struct error **err);
+
+/*
+ * Graceful stop: stop accepting, send GOAWAY on every connection, let calls
+ * in flight finish. done(arg) runs on the loop once no call is left, or when
+ * timeout_ms passes (then the remaining calls are cancelled with
+ * UNAVAILABLE). Connections are closed before done runs.
+ */
+void h2_server_drain(struct h2_server *s, int64_t timeout_ms, void (*done)(void *arg), void *arg);
+
+/*
+ * Close everything and free; h2_server_free(NULL) is a no-op. Calls still
+ * running get their cancel callback. Must not be called from a dispatch or
+ * cancel callback (the done callback of h2_server_drain() is fine).
+ */
+void h2_server_free(struct h2_server *s);
+
+/* Counters for tests and benchmarks. */
+size_t h2_server_connection_count(const struct h2_server *s);
+size_t h2_server_call_count(const struct h2_server *s);
+
+/* A process-unique, never reused id for a call. */
+uint64_t h2_call_id(const struct h2_call *call);
+
+/* The live call with this id, or NULL when it has ended or was cancelled. */
+struct h2_call *h2_call_lookup(uint64_t id);
+
+/* The ":path" of the call (borrowed, valid while the call lives). */
+const char *h2_call_path(const struct h2_call *call);
+
+/* Monotonic deadline in ns from grpc-timeout, 0 when the client gave none. */
+int64_t h2_call_deadline_ns(const struct h2_call *call);
+
+/*
+ * Queue one reply message (copied). Unary methods send exactly one, server
+ * streaming ones any number, then finish. Sending respects HTTP/2 flow
+ * control: a large reply is written as the client's window allows, without
+ * holding up other streams. Fails with RESOURCE_EXHAUSTED past max_send_msg.
+ */
+int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct error **err);
+
+/*
+ * End the call with a gRPC status; message may be NULL. Trailers carry
+ * grpc-status and the percent-encoded grpc-message (a trailers-only reply
+ * when nothing was sent). The call must not be used afterwards (its memory
+ * is released once the stream closes).
+ */
+void h2_call_finish(struct h2_call *call, int grpc_code, const char *message);
+
+/*
+ * Ask to be told when the call goes away before it was finished (client
+ * RST_STREAM, deadline, connection loss, drain timeout). cb runs once, on the
+ * loop; the call is already unusable then. One callback per call.
+ */
+void h2_call_on_cancel(struct h2_call *call, void (*cb)(uint64_t call_id, void *arg), void *arg);
+
+/*
+ * ---- Internal: exposed for tests/unit/test_h2.c only, not for other modules. ----
+ */
+
+/*
+ * Incremental parser of gRPC length-prefixed messages: a 1-byte compressed
+ * flag, a 4-byte big-endian length, then the message. Bytes may arrive split
+ * or coalesced in any way. The body is buffered as it arrives, never beyond
+ * the length the prefix announced, and a prefix announcing more than max_msg
+ * is rejected before any body byte is stored.
+ */
+enum h2_framer_state {
+    H2_FRAMER_PREFIX, /* collecting the 5-byte prefix */
+    H2_FRAMER_BODY,   /* collecting msg_len body bytes */
+    H2_FRAMER_FAILED, /* a prefix was rejected; feeding fails from now on */
+};
+
+struct h2_framer {
+    enum h2_framer_state state;
+    uint32_t max_msg;
+    const char *encoding; /* grpc-encoding (borrowed); NULL when absent */
+    uint8_t prefix[5];
+    size_t prefix_len;
+    uint32_t msg_len;
+    struct buf body;
+    bool has_msg;  /* a complete message waits for h2_framer_take() */
+    size_t n_msgs; /* messages completed so far */
+};
+
+void h2_framer_init(struct h2_framer *f, uint32_t max_msg, const char *encoding);
+
+/*
+ * Consume data up to the end of the next complete message. Returns the
+ * number of bytes consumed (less than len when a message completed: take it,
+ * then feed the rest; 0 while a message is waiting to be taken), or -1:
+ * RESOURCE_EXHAUSTED (length above max_msg), INTERNAL (bad flag, or
+ * compressed without grpc-encoding), UNIMPLEMENTED (compressed with an
+ * encoding other than identity).
+ */
+ssize_t h2_framer_feed(struct h2_framer *f, const uint8_t *data, size_t len, struct error **err);
+
+/* Take the completed message (owned; *len set), or NULL when none is ready. */
+uint8_t *h2_framer_take(struct h2_framer *f, size_t *len);
+
+/* At end of stream: INTERNAL when a message was cut short. */
+int h2_framer_end(const struct h2_framer *f, struct error **err);
+
+void h2_framer_free(struct h2_framer *f);
+
+/*
+ * Parse a grpc-timeout value (1-8 ASCII digits and a unit H M S m u n) into
+ * nanoseconds, saturating at INT64_MAX. Returns -1 when malformed.
+ */
+int h2_timeout_parse(const char *s, size_t len, int64_t *ns);
+
+/*
+ * Percent-encode a grpc-message: bytes outside 0x20-0x7E and '%' become %XX.
+ * The result is cut, at a character boundary, to H2_GRPC_MESSAGE_MAX bytes so
+ * a long error never exceeds a client's header limits. Returns an owned string.
+ */
+#define H2_GRPC_MESSAGE_MAX 2048
+char *h2_grpc_message_encode(const char *msg);
+
+#endif
