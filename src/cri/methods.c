@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Which CRI methods are built, and by whom. Methods absent from these
+ * tables answer UNIMPLEMENTED ("not implemented yet: <Method>").
+ */
+#include "autoconf.h"
+
+#include "api.pb-c.h"
+#include "core/util.h"
+#include "cri/image_service.h"
+#include "cri/methods.h"
+#include "cri/runtime_service.h"
+#include "grpc/router.h"
+
+static const struct rpc_handler runtime_handlers[] = {
+    {"Version", runtime_service_version},
+    {"Status", runtime_service_status},
+    {"RuntimeConfig", runtime_service_runtime_config},
+    {"UpdateRuntimeConfig", runtime_service_update_runtime_config},
+};
+
+static const struct rpc_handler image_handlers[] = {
+    {"PullImage", image_service_pull},     {"ImageStatus", image_service_status},
+    {"ListImages", image_service_list},    {"RemoveImage", image_service_remove},
+    {"ImageFsInfo", image_service_fs_info},
+};
+
+struct router *cri_methods_router_new(struct runtime_service *rs, struct image_service *is)
+{
+    struct router *r = router_new();
+    router_add_service(r, &runtime__v1__runtime_service__descriptor, runtime_handlers,
+                       ARRAY_SIZE(runtime_handlers), rs);
+    router_add_service(r, &runtime__v1__image_service__descriptor, image_handlers,
+                       ARRAY_SIZE(image_handlers), is);
+    return r;
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CRI method table: builds a router covering every RuntimeService and
+ * ImageService method, wiring those that are built to their handlers.
+ */
+#ifndef TINYCRI_CRI_METHODS_H
+#define TINYCRI_CRI_METHODS_H
+
+struct router;
+struct runtime_service;
+struct image_service;
+
+struct router *cri_methods_router_new(struct runtime_service *rs, struct image_service *is);
+
+#endif

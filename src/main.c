@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tinycrid: start-up, the serving loop and shutdown.
+ *
+ * Start-up reads the configuration (built-in defaults, an optional file,
+ * command-line overrides), creates the root and state directories (0700),
+ * takes an exclusive lock on the root directory so a second daemon refuses
+ * to start, replaces a stale socket, and serves CRI on the unix socket
+ * (0660). SIGTERM/SIGINT drain the gRPC server and exit 0; SIGHUP re-reads
+ * the config file and applies what can change at run time.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/util.h"
+#include "cri/image_service.h"
+#include "cri/methods.h"
+#include "cri/runtime_service.h"
+#include "grpc/h2.h"
+#include "grpc/router.h"
+
+struct daemon {
+    struct config cfg;
+    struct runtime_service rs;
+    struct image_service is;
+    struct router *router;
+    struct h2_server *server;
+    int lock_fd;
+    bool stopping;
+    int exit_code;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: tinycrid [OPTION]...\n"
+            "A small Kubernetes container runtime: serves CRI v1 on a unix socket.\n"
+            "\n"
+            "  -c, --config FILE      read settings from FILE (INI; see tinycri.conf)\n"
+            "  -s, --socket PATH      CRI socket (default /run/tinycri/tinycri.sock)\n"
+            "  -r, --root DIR         persistent state (default /var/lib/tinycri)\n"
+            "  -S, --state-dir DIR    run-time state (default /run/tinycri)\n"
+            "  -l, --log-level LEVEL  error, warn, info or debug (default info)\n"
+            "  -h, --help             show this help and exit\n"
+            "  -V, --version          show the version and exit\n"
+            "\n"
+            "Options given on the command line win over the config file.\n");
+}
+
+struct override {
+    const char *key;
+    const char *value;
+};
+
+static int parse_args(int argc, char **argv, struct config *cfg, struct error **err)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},    {"socket", required_argument, NULL, 's'},
+        {"root", required_argument, NULL, 'r'},      {"state-dir", required_argument, NULL, 'S'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+    };
+    struct override overrides[8];
+    size_t n_overrides = 0;
+    const char *file = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:s:r:S:l:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            file = optarg;
+            break;
+        case 's':
+        case 'r':
+        case 'S':
+        case 'l': {
+            const char *key = c == 's'   ? "socket"
+                              : c == 'r' ? "root_dir"
+                              : c == 'S' ? "state_dir"
+                                         : "log_level";
+            if (n_overrides < ARRAY_SIZE(overrides))
+                overrides[n_overrides++] = (struct override){key, optarg};
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("tinycrid %s (CRI %s)\n", PACKAGE_VERSION, "v1");
+            exit(0);
+        default:
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unexpected argument %s", argv[optind]);
+    if (file && config_load_file(cfg, file, err) < 0)
+        return -1;
+    for (size_t i = 0; i < n_overrides; i++) {
+        if (config_set(cfg, "server", overrides[i].key, overrides[i].value, err) < 0)
+            return error_prefix(err, "command line");
+    }
+    return 0;
+}
+
+/* Exclusive lock on <root>/tinycri.lock, held for the daemon's life. */
+static int lock_root(const char *root, struct error **err)
+{
+    _cleanup_free_ char *path = xasprintf("%s/tinycri.lock", root);
+    _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "open %s", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                             "another tinycrid is already running with root dir %s (lock %s)",
+                             root, path);
+        return error_set(err, GRPC_INTERNAL, errno, "lock %s", path);
+    }
+    return steal_fd(&fd);
+}
+
+static int fill_sockaddr(const char *path, struct sockaddr_un *sa, struct error **err)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "socket path %s is longer than %zu bytes",
+                         path, sizeof(sa->sun_path) - 1);
+    memcpy(sa->sun_path, path, strlen(path));
+    return 0;
+}
+
+/*
+ * Remove a socket left by a dead daemon. A socket that still accepts
+ * connections belongs to a live process (perhaps with another root dir):
+ * refuse rather than steal it.
+ */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *sa, struct error **err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : error_set(err, GRPC_INTERNAL, errno, "stat %s", path);
+    if (!S_ISSOCK(st.st_mode))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s exists and is not a socket", path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "socket");
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "socket %s is in use by another running process", path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return error_set(err, GRPC_INTERNAL, errno, "remove stale socket %s", path);
+    log_info("removed stale socket path=%s", path);
+    return 0;
+}
+
+static int listen_unix(const char *path, struct error **err)
+{
+    _cleanup_free_ char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir_p(dir, 0700, err) < 0)
+            return error_prefix(err, "socket directory");
+    }
+    struct sockaddr_un sa;
+    if (fill_sockaddr(path, &sa, err) < 0 || clear_stale_socket(path, &sa, err) < 0)
+        return -1;
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "socket");
+    mode_t old = umask(0117);
+    int rc = bind(fd, (const struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "bind %s", path);
+    if (chmod(path, 0660) < 0 || listen(fd, 256) < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "listen on %s", path);
+    return steal_fd(&fd);
+}
+
+/* The daemon should outlive its containers under memory pressure; not fatal when denied. */
+static void protect_from_oom(void)
+{
+    _cleanup_close_ int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "-999", 4) < 0)
+        log_info("could not lower oom_score_adj (%s); continuing", strerror(errno));
+}
+
+static void on_drained(void *arg)
+{
+    loop_exit();
+}
+
+static void on_stop_signal(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    if (d->stopping) {
+        log_warn("second %s: stopping now", strsignal(signo));
+        loop_exit();
+        return;
+    }
+    d->stopping = true;
+    log_info("shutting down signal=%s timeout=%us", strsignal(signo), d->cfg.shutdown_timeout_s);
+    h2_server_drain(d->server, (int64_t)d->cfg.shutdown_timeout_s * 1000, on_drained, d);
+}
+
+/* Apply a reloaded config: only what is safe to change while serving. */
+static void on_reload_signal(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    if (!d->cfg.file) {
+        log_info("SIGHUP: no config file to reload");
+        return;
+    }
+    struct config fresh;
+    config_init_defaults(&fresh);
+    _cleanup_error_ struct error *err = NULL;
+    if (config_load_file(&fresh, d->cfg.file, &err) < 0) {
+        log_error("reload failed, keeping the running config: %s", err->msg);
+        config_free(&fresh);
+        return;
+    }
+    if (strcmp(fresh.socket_path, d->cfg.socket_path) || strcmp(fresh.root_dir, d->cfg.root_dir) ||
+        strcmp(fresh.state_dir, d->cfg.state_dir))
+        log_warn("reload: socket, root_dir and state_dir changes need a restart");
+    log_set_level(fresh.log_level);
+    d->cfg.log_level = fresh.log_level;
+    d->cfg.cgroup_driver = fresh.cgroup_driver;
+    d->cfg.cni_timeout_s = fresh.cni_timeout_s;
+    d->cfg.shutdown_timeout_s = fresh.shutdown_timeout_s;
+    char *tmp = d->cfg.cni_conf_dir;
+    d->cfg.cni_conf_dir = fresh.cni_conf_dir;
+    fresh.cni_conf_dir = tmp;
+    for (size_t i = 0; i < CONFIG_MAX_DIRS; i++) {
+        char *t = d->cfg.cni_bin_dirs[i];
+        d->cfg.cni_bin_dirs[i] = fresh.cni_bin_dirs[i];
+        fresh.cni_bin_dirs[i] = t;
+    }
+    size_t n = d->cfg.n_cni_bin_dirs;
+    d->cfg.n_cni_bin_dirs = fresh.n_cni_bin_dirs;
+    fresh.n_cni_bin_dirs = n;
+    config_free(&fresh);
+    log_info("configuration reloaded file=%s log_level=%s", d->cfg.file,
+             log_level_name(d->cfg.log_level));
+}
+
+static int start(struct daemon *d, struct error **err)
+{
+    const struct config *c = &d->cfg;
+    if (mkdir_p(c->root_dir, 0700, err) < 0 || mkdir_p(c->state_dir, 0700, err) < 0)
+        return -1;
+    if (chmod(c->root_dir, 0700) < 0 || chmod(c->state_dir, 0700) < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "chmod state directories");
+    d->lock_fd = lock_root(c->root_dir, err);
+    if (d->lock_fd < 0)
+        return -1;
+    if (loop_init(err) < 0)
+        return -1;
+    if (loop_watch_signal(SIGTERM, on_stop_signal, d, err) < 0 ||
+        loop_watch_signal(SIGINT, on_stop_signal, d, err) < 0 ||
+        loop_watch_signal(SIGHUP, on_reload_signal, d, err) < 0)
+        return -1;
+    protect_from_oom();
+
+    runtime_service_init(&d->rs, &d->cfg);
+    if (image_service_init(&d->is, &d->cfg, err) < 0)
+        return -1;
+    d->router = cri_methods_router_new(&d->rs, &d->is);
+    int fd = listen_unix(c->socket_path, err);
+    if (fd < 0)
+        return -1;
+    struct h2_server_opts opts = {
+        .max_recv_msg = c->max_recv_msg_size,
+        .max_send_msg = c->max_send_msg_size,
+        .max_streams = c->max_streams,
+        .max_connections = c->max_connections,
+        .max_header_list = 16 * 1024,
+    };
+    d->server = h2_server_new(fd, &opts, router_dispatch, d->router, err);
+    if (!d->server) {
+        close(fd);
+        unlink(c->socket_path);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = {.lock_fd = -1};
+    config_init_defaults(&d.cfg);
+    _cleanup_error_ struct error *err = NULL;
+    if (parse_args(argc, argv, &d.cfg, &err) < 0) {
+        fprintf(stderr, "tinycrid: %s\n", err->msg);
+        config_free(&d.cfg);
+        return 1;
+    }
+    log_set_level(d.cfg.log_level);
+    if (start(&d, &err) < 0) {
+        log_error("start-up failed: %s", err->msg);
+        fprintf(stderr, "tinycrid: %s\n", err->msg);
+        d.exit_code = 1;
+    } else {
+        log_info("tinycrid %s serving CRI v1 socket=%s root=%s state=%s", PACKAGE_VERSION,
+                 d.cfg.socket_path, d.cfg.root_dir, d.cfg.state_dir);
+        if (loop_run() < 0)
+            d.exit_code = 1;
+        if (unlink(d.cfg.socket_path) < 0 && errno != ENOENT)
+            log_warn("could not remove socket path=%s: %s", d.cfg.socket_path, strerror(errno));
+        log_info("tinycrid stopped");
+    }
+    h2_server_free(d.server);
+    router_free(d.router);
+    image_service_clear(&d.is);
+    runtime_service_clear(&d.rs);
+    loop_shutdown();
+    if (d.lock_fd >= 0)
+        close(d.lock_fd);
+    config_free(&d.cfg);
+    return d.exit_code;
+}

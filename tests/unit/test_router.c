@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for the gRPC method router and the CRI method table: every
+ * method of both services routes somewhere, unbuilt methods and unknown
+ * paths answer UNIMPLEMENTED, unparsable requests INVALID_ARGUMENT. The h2
+ * layer is replaced by recording fakes of h2_call_send/finish.
+ */
+#include "autoconf.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api.pb-c.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "cri/methods.h"
+#include "cri/runtime_service.h"
+#include "grpc/h2.h"
+#include "grpc/router.h"
+
+/* What the fake h2 layer saw for the last call. */
+static struct {
+    int finished;
+    int code;
+    char msg[512];
+    uint8_t sent[4096];
+    size_t sent_len;
+} last;
+
+uint64_t h2_call_id(const struct h2_call *call)
+{
+    return 1;
+}
+
+struct h2_call *h2_call_lookup(uint64_t id)
+{
+    return NULL;
+}
+
+void h2_call_on_cancel(struct h2_call *call, void (*cb)(uint64_t call_id, void *arg), void *arg)
+{
+}
+
+int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct error **err)
+{
+    assert_true(len <= sizeof(last.sent));
+    memcpy(last.sent, msg, len);
+    last.sent_len = len;
+    return 0;
+}
+
+void h2_call_finish(struct h2_call *call, int grpc_code, const char *message)
+{
+    last.finished++;
+    last.code = grpc_code;
+    snprintf(last.msg, sizeof(last.msg), "%s", message ? message : "");
+}
+
+static struct config cfg;
+static struct runtime_service rs;
+static struct router *router;
+
+static int setup(void **state)
+{
+    memset(&last, 0, sizeof(last));
+    config_init_defaults(&cfg);
+    runtime_service_init(&rs, &cfg);
+    router = cri_methods_router_new(&rs, NULL);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    router_free(router);
+    runtime_service_clear(&rs);
+    config_free(&cfg);
+    return 0;
+}
+
+static void call(const char *path, const uint8_t *msg, size_t len)
+{
+    memset(&last, 0, sizeof(last));
+    router_dispatch((struct h2_call *)0x1, path, msg, len, router);
+    assert_int_equal(last.finished, 1);
+}
+
+static void test_every_method_is_routed(void **state)
+{
+    const ProtobufCServiceDescriptor *svcs[] = {&runtime__v1__runtime_service__descriptor,
+                                                &runtime__v1__image_service__descriptor};
+    size_t total = 0;
+    for (size_t s = 0; s < ARRAY_SIZE(svcs); s++) {
+        for (unsigned i = 0; i < svcs[s]->n_methods; i++) {
+            char path[256];
+            snprintf(path, sizeof(path), "/%s/%s", svcs[s]->name, svcs[s]->methods[i].name);
+            assert_string_equal(router_method_name(router, path), svcs[s]->methods[i].name);
+            total++;
+        }
+    }
+    assert_true(total >= 40);
+}
+
+static void test_unbuilt_method_is_unimplemented(void **state)
+{
+    call("/runtime.v1.RuntimeService/RunPodSandbox", NULL, 0);
+    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
+    assert_string_equal(last.msg, "not implemented yet: RunPodSandbox");
+    call("/runtime.v1.RuntimeService/Exec", NULL, 0);
+    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
+    assert_string_equal(last.msg, "not implemented yet: Exec");
+}
+
+static void test_unknown_path_is_unimplemented(void **state)
+{
+    call("/runtime.v1.RuntimeService/NoSuchMethod", NULL, 0);
+    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
+    call("/other.Service/Version", NULL, 0);
+    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
+    call("", NULL, 0);
+    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
+}
+
+static void test_garbage_is_invalid_argument(void **state)
+{
+    const uint8_t garbage[] = {0xff, 0xff, 0xff};
+    call("/runtime.v1.RuntimeService/Version", garbage, sizeof(garbage));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_non_null(strstr(last.msg, "Version"));
+}
+
+static void test_version_reply(void **state)
+{
+    const uint8_t req[] = {0x0a, 0x02, 'v', '1'};
+    call("/runtime.v1.RuntimeService/Version", req, sizeof(req));
+    assert_int_equal(last.code, GRPC_OK);
+    Runtime__V1__VersionResponse *resp =
+        runtime__v1__version_response__unpack(NULL, last.sent_len, last.sent);
+    assert_non_null(resp);
+    assert_string_equal(resp->version, "0.1.0");
+    assert_string_equal(resp->runtime_name, "tinycri");
+    assert_string_equal(resp->runtime_version, PACKAGE_VERSION);
+    assert_string_equal(resp->runtime_api_version, "v1");
+    runtime__v1__version_response__free_unpacked(resp, NULL);
+}
+
+static void test_runtime_config_follows_driver(void **state)
+{
+    call("/runtime.v1.RuntimeService/RuntimeConfig", NULL, 0);
+    assert_int_equal(last.code, GRPC_OK);
+    Runtime__V1__RuntimeConfigResponse *resp =
+        runtime__v1__runtime_config_response__unpack(NULL, last.sent_len, last.sent);
+    assert_non_null(resp);
+    assert_non_null(resp->linux);
+    assert_int_equal(resp->linux->cgroup_driver, RUNTIME__V1__CGROUP_DRIVER__CGROUPFS);
+    runtime__v1__runtime_config_response__free_unpacked(resp, NULL);
+
+    cfg.cgroup_driver = CGROUP_DRIVER_SYSTEMD;
+    call("/runtime.v1.RuntimeService/RuntimeConfig", NULL, 0);
+    resp = runtime__v1__runtime_config_response__unpack(NULL, last.sent_len, last.sent);
+    assert_non_null(resp);
+    /* SYSTEMD is enum value 0, which proto3 leaves off the wire. */
+    assert_true(resp->linux == NULL ||
+                resp->linux->cgroup_driver == RUNTIME__V1__CGROUP_DRIVER__SYSTEMD);
+    runtime__v1__runtime_config_response__free_unpacked(resp, NULL);
+}
+
+static void update_cidr(const char *cidr)
+{
+    Runtime__V1__NetworkConfig nc = RUNTIME__V1__NETWORK_CONFIG__INIT;
+    nc.pod_cidr = (char *)cidr;
+    Runtime__V1__RuntimeConfig rc = RUNTIME__V1__RUNTIME_CONFIG__INIT;
+    rc.network_config = &nc;
+    Runtime__V1__UpdateRuntimeConfigRequest req = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_REQUEST__INIT;
+    req.runtime_config = &rc;
+    uint8_t buf[256];
+    size_t len = runtime__v1__update_runtime_config_request__pack(&req, buf);
+    call("/runtime.v1.RuntimeService/UpdateRuntimeConfig", buf, len);
+}
+
+static void test_update_runtime_config_keeps_cidr(void **state)
+{
+    update_cidr("10.88.0.0/16");
+    assert_int_equal(last.code, GRPC_OK);
+    assert_string_equal(rs.pod_cidr, "10.88.0.0/16");
+    update_cidr("10.88.0.0/16,fd00::/64");
+    assert_int_equal(last.code, GRPC_OK);
+    assert_string_equal(rs.pod_cidr, "10.88.0.0/16,fd00::/64");
+    update_cidr("10.88.0.0");
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    update_cidr("10.88.0.0/33");
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    update_cidr("banana/8");
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(rs.pod_cidr, "10.88.0.0/16,fd00::/64");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_method_is_routed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unbuilt_method_is_unimplemented, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_path_is_unimplemented, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_is_invalid_argument, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_config_follows_driver, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_runtime_config_keeps_cidr, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
