@@ -226,6 +226,7 @@ static void on_stop_signal(int signo, void *arg)
 static void on_reload_signal(int signo, void *arg)
 {
     struct daemon *d = arg;
+    image_service_import(&d->is);
     if (!d->cfg.file) {
         log_info("SIGHUP: no config file to reload");
         return;
@@ -284,6 +285,7 @@ static int start(struct daemon *d, struct error **err)
     if (image_service_init(&d->is, &d->cfg, err) < 0)
         return -1;
     d->router = cri_methods_router_new(&d->rs, &d->is);
+    image_service_import(&d->is);
     int fd = listen_unix(c->socket_path, err);
     if (fd < 0)
         return -1;

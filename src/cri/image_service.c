@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ImageService handlers: validate, start an operation, reply. PullImage
+ * replies when its pull finishes (or not at all when the client went away,
+ * in which case the pull is cancelled). ImageFsInfo walks the store in a
+ * child process so a large store never stalls the loop.
+ */
+#include "autoconf.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "api.pb-c.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/util.h"
+#include "cri/image_service.h"
+#include "grpc/h2.h"
+#include "image/import.h"
+#include "image/pull.h"
+#include "image/ref.h"
+#include "image/registry.h"
+#include "image/store.h"
+
+#define FS_CACHE_NS (2LL * 1000 * 1000 * 1000)
+#define FS_WALK_TIMEOUT_MS (5 * 60 * 1000)
+#define MAX_FS_WAITERS 1024
+
+int image_service_init(struct image_service *svc, const struct config *cfg, struct error **err)
+{
+    memset(svc, 0, sizeof(*svc));
+    svc->cfg = cfg;
+    svc->store = store_open(cfg->root_dir, err);
+    if (!svc->store)
+        return error_prefix(err, "image store");
+    svc->registry = registry_new(cfg, err);
+    if (!svc->registry)
+        return error_prefix(err, "registry client");
+    svc->puller = puller_new(svc->store, svc->registry, cfg);
+    _cleanup_free_ char *import_dir = config_import_dir(cfg);
+    svc->importer = importer_new(svc->store, import_dir);
+    return 0;
+}
+
+void image_service_import(struct image_service *svc)
+{
+    importer_scan(svc->importer);
+}
+
+/* Blobs and layers that a pull or an import in flight still needs. */
+static bool in_flight_uses(const char *key, void *arg)
+{
+    struct image_service *svc = arg;
+    return puller_uses(key, svc->puller) || importer_uses(key, svc->importer);
+}
+
+void image_service_clear(struct image_service *svc)
+{
+    importer_free(svc->importer);
+    puller_free(svc->puller);
+    registry_free(svc->registry);
+    store_free(svc->store);
+    if (svc->fs_walk)
+        child_cancel(svc->fs_walk);
+    free(svc->fs_waiters);
+    memset(svc, 0, sizeof(*svc));
+}
+
+/* ---- PullImage ---- */
+
+struct pull_req {
+    struct image_service *svc;
+    uint64_t call_id;
+    uint64_t pull_id;
+};
+
+static void on_pulled(uint64_t pull_id, const char *image_id, const struct error *err, void *arg)
+{
+    struct pull_req *pr = arg;
+    struct h2_call *call = h2_call_lookup(pr->call_id);
+    if (call && err) {
+        rpc_fail(call, err);
+    } else if (call) {
+        Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
+        resp.image_ref = (char *)image_id;
+        rpc_reply(call, &resp.base);
+    }
+    free(pr);
+}
+
+static void on_pull_call_cancelled(uint64_t call_id, void *arg)
+{
+    struct pull_req *pr = arg;
+    pull_cancel(pr->svc->puller, pr->pull_id);
+    free(pr);
+}
+
+void image_service_pull(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__PullImageRequest *r = (const Runtime__V1__PullImageRequest *)req;
+    struct image_service *svc = ctx;
+    if (!r->image || !r->image->image || !*r->image->image) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "PullImage: image is required");
+        return;
+    }
+    struct registry_auth auth = {0};
+    if (r->auth) {
+        auth = (struct registry_auth){r->auth->username, r->auth->password, r->auth->auth,
+                                      r->auth->identity_token, r->auth->registry_token};
+    }
+    struct pull_req *pr = xcalloc(1, sizeof(*pr));
+    pr->svc = svc;
+    pr->call_id = h2_call_id(call);
+    _cleanup_error_ struct error *err = NULL;
+    pr->pull_id = pull_start(svc->puller, r->image->image, &auth, on_pulled, pr, &err);
+    if (!pr->pull_id) {
+        free(pr);
+        rpc_fail(call, err);
+        return;
+    }
+    h2_call_on_cancel(call, on_pull_call_cancelled, pr);
+}
+
+/* ---- ImageStatus / ListImages ---- */
+
+/* Fill an Image message borrowing strings from img; free with image_msg_clear(). */
+static void image_msg_fill(Runtime__V1__Image *m, const struct store_image *img)
+{
+    runtime__v1__image__init(m);
+    m->id = img->id;
+    m->n_repo_tags = img->n_repo_tags;
+    m->repo_tags = img->repo_tags;
+    m->n_repo_digests = img->n_repo_digests;
+    m->repo_digests = img->repo_digests;
+    m->size = img->size;
+    m->pinned = img->pinned;
+    m->spec = xmalloc(sizeof(*m->spec));
+    runtime__v1__image_spec__init(m->spec);
+    m->spec->image = img->id;
+    /* "uid" when the image's user is numeric (possibly "uid:gid"), else "username". */
+    const char *user = img->user ? img->user : "";
+    size_t name_len = strcspn(user, ":");
+    if (name_len > 0) {
+        char *end = NULL;
+        _cleanup_free_ char *name = xstrndup(user, name_len);
+        long long uid = strtoll(name, &end, 10);
+        if (*end == '\0' && uid >= 0) {
+            m->uid = xmalloc(sizeof(*m->uid));
+            runtime__v1__int64_value__init(m->uid);
+            m->uid->value = uid;
+        } else {
+            m->username = xstrndup(user, name_len);
+        }
+    }
+}
+
+static void image_msg_clear(Runtime__V1__Image *m)
+{
+    free(m->spec);
+    free(m->uid);
+    if (m->username != protobuf_c_empty_string)
+        free(m->username);
+}
+
+static json_t *blob_json(const struct image_service *svc, const char *digest)
+{
+    _cleanup_free_ char *path = store_blob_path(svc->store, digest);
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    return j ? j : json_null();
+}
+
+static json_t *str_list(char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+static char *verbose_info(const struct image_service *svc, const struct store_image *img)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "imageId", json_string(img->id));
+    json_object_set_new(o, "manifestDigest", json_string(img->manifest_digest));
+    json_object_set_new(o, "manifest", blob_json(svc, img->manifest_digest));
+    json_object_set_new(o, "config", blob_json(svc, img->id));
+    json_object_set_new(o, "layers", str_list(img->layer_digests, img->n_layers));
+    json_object_set_new(o, "diffIds", str_list(img->diff_ids, img->n_layers));
+    json_object_set_new(o, "chainIds", str_list(img->chain_ids, img->n_layers));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+void image_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ImageStatusRequest *r = (const Runtime__V1__ImageStatusRequest *)req;
+    struct image_service *svc = ctx;
+    if (!r->image || !r->image->image || !*r->image->image) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "ImageStatus: image is required");
+        return;
+    }
+    Runtime__V1__ImageStatusResponse resp = RUNTIME__V1__IMAGE_STATUS_RESPONSE__INIT;
+    const struct store_image *img = store_image_find(svc->store, r->image->image);
+    if (!img) {
+        rpc_reply(call, &resp.base);
+        return;
+    }
+    Runtime__V1__Image msg;
+    image_msg_fill(&msg, img);
+    resp.image = &msg;
+    _cleanup_free_ char *info = NULL;
+    Runtime__V1__ImageStatusResponse__InfoEntry entry =
+        RUNTIME__V1__IMAGE_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    Runtime__V1__ImageStatusResponse__InfoEntry *entries[] = {&entry};
+    if (r->verbose) {
+        info = verbose_info(svc, img);
+        entry.key = (char *)"info";
+        entry.value = info;
+        resp.n_info = 1;
+        resp.info = entries;
+    }
+    rpc_reply(call, &resp.base);
+    image_msg_clear(&msg);
+}
+
+void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ListImagesRequest *r = (const Runtime__V1__ListImagesRequest *)req;
+    struct image_service *svc = ctx;
+    const char *want = r->filter && r->filter->image && r->filter->image->image &&
+                               *r->filter->image->image
+                           ? r->filter->image->image
+                           : NULL;
+    const struct store_image *only = want ? store_image_find(svc->store, want) : NULL;
+    size_t n = want ? (only ? 1 : 0) : store_image_count(svc->store);
+    _cleanup_free_ Runtime__V1__Image *msgs = xcalloc(n ? n : 1, sizeof(*msgs));
+    _cleanup_free_ Runtime__V1__Image **ptrs = xcalloc(n ? n : 1, sizeof(*ptrs));
+    for (size_t i = 0; i < n; i++) {
+        image_msg_fill(&msgs[i], only ? only : store_image_at(svc->store, i));
+        ptrs[i] = &msgs[i];
+    }
+    Runtime__V1__ListImagesResponse resp = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
+    resp.n_images = n;
+    resp.images = ptrs;
+    rpc_reply(call, &resp.base);
+    for (size_t i = 0; i < n; i++)
+        image_msg_clear(&msgs[i]);
+}
+
+/* ---- RemoveImage ---- */
+
+void image_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__RemoveImageRequest *r = (const Runtime__V1__RemoveImageRequest *)req;
+    struct image_service *svc = ctx;
+    if (!r->image || !r->image->image || !*r->image->image) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "RemoveImage: image is required");
+        return;
+    }
+    Runtime__V1__RemoveImageResponse resp = RUNTIME__V1__REMOVE_IMAGE_RESPONSE__INIT;
+    const struct store_image *img = store_image_find(svc->store, r->image->image);
+    if (!img) {
+        rpc_reply(call, &resp.base);
+        return;
+    }
+    _cleanup_free_ char *id = xstrdup(img->id);
+    _cleanup_error_ struct error *err = NULL;
+    if (store_image_remove(svc->store, id, &err) < 0) {
+        rpc_fail(call, err);
+        return;
+    }
+    size_t removed = store_gc(svc->store, in_flight_uses, svc);
+    log_info("image removed id=%s gc_objects=%zu", id, removed);
+    rpc_reply(call, &resp.base);
+}
+
+/* ---- ImageFsInfo ---- */
+
+struct walk_totals {
+    double bytes;
+    double inodes;
+};
+static struct walk_totals walk_totals;
+
+static int on_walk_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    /* A file with n hard links inside the store is met n times: count 1/n each time. */
+    double share = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 1.0 / (double)st->st_nlink : 1.0;
+    walk_totals.bytes += (double)st->st_blocks * 512.0 * share;
+    walk_totals.inodes += share;
+    return 0;
+}
+
+/* Runs in the forked child: walk the store and print "<bytes> <inodes>". */
+static int walk_in_child(void *arg)
+{
+    const char *root = arg;
+    char content[4096], layers[4096];
+    snprintf(content, sizeof(content), "%s/content", root);
+    snprintf(layers, sizeof(layers), "%s/layers", root);
+    nftw(content, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    nftw(layers, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    printf("%.0f %.0f\n", walk_totals.bytes, walk_totals.inodes);
+    fflush(stdout);
+    _exit(0);
+}
+
+static void reply_fs_info(struct h2_call *call, const struct image_service *svc)
+{
+    Runtime__V1__FilesystemIdentifier fsid = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
+    fsid.mountpoint = svc->cfg->root_dir;
+    Runtime__V1__UInt64Value bytes = RUNTIME__V1__UINT64_VALUE__INIT;
+    bytes.value = svc->fs_bytes;
+    Runtime__V1__UInt64Value inodes = RUNTIME__V1__UINT64_VALUE__INIT;
+    inodes.value = svc->fs_inodes;
+    Runtime__V1__FilesystemUsage usage = RUNTIME__V1__FILESYSTEM_USAGE__INIT;
+    usage.timestamp = now_realtime_ns();
+    usage.fs_id = &fsid;
+    usage.used_bytes = &bytes;
+    usage.inodes_used = &inodes;
+    Runtime__V1__FilesystemUsage *list[] = {&usage};
+    Runtime__V1__ImageFsInfoResponse resp = RUNTIME__V1__IMAGE_FS_INFO_RESPONSE__INIT;
+    resp.n_image_filesystems = 1;
+    resp.image_filesystems = list;
+    rpc_reply(call, &resp.base);
+}
+
+static void on_walk_done(const struct child_result *res, void *arg)
+{
+    struct image_service *svc = arg;
+    svc->fs_walk = NULL;
+    unsigned long long bytes = 0, inodes = 0;
+    bool ok = res->exited && res->exit_code == 0 &&
+              sscanf(res->out, "%llu %llu", &bytes, &inodes) == 2;
+    if (ok) {
+        svc->fs_bytes = bytes;
+        svc->fs_inodes = inodes;
+        svc->fs_at_ns = now_monotonic_ns();
+    }
+    _cleanup_free_ uint64_t *ids = steal_ptr(&svc->fs_waiters);
+    size_t n = svc->n_fs_waiters;
+    svc->n_fs_waiters = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct h2_call *call = h2_call_lookup(ids[i]);
+        if (!call)
+            continue;
+        if (ok)
+            reply_fs_info(call, svc);
+        else
+            rpc_fail_code(call, GRPC_INTERNAL, "could not measure the image store%s",
+                          res->timed_out ? " (timed out)" : "");
+    }
+}
+
+void image_service_fs_info(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    struct image_service *svc = ctx;
+    if (svc->fs_at_ns && now_monotonic_ns() - svc->fs_at_ns < FS_CACHE_NS && !svc->fs_walk) {
+        reply_fs_info(call, svc);
+        return;
+    }
+    if (svc->n_fs_waiters >= MAX_FS_WAITERS) {
+        rpc_fail_code(call, GRPC_RESOURCE_EXHAUSTED, "too many ImageFsInfo calls waiting");
+        return;
+    }
+    if (!svc->fs_walk) {
+        char *argv[] = {(char *)"/bin/true", NULL};
+        struct child_opts o = {
+            .argv = argv,
+            .timeout_ms = FS_WALK_TIMEOUT_MS,
+            .in_child = walk_in_child,
+            .in_child_arg = (void *)svc->cfg->root_dir,
+        };
+        _cleanup_error_ struct error *err = NULL;
+        svc->fs_walk = child_spawn(&o, on_walk_done, svc, &err);
+        if (!svc->fs_walk) {
+            rpc_fail(call, err);
+            return;
+        }
+    }
+    svc->fs_waiters = xrealloc(svc->fs_waiters, (svc->n_fs_waiters + 1) * sizeof(uint64_t));
+    svc->fs_waiters[svc->n_fs_waiters++] = h2_call_id(call);
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Registry client: the OCI distribution API (Docker Registry HTTP API v2)
+ * over libcurl's multi-socket interface, driven by the daemon's libevent
+ * loop. Many transfers run at once and nothing blocks.
+ *
+ * The client hides the protocol's chores from its callers: the Bearer token
+ * challenge (tokens cached per registry and scope until they expire) and
+ * Basic auth, redirects to blob storage, per-registry mirrors tried in order
+ * before the origin, proxies from HTTP(S)_PROXY/NO_PROXY, retries with
+ * backoff on 5xx, 429 and connection failures, and resuming an interrupted
+ * blob with a Range request so the caller's data stream just continues.
+ * Credentials are never logged.
+ */
+#ifndef TINYCRI_IMAGE_REGISTRY_H
+#define TINYCRI_IMAGE_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct error;
+struct image_ref;
+
+/* Largest manifest or index body accepted (RESOURCE_EXHAUSTED beyond). */
+#define REGISTRY_MANIFEST_MAX (4 * 1024 * 1024)
+
+/* Credentials for one pull, from PullImageRequest.auth or the config. */
+struct registry_auth {
+    const char *username;
+    const char *password;
+    const char *auth;           /* base64 "user:password" */
+    const char *identity_token; /* OAuth2 refresh token for the token endpoint */
+    const char *registry_token; /* bearer token sent as is */
+};
+
+struct registry;       /* the client: one per daemon */
+struct registry_fetch; /* one manifest or blob transfer */
+
+/* Create the client on the loop; reads [registry.<host>] settings from cfg (borrowed). */
+struct registry *registry_new(const struct config *cfg, struct error **err);
+/* Cancel every transfer (no callbacks) and free; registry_free(NULL) is a no-op. */
+void registry_free(struct registry *r);
+
+/*
+ * Result of a manifest fetch: the body (capped at REGISTRY_MANIFEST_MAX),
+ * its Content-Type, and the digest the registry gave
+ * (Docker-Content-Digest), all borrowed for the callback's duration.
+ */
+struct registry_manifest {
+    const uint8_t *body;
+    size_t len;
+    const char *media_type;
+    const char *digest; /* may be NULL */
+};
+
+/*
+ * Called once when a fetch ends. err is NULL on success; otherwise the
+ * error to report (NOT_FOUND for a missing manifest/blob,
+ * UNAUTHENTICATED/PERMISSION_DENIED for auth failures, UNAVAILABLE for
+ * network failures after retries, RESOURCE_EXHAUSTED for caps). The fetch is
+ * freed by the client after the callback returns.
+ */
+typedef void (*registry_manifest_cb)(const struct registry_manifest *m, const struct error *err,
+                                     void *arg);
+typedef void (*registry_blob_done_cb)(const struct error *err, void *arg);
+/*
+ * Blob data in order, as it arrives (across retries and resumes, the stream
+ * continues where it stopped: no byte is delivered twice). Return 0 to go
+ * on, -1 to abort the transfer (then done is called with the error the
+ * callback set in *err, or CANCELLED).
+ */
+typedef int (*registry_blob_data_cb)(const uint8_t *data, size_t len, void *arg,
+                                     struct error **err);
+
+/*
+ * GET /v2/<name>/manifests/<reference>, where reference is the ref's digest
+ * if it has one, else its tag. Accepts OCI and Docker manifest and index
+ * media types.
+ */
+struct registry_fetch *registry_fetch_manifest(struct registry *r, const struct image_ref *ref,
+                                               const char *reference,
+                                               const struct registry_auth *auth,
+                                               registry_manifest_cb done, void *arg,
+                                               struct error **err);
+
+/*
+ * GET /v2/<name>/blobs/<digest>, starting at byte offset (a Range request
+ * when > 0, for a caller that already holds the first offset bytes).
+ * size is the expected length from the descriptor (-1 if unknown). Blob
+ * fetches beyond the configured concurrency limit wait in a queue.
+ */
+struct registry_fetch *registry_fetch_blob(struct registry *r, const struct image_ref *ref,
+                                           const char *digest, int64_t size, int64_t offset,
+                                           const struct registry_auth *auth,
+                                           registry_blob_data_cb data,
+                                           registry_blob_done_cb done, void *arg,
+                                           struct error **err);
+
+/* Stop a fetch; its callbacks will not run. */
+void registry_fetch_cancel(struct registry_fetch *f);
+
+/* Bytes received so far by a blob fetch (for progress logs). */
+int64_t registry_fetch_bytes(const struct registry_fetch *f);
+
+#endif
