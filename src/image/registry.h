@@ -40,13 +40,18 @@ struct registry_fetch; /* one manifest or blob transfer */
 
 /* Create the client on the loop; reads [registry.<host>] settings from cfg (borrowed). */
 struct registry *registry_new(const struct config *cfg, struct error **err);
-/* Cancel every transfer (no callbacks) and free; registry_free(NULL) is a no-op. */
+/*
+ * Cancel every transfer (no callbacks) and free; registry_free(NULL) is a no-op.
+ * Not from inside one of the client's callbacks.
+ */
 void registry_free(struct registry *r);
 
 /*
  * Result of a manifest fetch: the body (capped at REGISTRY_MANIFEST_MAX),
  * its Content-Type, and the digest the registry gave
  * (Docker-Content-Digest), all borrowed for the callback's duration.
+ * media_type has its parameters ("; charset=...") removed and is "" when the
+ * registry sent no Content-Type.
  */
 struct registry_manifest {
     const uint8_t *body;
@@ -75,9 +80,9 @@ typedef int (*registry_blob_data_cb)(const uint8_t *data, size_t len, void *arg,
                                      struct error **err);
 
 /*
- * GET /v2/<name>/manifests/<reference>, where reference is the ref's digest
- * if it has one, else its tag. Accepts OCI and Docker manifest and index
- * media types.
+ * GET /v2/<name>/manifests/<reference>, where reference is a tag or digest;
+ * NULL means the ref's digest if it has one, else its tag. Accepts OCI and
+ * Docker manifest and index media types.
  */
 struct registry_fetch *registry_fetch_manifest(struct registry *r, const struct image_ref *ref,
                                                const char *reference,
@@ -98,10 +103,14 @@ struct registry_fetch *registry_fetch_blob(struct registry *r, const struct imag
                                            registry_blob_done_cb done, void *arg,
                                            struct error **err);
 
-/* Stop a fetch; its callbacks will not run. */
+/*
+ * Stop a fetch; its callbacks will not run. Safe from any callback, its own
+ * data callback included; a no-op from its own done callback (the fetch is
+ * freed when that returns, so never use it afterwards).
+ */
 void registry_fetch_cancel(struct registry_fetch *f);
 
-/* Bytes received so far by a blob fetch (for progress logs). */
+/* Bytes given to the data callback so far, not counting offset (for progress logs). */
 int64_t registry_fetch_bytes(const struct registry_fetch *f);
 
 #endif
