@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared by scripts/run and scripts/test (sourced, not run): the Debian packages
+# tinycri needs, and an out-of-tree autotools build.
+
+# Repository root: the parent of this file's directory.
+TINYCRI_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Everything the build, the unit tests and the conformance suite need on Debian 12.
+# configure.ac names the -dev packages it checks for; later features append here.
+TINYCRI_DEBS=(
+    build-essential autoconf automake libtool pkg-config
+    libevent-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+    libinih-dev libjansson-dev libcmocka-dev
+    libarchive-dev libcurl4-openssl-dev libssl-dev
+    python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# need_debs PKG...: install the packages that are not installed yet.
+need_debs() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing Debian packages (run as root, or install them): ${missing[*]}"
+    log "installing ${missing[*]}"
+    if [ -z "${TINYCRI_APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        TINYCRI_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Regenerate configure & co. when missing or older than their inputs.
+autoreconf_if_needed() {
+    local repo=$TINYCRI_REPO f
+    if [ -e "$repo/config.status" ]; then
+        die "$repo is configured in-tree; out-of-tree builds need 'make distclean' there first"
+    fi
+    local stale=
+    [ -x "$repo/configure" ] && [ -e "$repo/Makefile.in" ] || stale=1
+    for f in configure.ac Makefile.am; do
+        [ "$repo/$f" -nt "$repo/configure" ] && stale=1
+        [ "$repo/$f" -nt "$repo/Makefile.in" ] && stale=1
+    done
+    if [ -n "$stale" ]; then
+        log "autoreconf -fi"
+        (cd "$repo" && autoreconf -fi)
+    fi
+}
+
+# build_tree [--reuse] DIR CONFIGURE_ARGS...: configure the repo out of tree in DIR
+# (again when the arguments changed) and make it. --reuse keeps whatever
+# configuration DIR already has.
+build_tree() {
+    local reuse=
+    if [ "${1:-}" = --reuse ]; then reuse=1; shift; fi
+    local dir=$1; shift
+    autoreconf_if_needed
+    mkdir -p "$dir"
+    local want
+    want=$(printf '%s\n' "$@")
+    if [ ! -e "$dir/Makefile" ] || { [ -z "$reuse" ] && [ "$want" != "$(cat "$dir/.configure-args" 2>/dev/null)" ]; }; then
+        log "configure $* (in $dir)"
+        (cd "$dir" && "$TINYCRI_REPO/configure" -q "$@")
+        printf '%s' "$want" >"$dir/.configure-args"
+    fi
+    log "make (in $dir)"
+    make -C "$dir" -j"$(nproc)"
+}
