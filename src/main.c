@@ -48,19 +48,18 @@ struct daemon {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: tinycrid [OPTION]...\n"
-            "A small Kubernetes container runtime: serves CRI v1 on a unix socket.\n"
-            "\n"
-            "  -c, --config FILE      read settings from FILE (INI; see tinycri.conf)\n"
-            "  -s, --socket PATH      CRI socket (default /run/tinycri/tinycri.sock)\n"
-            "  -r, --root DIR         persistent state (default /var/lib/tinycri)\n"
-            "  -S, --state-dir DIR    run-time state (default /run/tinycri)\n"
-            "  -l, --log-level LEVEL  error, warn, info or debug (default info)\n"
-            "  -h, --help             show this help and exit\n"
-            "  -V, --version          show the version and exit\n"
-            "\n"
-            "Options given on the command line win over the config file.\n");
+    fprintf(out, "Usage: tinycrid [OPTION]...\n"
+                 "A small Kubernetes container runtime: serves CRI v1 on a unix socket.\n"
+                 "\n"
+                 "  -c, --config FILE      read settings from FILE (INI; see tinycri.conf)\n"
+                 "  -s, --socket PATH      CRI socket (default /run/tinycri/tinycri.sock)\n"
+                 "  -r, --root DIR         persistent state (default /var/lib/tinycri)\n"
+                 "  -S, --state-dir DIR    run-time state (default /run/tinycri)\n"
+                 "  -l, --log-level LEVEL  error, warn, info or debug (default info)\n"
+                 "  -h, --help             show this help and exit\n"
+                 "  -V, --version          show the version and exit\n"
+                 "\n"
+                 "Options given on the command line win over the config file.\n");
 }
 
 struct override {
@@ -129,8 +128,8 @@ static int lock_root(const char *root, struct error **err)
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         if (errno == EWOULDBLOCK)
             return error_set(err, GRPC_FAILED_PRECONDITION, 0,
-                             "another tinycrid is already running with root dir %s (lock %s)",
-                             root, path);
+                             "another tinycrid is already running with root dir %s (lock %s)", root,
+                             path);
         return error_set(err, GRPC_INTERNAL, errno, "lock %s", path);
     }
     return steal_fd(&fd);

@@ -35,12 +35,12 @@ struct config_runtime {
 
 /* Settings for one registry host ([registry.<host>] section, e.g. [registry.docker.io]). */
 struct config_registry {
-    char *host;                          /* "docker.io", "localhost:5000" */
-    char *mirrors[CONFIG_MAX_MIRRORS];   /* mirrors: comma-separated base URLs, tried in order */
+    char *host;                        /* "docker.io", "localhost:5000" */
+    char *mirrors[CONFIG_MAX_MIRRORS]; /* mirrors: comma-separated base URLs, tried in order */
     size_t n_mirrors;
-    bool insecure;                       /* insecure: plain HTTP allowed (and TLS unverified) */
-    char *ca_file;                       /* ca_file: extra CA bundle (PEM) for this host */
-    char *username;                      /* username / password: Basic or token credentials */
+    bool insecure;  /* insecure: plain HTTP allowed (and TLS unverified) */
+    char *ca_file;  /* ca_file: extra CA bundle (PEM) for this host */
+    char *username; /* username / password: Basic or token credentials */
     char *password;
 };
 
@@ -57,23 +57,23 @@ struct config {
     uint32_t max_connections;    /* max_connections: 256 */
 
     /* [runtime] */
-    char *default_runtime;       /* default_runtime: crun */
-    enum cgroup_driver cgroup_driver; /* cgroup_driver: cgroupfs */
+    char *default_runtime;                               /* default_runtime: crun */
+    enum cgroup_driver cgroup_driver;                    /* cgroup_driver: cgroupfs */
     struct config_runtime runtimes[CONFIG_MAX_RUNTIMES]; /* crun and runc built in */
     size_t n_runtimes;
 
     /* [cni] */
-    char *cni_conf_dir;          /* conf_dir: /etc/cni/net.d */
+    char *cni_conf_dir;                  /* conf_dir: /etc/cni/net.d */
     char *cni_bin_dirs[CONFIG_MAX_DIRS]; /* bin_dirs: /opt/cni/bin:/usr/lib/cni */
     size_t n_cni_bin_dirs;
-    uint32_t cni_timeout_s;      /* plugin_timeout: 30 */
+    uint32_t cni_timeout_s; /* plugin_timeout: 30 */
 
     /* [image] */
-    char *import_dir;            /* import_dir: NULL = <root_dir>/import; see config_import_dir() */
-    uint32_t max_downloads;      /* max_concurrent_downloads: 3 */
-    bool drop_layer_blobs;       /* drop_compressed_layers: false */
-    uint32_t pull_timeout_s;     /* pull_timeout: 0 (none; the client's deadline applies) */
-    uint32_t progress_interval_s;/* progress_interval: 5 */
+    char *import_dir;        /* import_dir: NULL = <root_dir>/import; see config_import_dir() */
+    uint32_t max_downloads;  /* max_concurrent_downloads: 3 */
+    bool drop_layer_blobs;   /* drop_compressed_layers: false */
+    uint32_t pull_timeout_s; /* pull_timeout: 0 (none; the client's deadline applies) */
+    uint32_t progress_interval_s;           /* progress_interval: 5 */
     char *pinned_images[CONFIG_MAX_PINNED]; /* pinned_images: comma-separated references */
     size_t n_pinned_images;
 

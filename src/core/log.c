@@ -51,9 +51,10 @@ void log_write(enum log_level level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "time=%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ level=%s msg=",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000, log_level_name(level));
+    int n = snprintf(line, sizeof(line),
+                     "time=%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ level=%s msg=", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000,
+                     log_level_name(level));
     if (n < 0)
         return;
     size_t off = (size_t)n;

@@ -19,8 +19,9 @@ struct error;
 struct event_base;
 
 /*
- * Create the event_base. Blocks every signal that loop_watch_signal() may
- * ask for later is done per call; call once at start-up.
+ * Create the event_base, ignore SIGPIPE and reset SIGCHLD to its default (children are
+ * reaped through pidfds). Signals are blocked one by one as loop_watch_signal() asks
+ * for them. Call once at start-up.
  */
 int loop_init(struct error **err);
 
@@ -36,6 +37,7 @@ void loop_exit(void);
 /*
  * Free the event_base, the signal watchers and whatever is still queued for
  * deferred free. Children still running are killed with SIGKILL and reaped.
+ * Free every loop_timer before calling this.
  */
 void loop_shutdown(void);
 
@@ -88,9 +90,9 @@ void loop_timer_free(struct loop_timer *t);
  * after cb returns; the caller must not use it afterwards.
  */
 struct child_opts {
-    char *const *argv;  /* argv[0] is the executable's path */
-    char *const *envp;  /* NULL: inherit the daemon's environment */
-    const char *cwd;    /* NULL: inherit */
+    char *const *argv; /* argv[0] is the executable's path */
+    char *const *envp; /* NULL: inherit the daemon's environment */
+    const char *cwd;   /* NULL: inherit */
     const void *stdin_data;
     size_t stdin_len;
     size_t out_cap;     /* per stream; 0 means 64 KiB */
@@ -101,13 +103,13 @@ struct child_opts {
 
 struct child_result {
     pid_t pid;
-    bool exited;       /* true: exit_code is valid; false: killed by term_signal */
+    bool exited; /* true: exit_code is valid; false: killed by term_signal */
     int exit_code;
     int term_signal;
-    bool timed_out;    /* killed because the deadline passed */
+    bool timed_out; /* killed because the deadline passed */
     bool out_truncated;
     bool err_truncated;
-    const char *out;   /* NUL-terminated, out_len bytes */
+    const char *out; /* NUL-terminated, out_len bytes */
     size_t out_len;
     const char *err;
     size_t err_len;

@@ -54,8 +54,7 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int persist_write(const char *path, const void *data, size_t len, unsigned mode,
-                  struct error **err)
+int persist_write(const char *path, const void *data, size_t len, unsigned mode, struct error **err)
 {
     _cleanup_free_ char *dir = dir_of(path);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;

@@ -18,7 +18,8 @@
 static __attribute__((noreturn)) void die_oom(size_t n)
 {
     char msg[96];
-    int len = snprintf(msg, sizeof(msg), "level=fatal msg=\"out of memory allocating %zu bytes\"\n", n);
+    int len =
+        snprintf(msg, sizeof(msg), "level=fatal msg=\"out of memory allocating %zu bytes\"\n", n);
     if (len > 0)
         (void)!write(2, msg, (size_t)len);
     abort();
@@ -208,7 +209,7 @@ int mkdir_p(const char *path, mode_t mode, struct error **err)
     size_t len = strlen(p);
     if (len == 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "empty directory path");
-    for (char *s = p + 1; ; s++) {
+    for (char *s = p + 1;; s++) {
         bool end = *s == '\0';
         if (*s == '/' || end) {
             *s = '\0';

@@ -237,10 +237,10 @@ void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void 
 {
     const Runtime__V1__ListImagesRequest *r = (const Runtime__V1__ListImagesRequest *)req;
     struct image_service *svc = ctx;
-    const char *want = r->filter && r->filter->image && r->filter->image->image &&
-                               *r->filter->image->image
-                           ? r->filter->image->image
-                           : NULL;
+    const char *want =
+        r->filter && r->filter->image && r->filter->image->image && *r->filter->image->image
+            ? r->filter->image->image
+            : NULL;
     const struct store_image *only = want ? store_image_find(svc->store, want) : NULL;
     size_t n = want ? (only ? 1 : 0) : store_image_count(svc->store);
     _cleanup_free_ Runtime__V1__Image *msgs = xcalloc(n ? n : 1, sizeof(*msgs));
@@ -340,8 +340,8 @@ static void on_walk_done(const struct child_result *res, void *arg)
     struct image_service *svc = arg;
     svc->fs_walk = NULL;
     unsigned long long bytes = 0, inodes = 0;
-    bool ok = res->exited && res->exit_code == 0 &&
-              sscanf(res->out, "%llu %llu", &bytes, &inodes) == 2;
+    bool ok =
+        res->exited && res->exit_code == 0 && sscanf(res->out, "%llu %llu", &bytes, &inodes) == 2;
     if (ok) {
         svc->fs_bytes = bytes;
         svc->fs_inodes = inodes;

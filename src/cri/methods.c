@@ -20,8 +20,8 @@ static const struct rpc_handler runtime_handlers[] = {
 };
 
 static const struct rpc_handler image_handlers[] = {
-    {"PullImage", image_service_pull},     {"ImageStatus", image_service_status},
-    {"ListImages", image_service_list},    {"RemoveImage", image_service_remove},
+    {"PullImage", image_service_pull},      {"ImageStatus", image_service_status},
+    {"ListImages", image_service_list},     {"RemoveImage", image_service_remove},
     {"ImageFsInfo", image_service_fs_info},
 };
 

@@ -89,8 +89,7 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
 
     /* One entry per configured handler, plus "" for the default, as containerd lists them. */
     size_t n_handlers = rs->cfg->n_runtimes + 1;
-    _cleanup_free_ Runtime__V1__RuntimeHandler *handlers =
-        xcalloc(n_handlers, sizeof(*handlers));
+    _cleanup_free_ Runtime__V1__RuntimeHandler *handlers = xcalloc(n_handlers, sizeof(*handlers));
     _cleanup_free_ Runtime__V1__RuntimeHandler **handler_ptrs =
         xcalloc(n_handlers, sizeof(*handler_ptrs));
     Runtime__V1__RuntimeHandlerFeatures features = RUNTIME__V1__RUNTIME_HANDLER_FEATURES__INIT;
@@ -166,8 +165,8 @@ static int check_cidr(const char *cidrs, struct error **err)
         char *end = NULL;
         long len = strtol(slash + 1, &end, 10);
         if (!slash[1] || *end || len < 0 || len > max)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "pod CIDR: bad prefix length /%s", slash + 1);
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "pod CIDR: bad prefix length /%s",
+                             slash + 1);
     }
     return 0;
 }
@@ -193,6 +192,7 @@ void runtime_service_update_runtime_config(struct h2_call *call, const ProtobufC
             rs->pod_cidr = xstrdup(cidr);
         }
     }
-    Runtime__V1__UpdateRuntimeConfigResponse resp = RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
+    Runtime__V1__UpdateRuntimeConfigResponse resp =
+        RUNTIME__V1__UPDATE_RUNTIME_CONFIG_RESPONSE__INIT;
     rpc_reply(call, &resp.base);
 }

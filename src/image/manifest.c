@@ -70,8 +70,8 @@ static int parse_desc_array(json_t *arr, const char *what, struct manifest *m, s
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "manifest has no %s list", what);
     size_t n = json_array_size(arr);
     if (n > MAX_DESCS)
-        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "manifest lists %zu %s (max %d)", n,
-                         what, MAX_DESCS);
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "manifest lists %zu %s (max %d)", n, what,
+                         MAX_DESCS);
     m->descs = xcalloc(n ? n : 1, sizeof(*m->descs));
     for (size_t i = 0; i < n; i++) {
         char label[64];
@@ -102,8 +102,8 @@ bool manifest_is_layer_type(const char *t)
     return false;
 }
 
-static int parse_into(const char *content_type, const uint8_t *body, size_t len,
-                      struct manifest *m, struct error **err)
+static int parse_into(const char *content_type, const uint8_t *body, size_t len, struct manifest *m,
+                      struct error **err)
 {
     json_error_t jerr;
     _cleanup_json_ json_t *doc = json_loadb((const char *)body, len, 0, &jerr);
@@ -253,8 +253,7 @@ const struct descriptor *manifest_select_platform(const struct manifest *idx, co
     return NULL;
 }
 
-static int config_into(const uint8_t *body, size_t len, struct image_config *c,
-                       struct error **err)
+static int config_into(const uint8_t *body, size_t len, struct image_config *c, struct error **err)
 {
     json_error_t jerr;
     _cleanup_json_ json_t *doc = json_loadb((const char *)body, len, 0, &jerr);
@@ -283,8 +282,7 @@ static int config_into(const uint8_t *body, size_t len, struct image_config *c,
     return 0;
 }
 
-int image_config_parse(const uint8_t *body, size_t len, struct image_config *c,
-                       struct error **err)
+int image_config_parse(const uint8_t *body, size_t len, struct image_config *c, struct error **err)
 {
     memset(c, 0, sizeof(*c));
     if (config_into(body, len, c, err) < 0) {

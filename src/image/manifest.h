@@ -70,14 +70,13 @@ void manifest_clear(struct manifest *m);
 struct image_config {
     char *os;
     char *arch;
-    char *user;       /* config.User, "" when unset */
-    char **diff_ids;  /* rootfs.diff_ids */
+    char *user;      /* config.User, "" when unset */
+    char **diff_ids; /* rootfs.diff_ids */
     size_t n_diff_ids;
 };
 
 /* Parse an image config. INVALID_ARGUMENT when malformed. */
-int image_config_parse(const uint8_t *body, size_t len, struct image_config *c,
-                       struct error **err);
+int image_config_parse(const uint8_t *body, size_t len, struct image_config *c, struct error **err);
 void image_config_clear(struct image_config *c);
 
 #endif

@@ -130,8 +130,8 @@ static int check_digest(const char *d, const char *input, struct error **err)
 {
     const char *colon = strchr(d, ':');
     if (!colon)
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image reference %s: bad digest %s",
-                         input, d);
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image reference %s: bad digest %s", input,
+                         d);
     if (strncmp(d, "sha256:", 7) != 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "image reference %s: unsupported digest algorithm %.*s", input,
@@ -188,12 +188,12 @@ int image_ref_parse(const char *input, struct image_ref *out, struct error **err
         bool upper = false;
         for (size_t i = 0; i < dlen; i++)
             upper = upper || isupper((unsigned char)s[i]);
-        if (memchr(s, '.', dlen) || memchr(s, ':', dlen) || (dlen == 9 && !strncmp(s, "localhost", 9)) ||
-            upper) {
+        if (memchr(s, '.', dlen) || memchr(s, ':', dlen) ||
+            (dlen == 9 && !strncmp(s, "localhost", 9)) || upper) {
             if (!is_domain(s, dlen))
                 return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                                 "image reference %s: bad registry host \"%.*s\"", input,
-                                 (int)dlen, s);
+                                 "image reference %s: bad registry host \"%.*s\"", input, (int)dlen,
+                                 s);
             domain = xstrndup(s, dlen);
             path = first + 1;
         }

@@ -43,8 +43,8 @@ static void test_normalise(void **state)
         {"localhost/app", "localhost", "app", "latest", NULL, "localhost/app:latest"},
         {"localhost:5000/a/b/c:v1", "localhost:5000", "a/b/c", "v1", NULL,
          "localhost:5000/a/b/c:v1"},
-        {"127.0.0.1:5000/busybox@sha256:" D64, "127.0.0.1:5000", "busybox", NULL,
-         "sha256:" D64, "127.0.0.1:5000/busybox@sha256:" D64},
+        {"127.0.0.1:5000/busybox@sha256:" D64, "127.0.0.1:5000", "busybox", NULL, "sha256:" D64,
+         "127.0.0.1:5000/busybox@sha256:" D64},
         {"quay.io/org/app:1.0@sha256:" D64, "quay.io", "org/app", "1.0", "sha256:" D64,
          "quay.io/org/app:1.0"},
         {"[::1]:5000/app:tag", "[::1]:5000", "app", "tag", NULL, "[::1]:5000/app:tag"},
@@ -107,8 +107,7 @@ static void test_invalid(void **state)
             fail_msg("accepted bad reference \"%s\"", cases[i].in);
         assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
         if (!strstr(err->msg, cases[i].needle))
-            fail_msg("\"%s\": message \"%s\" lacks \"%s\"", cases[i].in, err->msg,
-                     cases[i].needle);
+            fail_msg("\"%s\": message \"%s\" lacks \"%s\"", cases[i].in, err->msg, cases[i].needle);
         error_free(err);
     }
 }
@@ -139,7 +138,8 @@ static void test_helpers(void **state)
     image_ref_clear(&r);
     assert_true(image_ref_is_digest("sha256:" D64));
     assert_false(image_ref_is_digest("sha256:" D64 "0"));
-    assert_false(image_ref_is_digest("sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"));
+    assert_false(image_ref_is_digest(
+        "sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"));
     assert_false(image_ref_is_digest(NULL));
 }
 

@@ -85,7 +85,7 @@ static void test_ingest_verifies(void **state)
 }
 
 static struct store_image *make_image_diff(const char *id, const char *tag, const char *layer,
-                                          const char *diff)
+                                           const char *diff)
 {
     struct store_image *img = xcalloc(1, sizeof(*img));
     img->id = xstrdup(id);
@@ -101,8 +101,7 @@ static struct store_image *make_image_diff(const char *id, const char *tag, cons
     img->repo_tags = xcalloc(1, sizeof(char *));
     img->repo_tags[img->n_repo_tags++] = xstrdup(tag);
     img->repo_digests = xcalloc(1, sizeof(char *));
-    img->repo_digests[img->n_repo_digests++] =
-        xasprintf("docker.io/library/busybox@%s", D2);
+    img->repo_digests[img->n_repo_digests++] = xasprintf("docker.io/library/busybox@%s", D2);
     return img;
 }
 
@@ -115,9 +114,8 @@ static void test_records_survive_reopen(void **state)
 {
     struct error *err = NULL;
     struct store *s = store_open(root, &err);
-    assert_int_equal(store_image_put(s, make_image(D1, "docker.io/library/busybox:latest", HELLO),
-                                     &err),
-                     0);
+    assert_int_equal(
+        store_image_put(s, make_image(D1, "docker.io/library/busybox:latest", HELLO), &err), 0);
     store_free(s);
 
     s = store_open(root, &err);
@@ -163,17 +161,14 @@ static void test_tag_moves(void **state)
 {
     struct error *err = NULL;
     struct store *s = store_open(root, &err);
-    assert_int_equal(store_image_put(s, make_image(D1, "docker.io/library/app:1", HELLO), &err),
-                     0);
-    assert_int_equal(store_image_put(s, make_image(D2, "docker.io/library/app:1", HELLO), &err),
-                     0);
+    assert_int_equal(store_image_put(s, make_image(D1, "docker.io/library/app:1", HELLO), &err), 0);
+    assert_int_equal(store_image_put(s, make_image(D2, "docker.io/library/app:1", HELLO), &err), 0);
     assert_int_equal(store_image_count(s), 2);
     assert_string_equal(store_image_find(s, "app:1")->id, D2);
     const struct store_image *old = store_image_find(s, D1);
     assert_int_equal(old->n_repo_tags, 0);
     /* Putting the same id again merges tags. */
-    assert_int_equal(store_image_put(s, make_image(D2, "docker.io/library/app:2", HELLO), &err),
-                     0);
+    assert_int_equal(store_image_put(s, make_image(D2, "docker.io/library/app:2", HELLO), &err), 0);
     assert_int_equal(store_image_count(s), 2);
     assert_int_equal(store_image_find(s, D2)->n_repo_tags, 2);
     store_free(s);
