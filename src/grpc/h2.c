@@ -606,8 +606,7 @@ static void call_on_headers(struct h2_call *call)
     h2_framer_init(&call->framer, call->conn->srv->opts.max_recv_msg, call->encoding);
     if (call->has_timeout) {
         int64_t now = now_monotonic_ns();
-        call->deadline_ns =
-            call->timeout_ns > INT64_MAX - now ? INT64_MAX : now + call->timeout_ns;
+        call->deadline_ns = call->timeout_ns > INT64_MAX - now ? INT64_MAX : now + call->timeout_ns;
         int64_t ms = call->timeout_ns / 1000000 + (call->timeout_ns % 1000000 != 0);
         call->deadline = loop_timer_new(on_deadline, call);
         loop_timer_arm(call->deadline, ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms);
@@ -763,7 +762,11 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
+    struct h2_conn *c = user_data;
     int32_t id = frame->hd.stream_id;
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+        log_warn("closing connection after client protocol error conn=%" PRIu64 " error=%s", c->id,
+                 nghttp2_http2_strerror(frame->goaway.error_code));
     /*
      * Our END_STREAM went out while the client is still sending (an early
      * error such as an oversized message): ask it to stop, without error,
@@ -848,6 +851,16 @@ static int on_error(nghttp2_session *session, int lib_error_code, const char *ms
     struct h2_conn *c = user_data;
     log_warn("http2 protocol error from client conn=%" PRIu64 " err=\"%.*s\"", c->id, (int)len,
              msg);
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame,
+                            int lib_error_code, void *user_data)
+{
+    struct h2_conn *c = user_data;
+    log_warn("invalid http2 frame from client conn=%" PRIu64 " type=%u stream=%" PRId32
+             " err=\"%s\"",
+             c->id, frame->hd.type, frame->hd.stream_id, nghttp2_strerror(lib_error_code));
     return 0;
 }
 
@@ -1015,8 +1028,7 @@ static void conn_goaway(struct h2_conn *c)
     int32_t last = nghttp2_session_get_last_proc_stream_id(c->session);
     int rv = nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
     if (rv < 0)
-        log_debug("submit goaway failed conn=%" PRIu64 " err=\"%s\"", c->id,
-                  nghttp2_strerror(rv));
+        log_debug("submit goaway failed conn=%" PRIu64 " err=\"%s\"", c->id, nghttp2_strerror(rv));
     conn_schedule_flush(c);
 }
 
@@ -1189,10 +1201,9 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
     nghttp2_session_callbacks_set_on_frame_send_callback(s->callbacks, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(s->callbacks, on_stream_close);
     nghttp2_session_callbacks_set_error_callback2(s->callbacks, on_error);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(s->callbacks, on_invalid_frame);
     /* Closed streams are of no use to us; do not keep them for the priority tree. */
     nghttp2_option_set_no_closed_streams(s->option, 1);
-    nghttp2_option_set_max_deflate_dynamic_table_size(s->option, 4096);
-    nghttp2_option_set_max_send_header_block_length(s->option, 64u << 10);
 
     s->accept_retry = loop_timer_new(on_accept_retry, s);
     s->goaway_timer = loop_timer_new(on_goaway_timer, s);
@@ -1263,6 +1274,14 @@ size_t h2_server_call_count(const struct h2_server *s)
     return s->n_calls;
 }
 
+size_t h2_server_output_bytes(const struct h2_server *s)
+{
+    size_t n = 0;
+    for (const struct h2_conn *c = s->conns; c; c = c->next)
+        n += evbuffer_get_length(bufferevent_get_output(c->bev));
+    return n;
+}
+
 /* ---- the call API ---- */
 
 uint64_t h2_call_id(const struct h2_call *call)
@@ -1316,7 +1335,6 @@ int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct er
     call->out_len = need;
     struct h2_conn *c = call->conn;
     if (!call->headers_sent) {
-        call->headers_sent = true;
         nghttp2_nv nva[] = {
             make_nv(":status", "200"),
             make_nv("content-type", "application/grpc"),
@@ -1324,8 +1342,11 @@ int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct er
         };
         nghttp2_data_provider prd = {.source.ptr = call, .read_callback = on_data_read};
         int rv = nghttp2_submit_response(c->session, call->stream_id, nva, ARRAY_SIZE(nva), &prd);
-        if (rv < 0)
+        if (rv < 0) {
+            call->out_len -= len + 5;
             return error_set(err, GRPC_INTERNAL, 0, "submit response: %s", nghttp2_strerror(rv));
+        }
+        call->headers_sent = true;
     } else if (call->data_deferred) {
         call->data_deferred = false;
         nghttp2_session_resume_data(c->session, call->stream_id);

@@ -167,4 +167,11 @@ int h2_timeout_parse(const char *s, size_t len, int64_t *ns);
 #define H2_GRPC_MESSAGE_MAX 2048
 char *h2_grpc_message_encode(const char *msg);
 
+/*
+ * Bytes waiting in the connections' socket output buffers. Bounded by about
+ * 128 KiB per connection however slowly clients read: the rest of a reply
+ * waits in its call, paced by HTTP/2 flow control.
+ */
+size_t h2_server_output_bytes(const struct h2_server *s);
+
 #endif

@@ -376,6 +376,11 @@ static bool is_closed(void *arg)
     return ((struct tstream *)arg)->closed;
 }
 
+static bool stream_has_data(void *arg)
+{
+    return ((struct tstream *)arg)->data_len > 0;
+}
+
 static bool is_eof(void *arg)
 {
     return ((struct tclient *)arg)->eof;
@@ -492,8 +497,7 @@ static int tc_on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id
     return 0;
 }
 
-static int tc_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
-                            void *user_data)
+static int tc_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct tclient *tc = user_data;
     if (frame->hd.type == NGHTTP2_GOAWAY)
@@ -615,8 +619,8 @@ struct req {
     size_t len;
     const uint8_t *raw; /* or: the body as is */
     size_t raw_len;
-    bool no_body;            /* HEADERS with END_STREAM only */
-    bool no_end;             /* never half-close */
+    bool no_body;             /* HEADERS with END_STREAM only */
+    bool no_end;              /* never half-close */
     const char *content_type; /* NULL: application/grpc */
     const char *method;       /* NULL: POST */
     const char *timeout;
@@ -705,12 +709,37 @@ static void on_cancel(uint64_t id, void *arg)
 static void reply(struct h2_call *call, const uint8_t *msg, size_t len)
 {
     _cleanup_error_ struct error *err = NULL;
+    uint64_t id = h2_call_id(call);
     if (h2_call_send(call, msg, len, &err) < 0) {
         fx.send_err_code = err->grpc_code;
         h2_call_finish(call, err->grpc_code, err->msg);
+    } else {
+        h2_call_finish(call, GRPC_OK, NULL);
+    }
+    /* Finished calls leave the table at once, not when their stream closes. */
+    assert_null(h2_call_lookup(id));
+}
+
+/* A server stream that sends "1", then "2" a loop turn later, then ends. */
+struct ticker {
+    uint64_t id;
+    int step;
+    struct loop_timer *timer;
+};
+
+static void on_tick(void *arg)
+{
+    struct ticker *t = arg;
+    struct h2_call *call = h2_call_lookup(t->id);
+    if (!call || ++t->step == 3) {
+        if (call)
+            h2_call_finish(call, GRPC_OK, NULL);
+        loop_timer_free(t->timer);
+        free(t);
         return;
     }
-    h2_call_finish(call, GRPC_OK, NULL);
+    assert_int_equal(h2_call_send(call, (const uint8_t *)(t->step == 1 ? "1" : "2"), 1, NULL), 0);
+    loop_timer_arm(t->timer, 100);
 }
 
 static void on_later(void *arg)
@@ -768,6 +797,11 @@ static void on_dispatch(struct h2_call *call, const char *path, const uint8_t *m
         /* First byte: the code; the rest: the message. */
         _cleanup_free_ char *text = xstrndup((const char *)msg + 1, len - 1);
         h2_call_finish(call, msg[0], text);
+    } else if (strcmp(path, "/t/Ticks") == 0) {
+        struct ticker *t = xcalloc(1, sizeof(*t));
+        t->id = h2_call_id(call);
+        t->timer = loop_timer_new(on_tick, t);
+        loop_timer_arm(t->timer, 0);
     } else if (strcmp(path, "/t/Stream") == 0) {
         for (int i = 0; i < 3; i++)
             assert_int_equal(h2_call_send(call, (const uint8_t *)"abc", 3, NULL), 0);
@@ -780,7 +814,8 @@ static void on_dispatch(struct h2_call *call, const char *path, const uint8_t *m
     } else if (strcmp(path, "/t/Deadline") == 0) {
         int64_t d = h2_call_deadline_ns(call);
         char text[32];
-        snprintf(text, sizeof(text), "%lld", (long long)(d ? (d - now_monotonic_ns()) / 1000000 : -1));
+        snprintf(text, sizeof(text), "%lld",
+                 (long long)(d ? (d - now_monotonic_ns()) / 1000000 : -1));
         reply(call, (const uint8_t *)text, strlen(text));
     } else {
         h2_call_finish(call, GRPC_UNIMPLEMENTED, "unknown method");
@@ -877,7 +912,8 @@ static void test_unary_echo(void **state)
     assert_true(run_until(is_closed, st));
     assert_int_equal(st->grpc_status, GRPC_OK);
     assert_int_equal(st->data_len, 3 * 8);
-    assert_memory_equal(st->data, "\0\0\0\0\x03" "abc\0\0\0\0\x03" "abc", 16);
+    static const uint8_t abc2[] = {0, 0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 0, 3, 'a', 'b', 'c'};
+    assert_memory_equal(st->data, abc2, sizeof(abc2));
     /* An unknown method is the handler's business. */
     st = tc_echo(tc, "/t/Nope", "x");
     assert_true(run_until(is_closed, st));
@@ -888,6 +924,28 @@ static void test_unary_echo(void **state)
 static bool got_ping_ack(void *arg)
 {
     return ((struct tclient *)arg)->ping_acks > 0;
+}
+
+static bool has_two_messages(void *arg)
+{
+    return ((struct tstream *)arg)->data_len >= 12;
+}
+
+static void test_server_stream_over_time(void **state)
+{
+    struct tclient *tc = tc_new();
+    struct tstream *st = tc_echo(tc, "/t/Ticks", "x");
+    assert_true(run_until(stream_has_data, st));
+    assert_int_equal(st->data_len, 6);
+    assert_false(st->closed);
+    /* The second message goes out when it is sent, not with the trailers. */
+    assert_true(run_until(has_two_messages, st));
+    assert_false(st->closed);
+    static const uint8_t want[] = {0, 0, 0, 0, 1, '1', 0, 0, 0, 0, 1, '2'};
+    assert_memory_equal(st->data, want, sizeof(want));
+    assert_true(run_until(is_closed, st));
+    assert_int_equal(st->grpc_status, GRPC_OK);
+    assert_int_equal(st->data_len, 12);
 }
 
 static void test_ping(void **state)
@@ -958,6 +1016,20 @@ static void test_thousands_of_calls(void **state)
     want_count = PER_CONN / 2;
     assert_true(run_until(enough_cancels, NULL));
     assert_int_equal(h2_server_call_count(fx.srv), CONNS * PER_CONN - PER_CONN / 2);
+    /* Deleting from the table keeps every other call reachable. */
+    size_t live = 0;
+    for (size_t i = 0; i < fx.n_ids; i++) {
+        bool cancelled = false;
+        for (size_t j = 0; j < fx.cancels && !cancelled; j++)
+            cancelled = fx.cancelled[j] == fx.ids[i];
+        if (cancelled) {
+            assert_null(h2_call_lookup(fx.ids[i]));
+        } else {
+            assert_non_null(h2_call_lookup(fx.ids[i]));
+            live++;
+        }
+    }
+    assert_int_equal(live, CONNS * PER_CONN - PER_CONN / 2);
     for (int c = 0; c < CONNS; c++)
         tc_close(tc[c]);
     want_count = CONNS * PER_CONN;
@@ -973,8 +1045,8 @@ static void test_thousands_of_calls(void **state)
 static void test_deadline(void **state)
 {
     struct tclient *tc = tc_new();
-    struct tstream *st = tc_call(tc, &(struct req){.path = "/t/Never", .msg = "x", .len = 1,
-                                                   .timeout = "50m"});
+    struct tstream *st =
+        tc_call(tc, &(struct req){.path = "/t/Never", .msg = "x", .len = 1, .timeout = "50m"});
     int64_t start = now_monotonic_ns();
     assert_true(run_until(is_closed, st));
     assert_true(now_monotonic_ns() - start >= 45 * 1000000LL);
@@ -1042,11 +1114,6 @@ static void test_client_cancel(void **state)
     assert_int_equal(fx.cancelled[1], fx.last_id);
 }
 
-static bool stream_has_data(void *arg)
-{
-    return ((struct tstream *)arg)->data_len > 0;
-}
-
 static void test_big_reply_slow_reader(void **state)
 {
     struct tclient *tc = tc_new_opts(&(struct tc_opts){.window = 16384, .manual_window = true});
@@ -1075,6 +1142,35 @@ static void test_big_reply_slow_reader(void **state)
     assert_int_equal(h2_server_call_count(fx.srv), 0);
 }
 
+static bool output_idle(void *arg)
+{
+    return h2_server_output_bytes(fx.srv) == 0;
+}
+
+static void test_slow_socket_reader(void **state)
+{
+    /* Windows wide enough for the whole reply: only the socket holds it back. */
+    struct tclient *tc = tc_new_opts(&(struct tc_opts){.window = 8 << 20});
+    struct tstream *warm = tc_echo(tc, "/t/Echo", "x");
+    assert_true(run_until(is_closed, warm));
+    struct tstream *big = tc_echo(tc, "/t/Big", "x");
+    bufferevent_disable(tc->bev, EV_READ);
+    want_count = 2;
+    assert_true(run_until(enough_dispatched, NULL));
+    run_for(100);
+    /* The kernel's socket buffers are full; the daemon holds only its high-water mark. */
+    size_t held = h2_server_output_bytes(fx.srv);
+    assert_true(held > 0);
+    assert_true(held <= (128u << 10) + 16384 + 9);
+    assert_false(big->closed);
+
+    bufferevent_enable(tc->bev, EV_READ);
+    assert_true(run_until(stream_has_data, big));
+    assert_true(run_until(is_closed, big));
+    assert_int_equal(big->data_len, BIG_REPLY + 5);
+    assert_true(run_until(output_idle, NULL));
+}
+
 static void test_send_limits(void **state)
 {
     struct tclient *tc = tc_new();
@@ -1089,8 +1185,8 @@ static void test_grpc_message_encoding(void **state)
 {
     struct tclient *tc = tc_new();
     const char msg[] = "\x05h\xc3\xa9llo 100% \xe2\x9c\x93";
-    struct tstream *st = tc_call(tc, &(struct req){.path = "/t/Status", .msg = msg,
-                                                   .len = sizeof(msg) - 1});
+    struct tstream *st =
+        tc_call(tc, &(struct req){.path = "/t/Status", .msg = msg, .len = sizeof(msg) - 1});
     assert_true(run_until(is_closed, st));
     /* Trailers-only: finished before any message. */
     assert_status(st, 200, GRPC_NOT_FOUND, "h%C3%A9llo 100%25 %E2%9C%93");
@@ -1166,16 +1262,33 @@ static void test_oversize_request(void **state)
     assert_false(tc->eof);
 }
 
+/* An echo call of "ok" with the given content-type. */
+static struct tstream *call_with_type(struct tclient *tc, const char *content_type)
+{
+    return tc_call(
+        tc, &(struct req){.path = "/t/Echo", .msg = "ok", .len = 2, .content_type = content_type});
+}
+
+/* An echo call of "x" with up to three extra headers of the same value. */
+static struct tstream *call_with_headers(struct tclient *tc, const char *value, int n)
+{
+    struct req r = {.path = "/t/Echo", .msg = "x", .len = 1};
+    static const char *const names[] = {"x-a", "x-b", "x-c"};
+    for (int i = 0; i < n; i++) {
+        r.xname[i] = names[i];
+        r.xvalue[i] = value;
+    }
+    return tc_call(tc, &r);
+}
+
 static void test_bad_requests(void **state)
 {
     struct tclient *tc = tc_new();
-    struct tstream *st = tc_call(
-        tc, &(struct req){.path = "/t/Echo", .msg = "x", .len = 1, .content_type = "text/plain"});
+    struct tstream *st = call_with_type(tc, "text/plain");
     assert_true(run_until(is_closed, st));
     assert_status(st, 415, GRPC_INTERNAL, NULL);
 
-    st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "x", .len = 1,
-                                   .content_type = "application/grpcfoo"});
+    st = call_with_type(tc, "application/grpcfoo");
     assert_true(run_until(is_closed, st));
     assert_int_equal(st->http_status, 415);
 
@@ -1193,24 +1306,25 @@ static void test_bad_requests(void **state)
     char *big = xmalloc(9000);
     memset(big, 'a', 8999);
     big[8999] = '\0';
-    st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "x", .len = 1, .xname = {"x-big"},
-                                   .xvalue = {big}});
+    st = call_with_headers(tc, big, 1);
     assert_true(run_until(is_closed, st));
-    assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, NULL);
+    assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, "request header list too large");
     /* Fields of 6 KiB each, 18 KiB together, above the 16 KiB list cap. */
     big[6000] = '\0';
-    st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "x", .len = 1,
-                                   .xname = {"x-a", "x-b", "x-c"}, .xvalue = {big, big, big}});
+    st = call_with_headers(tc, big, 3);
     assert_true(run_until(is_closed, st));
-    assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, NULL);
+    assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, "request header list too large");
+    /* Two of them fit. */
+    st = call_with_headers(tc, big, 2);
+    assert_true(run_until(is_closed, st));
+    assert_reply(st, "x", 1);
     free(big);
 
     /* application/grpc+proto is gRPC. */
-    st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "ok", .len = 2,
-                                   .content_type = "application/grpc+proto"});
+    st = call_with_type(tc, "application/grpc+proto");
     assert_true(run_until(is_closed, st));
     assert_reply(st, "ok", 2);
-    assert_int_equal(fx.dispatched, 1);
+    assert_int_equal(fx.dispatched, 2);
     assert_false(tc->eof);
 }
 
@@ -1434,6 +1548,7 @@ int main(void)
         cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_percent_encode),
         cmocka_unit_test_setup_teardown(test_unary_echo, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_server_stream_over_time, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_ping, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_async_and_immediate, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_many_streams, setup_server, teardown),
@@ -1441,6 +1556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadline, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_client_cancel, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_big_reply_slow_reader, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_socket_reader, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_send_limits, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_grpc_message_encoding, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_request_framing_errors, setup_server, teardown),
