@@ -1,0 +1,1126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tinycri-keeper: the per-container helper. tinycrid starts one keeper per
+ * container; the keeper creates the container through the OCI runtime, holds
+ * its stdio, writes its CRI log and records its exit. It runs independently
+ * of tinycrid, so containers keep running, logging and having their exits
+ * recorded while the daemon is stopped or restarting. libc only, one thread,
+ * one poll(2) loop, no heap.
+ *
+ * Usage:
+ *   tinycri-keeper --id ID --bundle DIR --runtime PATH --runtime-root DIR
+ *                  --state-dir DIR --log-path FILE [--tty] [--stdin]
+ *                  [--stdin-once] [--cgroup-path PATH]
+ *
+ * bundle, runtime-root, state-dir and log-path must be absolute (the keeper
+ * chdirs to /, so it never pins a directory). runtime is a path or a name
+ * looked up in PATH. state-dir must exist (the daemon creates it, 0700) and be
+ * short enough for "<state-dir>/console.sock" to fit a socket address (107
+ * bytes). cgroup-path is the container's cgroupfs path (linux.cgroupsPath), used
+ * only for OOM detection; systemd "slice:prefix:name" paths are not supported.
+ *
+ * Start-up:
+ * - Closes every inherited fd except 0-2 and 3; fd 3, if open, is the status
+ *   pipe to the daemon (marked close-on-exec, closed after the report).
+ * - Becomes a child subreaper (PR_SET_CHILD_SUBREAPER) and its own session
+ *   (setsid), ignores SIGPIPE, and ignores SIGTERM, SIGINT and SIGHUP so that a
+ *   daemon restart or a signal to its process group never kills it. The
+ *   daemon stops containers through the runtime (`kill`), never through the
+ *   keeper. SIGKILL to the keeper loses the log and exit record (the daemon
+ *   then reports the container as UNKNOWN); the container keeps running.
+ * - Opens log-path for appending (created 0640 if missing) and creates the
+ *   control socket <state-dir>/ctl.sock (0600).
+ *
+ * Create:
+ * - Without --tty, makes pipes for the container's stdout and stderr, and for
+ *   stdin with --stdin (otherwise stdin is /dev/null), and runs
+ *     <runtime> --root <runtime-root> create --bundle <bundle>
+ *               --pid-file <state-dir>/pid <id>
+ *   with those pipes as the runtime's stdio; the container init inherits them.
+ *   Whatever arrives on them before `create` exits is the runtime's own output
+ *   (the init cannot run user code before `start`): it is captured for the
+ *   error report, not logged.
+ * - With --tty, also passes --console-socket <state-dir>/console.sock and
+ *   receives the pty master over SCM_RIGHTS; the runtime's stdout/stderr go to
+ *   a capture pipe. The pty master is read as the container's stdout (tty
+ *   output has no stderr) and is the container's stdin.
+ * - Reports on fd 3 one line: "created pid=<init pid>\n" on success, or
+ *   "error <message>\n" (one line, the runtime's output capped to its last
+ *   2 KiB) on failure, and then exits 1 without touching the container: the
+ *   daemon cleans up with `<runtime> delete -f`. On success it also writes
+ *   <state-dir>/keeper.json atomically (temp file, fsync, rename, dir fsync):
+ *     {"keeperPid":<pid>,"initPid":<pid>,"created":<unix ns>}
+ * - There is no create timeout here: the daemon bounds create by killing the
+ *   keeper (SIGKILL) and deleting the container.
+ *
+ * Running: the daemon runs `<runtime> start <id>` itself. The keeper holds the
+ * stdio and writes the log until the init process exits. Because the keeper
+ * is a subreaper, the init (forked by the runtime) is reparented to it when
+ * `create` exits; the keeper checks this at create time and reports an error
+ * otherwise. Other orphans reparented to the keeper are reaped too.
+ *
+ * Exit: when the init exits the keeper reads the pipes until every writer
+ * has gone (EOF, or EIO on the pty) or for at most 2 s (processes outside
+ * the container's pid namespace may hold them), flushes unfinished lines as
+ * P records, and writes <state-dir>/exit.json atomically:
+ *   {"exitCode":<n, 128+sig if signalled>,"signal":<sig or 0>,
+ *    "finishedAt":<unix ns of the reap>,"oomKilled":<bool>}
+ * then removes its sockets and exits 0. oomKilled: the cgroup's "oom_kill"
+ * counter grew between create and exit (cgroup v1:
+ * /sys/fs/cgroup/memory/<cgroup-path>/memory.oom_control; v2:
+ * /sys/fs/cgroup/<cgroup-path>/memory.events); without that counter, signal 9
+ * together with memory.failcnt > 0 (v1). Without --cgroup-path it is false.
+ *
+ * Control socket <state-dir>/ctl.sock, AF_UNIX stream, 0600, at most 4
+ * clients, line commands of at most 127 bytes; every command gets one reply
+ * line, "ok\n" or "error <message>\n":
+ *   reopen               reopen log-path (the kubelet rotates by renaming the
+ *                        file, then asks for a reopen); unfinished lines go
+ *                        to the new file
+ *   resize <cols> <rows> TIOCSWINSZ on the pty master (--tty only)
+ *   stdin-close          close the write end of the stdin pipe (--stdin only);
+ *                        with --tty, send the terminal's EOF character instead
+ * Attach (forwarding stdin and output to clients) is out of scope for now;
+ * --stdin-once is accepted for that future use and changes nothing yet.
+ *
+ * Exit status: 0 after exit.json is written, 1 on a failure reported on fd 3
+ * (and stderr), 2 on a usage error. Diagnostics go to stderr, one line each.
+ *
+ * Memory: a 16 KiB read buffer and the log writer's 2 x 16 KiB line buffers
+ * are static; container output never grows memory. Statically linked, the
+ * keeper's RssAnon is about 70 KiB while a container logs short lines and
+ * about 110 KiB with every buffer in use (dynamically linked: +45 KiB).
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keeper/ctr_log.h"
+
+#define STATUS_FD 3
+/* One CRI line's worth: reads are cheap, resident pages are not (budget 128 KiB). */
+#define READ_BUF_SIZE (16 * 1024)
+#define RUNTIME_OUTPUT_CAP 2048
+#define MAX_CLIENTS 4
+#define CLIENT_LINE_MAX 128
+#define DRAIN_TIMEOUT_MS 2000
+/* Every state file name fits; checked against --state-dir at start-up. */
+#define STATE_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+#define MSG_MAX 3072
+
+enum keeper_state {
+    KEEPER_CREATING, /* `runtime create` running; waiting for its exit */
+    KEEPER_RUNNING,  /* init created (and later started); waiting for its exit */
+    KEEPER_DRAINING, /* init reaped; reading stdio until EOF or the drain deadline */
+    KEEPER_DONE,     /* exit.json written */
+};
+
+struct opts {
+    const char *id;
+    const char *bundle;
+    const char *runtime;
+    const char *runtime_root;
+    const char *state_dir;
+    const char *log_path;
+    const char *cgroup_path;
+    bool tty;
+    bool stdin_open;
+    bool stdin_once;
+};
+
+struct client {
+    int fd;
+    size_t len;
+    char line[CLIENT_LINE_MAX];
+};
+
+struct keeper {
+    enum keeper_state state;
+    struct opts o;
+    int status_fd;    /* pipe to the daemon, -1 once reported */
+    int sig_fd;       /* signalfd for SIGCHLD */
+    int ctl_fd;       /* listening control socket */
+    int console_fd;   /* listening console socket (tty), -1 once the master arrived */
+    int console_conn; /* accepted runtime connection on it */
+    int out_fd;       /* container stdout pipe, or the pty master */
+    int err_fd;       /* container stderr pipe (non-tty) */
+    int in_fd;        /* write end of the container stdin pipe (non-tty --stdin) */
+    int rt_fd;        /* the runtime's own output (tty mode) */
+    pid_t create_pid;
+    bool create_exited;
+    int create_status;
+    pid_t init_pid;
+    bool init_exited;
+    int init_status;
+    int64_t created_ns;
+    int64_t finished_ns;
+    int64_t drain_deadline_ns;
+    int64_t oom_before; /* -1 when the counter is unavailable */
+    size_t rt_len;
+    char rt_out[RUNTIME_OUTPUT_CAP];
+    struct client clients[MAX_CLIENTS];
+};
+
+static struct keeper k;
+static struct ctr_log log_writer;
+static char read_buf[READ_BUF_SIZE];
+static mode_t saved_umask;
+
+/* ---------------------------------------------------------------------- */
+/* small helpers                                                           */
+/* ---------------------------------------------------------------------- */
+
+static void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void diag(const char *fmt, ...)
+{
+    char msg[MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    dprintf(STDERR_FILENO, "tinycri-keeper[%s]: %s\n", k.o.id ? k.o.id : "?", msg);
+}
+
+static int64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int set_nonblock(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+/* <state-dir>/<name> into out (STATE_PATH_MAX bytes; lengths checked at start-up). */
+static char *state_path(char *out, const char *name)
+{
+    snprintf(out, STATE_PATH_MAX, "%s/%s", k.o.state_dir, name);
+    return out;
+}
+
+/*
+ * Write <state-dir>/<name> so that a reader sees the old file or the whole new
+ * one, even across a crash: temp file, fsync, rename, directory fsync.
+ */
+static int write_state_file(const char *name, const char *text)
+{
+    char tmp[STATE_PATH_MAX + 8], path[STATE_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", k.o.state_dir, name);
+    state_path(path, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    int dfd = open(k.o.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* Report to the daemon once, on fd 3 if it was open; then close it. */
+static void report(const char *line)
+{
+    if (k.status_fd < 0)
+        return;
+    if (write_all(k.status_fd, line, strlen(line)) < 0)
+        diag("write status fd: %s", strerror(errno));
+    close_fd(&k.status_fd);
+}
+
+/* Remove the sockets this keeper created; they mean "a keeper is here". */
+static void remove_sockets(void)
+{
+    char path[STATE_PATH_MAX];
+    if (k.ctl_fd >= 0)
+        unlink(state_path(path, "ctl.sock"));
+    if (k.console_fd >= 0)
+        unlink(state_path(path, "console.sock"));
+}
+
+/*
+ * A create-time failure: report "error <msg>" on fd 3 and stderr and exit 1.
+ * The message is made one line; control characters become spaces.
+ */
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fail(const char *fmt, ...)
+{
+    char line[MSG_MAX + 8] = "error ";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + 6, MSG_MAX, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    while (n > 6 && (line[n - 1] == ' ' || (unsigned char)line[n - 1] < 0x20))
+        n--;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = ' ';
+    }
+    line[n] = '\0';
+    diag("%s", line);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    report(line);
+    remove_sockets();
+    exit(1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* start-up                                                                */
+/* ---------------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fputs("usage: tinycri-keeper --id ID --bundle DIR --runtime PATH --runtime-root DIR\n"
+          "                      --state-dir DIR --log-path FILE [--tty] [--stdin]\n"
+          "                      [--stdin-once] [--cgroup-path PATH]\n",
+          stderr);
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+    enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_ROOT, O_STATE, O_LOG, O_TTY, O_STDIN, O_ONCE, O_CG };
+    static const struct option longopts[] = {
+        {"id", required_argument, NULL, O_ID},
+        {"bundle", required_argument, NULL, O_BUNDLE},
+        {"runtime", required_argument, NULL, O_RUNTIME},
+        {"runtime-root", required_argument, NULL, O_ROOT},
+        {"state-dir", required_argument, NULL, O_STATE},
+        {"log-path", required_argument, NULL, O_LOG},
+        {"tty", no_argument, NULL, O_TTY},
+        {"stdin", no_argument, NULL, O_STDIN},
+        {"stdin-once", no_argument, NULL, O_ONCE},
+        {"cgroup-path", required_argument, NULL, O_CG},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_ID:
+            o->id = optarg;
+            break;
+        case O_BUNDLE:
+            o->bundle = optarg;
+            break;
+        case O_RUNTIME:
+            o->runtime = optarg;
+            break;
+        case O_ROOT:
+            o->runtime_root = optarg;
+            break;
+        case O_STATE:
+            o->state_dir = optarg;
+            break;
+        case O_LOG:
+            o->log_path = optarg;
+            break;
+        case O_TTY:
+            o->tty = true;
+            break;
+        case O_STDIN:
+            o->stdin_open = true;
+            break;
+        case O_ONCE:
+            o->stdin_once = true;
+            break;
+        case O_CG:
+            o->cgroup_path = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc || !o->id || !o->bundle || !o->runtime || !o->runtime_root ||
+        !o->state_dir || !o->log_path)
+        usage();
+    const char *abs[] = {o->bundle, o->runtime_root, o->state_dir, o->log_path};
+    for (size_t i = 0; i < sizeof(abs) / sizeof(abs[0]); i++) {
+        if (abs[i][0] != '/') {
+            fprintf(stderr, "tinycri-keeper: %s: not an absolute path\n", abs[i]);
+            usage();
+        }
+    }
+    if (o->id[0] == '\0' || o->id[0] == '-') {
+        fprintf(stderr, "tinycri-keeper: invalid container id\n");
+        usage();
+    }
+    /* The longest state file name is "console.sock" (and ".keeper.json.tmp"). */
+    if (strlen(o->state_dir) + sizeof("/console.sock") > STATE_PATH_MAX) {
+        fprintf(stderr, "tinycri-keeper: --state-dir is too long for a socket path\n");
+        usage();
+    }
+}
+
+/* Close every fd but 0-2 and the status fd, whatever the daemon leaked. */
+static void close_inherited_fds(void)
+{
+    if (fcntl(STATUS_FD, F_GETFD) >= 0) {
+        k.status_fd = STATUS_FD;
+        fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
+    }
+    /* A closed 0-2 would be reused by our pipes and then clobbered by the
+     * dup2()s that set up the runtime's stdio. */
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+            exit(2);
+    }
+    if (close_range(STATUS_FD + 1, ~0U, 0) == 0)
+        return;
+    /* Kernel before 5.9: close what is open. */
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = STATUS_FD + 1; fd < (max > 0 ? max : 65536); fd++)
+        close((int)fd);
+}
+
+static void setup_process(void)
+{
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+        fail("prctl(PR_SET_CHILD_SUBREAPER): %s", strerror(errno));
+    /* EPERM means we already lead a process group; a session is a bonus then. */
+    setsid();
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    k.sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (k.sig_fd < 0)
+        fail("signalfd: %s", strerror(errno));
+    if (chdir("/") < 0)
+        fail("chdir /: %s", strerror(errno));
+    saved_umask = umask(027);
+}
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    /* Created 0600 from the start: the umask applies to the socket inode. */
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    umask(old);
+    if (rc < 0 || listen(fd, MAX_CLIENTS) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* ---------------------------------------------------------------------- */
+/* create                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* In the forked child: stdio in place, signal state reset, then exec. */
+__attribute__((noreturn)) static void exec_runtime(int in, int out, int err, char **argv)
+{
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        _exit(127);
+    /* Ignored signals and the blocked mask survive exec: the container's
+     * processes must start with default dispositions. */
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    umask(saved_umask);
+    execvp(argv[0], argv);
+    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static void start_create(void)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+    char pid_path[STATE_PATH_MAX], console_path[STATE_PATH_MAX];
+    state_path(pid_path, "pid");
+    unlink(pid_path);
+
+    if (k.o.stdin_open && !k.o.tty) {
+        if (pipe2(in, O_CLOEXEC) < 0)
+            fail("pipe: %s", strerror(errno));
+    } else {
+        in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (in[0] < 0)
+            fail("open /dev/null: %s", strerror(errno));
+    }
+    if (pipe2(out, O_CLOEXEC) < 0)
+        fail("pipe: %s", strerror(errno));
+    if (k.o.tty) {
+        /* The runtime's stdout and stderr share one capture pipe. */
+        err[0] = -1;
+        err[1] = out[1];
+        k.console_fd = listen_unix(state_path(console_path, "console.sock"));
+        if (k.console_fd < 0)
+            fail("listen on %s: %s", console_path, strerror(errno));
+    } else if (pipe2(err, O_CLOEXEC) < 0) {
+        fail("pipe: %s", strerror(errno));
+    }
+
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)k.o.runtime;
+    argv[n++] = (char *)"--root";
+    argv[n++] = (char *)k.o.runtime_root;
+    argv[n++] = (char *)"create";
+    argv[n++] = (char *)"--bundle";
+    argv[n++] = (char *)k.o.bundle;
+    argv[n++] = (char *)"--pid-file";
+    argv[n++] = pid_path;
+    if (k.o.tty) {
+        argv[n++] = (char *)"--console-socket";
+        argv[n++] = console_path;
+    }
+    argv[n++] = (char *)k.o.id;
+    argv[n] = NULL;
+
+    k.create_pid = fork();
+    if (k.create_pid < 0)
+        fail("fork: %s", strerror(errno));
+    if (k.create_pid == 0)
+        exec_runtime(in[0], out[1], err[1], argv);
+
+    /* Only the container may hold the write ends, or EOF never comes. */
+    close(in[0]);
+    close(out[1]);
+    if (!k.o.tty)
+        close(err[1]);
+    k.in_fd = in[1];
+    if (k.o.tty) {
+        k.rt_fd = out[0];
+    } else {
+        k.out_fd = out[0];
+        k.err_fd = err[0];
+    }
+    if ((k.out_fd >= 0 && set_nonblock(k.out_fd) < 0) ||
+        (k.err_fd >= 0 && set_nonblock(k.err_fd) < 0) ||
+        (k.rt_fd >= 0 && set_nonblock(k.rt_fd) < 0) || (k.in_fd >= 0 && set_nonblock(k.in_fd) < 0))
+        fail("fcntl O_NONBLOCK: %s", strerror(errno));
+}
+
+/* Keep the last RUNTIME_OUTPUT_CAP bytes: runtimes print the fatal error last. */
+static void capture_runtime_output(const char *data, size_t n)
+{
+    if (n >= sizeof(k.rt_out)) {
+        memcpy(k.rt_out, data + n - sizeof(k.rt_out), sizeof(k.rt_out));
+        k.rt_len = sizeof(k.rt_out);
+        return;
+    }
+    if (k.rt_len + n > sizeof(k.rt_out)) {
+        size_t drop = k.rt_len + n - sizeof(k.rt_out);
+        memmove(k.rt_out, k.rt_out + drop, k.rt_len - drop);
+        k.rt_len -= drop;
+    }
+    memcpy(k.rt_out + k.rt_len, data, n);
+    k.rt_len += n;
+}
+
+/* Read what the runtime has written so far without blocking. */
+static void drain_runtime_output(int fd)
+{
+    for (;;) {
+        ssize_t n = read(fd, read_buf, sizeof(read_buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        capture_runtime_output(read_buf, (size_t)n);
+    }
+}
+
+/* Receive the pty master on an accepted console connection; 1 once done. */
+static int receive_console(void)
+{
+    char data[256];
+    union {
+        struct cmsghdr hdr;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } cmsg;
+    struct iovec iov = {data, sizeof(data)};
+    struct msghdr msg = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = cmsg.buf,
+        .msg_controllen = sizeof(cmsg.buf),
+    };
+    ssize_t n = recvmsg(k.console_conn, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n < 0)
+        fail("receive the console: %s", strerror(errno));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        fail("the runtime sent no pty master on the console socket");
+    int master;
+    memcpy(&master, CMSG_DATA(c), sizeof(int));
+    if (set_nonblock(master) < 0)
+        fail("fcntl O_NONBLOCK: %s", strerror(errno));
+    k.out_fd = master;
+    char path[STATE_PATH_MAX];
+    unlink(state_path(path, "console.sock"));
+    close_fd(&k.console_conn);
+    close_fd(&k.console_fd);
+    return 1;
+}
+
+static void on_console_listen(void)
+{
+    if (k.console_conn >= 0)
+        return;
+    k.console_conn = accept4(k.console_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (k.console_conn < 0 && errno != EAGAIN && errno != EINTR)
+        fail("accept on the console socket: %s", strerror(errno));
+}
+
+static pid_t read_pid_file(void)
+{
+    char path[STATE_PATH_MAX], text[32];
+    int fd = open(state_path(path, "pid"), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail("runtime create left no pid file %s: %s", path, strerror(errno));
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        fail("empty pid file %s", path);
+    text[n] = '\0';
+    char *end;
+    errno = 0;
+    long pid = strtol(text, &end, 10);
+    while (*end == '\n' || *end == ' ')
+        end++;
+    if (errno || end == text || *end || pid <= 1 || pid > INT_MAX)
+        fail("invalid pid file %s", path);
+    return (pid_t)pid;
+}
+
+/* ---------------------------------------------------------------------- */
+/* OOM detection                                                           */
+/* ---------------------------------------------------------------------- */
+
+/* The value of the line "<key> <n>" in a small cgroup file (the number the
+ * file holds when key is NULL), or -1. */
+static int64_t cgroup_value(const char *root, const char *file, const char *key)
+{
+    if (!k.o.cgroup_path)
+        return -1;
+    char path[512], text[512];
+    const char *sep = k.o.cgroup_path[0] == '/' ? "" : "/";
+    if ((size_t)snprintf(path, sizeof(path), "%s%s%s/%s", root, sep, k.o.cgroup_path, file) >=
+        sizeof(path))
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    if (!key)
+        return strtoll(text, NULL, 10);
+    size_t klen = strlen(key);
+    char *line = text;
+    while (line) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ')
+            return strtoll(line + klen + 1, NULL, 10);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return -1;
+}
+
+static int64_t oom_kill_count(void)
+{
+    int64_t v = cgroup_value("/sys/fs/cgroup/memory", "memory.oom_control", "oom_kill");
+    if (v < 0)
+        v = cgroup_value("/sys/fs/cgroup", "memory.events", "oom_kill");
+    return v;
+}
+
+static bool was_oom_killed(void)
+{
+    int64_t after = oom_kill_count();
+    if (k.oom_before >= 0 && after >= 0)
+        return after > k.oom_before;
+    if (WIFSIGNALED(k.init_status) && WTERMSIG(k.init_status) == SIGKILL)
+        return cgroup_value("/sys/fs/cgroup/memory", "memory.failcnt", NULL) > 0;
+    return false;
+}
+
+/* ---------------------------------------------------------------------- */
+/* state transitions                                                       */
+/* ---------------------------------------------------------------------- */
+
+/* `runtime create` has exited: check it, find the init, tell the daemon. */
+static void create_done(void)
+{
+    int st = k.create_status;
+    if (k.o.tty)
+        drain_runtime_output(k.rt_fd);
+    else {
+        drain_runtime_output(k.out_fd);
+        drain_runtime_output(k.err_fd);
+    }
+    k.rt_out[k.rt_len < sizeof(k.rt_out) ? k.rt_len : sizeof(k.rt_out) - 1] = '\0';
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        if (WIFSIGNALED(st))
+            fail("runtime create killed by signal %d: %s", WTERMSIG(st), k.rt_out);
+        fail("runtime create exited with status %d: %s", WEXITSTATUS(st), k.rt_out);
+    }
+    if (k.rt_len > 0)
+        diag("runtime create: %s", k.rt_out);
+    k.rt_len = 0;
+
+    if (k.o.tty && k.out_fd < 0) {
+        /* The runtime has exited, so its connection and message are queued. */
+        on_console_listen();
+        if (k.console_conn < 0 || !receive_console())
+            fail("runtime create exited without sending the pty master");
+    }
+
+    k.init_pid = read_pid_file();
+    siginfo_t si = {0};
+    if (waitid(P_PID, (id_t)k.init_pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+        fail("container init %d is not a child of the keeper: %s", (int)k.init_pid,
+             strerror(errno));
+    k.oom_before = oom_kill_count();
+    k.created_ns = now_ns(CLOCK_REALTIME);
+
+    char json[160];
+    snprintf(json, sizeof(json), "{\"keeperPid\":%d,\"initPid\":%d,\"created\":%lld}\n",
+             (int)getpid(), (int)k.init_pid, (long long)k.created_ns);
+    if (write_state_file("keeper.json", json) < 0)
+        fail("write %s/keeper.json: %s", k.o.state_dir, strerror(errno));
+    char line[64];
+    snprintf(line, sizeof(line), "created pid=%d\n", (int)k.init_pid);
+    report(line);
+}
+
+static bool outputs_open(void)
+{
+    return k.out_fd >= 0 || k.err_fd >= 0;
+}
+
+/* The init has exited and its output is drained: record the exit. */
+static void write_exit(void)
+{
+    ctr_log_close(&log_writer);
+    if (log_writer.write_errno)
+        diag("writing %s failed: %s", k.o.log_path, strerror(log_writer.write_errno));
+    int st = k.init_status;
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    int code = sig ? 128 + sig : WEXITSTATUS(st);
+    char json[192];
+    snprintf(json, sizeof(json),
+             "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":%lld,\"oomKilled\":%s}\n", code, sig,
+             (long long)k.finished_ns, was_oom_killed() ? "true" : "false");
+    if (write_state_file("exit.json", json) < 0) {
+        diag("write %s/exit.json: %s", k.o.state_dir, strerror(errno));
+        remove_sockets();
+        exit(1);
+    }
+    remove_sockets();
+}
+
+/* Every state transition; handlers only record what happened, then call this. */
+static void keeper_step(void)
+{
+    switch (k.state) {
+    case KEEPER_CREATING: /* waiting for `runtime create` to exit */
+        if (!k.create_exited)
+            return;
+        create_done();
+        k.state = KEEPER_RUNNING;
+        /* fall through */
+    case KEEPER_RUNNING: /* waiting for the init to exit (reaped in on_sigchld) */
+        if (!k.init_exited)
+            return;
+        k.drain_deadline_ns = now_ns(CLOCK_MONOTONIC) + (int64_t)DRAIN_TIMEOUT_MS * 1000000;
+        close_fd(&k.in_fd);
+        k.state = KEEPER_DRAINING;
+        /* fall through */
+    case KEEPER_DRAINING: /* waiting for EOF on every output, or the drain deadline */
+        if (outputs_open() && now_ns(CLOCK_MONOTONIC) < k.drain_deadline_ns)
+            return;
+        write_exit();
+        k.state = KEEPER_DONE;
+        /* fall through */
+    case KEEPER_DONE: /* the loop ends */
+        return;
+    }
+}
+
+static void on_sigchld(void)
+{
+    struct signalfd_siginfo si;
+    while (read(k.sig_fd, &si, sizeof(si)) == sizeof(si)) {
+    }
+    int status;
+    pid_t pid;
+    if (k.state == KEEPER_CREATING) {
+        /* Only the runtime: the init must not be reaped before we know its pid. */
+        if (waitpid(k.create_pid, &status, WNOHANG) != k.create_pid)
+            return;
+        k.create_status = status;
+        k.create_exited = true;
+        keeper_step();
+        /* This SIGCHLD may also have been the init's (or an orphan's): reap now,
+         * another signal will not come for it. */
+    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == k.init_pid && !k.init_exited) {
+            k.init_status = status;
+            k.finished_ns = now_ns(CLOCK_REALTIME);
+            k.init_exited = true;
+        }
+    }
+    keeper_step();
+}
+
+/* ---------------------------------------------------------------------- */
+/* container output                                                        */
+/* ---------------------------------------------------------------------- */
+
+static void on_output(int *fd, enum ctr_log_stream s)
+{
+    ssize_t n = read(*fd, read_buf, sizeof(read_buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0) {
+        if (k.state == KEEPER_CREATING)
+            capture_runtime_output(read_buf, (size_t)n);
+        else
+            ctr_log_feed(&log_writer, s, read_buf, (size_t)n);
+        return;
+    }
+    /* EOF, or EIO on a pty master whose slave side is closed everywhere. */
+    ctr_log_flush(&log_writer, s);
+    close_fd(fd);
+    keeper_step();
+}
+
+static void on_runtime_output(void)
+{
+    ssize_t n = read(k.rt_fd, read_buf, sizeof(read_buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        close_fd(&k.rt_fd);
+        return;
+    }
+    if (k.state == KEEPER_CREATING) {
+        capture_runtime_output(read_buf, (size_t)n);
+        return;
+    }
+    /* The runtime's init process talking after create: diagnostics only. */
+    diag("runtime: %.*s", (int)(n > 512 ? 512 : n), read_buf);
+}
+
+/* ---------------------------------------------------------------------- */
+/* control socket                                                          */
+/* ---------------------------------------------------------------------- */
+
+static void reply(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct client *c, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line))
+        n = sizeof(line) - 1;
+    /* Replies are tiny; a client that does not read loses them. */
+    if (send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+        close_fd(&c->fd);
+}
+
+static bool parse_dim(const char *s, char **end, unsigned short *out)
+{
+    errno = 0;
+    unsigned long v = strtoul(s, end, 10);
+    if (errno || *end == s || v == 0 || v > 65535)
+        return false;
+    *out = (unsigned short)v;
+    return true;
+}
+
+static void run_command(struct client *c, char *cmd)
+{
+    size_t n = strlen(cmd);
+    if (n > 0 && cmd[n - 1] == '\r')
+        cmd[--n] = '\0';
+    if (strcmp(cmd, "reopen") == 0) {
+        if (ctr_log_reopen(&log_writer) < 0)
+            reply(c, "error reopen %s: %s\n", k.o.log_path, strerror(errno));
+        else
+            reply(c, "ok\n");
+    } else if (strncmp(cmd, "resize ", 7) == 0) {
+        struct winsize ws = {0};
+        char *end;
+        if (!parse_dim(cmd + 7, &end, &ws.ws_col) || *end != ' ' ||
+            !parse_dim(end + 1, &end, &ws.ws_row) || *end)
+            reply(c, "error usage: resize <cols> <rows>\n");
+        else if (!k.o.tty || k.out_fd < 0)
+            reply(c, "error the container has no terminal\n");
+        else if (ioctl(k.out_fd, TIOCSWINSZ, &ws) < 0)
+            reply(c, "error resize: %s\n", strerror(errno));
+        else
+            reply(c, "ok\n");
+    } else if (strcmp(cmd, "stdin-close") == 0) {
+        if (!k.o.stdin_open) {
+            reply(c, "error the container has no stdin\n");
+        } else if (k.o.tty) {
+            struct termios t;
+            char eof = 4;
+            if (k.out_fd < 0) {
+                reply(c, "error the terminal is closed\n");
+                return;
+            }
+            if (tcgetattr(k.out_fd, &t) == 0 && t.c_cc[VEOF] != _POSIX_VDISABLE)
+                eof = (char)t.c_cc[VEOF];
+            if (write(k.out_fd, &eof, 1) != 1)
+                reply(c, "error write EOF to the terminal: %s\n", strerror(errno));
+            else
+                reply(c, "ok\n");
+        } else {
+            close_fd(&k.in_fd);
+            reply(c, "ok\n");
+        }
+    } else {
+        reply(c, "error unknown command\n");
+    }
+}
+
+static void on_client(struct client *c)
+{
+    ssize_t n = recv(c->fd, c->line + c->len, sizeof(c->line) - c->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        close_fd(&c->fd);
+        return;
+    }
+    c->len += (size_t)n;
+    char *nl;
+    while (c->fd >= 0 && (nl = memchr(c->line, '\n', c->len)) != NULL) {
+        *nl = '\0';
+        run_command(c, c->line);
+        size_t used = (size_t)(nl + 1 - c->line);
+        memmove(c->line, nl + 1, c->len - used);
+        c->len -= used;
+    }
+    if (c->fd >= 0 && c->len == sizeof(c->line)) {
+        reply(c, "error line too long\n");
+        close_fd(&c->fd);
+    }
+}
+
+static void on_ctl_listen(void)
+{
+    int fd = accept4(k.ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        if (k.clients[i].fd < 0) {
+            k.clients[i].fd = fd;
+            k.clients[i].len = 0;
+            return;
+        }
+    }
+    struct client busy = {.fd = fd};
+    reply(&busy, "error too many clients\n");
+    close(fd);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the loop                                                                */
+/* ---------------------------------------------------------------------- */
+
+enum watch {
+    W_SIGNAL,
+    W_CTL,
+    W_CONSOLE,
+    W_CONSOLE_CONN,
+    W_STDOUT,
+    W_STDERR,
+    W_RUNTIME,
+    W_CLIENT, /* + client index */
+};
+
+static void loop(void)
+{
+    struct pollfd pfd[W_CLIENT + MAX_CLIENTS];
+    int what[W_CLIENT + MAX_CLIENTS];
+    while (k.state != KEEPER_DONE) {
+        int n = 0;
+#define WATCH(fd_, w_)                                                                             \
+    do {                                                                                           \
+        if ((fd_) >= 0) {                                                                          \
+            pfd[n] = (struct pollfd){.fd = (fd_), .events = POLLIN};                               \
+            what[n++] = (w_);                                                                      \
+        }                                                                                          \
+    } while (0)
+        WATCH(k.sig_fd, W_SIGNAL);
+        WATCH(k.ctl_fd, W_CTL);
+        WATCH(k.console_conn < 0 ? k.console_fd : -1, W_CONSOLE);
+        WATCH(k.console_conn, W_CONSOLE_CONN);
+        WATCH(k.out_fd, W_STDOUT);
+        WATCH(k.err_fd, W_STDERR);
+        WATCH(k.rt_fd, W_RUNTIME);
+        for (int i = 0; i < MAX_CLIENTS; i++)
+            WATCH(k.clients[i].fd, W_CLIENT + i);
+#undef WATCH
+
+        int timeout = -1;
+        if (k.state == KEEPER_DRAINING) {
+            int64_t left = k.drain_deadline_ns - now_ns(CLOCK_MONOTONIC);
+            if (left <= 0) {
+                keeper_step();
+                continue;
+            }
+            timeout = (int)(left / 1000000) + 1;
+        }
+        int ready = poll(pfd, (nfds_t)n, timeout);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0) {
+            diag("poll: %s", strerror(errno));
+            exit(1);
+        }
+        for (int i = 0; i < n && k.state != KEEPER_DONE; i++) {
+            if (!pfd[i].revents)
+                continue;
+            switch (what[i]) {
+            case W_SIGNAL:
+                on_sigchld();
+                break;
+            case W_CTL:
+                on_ctl_listen();
+                break;
+            case W_CONSOLE:
+                on_console_listen();
+                break;
+            case W_CONSOLE_CONN:
+                receive_console();
+                break;
+            case W_STDOUT:
+                on_output(&k.out_fd, CTR_LOG_STDOUT);
+                break;
+            case W_STDERR:
+                on_output(&k.err_fd, CTR_LOG_STDERR);
+                break;
+            case W_RUNTIME:
+                on_runtime_output();
+                break;
+            default:
+                on_client(&k.clients[what[i] - W_CLIENT]);
+                break;
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    k.status_fd = k.sig_fd = k.ctl_fd = k.console_fd = k.console_conn = -1;
+    k.out_fd = k.err_fd = k.in_fd = k.rt_fd = -1;
+    k.oom_before = -1;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        k.clients[i].fd = -1;
+
+    close_inherited_fds();
+    parse_args(argc, argv, &k.o);
+    setup_process();
+
+    if (ctr_log_open(&log_writer, k.o.log_path, k.o.tty, NULL) < 0)
+        fail("open log %s: %s", k.o.log_path, strerror(errno));
+    char path[STATE_PATH_MAX];
+    k.ctl_fd = listen_unix(state_path(path, "ctl.sock"));
+    if (k.ctl_fd < 0)
+        fail("listen on %s: %s", path, strerror(errno));
+
+    k.state = KEEPER_CREATING;
+    start_create();
+    loop();
+    return 0;
+}
