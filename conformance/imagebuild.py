@@ -163,7 +163,9 @@ class TarBuilder:
     def file_from(self, name, path, mode=None):
         with open(path, "rb") as f:
             data = f.read()
-        return self.file(name, data, mode if mode is not None else stat.S_IMODE(os.stat(path).st_mode))
+        if mode is None:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        return self.file(name, data, mode)
 
     def symlink(self, name, target):
         ti = self._info(name, tarfile.SYMTYPE, 0o777)
@@ -267,14 +269,16 @@ class Image:
             "created": CREATED,
             "config": cfg,
             "rootfs": {"type": "layers",
-                       "diff_ids": list(diff_ids) if diff_ids else [l.diff_id for l in self.layers]},
+                       "diff_ids": (list(diff_ids) if diff_ids
+                                    else [l.diff_id for l in self.layers])},
         }
         if variant:
             self.config_json["variant"] = variant
         if history:
             self.config_json["history"] = [{"created": CREATED, "created_by": "tinycri imagebuild"}
                                            for _ in self.layers]
-        self.config = Blob(canonical_json(self.config_json), DOCKER_CONFIG if docker else OCI_CONFIG)
+        self.config = Blob(canonical_json(self.config_json),
+                           DOCKER_CONFIG if docker else OCI_CONFIG)
         m = {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,

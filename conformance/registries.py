@@ -100,8 +100,9 @@ class TestCA:
                                                   key_encipherment=False, data_encipherment=False,
                                                   key_agreement=False, encipher_only=False,
                                                   decipher_only=False), critical=True)
-                     .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
-                                    critical=False)
+                     .add_extension(
+                         x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()),
+                         critical=False)
                      .sign(self.key, hashes.SHA256()))
         self.ca_file = os.path.join(directory, "ca.pem")
         with open(self.ca_file, "wb") as f:
@@ -747,10 +748,12 @@ class RegistryProxy:
             out.append(_read_exact(r, size + 2))
 
     def _send_error(self, client, status):
-        body = json.dumps({"errors": [{"code": "UNAVAILABLE" if status >= 500 else "NOT_FOUND",
-                                       "message": "tinycri test mirror says %d" % status}]}).encode()
+        body = json.dumps({"errors": [{
+            "code": "UNAVAILABLE" if status >= 500 else "NOT_FOUND",
+            "message": "tinycri test mirror says %d" % status}]}).encode()
         reason = {404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable",
-                  401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests"}.get(status, "Error")
+                  401: "Unauthorized", 403: "Forbidden",
+                  429: "Too Many Requests"}.get(status, "Error")
         client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Content-Length: %d\r\n\r\n" % (status, reason, len(body))).encode() + body)
 

@@ -13,6 +13,11 @@ TINYCRI_DEBS=(
     libinih-dev libjansson-dev libcmocka-dev
     libarchive-dev libcurl4-openssl-dev libssl-dev
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
+    containernetworking-plugins iproute2 iptables util-linux iputils-ping
+    crun runc
+    docker-registry busybox-static zstd openssl
+    python3-cryptography python3-jwt python3-bcrypt
+    containerd
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
