@@ -12,12 +12,14 @@ TINYCRI_DEBS=(
     libevent-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libinih-dev libjansson-dev libcmocka-dev
     libarchive-dev libcurl4-openssl-dev libssl-dev
+    crun runc containernetworking-plugins iproute2 iptables util-linux
+)
+
+# What the unit tests and the conformance suite need on top (scripts/test).
+TINYCRI_TEST_DEBS=(
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
-    containernetworking-plugins iproute2 iptables util-linux iputils-ping
-    crun runc
-    docker-registry busybox-static zstd openssl
+    iputils-ping docker-registry busybox-static zstd openssl
     python3-cryptography python3-jwt python3-bcrypt
-    containerd
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
