@@ -1,0 +1,2065 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Building a container's OCI config.json from the CRI request, the sandbox
+ * and the image. Everything from outside is validated on the way: strings
+ * must be UTF-8, paths absolute, numbers in range, names known. The image's
+ * /etc/passwd and /etc/group are read through openat2(RESOLVE_IN_ROOT) so an
+ * image cannot point them at the host's files.
+ */
+#include "autoconf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+#include <linux/openat2.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "pod/oci_spec.h"
+#include "pod/seccomp_default.h"
+
+#define DEFAULT_PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_DEV_DEPTH 8
+#define MAX_DEVICES 16384
+#define MAX_CAP 40 /* CAP_CHECKPOINT_RESTORE, the last one we have a name for */
+
+static void json_decref_p(json_t **j)
+{
+    json_decref(*j);
+}
+#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
+
+static void closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
+}
+#define _cleanup_dir_ __attribute__((cleanup(closedirp)))
+
+static bool is_set(const char *s)
+{
+    return s && *s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small JSON helpers that turn invalid UTF-8 into INVALID_ARGUMENT.        */
+
+static json_t *str_new(const char *s, const char *what, struct error **err)
+{
+    json_t *v = json_string(s ? s : "");
+    if (!v)
+        error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s is not valid UTF-8", what);
+    return v;
+}
+
+static int set_str(json_t *o, const char *key, const char *s, const char *what, struct error **err)
+{
+    json_t *v = str_new(s, what, err);
+    if (!v)
+        return -1;
+    json_object_set_new(o, key, v);
+    return 0;
+}
+
+static int append_str(json_t *a, const char *s, const char *what, struct error **err)
+{
+    json_t *v = str_new(s, what, err);
+    if (!v)
+        return -1;
+    json_array_append_new(a, v);
+    return 0;
+}
+
+static json_t *str_array(const char *const *v)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; v[i]; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+/* A growable list of owned strings. */
+struct strv {
+    char **v;
+    size_t n, alloc;
+};
+
+static void strv_push(struct strv *s, char *p)
+{
+    if (s->n == s->alloc) {
+        s->alloc = s->alloc ? s->alloc * 2 : 16;
+        s->v = xrealloc(s->v, s->alloc * sizeof(*s->v));
+    }
+    s->v[s->n++] = p;
+}
+
+static void strv_clear(struct strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+#define _cleanup_strv_ __attribute__((cleanup(strv_clear)))
+
+/* ------------------------------------------------------------------------ */
+/* Paths                                                                    */
+
+/* Lexically clean an absolute path like Go's filepath.Clean ("/a//b/../c" → "/a/c"). */
+static char *path_clean(const char *p)
+{
+    size_t len = strlen(p);
+    char *out = xmalloc(len + 2);
+    size_t o = 0;
+    out[o++] = '/';
+    const char *s = p;
+    while (*s) {
+        while (*s == '/')
+            s++;
+        if (!*s)
+            break;
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n == 1 && s[0] == '.') {
+            /* skip */
+        } else if (n == 2 && s[0] == '.' && s[1] == '.') {
+            while (o > 1 && out[o - 1] != '/')
+                o--;
+            if (o > 1)
+                o--;
+        } else {
+            if (o > 1)
+                out[o++] = '/';
+            memcpy(out + o, s, n);
+            o += n;
+        }
+        s += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static bool has_dotdot(const char *p)
+{
+    for (const char *s = p; (s = strstr(s, "..")); s += 2)
+        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+            return true;
+    return false;
+}
+
+static size_t path_depth(const char *clean)
+{
+    size_t n = 1;
+    for (const char *s = clean + 1; *s; s++)
+        if (*s == '/')
+            n++;
+    return n;
+}
+
+char *oci_spec_volume_name(const char *container_path, struct error **err)
+{
+    if (!container_path || container_path[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is not absolute",
+                         container_path ? container_path : "(null)"),
+               NULL;
+    if (has_dotdot(container_path))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s has a \"..\"",
+                         container_path),
+               NULL;
+    _cleanup_free_ char *clean = path_clean(container_path);
+    if (strcmp(clean, "/") == 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is the root",
+                         container_path),
+               NULL;
+    static const char hex[] = "0123456789abcdef";
+    char *out = xmalloc(strlen(clean) * 3 + 1);
+    size_t o = 0;
+    for (const unsigned char *s = (const unsigned char *)clean + 1; *s; s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+            *s == '.' || *s == '-') {
+            out[o++] = (char)*s;
+        } else if (*s == '/') {
+            out[o++] = '_';
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*s >> 4];
+            out[o++] = hex[*s & 15];
+        }
+    }
+    out[o] = '\0';
+    if (o > NAME_MAX) {
+        free(out);
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is too long",
+                         container_path),
+               NULL;
+    }
+    return out;
+}
+
+char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, struct error **err)
+{
+    if (!is_set(id) || strchr(id, '/') || strchr(id, ':'))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid container id for a cgroup"), NULL;
+    if (is_set(parent) && has_dotdot(parent))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "cgroup parent %s has a \"..\"", parent),
+               NULL;
+    if (systemd) {
+        if (!is_set(parent))
+            return xasprintf("system.slice:tinycri:%s", id);
+        _cleanup_free_ char *clean = path_clean(parent);
+        const char *base = strrchr(clean, '/') + 1;
+        if (!str_has_suffix(base, ".slice"))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "cgroup parent %s is not a systemd slice", parent),
+                   NULL;
+        return xasprintf("%s:tinycri:%s", base, id);
+    }
+    if (!is_set(parent))
+        return xasprintf("/tinycri/%s", id);
+    _cleanup_free_ char *clean = path_clean(parent);
+    return xasprintf("%s/%s", strcmp(clean, "/") == 0 ? "" : clean, id);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading small files                                                      */
+
+/* Read a regular file from an open fd, at most OCI_SPEC_FILE_MAX bytes. */
+static char *read_fd_capped(int fd, const char *what, size_t *len, struct error **err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "stat %s", what), NULL;
+    if (!S_ISREG(st.st_mode))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s is not a regular file", what), NULL;
+    if (st.st_size > OCI_SPEC_FILE_MAX)
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %d bytes", what,
+                         OCI_SPEC_FILE_MAX),
+               NULL;
+    struct buf b;
+    buf_init(&b, OCI_SPEC_FILE_MAX);
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            buf_free(&b);
+            return error_set(err, GRPC_INTERNAL, errno, "read %s", what), NULL;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&b, chunk, (size_t)n) < 0) {
+            buf_free(&b);
+            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %d bytes", what,
+                             OCI_SPEC_FILE_MAX),
+                   NULL;
+        }
+    }
+    return buf_take_str(&b, len);
+}
+
+bool oci_spec_no_openat2;
+
+#define MAX_SYMLINKS 40
+
+/* Push the components of path onto todo so that the first one is popped first. */
+static void push_components(struct strv *todo, const char *path)
+{
+    _cleanup_strv_ struct strv parts = {0};
+    for (const char *s = path; *s;) {
+        const char *e = strchr(s, '/');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n)
+            strv_push(&parts, xstrndup(s, n));
+        s += n;
+        if (*s == '/')
+            s++;
+    }
+    while (parts.n)
+        strv_push(todo, parts.v[--parts.n]);
+}
+
+/* The directory at root/dirs[0]/.../dirs[n-1], opened without following symlinks. */
+static int walk_dirs(int rootfd, char *const *dirs, size_t n)
+{
+    int fd = openat(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    for (size_t i = 0; fd >= 0 && i < n; i++) {
+        int next = openat(fd, dirs[i], O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        fd = next;
+    }
+    return fd;
+}
+
+/*
+ * openat2(RESOLVE_IN_ROOT) done by hand, for kernels before 5.6 (and
+ * valgrind): one component at a time with O_NOFOLLOW, symlink targets
+ * re-resolved from the root when absolute, ".." never above the root.
+ * Returns an fd, or -1 with errno.
+ */
+static int open_in_root_portable(int rootfd, const char *rel)
+{
+    _cleanup_strv_ struct strv todo = {0}; /* next component last */
+    _cleanup_strv_ struct strv dirs = {0}; /* directories resolved below root */
+    push_components(&todo, rel);
+    _cleanup_close_ int cur = walk_dirs(rootfd, NULL, 0);
+    int links = 0;
+    while (cur >= 0 && todo.n) {
+        _cleanup_free_ char *comp = todo.v[--todo.n];
+        if (strcmp(comp, ".") == 0)
+            continue;
+        if (strcmp(comp, "..") == 0) {
+            if (dirs.n) {
+                free(dirs.v[--dirs.n]);
+                close(cur);
+                cur = walk_dirs(rootfd, dirs.v, dirs.n);
+            }
+            continue;
+        }
+        struct stat st;
+        if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            return -1;
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t n = readlinkat(cur, comp, target, sizeof(target) - 1);
+            if (n < 0)
+                return -1;
+            if (++links > MAX_SYMLINKS) {
+                errno = ELOOP;
+                return -1;
+            }
+            target[n] = '\0';
+            if (target[0] == '/') {
+                strv_clear(&dirs);
+                close(cur);
+                cur = walk_dirs(rootfd, NULL, 0);
+            }
+            push_components(&todo, target);
+            continue;
+        }
+        if (todo.n == 0)
+            return openat(cur, comp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+        if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return -1;
+        }
+        int next = openat(cur, comp, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+        if (next < 0)
+            return -1;
+        close(cur);
+        cur = next;
+        strv_push(&dirs, steal_ptr(&comp));
+    }
+    if (cur >= 0)
+        errno = EISDIR; /* the path named a directory */
+    return -1;
+}
+
+/*
+ * Read <root>/<rel> with every path component resolved inside root. A
+ * missing file is not an error: *text stays NULL.
+ */
+static int read_in_root(int rootfd, const char *rel, char **text, struct error **err)
+{
+    *text = NULL;
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = -1;
+    if (!oci_spec_no_openat2)
+        fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
+        fd = open_in_root_portable(rootfd, rel);
+    _cleanup_close_ int owned = fd;
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return 0;
+        return error_set(err, GRPC_INTERNAL, errno, "open /%s in the image", rel);
+    }
+    _cleanup_free_ char *what = xasprintf("/%s in the image", rel);
+    size_t len = 0;
+    *text = read_fd_capped(fd, what, &len, err);
+    return *text ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* /etc/passwd and /etc/group                                               */
+
+struct pw_entry {
+    const char *name;
+    uint32_t uid, gid;
+};
+
+struct gr_entry {
+    const char *name;
+    uint32_t gid;
+    const char *members; /* comma-separated, maybe "" */
+};
+
+struct user_db {
+    char *pw_text; /* NULL: no /etc/passwd */
+    char *gr_text; /* NULL: no /etc/group */
+    struct pw_entry *pw;
+    size_t n_pw;
+    struct gr_entry *gr;
+    size_t n_gr;
+};
+
+static void user_db_clear(struct user_db *db)
+{
+    free(db->pw_text);
+    free(db->gr_text);
+    free(db->pw);
+    free(db->gr);
+    memset(db, 0, sizeof(*db));
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+    if (!*s)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+        if (v > UINT32_MAX)
+            return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Split a line in place at ':' into at most max fields; returns the count. */
+static size_t split_fields(char *line, char **f, size_t max)
+{
+    size_t n = 0;
+    f[n++] = line;
+    for (char *s = line; *s && n < max; s++) {
+        if (*s == ':') {
+            *s = '\0';
+            f[n++] = s + 1;
+        }
+    }
+    return n;
+}
+
+/* Iterate the lines of text in place, skipping blanks and comments. */
+static char *next_line(char **cursor)
+{
+    while (*cursor && **cursor) {
+        char *line = *cursor;
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+            *cursor = nl + 1;
+        } else {
+            *cursor = line + strlen(line);
+        }
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[l - 1] = '\0';
+        if (line[0] && line[0] != '#' && line[0] != '+' && line[0] != '-')
+            return line;
+    }
+    return NULL;
+}
+
+static void parse_passwd(struct user_db *db)
+{
+    size_t alloc = 0;
+    char *cur = db->pw_text;
+    char *line;
+    while ((line = next_line(&cur))) {
+        char *f[4];
+        struct pw_entry e;
+        if (split_fields(line, f, 4) < 4 || !*f[0] || !parse_u32(f[2], &e.uid))
+            continue;
+        char *end = strchr(f[3], ':');
+        if (end)
+            *end = '\0';
+        if (!parse_u32(f[3], &e.gid))
+            continue;
+        e.name = f[0];
+        if (db->n_pw == alloc) {
+            alloc = alloc ? alloc * 2 : 32;
+            db->pw = xrealloc(db->pw, alloc * sizeof(*db->pw));
+        }
+        db->pw[db->n_pw++] = e;
+    }
+}
+
+static void parse_group(struct user_db *db)
+{
+    size_t alloc = 0;
+    char *cur = db->gr_text;
+    char *line;
+    while ((line = next_line(&cur))) {
+        char *f[4];
+        size_t n = split_fields(line, f, 4);
+        struct gr_entry e;
+        if (n < 3 || !*f[0] || !parse_u32(f[2], &e.gid))
+            continue;
+        e.name = f[0];
+        e.members = n == 4 ? f[3] : "";
+        if (db->n_gr == alloc) {
+            alloc = alloc ? alloc * 2 : 32;
+            db->gr = xrealloc(db->gr, alloc * sizeof(*db->gr));
+        }
+        db->gr[db->n_gr++] = e;
+    }
+}
+
+static int user_db_load(const char *rootfs, bool want_group, struct user_db *db, struct error **err)
+{
+    memset(db, 0, sizeof(*db));
+    _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "open rootfs %s", rootfs);
+    if (read_in_root(rootfd, "etc/passwd", &db->pw_text, err) < 0)
+        return -1;
+    if (want_group && read_in_root(rootfd, "etc/group", &db->gr_text, err) < 0)
+        return -1;
+    if (db->pw_text)
+        parse_passwd(db);
+    if (db->gr_text)
+        parse_group(db);
+    return 0;
+}
+
+static const struct pw_entry *pw_by_name(const struct user_db *db, const char *name)
+{
+    for (size_t i = 0; i < db->n_pw; i++)
+        if (strcmp(db->pw[i].name, name) == 0)
+            return &db->pw[i];
+    return NULL;
+}
+
+static const struct pw_entry *pw_by_uid(const struct user_db *db, uint32_t uid)
+{
+    for (size_t i = 0; i < db->n_pw; i++)
+        if (db->pw[i].uid == uid)
+            return &db->pw[i];
+    return NULL;
+}
+
+static bool is_member(const char *members, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *s = members; *s;) {
+        const char *e = strchr(s, ',');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n == nl && strncmp(s, name, n) == 0)
+            return true;
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return false;
+}
+
+static void add_gid(struct oci_spec_user *u, uint32_t gid)
+{
+    for (size_t i = 0; i < u->n_additional_gids; i++)
+        if (u->additional_gids[i] == gid)
+            return;
+    u->additional_gids =
+        xrealloc(u->additional_gids, (u->n_additional_gids + 1) * sizeof(*u->additional_gids));
+    u->additional_gids[u->n_additional_gids++] = gid;
+}
+
+void oci_spec_user_clear(struct oci_spec_user *u)
+{
+    if (!u)
+        return;
+    free(u->name);
+    free(u->additional_gids);
+    memset(u, 0, sizeof(*u));
+}
+
+int oci_spec_resolve_user(const char *rootfs, const char *user, bool image_groups,
+                          struct oci_spec_user *out, struct error **err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!is_set(user))
+        user = "0";
+    _cleanup_free_ char *upart = xstrdup(user);
+    char *gpart = strchr(upart, ':');
+    if (gpart)
+        *gpart++ = '\0';
+    if (!*upart || (gpart && (!*gpart || strchr(gpart, ':'))))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid user \"%s\"", user);
+    uint32_t uid = 0, gid = 0;
+    bool uid_numeric = parse_u32(upart, &uid);
+    bool gid_numeric = gpart && parse_u32(gpart, &gid);
+
+    struct user_db db __attribute__((cleanup(user_db_clear))) = {0};
+    if (user_db_load(rootfs, image_groups || (gpart && !gid_numeric), &db, err) < 0)
+        return -1;
+
+    const struct pw_entry *pw;
+    if (uid_numeric) {
+        pw = pw_by_uid(&db, uid);
+    } else {
+        if (!db.pw_text)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "cannot resolve user \"%s\": the image has no /etc/passwd", upart);
+        pw = pw_by_name(&db, upart);
+        if (!pw)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "user \"%s\" not found in the image's /etc/passwd", upart);
+        uid = pw->uid;
+    }
+    if (gpart && !gid_numeric) {
+        bool found = false;
+        for (size_t i = 0; i < db.n_gr && !found; i++) {
+            if (strcmp(db.gr[i].name, gpart) == 0) {
+                gid = db.gr[i].gid;
+                found = true;
+            }
+        }
+        if (!found)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "group \"%s\" not found in the image's /etc/group", gpart);
+    } else if (!gpart) {
+        gid = pw ? pw->gid : 0;
+    }
+
+    out->uid = uid;
+    out->gid = gid;
+    out->name = pw ? xstrdup(pw->name) : NULL;
+    add_gid(out, gid);
+    if (image_groups && out->name) {
+        for (size_t i = 0; i < db.n_gr; i++)
+            if (strcmp(db.gr[i].name, out->name) != 0 && is_member(db.gr[i].members, out->name))
+                add_gid(out, db.gr[i].gid);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Image config                                                             */
+
+/* The object holding Entrypoint, Cmd, Env...: the "config" member or the document itself. */
+static const json_t *image_cfg(const json_t *doc)
+{
+    if (!json_is_object(doc))
+        return NULL;
+    const json_t *c = json_object_get(doc, "config");
+    return json_is_object(c) ? c : doc;
+}
+
+/* A list of strings from the image config: NULL when absent or null. */
+static int image_str_list(const json_t *cfg, const char *key, const json_t **out,
+                          struct error **err)
+{
+    *out = NULL;
+    const json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image config %s is not a list", key);
+    size_t i;
+    const json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "image config %s has a non-string entry", key);
+    }
+    *out = v;
+    return 0;
+}
+
+static const char *image_str(const json_t *cfg, const char *key)
+{
+    const char *s = cfg ? json_string_value(json_object_get(cfg, key)) : NULL;
+    return s ? s : "";
+}
+
+json_t *oci_spec_process_args(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
+                              struct error **err)
+{
+    const json_t *cfg = image_cfg(image_config);
+    const json_t *entrypoint, *cmd;
+    if (image_str_list(cfg, "Entrypoint", &entrypoint, err) < 0 ||
+        image_str_list(cfg, "Cmd", &cmd, err) < 0)
+        return NULL;
+    _cleanup_json_ json_t *args = json_array();
+    if (ctr->n_command > 0) {
+        for (size_t i = 0; i < ctr->n_command; i++)
+            if (append_str(args, ctr->command[i], "command", err) < 0)
+                return NULL;
+    } else {
+        bool empty_entrypoint =
+            json_array_size(entrypoint) == 1 && !*json_string_value(json_array_get(entrypoint, 0));
+        if (entrypoint && !empty_entrypoint)
+            json_array_extend(args, (json_t *)entrypoint);
+        if (ctr->n_args == 0 && cmd)
+            json_array_extend(args, (json_t *)cmd);
+    }
+    for (size_t i = 0; i < ctr->n_args; i++)
+        if (append_str(args, ctr->args[i], "args", err) < 0)
+            return NULL;
+    if (json_array_size(args) == 0 || !*json_string_value(json_array_get(args, 0)))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "no command specified"), NULL;
+    return steal_ptr(&args);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The builder                                                              */
+
+struct mount_entry {
+    char *dst; /* cleaned */
+    json_t *obj;
+    size_t order;
+};
+
+struct build {
+    const struct oci_spec_input *in;
+    const Runtime__V1__ContainerConfig *ctr;
+    const Runtime__V1__LinuxContainerSecurityContext *sc; /* NULL: none given */
+    const Runtime__V1__LinuxContainerResources *res;      /* NULL: none given */
+    const Runtime__V1__NamespaceOption *nso;              /* NULL: all POD */
+    const json_t *img;                                    /* NULL: empty image config */
+    bool privileged;
+    bool cgroup_v2;
+    uint64_t host_caps; /* what "ALL" means */
+    uint64_t caps;      /* bounding = permitted = effective */
+    uint64_t ambient;   /* ambient = inheritable */
+    json_t *spec;
+    json_t *process;
+    json_t *linux;
+    json_t *resources;
+    struct mount_entry *mounts; /* sandbox files, image volumes, CRI mounts */
+    size_t n_mounts;
+    const char *rootfs_propagation;
+};
+
+static void build_clear(struct build *b)
+{
+    for (size_t i = 0; i < b->n_mounts; i++) {
+        free(b->mounts[i].dst);
+        json_decref(b->mounts[i].obj);
+    }
+    free(b->mounts);
+    json_decref(b->spec);
+}
+
+static Runtime__V1__NamespaceMode ns_mode(const struct build *b, int which)
+{
+    if (!b->nso)
+        return RUNTIME__V1__NAMESPACE_MODE__POD;
+    switch (which) {
+    case 0:
+        return b->nso->network;
+    case 1:
+        return b->nso->ipc;
+    default:
+        return b->nso->pid;
+    }
+}
+#define NS_NET 0
+#define NS_IPC 1
+#define NS_PID 2
+
+static bool detect_cgroup_v2(enum oci_spec_tristate t)
+{
+    if (t != OCI_SPEC_DETECT)
+        return t == OCI_SPEC_YES;
+    return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+}
+
+/*
+ * The capabilities "ALL" and privileged mean: those the daemon holds itself
+ * (CapEff of /proc/self/status), as containerd does. A runtime cannot grant
+ * more, and asking for more makes it fail.
+ */
+static uint64_t detect_caps(uint64_t pinned)
+{
+    uint64_t known = ((uint64_t)1 << (MAX_CAP + 1)) - 1;
+    if (pinned)
+        return pinned & known;
+    struct error *tmp = NULL;
+    _cleanup_free_ char *text = read_file_capped("/proc/self/status", 64 * 1024, NULL, &tmp);
+    const char *line = text ? strstr(text, "\nCapEff:") : NULL;
+    if (!line) {
+        log_debug("no CapEff in /proc/self/status, assuming every capability: %s",
+                  tmp ? tmp->msg : "not found");
+        error_free(tmp);
+        return known;
+    }
+    return strtoull(line + strlen("\nCapEff:"), NULL, 16) & known;
+}
+
+/* --- process --- */
+
+#define CAP_NAME(n) [CAP_##n] = #n
+static const char *const cap_names[MAX_CAP + 1] = {
+    CAP_NAME(CHOWN),
+    CAP_NAME(DAC_OVERRIDE),
+    CAP_NAME(DAC_READ_SEARCH),
+    CAP_NAME(FOWNER),
+    CAP_NAME(FSETID),
+    CAP_NAME(KILL),
+    CAP_NAME(SETGID),
+    CAP_NAME(SETUID),
+    CAP_NAME(SETPCAP),
+    CAP_NAME(LINUX_IMMUTABLE),
+    CAP_NAME(NET_BIND_SERVICE),
+    CAP_NAME(NET_BROADCAST),
+    CAP_NAME(NET_ADMIN),
+    CAP_NAME(NET_RAW),
+    CAP_NAME(IPC_LOCK),
+    CAP_NAME(IPC_OWNER),
+    CAP_NAME(SYS_MODULE),
+    CAP_NAME(SYS_RAWIO),
+    CAP_NAME(SYS_CHROOT),
+    CAP_NAME(SYS_PTRACE),
+    CAP_NAME(SYS_PACCT),
+    CAP_NAME(SYS_ADMIN),
+    CAP_NAME(SYS_BOOT),
+    CAP_NAME(SYS_NICE),
+    CAP_NAME(SYS_RESOURCE),
+    CAP_NAME(SYS_TIME),
+    CAP_NAME(SYS_TTY_CONFIG),
+    CAP_NAME(MKNOD),
+    CAP_NAME(LEASE),
+    CAP_NAME(AUDIT_WRITE),
+    CAP_NAME(AUDIT_CONTROL),
+    CAP_NAME(SETFCAP),
+    CAP_NAME(MAC_OVERRIDE),
+    CAP_NAME(MAC_ADMIN),
+    CAP_NAME(SYSLOG),
+    CAP_NAME(WAKE_ALARM),
+    CAP_NAME(BLOCK_SUSPEND),
+    CAP_NAME(AUDIT_READ),
+    CAP_NAME(PERFMON),
+    CAP_NAME(BPF),
+    CAP_NAME(CHECKPOINT_RESTORE),
+};
+_Static_assert(CAP_CHECKPOINT_RESTORE == MAX_CAP, "cap_names must cover every capability");
+
+/* containerd's default set. */
+static const int default_caps[] = {
+    CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
+    CAP_MKNOD,   CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
+    CAP_SETFCAP, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_KILL,    CAP_AUDIT_WRITE,
+};
+
+int oci_spec_capability(const char *name)
+{
+    if (!name)
+        return -1;
+    if (strncasecmp(name, "CAP_", 4) == 0)
+        name += 4;
+    for (int i = 0; i <= MAX_CAP; i++)
+        if (strcasecmp(name, cap_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static bool is_all(const char *s)
+{
+    return strcasecmp(s, "ALL") == 0;
+}
+
+static int cap_list(char *const *names, size_t n, bool allow_all, uint64_t *mask,
+                    struct error **err)
+{
+    *mask = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (allow_all && is_all(names[i]))
+            continue;
+        int c = oci_spec_capability(names[i]);
+        if (c < 0)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown capability \"%s\"", names[i]);
+        *mask |= (uint64_t)1 << c;
+    }
+    return 0;
+}
+
+static bool list_has_all(char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (is_all(names[i]))
+            return true;
+    return false;
+}
+
+static int compute_caps(struct build *b, struct error **err)
+{
+    uint64_t all = b->host_caps;
+    const Runtime__V1__Capability *cap = b->sc ? b->sc->capabilities : NULL;
+    uint64_t add = 0, drop = 0, ambient = 0;
+    if (cap) {
+        /* Validate every name, even when privileged ignores add/drop. */
+        if (cap_list(cap->add_capabilities, cap->n_add_capabilities, true, &add, err) < 0 ||
+            cap_list(cap->drop_capabilities, cap->n_drop_capabilities, true, &drop, err) < 0 ||
+            cap_list(cap->add_ambient_capabilities, cap->n_add_ambient_capabilities, false,
+                     &ambient, err) < 0)
+            return -1;
+    }
+    if (b->privileged) {
+        b->caps = all;
+        return 0;
+    }
+    uint64_t caps = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(default_caps); i++)
+        caps |= (uint64_t)1 << default_caps[i];
+    if (cap) {
+        /* "ALL" first, so that individual entries still refine it (containerd's order). */
+        if (list_has_all(cap->add_capabilities, cap->n_add_capabilities))
+            caps = all;
+        if (list_has_all(cap->drop_capabilities, cap->n_drop_capabilities))
+            caps = 0;
+        caps |= add | ambient;
+        caps &= ~drop;
+        ambient &= ~drop;
+    }
+    b->caps = caps;
+    b->ambient = ambient;
+    return 0;
+}
+
+static json_t *caps_json(uint64_t mask)
+{
+    json_t *a = json_array();
+    for (int i = 0; i <= MAX_CAP; i++) {
+        if (mask & ((uint64_t)1 << i)) {
+            _cleanup_free_ char *n = xasprintf("CAP_%s", cap_names[i]);
+            json_array_append_new(a, json_string(n));
+        }
+    }
+    return a;
+}
+
+/* Set or replace "KEY=VALUE" by key; a bare "KEY" removes it (Docker's rules). */
+static void env_set(struct strv *env, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    size_t klen = eq ? (size_t)(eq - kv) : strlen(kv);
+    for (size_t i = 0; i < env->n; i++) {
+        if (env->v[i] && strncmp(env->v[i], kv, klen) == 0 &&
+            (env->v[i][klen] == '=' || env->v[i][klen] == '\0')) {
+            free(env->v[i]);
+            env->v[i] = eq ? xstrdup(kv) : NULL;
+            return;
+        }
+    }
+    if (eq)
+        strv_push(env, xstrdup(kv));
+}
+
+static int build_env(struct build *b, struct error **err)
+{
+    _cleanup_strv_ struct strv env = {0};
+    strv_push(&env, xstrdup(DEFAULT_PATH_ENV));
+
+    const Runtime__V1__PodSandboxConfig *pod = b->in->pod;
+    char host[HOST_NAME_MAX + 1] = "";
+    const char *hostname = pod->hostname;
+    if (!is_set(hostname))
+        hostname = b->in->host.hostname;
+    if (!is_set(hostname)) {
+        if (gethostname(host, sizeof(host)) < 0)
+            return error_set(err, GRPC_INTERNAL, errno, "gethostname");
+        host[sizeof(host) - 1] = '\0';
+        hostname = host;
+    }
+    _cleanup_free_ char *hn = xasprintf("HOSTNAME=%s", hostname);
+    env_set(&env, hn);
+
+    const json_t *image_env;
+    if (image_str_list(b->img, "Env", &image_env, err) < 0)
+        return -1;
+    size_t i;
+    const json_t *e;
+    json_array_foreach(image_env, i, e)
+    {
+        if (*json_string_value(e))
+            env_set(&env, json_string_value(e));
+    }
+
+    for (i = 0; i < b->ctr->n_envs; i++) {
+        const Runtime__V1__KeyValue *kv = b->ctr->envs[i];
+        if (!is_set(kv->key) || strchr(kv->key, '='))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "invalid environment variable name \"%s\"", kv->key ? kv->key : "");
+        if (kv->value.len && memchr(kv->value.data, '\0', kv->value.len))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "environment variable %s has a NUL byte", kv->key);
+        _cleanup_free_ char *val = xstrndup((const char *)kv->value.data, kv->value.len);
+        _cleanup_free_ char *s = xasprintf("%s=%s", kv->key, val);
+        env_set(&env, s);
+    }
+
+    json_t *arr = json_array();
+    json_object_set_new(b->process, "env", arr);
+    for (i = 0; i < env.n; i++)
+        if (env.v[i] && append_str(arr, env.v[i], "environment variable", err) < 0)
+            return -1;
+    return 0;
+}
+
+static int check_id(const Runtime__V1__Int64Value *v, const char *what, struct error **err)
+{
+    if (v && (v->value < 0 || v->value >= (int64_t)UINT32_MAX))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s %lld is out of range", what,
+                         (long long)v->value);
+    return 0;
+}
+
+static int build_user(struct build *b, struct error **err)
+{
+    const Runtime__V1__LinuxContainerSecurityContext *sc = b->sc;
+    _cleanup_free_ char *userstr = NULL;
+    bool merge = true;
+    if (sc) {
+        if (check_id(sc->run_as_user, "run_as_user", err) < 0 ||
+            check_id(sc->run_as_group, "run_as_group", err) < 0)
+            return -1;
+        if (is_set(sc->run_as_username))
+            userstr = xstrdup(sc->run_as_username);
+        else if (sc->run_as_user)
+            userstr = xasprintf("%lld", (long long)sc->run_as_user->value);
+        if (sc->run_as_group) {
+            if (!userstr)
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                                 "run_as_group needs run_as_user or run_as_username");
+            char *both = xasprintf("%s:%lld", userstr, (long long)sc->run_as_group->value);
+            free(userstr);
+            userstr = both;
+        }
+        merge = sc->supplemental_groups_policy != RUNTIME__V1__SUPPLEMENTAL_GROUPS_POLICY__Strict;
+    }
+    if (!userstr && *image_str(b->img, "User"))
+        userstr = xstrdup(image_str(b->img, "User"));
+
+    struct oci_spec_user u __attribute__((cleanup(oci_spec_user_clear)));
+    if (oci_spec_resolve_user(b->in->rootfs, userstr ? userstr : "0", merge, &u, err) < 0)
+        return -1;
+    if (sc) {
+        for (size_t i = 0; i < sc->n_supplemental_groups; i++) {
+            int64_t g = sc->supplemental_groups[i];
+            if (g < 0 || g >= (int64_t)UINT32_MAX)
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                                 "supplemental group %lld is out of range", (long long)g);
+            add_gid(&u, (uint32_t)g);
+        }
+    }
+    json_t *user = json_object();
+    json_object_set_new(b->process, "user", user);
+    json_object_set_new(user, "uid", json_integer(u.uid));
+    json_object_set_new(user, "gid", json_integer(u.gid));
+    json_t *gids = json_array();
+    for (size_t i = 0; i < u.n_additional_gids; i++)
+        json_array_append_new(gids, json_integer(u.additional_gids[i]));
+    json_object_set_new(user, "additionalGids", gids);
+    return 0;
+}
+
+static int build_process(struct build *b, struct error **err)
+{
+    b->process = json_object();
+    json_object_set_new(b->spec, "process", b->process);
+    if (b->ctr->tty)
+        json_object_set_new(b->process, "terminal", json_true());
+
+    if (build_user(b, err) < 0)
+        return -1;
+    json_t *args = oci_spec_process_args(b->ctr, b->in->image_config, err);
+    if (!args)
+        return -1;
+    json_object_set_new(b->process, "args", args);
+    if (build_env(b, err) < 0)
+        return -1;
+
+    const char *cwd = b->ctr->working_dir;
+    if (!is_set(cwd))
+        cwd = image_str(b->img, "WorkingDir");
+    if (!*cwd)
+        cwd = "/";
+    if (cwd[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "working directory %s is not absolute",
+                         cwd);
+    if (set_str(b->process, "cwd", cwd, "working directory", err) < 0)
+        return -1;
+
+    json_t *caps = json_object();
+    json_object_set_new(b->process, "capabilities", caps);
+    json_object_set_new(caps, "bounding", caps_json(b->caps));
+    json_object_set_new(caps, "effective", caps_json(b->caps));
+    json_object_set_new(caps, "permitted", caps_json(b->caps));
+    if (b->ambient) {
+        json_object_set_new(caps, "inheritable", caps_json(b->ambient));
+        json_object_set_new(caps, "ambient", caps_json(b->ambient));
+    }
+
+    if (b->sc && b->sc->no_new_privs)
+        json_object_set_new(b->process, "noNewPrivileges", json_true());
+
+    if (b->res) {
+        int64_t adj = b->res->oom_score_adj;
+        if (adj < -1000 || adj > 1000)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "oom_score_adj %lld is out of range",
+                             (long long)adj);
+        if (adj >= 0)
+            json_object_set_new(b->process, "oomScoreAdj", json_integer(adj));
+    }
+    return 0;
+}
+
+/* --- mounts --- */
+
+static json_t *mount_json(const char *dst, const char *type, const char *src,
+                          const char *const *opts, struct error **err)
+{
+    _cleanup_json_ json_t *m = json_object();
+    if (set_str(m, "destination", dst, "mount container path", err) < 0 ||
+        set_str(m, "source", src, "mount host path", err) < 0)
+        return NULL;
+    json_object_set_new(m, "type", json_string(type));
+    json_object_set_new(m, "options", str_array(opts));
+    return steal_ptr(&m);
+}
+
+static bool has_mount(const struct build *b, const char *clean_dst)
+{
+    for (size_t i = 0; i < b->n_mounts; i++)
+        if (strcmp(b->mounts[i].dst, clean_dst) == 0)
+            return true;
+    return false;
+}
+
+static bool cri_mounts_path(const struct build *b, const char *path)
+{
+    for (size_t i = 0; i < b->ctr->n_mounts; i++) {
+        const char *cp = b->ctr->mounts[i]->container_path;
+        if (!is_set(cp))
+            continue;
+        _cleanup_free_ char *clean = path_clean(cp);
+        if (strcmp(clean, path) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void push_mount(struct build *b, char *clean_dst, json_t *obj)
+{
+    b->mounts = xrealloc(b->mounts, (b->n_mounts + 1) * sizeof(*b->mounts));
+    b->mounts[b->n_mounts] = (struct mount_entry){clean_dst, obj, b->n_mounts};
+    b->n_mounts++;
+}
+
+static int add_bind(struct build *b, const char *dst, const char *src, const char *propagation,
+                    const char *ro, struct error **err)
+{
+    const char *opts[] = {"rbind", propagation, ro, NULL};
+    char *clean = path_clean(dst);
+    json_t *m = mount_json(clean, "bind", src, opts, err);
+    if (!m) {
+        free(clean);
+        return -1;
+    }
+    push_mount(b, clean, m);
+    return 0;
+}
+
+static int add_sandbox_files(struct build *b, struct error **err)
+{
+    const char *ro = b->sc && b->sc->readonly_rootfs ? "ro" : "rw";
+    const struct {
+        const char *dst, *src;
+    } files[] = {
+        {"/etc/hostname", b->in->hostname_file},
+        {"/etc/hosts", b->in->hosts_file},
+        {"/etc/resolv.conf", b->in->resolv_file},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+        if (is_set(files[i].src) && !cri_mounts_path(b, files[i].dst) &&
+            add_bind(b, files[i].dst, files[i].src, "rprivate", ro, err) < 0)
+            return -1;
+    const char *shm =
+        ns_mode(b, NS_IPC) == RUNTIME__V1__NAMESPACE_MODE__NODE ? "/dev/shm" : b->in->shm_dir;
+    if (is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
+        add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
+        return -1;
+    return 0;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+static int add_image_volumes(struct build *b, struct error **err)
+{
+    const json_t *vols = b->img ? json_object_get(b->img, "Volumes") : NULL;
+    if (!vols || json_is_null(vols))
+        return 0;
+    if (!json_is_object(vols))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image config Volumes is not an object");
+    if (!b->in->volumes_dir || json_object_size(vols) == 0)
+        return 0;
+    /* Sorted, so the spec does not depend on hash order. */
+    size_t n = json_object_size(vols), i = 0;
+    _cleanup_free_ const char **keys = xcalloc(n, sizeof(*keys));
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)vols, key, val)
+    {
+        keys[i++] = key;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    for (i = 0; i < n; i++) {
+        _cleanup_free_ char *name = oci_spec_volume_name(keys[i], err);
+        if (!name)
+            return error_prefix(err, "image volume");
+        _cleanup_free_ char *clean = path_clean(keys[i]);
+        if (cri_mounts_path(b, clean) || has_mount(b, clean))
+            continue;
+        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, name);
+        if (mkdir_p(src, 0755, err) < 0)
+            return error_prefix(err, "image volume %s", keys[i]);
+        if (add_bind(b, clean, src, "rprivate", "rw", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Undo mountinfo's octal escapes ("\040" for a space) in place. */
+static void unescape_octal(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+}
+
+static bool path_under(const char *path, const char *mp)
+{
+    size_t n = strlen(mp);
+    if (strcmp(mp, "/") == 0)
+        return true;
+    return strncmp(path, mp, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * Propagation only works when the host mount holding src propagates too
+ * (containerd's ensureShared / ensureSharedOrSlave): check the optional
+ * fields of that mount in mountinfo.
+ */
+static int check_host_propagation(const struct build *b, const char *src, bool need_shared,
+                                  struct error **err)
+{
+    const char *info =
+        is_set(b->in->host.mountinfo) ? b->in->host.mountinfo : "/proc/self/mountinfo";
+    _cleanup_free_ char *text = read_file_capped(info, 16 * 1024 * 1024, NULL, err);
+    if (!text)
+        return error_prefix(err, "propagation of %s", src);
+    _cleanup_free_ char *best = NULL;
+    bool shared = false, slave = false;
+    char *cur = text, *line;
+    while ((line = next_line(&cur))) {
+        /* id parent dev root mountpoint options [optional...] - type source super */
+        char *f[64];
+        size_t n = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(line, " ", &save); t && n < ARRAY_SIZE(f);
+             t = strtok_r(NULL, " ", &save))
+            f[n++] = t;
+        if (n < 7)
+            continue;
+        unescape_octal(f[4]);
+        if (!path_under(src, f[4]) || (best && strlen(f[4]) < strlen(best)))
+            continue;
+        free(best);
+        best = xstrdup(f[4]);
+        shared = slave = false;
+        for (size_t i = 6; i < n && strcmp(f[i], "-") != 0; i++) {
+            shared |= str_has_prefix(f[i], "shared:");
+            slave |= str_has_prefix(f[i], "master:");
+        }
+    }
+    if (!best)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "no mount holds %s in %s", src, info);
+    if (shared || (!need_shared && slave))
+        return 0;
+    return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s is on mount %s, which is not a %s mount",
+                     src, best, need_shared ? "shared" : "shared or slave");
+}
+
+static int add_cri_mount(struct build *b, const Runtime__V1__Mount *m, struct error **err)
+{
+    if (m->image && is_set(m->image->image))
+        return error_set(err, GRPC_UNIMPLEMENTED, 0, "image mounts are not supported");
+    if (!is_set(m->container_path) || m->container_path[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "mount container path \"%s\" is not absolute",
+                         m->container_path ? m->container_path : "");
+    if (m->n_uidmappings || m->n_gidmappings)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "mount %s: idmapped mounts are not supported", m->container_path);
+    if (!is_set(m->host_path))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "mount %s has no host path",
+                         m->container_path);
+    _cleanup_free_ char *src = realpath(m->host_path, NULL);
+    if (!src)
+        return error_set(err, GRPC_INVALID_ARGUMENT, errno, "mount host path %s", m->host_path);
+
+    const char *prop;
+    switch (m->propagation) {
+    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE:
+        prop = "rprivate";
+        break;
+    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER:
+        prop = "rslave";
+        if (check_host_propagation(b, src, false, err) < 0)
+            return -1;
+        if (!b->rootfs_propagation)
+            b->rootfs_propagation = "rslave";
+        break;
+    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL:
+        prop = "rshared";
+        if (check_host_propagation(b, src, true, err) < 0)
+            return -1;
+        b->rootfs_propagation = "rshared";
+        break;
+    default:
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "mount %s: unknown propagation %d",
+                         m->container_path, (int)m->propagation);
+    }
+    const char *ro = m->readonly ? "ro" : "rw";
+    if (m->recursive_read_only) {
+        if (!m->readonly || m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "mount %s: recursive read-only needs readonly and private propagation",
+                             m->container_path);
+        ro = "rro";
+    }
+    return add_bind(b, m->container_path, src, prop, ro, err);
+}
+
+static int cmp_mount(const void *x, const void *y)
+{
+    const struct mount_entry *a = x, *c = y;
+    size_t da = path_depth(a->dst), dc = path_depth(c->dst);
+    if (da != dc)
+        return da < dc ? -1 : 1;
+    return a->order < c->order ? -1 : a->order > c->order;
+}
+
+struct default_mount {
+    const char *dst, *type, *src;
+    const char *const *opts;
+};
+
+#define OPTS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static int build_mounts(struct build *b, struct error **err)
+{
+    if (add_sandbox_files(b, err) < 0 || add_image_volumes(b, err) < 0)
+        return -1;
+    for (size_t i = 0; i < b->ctr->n_mounts; i++)
+        if (add_cri_mount(b, b->ctr->mounts[i], err) < 0)
+            return -1;
+
+    const char *rw = b->privileged ? "rw" : "ro";
+    const struct default_mount defaults[] = {
+        {"/proc", "proc", "proc", OPTS("nosuid", "noexec", "nodev")},
+        {"/dev", "tmpfs", "tmpfs", OPTS("nosuid", "strictatime", "mode=755", "size=65536k")},
+        {"/dev/pts", "devpts", "devpts",
+         OPTS("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")},
+        {"/dev/shm", "tmpfs", "shm", OPTS("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")},
+        {"/dev/mqueue", "mqueue", "mqueue", OPTS("nosuid", "noexec", "nodev")},
+        {"/sys", "sysfs", "sysfs", OPTS("nosuid", "noexec", "nodev", rw)},
+        {"/sys/fs/cgroup", "cgroup", "cgroup", OPTS("nosuid", "noexec", "nodev", "relatime", rw)},
+    };
+    json_t *mounts = json_array();
+    json_object_set_new(b->spec, "mounts", mounts);
+    bool dev_replaced = has_mount(b, "/dev");
+    for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
+        const struct default_mount *d = &defaults[i];
+        if (has_mount(b, d->dst) || (dev_replaced && str_has_prefix(d->dst, "/dev/")))
+            continue;
+        json_array_append_new(mounts, mount_json(d->dst, d->type, d->src, d->opts, err));
+    }
+    /* Shallow destinations first, so that no mount hides one below it. */
+    qsort(b->mounts, b->n_mounts, sizeof(*b->mounts), cmp_mount);
+    for (size_t i = 0; i < b->n_mounts; i++)
+        json_array_append(mounts, b->mounts[i].obj);
+    return 0;
+}
+
+/* --- devices --- */
+
+struct dev_ctx {
+    json_t *devices; /* linux.devices */
+    json_t *rules;   /* linux.resources.devices, NULL: none added */
+    const char *access;
+    size_t count;
+};
+
+static int add_device(struct dev_ctx *d, const char *cpath, const struct stat *st,
+                      struct error **err)
+{
+    if (++d->count > MAX_DEVICES)
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "more than %d devices", MAX_DEVICES);
+    const char *type = S_ISCHR(st->st_mode) ? "c" : "b";
+    json_t *dev = json_object();
+    json_array_append_new(d->devices, dev);
+    if (set_str(dev, "path", cpath, "device path", err) < 0)
+        return -1;
+    json_object_set_new(dev, "type", json_string(type));
+    json_object_set_new(dev, "major", json_integer(major(st->st_rdev)));
+    json_object_set_new(dev, "minor", json_integer(minor(st->st_rdev)));
+    json_object_set_new(dev, "fileMode", json_integer(st->st_mode & 07777));
+    json_object_set_new(dev, "uid", json_integer(st->st_uid));
+    json_object_set_new(dev, "gid", json_integer(st->st_gid));
+    if (d->rules) {
+        json_t *r = json_object();
+        json_object_set_new(r, "allow", json_true());
+        json_object_set_new(r, "type", json_string(type));
+        json_object_set_new(r, "major", json_integer(major(st->st_rdev)));
+        json_object_set_new(r, "minor", json_integer(minor(st->st_rdev)));
+        json_object_set_new(r, "access", json_string(d->access));
+        json_array_append_new(d->rules, r);
+    }
+    return 0;
+}
+
+static bool skip_dev_dir(const char *name)
+{
+    static const char *const skip[] = {"pts",  "shm",         "fd",   "mqueue",
+                                       ".lxc", ".lxd-mounts", ".udev"};
+    for (size_t i = 0; i < ARRAY_SIZE(skip); i++)
+        if (strcmp(name, skip[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Every device node below host_dir (symlinks not followed), as cpath/<relative>. */
+static int add_device_dir(struct dev_ctx *d, const char *host_dir, const char *cpath, int depth,
+                          struct error **err)
+{
+    if (depth > MAX_DEV_DEPTH)
+        return 0;
+    _cleanup_dir_ DIR *dir = opendir(host_dir);
+    if (!dir)
+        return error_set(err, GRPC_INTERNAL, errno, "open device directory %s", host_dir);
+    _cleanup_strv_ struct strv names = {0};
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (names.n >= MAX_DEVICES)
+            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s has too many entries", host_dir);
+        strv_push(&names, xstrdup(de->d_name));
+    }
+    qsort(names.v, names.n, sizeof(*names.v), cmp_str);
+    for (size_t i = 0; i < names.n; i++) {
+        const char *name = names.v[i];
+        _cleanup_free_ char *hpath = xasprintf("%s/%s", host_dir, name);
+        _cleanup_free_ char *cp = xasprintf("%s/%s", strcmp(cpath, "/") == 0 ? "" : cpath, name);
+        struct stat st;
+        if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* vanished meanwhile */
+        if (S_ISDIR(st.st_mode)) {
+            if (depth == 0 && skip_dev_dir(name))
+                continue;
+            if (add_device_dir(d, hpath, cp, depth + 1, err) < 0)
+                return -1;
+        } else if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
+                   !(depth == 0 && strcmp(name, "console") == 0)) {
+            if (add_device(d, cp, &st, err) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static json_t *dev_rule(bool allow, const char *type, int64_t maj, int64_t min, const char *access)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, "allow", json_boolean(allow));
+    if (type)
+        json_object_set_new(r, "type", json_string(type));
+    if (maj >= 0)
+        json_object_set_new(r, "major", json_integer(maj));
+    if (min >= 0)
+        json_object_set_new(r, "minor", json_integer(min));
+    json_object_set_new(r, "access", json_string(access));
+    return r;
+}
+
+static bool valid_access(const char *s)
+{
+    if (!*s || strlen(s) > 3)
+        return false;
+    for (; *s; s++)
+        if (*s != 'r' && *s != 'w' && *s != 'm')
+            return false;
+    return true;
+}
+
+static int build_device_list(struct build *b, json_t *rules, json_t *devices, struct error **err)
+{
+    if (b->ctr->n_cdi_devices)
+        return error_set(err, GRPC_UNIMPLEMENTED, 0, "CDI devices are not supported");
+
+    if (b->privileged) {
+        json_array_append_new(rules, dev_rule(true, NULL, -1, -1, "rwm"));
+        const char *dir = is_set(b->in->host.dev_dir) ? b->in->host.dev_dir : "/dev";
+        struct dev_ctx d = {devices, NULL, "rwm", 0};
+        return add_device_dir(&d, dir, "/dev", 0, err);
+    }
+
+    /* Deny everything, then what runc allows every container. */
+    json_array_append_new(rules, dev_rule(false, NULL, -1, -1, "rwm"));
+    json_array_append_new(rules, dev_rule(true, "c", -1, -1, "m"));
+    json_array_append_new(rules, dev_rule(true, "b", -1, -1, "m"));
+    static const struct {
+        int maj, min;
+    } std[] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}, {136, -1}};
+    for (size_t i = 0; i < ARRAY_SIZE(std); i++)
+        json_array_append_new(rules, dev_rule(true, "c", std[i].maj, std[i].min, "rwm"));
+
+    for (size_t i = 0; i < b->ctr->n_devices; i++) {
+        const Runtime__V1__Device *dev = b->ctr->devices[i];
+        const char *access = is_set(dev->permissions) ? dev->permissions : "rwm";
+        if (!valid_access(access))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "device %s: bad permissions \"%s\"",
+                             dev->host_path, access);
+        if (!is_set(dev->host_path))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "device without a host path");
+        const char *cpath = is_set(dev->container_path) ? dev->container_path : dev->host_path;
+        if (cpath[0] != '/')
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "device container path %s is not absolute", cpath);
+        _cleanup_free_ char *real = realpath(dev->host_path, NULL);
+        struct stat st;
+        if (!real || stat(real, &st) < 0)
+            return error_set(err, GRPC_INVALID_ARGUMENT, errno, "device %s", dev->host_path);
+        struct dev_ctx d = {devices, rules, access, 0};
+        if (S_ISDIR(st.st_mode)) {
+            _cleanup_free_ char *clean = path_clean(cpath);
+            if (add_device_dir(&d, real, clean, 1, err) < 0)
+                return error_prefix(err, "device %s", dev->host_path);
+        } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+            if (add_device(&d, cpath, &st, err) < 0)
+                return -1;
+        } else {
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s is not a device", dev->host_path);
+        }
+    }
+    return 0;
+}
+
+static int build_devices(struct build *b, struct error **err)
+{
+    json_t *rules = json_array();
+    json_object_set_new(b->resources, "devices", rules);
+    json_t *devices = json_array();
+    json_object_set_new(b->linux, "devices", devices);
+    if (build_device_list(b, rules, devices, err) < 0)
+        return -1;
+    if (json_array_size(devices) == 0)
+        json_object_del(b->linux, "devices");
+    return 0;
+}
+
+/* --- resources --- */
+
+static bool valid_cpuset(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || *s == ',' || *s == '-'))
+            return false;
+    return true;
+}
+
+static int build_resources(struct build *b, struct error **err)
+{
+    const Runtime__V1__LinuxContainerResources *r = b->res;
+    if (!r)
+        return 0;
+    if (r->cpu_shares < 0 || r->cpu_period < 0 || r->memory_limit_in_bytes < 0 ||
+        r->memory_swap_limit_in_bytes < -1)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "negative resource limit");
+    json_t *cpu = json_object();
+    if (r->cpu_shares)
+        json_object_set_new(cpu, "shares", json_integer(r->cpu_shares));
+    if (r->cpu_quota)
+        json_object_set_new(cpu, "quota", json_integer(r->cpu_quota));
+    if (r->cpu_period)
+        json_object_set_new(cpu, "period", json_integer(r->cpu_period));
+    const char *sets[][2] = {{"cpus", r->cpuset_cpus}, {"mems", r->cpuset_mems}};
+    for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
+        if (!is_set(sets[i][1]))
+            continue;
+        if (!valid_cpuset(sets[i][1])) {
+            json_decref(cpu);
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid cpuset \"%s\"", sets[i][1]);
+        }
+        json_object_set_new(cpu, sets[i][0], json_string(sets[i][1]));
+    }
+    if (json_object_size(cpu))
+        json_object_set_new(b->resources, "cpu", cpu);
+    else
+        json_decref(cpu);
+
+    json_t *mem = json_object();
+    if (r->memory_limit_in_bytes) {
+        json_object_set_new(mem, "limit", json_integer(r->memory_limit_in_bytes));
+        /* No swap unless asked for: memory+swap equals the memory limit. */
+        json_object_set_new(mem, "swap", json_integer(r->memory_limit_in_bytes));
+    }
+    if (r->memory_swap_limit_in_bytes)
+        json_object_set_new(mem, "swap", json_integer(r->memory_swap_limit_in_bytes));
+    if (json_object_size(mem))
+        json_object_set_new(b->resources, "memory", mem);
+    else
+        json_decref(mem);
+
+    if (r->n_hugepage_limits) {
+        json_t *hp = json_array();
+        json_object_set_new(b->resources, "hugepageLimits", hp);
+        for (size_t i = 0; i < r->n_hugepage_limits; i++) {
+            const Runtime__V1__HugepageLimit *h = r->hugepage_limits[i];
+            if (!is_set(h->page_size) ||
+                strspn(h->page_size, "0123456789KMGBkmgb") != strlen(h->page_size) ||
+                h->limit > INT64_MAX)
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid hugepage limit");
+            json_t *o = json_object();
+            json_object_set_new(o, "pageSize", json_string(h->page_size));
+            json_object_set_new(o, "limit", json_integer((json_int_t)h->limit));
+            json_array_append_new(hp, o);
+        }
+    }
+    if (r->n_unified) {
+        json_t *u = json_object();
+        json_object_set_new(b->resources, "unified", u);
+        for (size_t i = 0; i < r->n_unified; i++) {
+            const char *k = r->unified[i]->key, *v = r->unified[i]->value;
+            if (!is_set(k) || strchr(k, '/') || k[0] == '.')
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid unified key \"%s\"",
+                                 k ? k : "");
+            json_t *jv = str_new(v, "unified value", err);
+            if (!jv)
+                return -1;
+            if (json_object_set_new(u, k, jv) < 0)
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unified key is not valid UTF-8");
+        }
+    }
+    return 0;
+}
+
+/* --- namespaces --- */
+
+static int add_ns(json_t *arr, const char *type, const char *path, struct error **err)
+{
+    json_t *ns = json_object();
+    json_array_append_new(arr, ns);
+    json_object_set_new(ns, "type", json_string(type));
+    if (path && set_str(ns, "path", path, "namespace path", err) < 0)
+        return -1;
+    return 0;
+}
+
+static int need_path(const char *path, const char *what, struct error **err)
+{
+    if (!is_set(path))
+        return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the container", what);
+    return 0;
+}
+
+static int build_namespaces(struct build *b, struct error **err)
+{
+    const Runtime__V1__NamespaceMode net = ns_mode(b, NS_NET), ipc = ns_mode(b, NS_IPC),
+                                     pid = ns_mode(b, NS_PID);
+    const Runtime__V1__NamespaceMode NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
+                                     POD = RUNTIME__V1__NAMESPACE_MODE__POD;
+    if ((net != NODE && net != POD) || (ipc != NODE && ipc != POD))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "network and IPC namespaces must be POD or NODE");
+    const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
+    if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
+
+    json_t *arr = json_array();
+    json_object_set_new(b->linux, "namespaces", arr);
+    switch (pid) {
+    case RUNTIME__V1__NAMESPACE_MODE__POD:
+        if (need_path(b->in->pid_ns_path, "pid", err) < 0 ||
+            add_ns(arr, "pid", b->in->pid_ns_path, err) < 0)
+            return -1;
+        break;
+    case RUNTIME__V1__NAMESPACE_MODE__CONTAINER:
+        add_ns(arr, "pid", NULL, err);
+        break;
+    case RUNTIME__V1__NAMESPACE_MODE__TARGET:
+        if (!is_set(b->in->target_pid_ns_path))
+            return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
+                             b->nso->target_id ? b->nso->target_id : "");
+        if (add_ns(arr, "pid", b->in->target_pid_ns_path, err) < 0)
+            return -1;
+        break;
+    case RUNTIME__V1__NAMESPACE_MODE__NODE:
+        break;
+    default:
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown pid namespace mode %d", (int)pid);
+    }
+    if (ipc == POD && (need_path(b->in->ipc_ns_path, "IPC", err) < 0 ||
+                       add_ns(arr, "ipc", b->in->ipc_ns_path, err) < 0))
+        return -1;
+    /* Host network means host UTS too (kubelet's rule for hostNetwork pods). */
+    if (net == POD && (need_path(b->in->uts_ns_path, "UTS", err) < 0 ||
+                       add_ns(arr, "uts", b->in->uts_ns_path, err) < 0))
+        return -1;
+    add_ns(arr, "mount", NULL, err);
+    if (net == POD && (need_path(b->in->netns_path, "network", err) < 0 ||
+                       add_ns(arr, "network", b->in->netns_path, err) < 0))
+        return -1;
+    /* A cgroup namespace hides the host's hierarchy; only meaningful on v2. */
+    if (b->cgroup_v2 && !b->privileged)
+        add_ns(arr, "cgroup", NULL, err);
+    return 0;
+}
+
+/* --- seccomp --- */
+
+static int seccomp_copy_rule(const json_t *src, json_t *rules, size_t idx, const char *path,
+                             struct error **err)
+{
+    if (!json_is_object(src))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp profile %s: syscalls[%zu] is not an object", path, idx);
+    json_t *names = json_object_get(src, "names");
+    const json_t *name = json_object_get(src, "name");
+    const json_t *action = json_object_get(src, "action");
+    if (!json_is_string(action))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp profile %s: syscalls[%zu] has no action", path, idx);
+    json_t *r = json_object();
+    json_array_append_new(rules, r);
+    if (json_is_array(names) && json_array_size(names)) {
+        json_object_set(r, "names", names);
+    } else if (json_is_string(name)) {
+        /* Docker's older one-name form. */
+        json_t *a = json_array();
+        json_array_append(a, (json_t *)name);
+        json_object_set_new(r, "names", a);
+    } else {
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp profile %s: syscalls[%zu] names no system call", path, idx);
+    }
+    static const char *const keep[] = {"action", "errnoRet", "args"};
+    for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+        json_t *v = json_object_get(src, keep[i]);
+        if (v && !json_is_null(v))
+            json_object_set(r, keep[i], v);
+    }
+    return 0;
+}
+
+static json_t *load_localhost_profile(const char *ref, const char *root, struct error **err)
+{
+    if (!is_set(ref) || ref[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp localhost profile \"%s\" is not an absolute path",
+                         ref ? ref : ""),
+               NULL;
+    _cleanup_free_ char *real = realpath(ref, NULL);
+    if (!real)
+        return error_set(err, GRPC_INVALID_ARGUMENT, errno, "seccomp profile %s", ref), NULL;
+    if (is_set(root)) {
+        _cleanup_free_ char *rroot = realpath(root, NULL);
+        const char *base = rroot ? rroot : root;
+        size_t bl = strlen(base);
+        while (bl > 1 && base[bl - 1] == '/')
+            bl--;
+        if (strncmp(real, base, bl) != 0 || (real[bl] != '/' && bl != 1))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "seccomp profile %s is outside %s", ref,
+                             root),
+                   NULL;
+    }
+    _cleanup_close_ int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, errno, "seccomp profile %s", ref), NULL;
+    size_t len = 0;
+    _cleanup_free_ char *what = xasprintf("seccomp profile %s", ref);
+    _cleanup_free_ char *text = read_fd_capped(fd, what, &len, err);
+    if (!text)
+        return NULL;
+    json_error_t jerr;
+    _cleanup_json_ json_t *doc = json_loadb(text, len, 0, &jerr);
+    if (!doc)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp profile %s: invalid JSON at line %d: %s", ref, jerr.line,
+                         jerr.text),
+               NULL;
+    if (!json_is_object(doc) || !json_is_string(json_object_get(doc, "defaultAction")))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "seccomp profile %s has no \"defaultAction\"", ref),
+               NULL;
+    _cleanup_json_ json_t *out = json_object();
+    static const char *const keep[] = {"defaultAction", "defaultErrnoRet", "architectures",
+                                       "flags",         "listenerPath",    "listenerMetadata"};
+    for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+        json_t *v = json_object_get(doc, keep[i]);
+        if (v && !json_is_null(v))
+            json_object_set(out, keep[i], v);
+    }
+    const json_t *syscalls = json_object_get(doc, "syscalls");
+    if (syscalls && !json_is_null(syscalls)) {
+        if (!json_is_array(syscalls))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "seccomp profile %s: syscalls is not a list", ref),
+                   NULL;
+        json_t *rules = json_array();
+        json_object_set_new(out, "syscalls", rules);
+        size_t i;
+        const json_t *s;
+        json_array_foreach(syscalls, i, s)
+        {
+            if (seccomp_copy_rule(s, rules, i, ref, err) < 0)
+                return NULL;
+        }
+    }
+    return steal_ptr(&out);
+}
+
+enum seccomp_kind { SC_UNCONFINED, SC_DEFAULT, SC_LOCALHOST };
+
+static int seccomp_choice(const struct build *b, enum seccomp_kind *kind, const char **ref,
+                          struct error **err)
+{
+    *kind = SC_UNCONFINED;
+    *ref = NULL;
+    const Runtime__V1__SecurityProfile *sp = b->sc ? b->sc->seccomp : NULL;
+    if (sp) {
+        if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
+            is_set(sp->localhost_ref))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "seccomp localhost_ref is only valid with a Localhost profile");
+        switch (sp->profile_type) {
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault:
+            *kind = SC_DEFAULT;
+            return 0;
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
+            return 0;
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
+            *kind = SC_LOCALHOST;
+            *ref = sp->localhost_ref;
+            return 0;
+        default:
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown seccomp profile type %d",
+                             (int)sp->profile_type);
+        }
+    }
+    const char *path = b->sc ? b->sc->seccomp_profile_path : NULL;
+    if (!is_set(path) || strcmp(path, "unconfined") == 0)
+        return 0;
+    if (strcmp(path, "runtime/default") == 0 || strcmp(path, "docker/default") == 0) {
+        *kind = SC_DEFAULT;
+        return 0;
+    }
+    if (str_has_prefix(path, "localhost/")) {
+        *kind = SC_LOCALHOST;
+        *ref = path + strlen("localhost/");
+        return 0;
+    }
+    return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid seccomp profile \"%s\"", path);
+}
+
+static int build_seccomp(struct build *b, struct error **err)
+{
+    enum seccomp_kind kind;
+    const char *ref;
+    if (seccomp_choice(b, &kind, &ref, err) < 0)
+        return -1;
+    if (b->privileged || kind == SC_UNCONFINED)
+        return 0;
+    json_t *profile = kind == SC_DEFAULT
+                          ? seccomp_default_profile(b->caps, b->in->host.arch)
+                          : load_localhost_profile(ref, b->in->seccomp_localhost_root, err);
+    if (!profile)
+        return -1;
+    json_object_set_new(b->linux, "seccomp", profile);
+    return 0;
+}
+
+/* --- linux, annotations --- */
+
+static const char *const default_masked[] = {
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    NULL,
+};
+
+static const char *const default_readonly[] = {
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
+};
+
+static int path_list(json_t *linux, const char *key, char *const *cri, size_t n,
+                     const char *const *defaults, struct error **err)
+{
+    if (n == 0) {
+        json_object_set_new(linux, key, str_array(defaults));
+        return 0;
+    }
+    json_t *a = json_array();
+    json_object_set_new(linux, key, a);
+    for (size_t i = 0; i < n; i++) {
+        if (!is_set(cri[i]) || cri[i][0] != '/')
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s entry \"%s\" is not absolute", key,
+                             cri[i] ? cri[i] : "");
+        if (append_str(a, cri[i], key, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int build_linux(struct build *b, struct error **err)
+{
+    const struct oci_spec_input *in = b->in;
+    const Runtime__V1__LinuxPodSandboxConfig *pl = in->pod->linux;
+
+    const char *parent = in->cgroup_parent ? in->cgroup_parent : pl ? pl->cgroup_parent : NULL;
+    _cleanup_free_ char *cg =
+        oci_spec_cgroups_path(parent, in->container_id, in->systemd_cgroup, err);
+    if (!cg || set_str(b->linux, "cgroupsPath", cg, "cgroup parent", err) < 0)
+        return -1;
+    if (build_namespaces(b, err) < 0 || build_devices(b, err) < 0 || build_resources(b, err) < 0 ||
+        build_seccomp(b, err) < 0)
+        return -1;
+
+    if (pl && pl->n_sysctls) {
+        json_t *sysctl = json_object();
+        json_object_set_new(b->linux, "sysctl", sysctl);
+        for (size_t i = 0; i < pl->n_sysctls; i++) {
+            const char *k = pl->sysctls[i]->key;
+            if (!is_set(k) || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                        "0123456789._/-") != strlen(k))
+                return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid sysctl name \"%s\"",
+                                 k ? k : "");
+            if (set_str(sysctl, k, pl->sysctls[i]->value, "sysctl value", err) < 0)
+                return -1;
+        }
+    }
+    if (!b->privileged) {
+        char *const *none = NULL;
+        if (path_list(b->linux, "maskedPaths", b->sc ? b->sc->masked_paths : none,
+                      b->sc ? b->sc->n_masked_paths : 0, default_masked, err) < 0 ||
+            path_list(b->linux, "readonlyPaths", b->sc ? b->sc->readonly_paths : none,
+                      b->sc ? b->sc->n_readonly_paths : 0, default_readonly, err) < 0)
+            return -1;
+    }
+    if (b->rootfs_propagation)
+        json_object_set_new(b->linux, "rootfsPropagation", json_string(b->rootfs_propagation));
+    return 0;
+}
+
+static int build_annotations(struct build *b, struct error **err)
+{
+    const Runtime__V1__PodSandboxConfig *pod = b->in->pod;
+    const Runtime__V1__PodSandboxMetadata *pm = pod->metadata;
+    const Runtime__V1__ImageSpec *img = b->ctr->image;
+    const char *image =
+        img ? (is_set(img->user_specified_image) ? img->user_specified_image : img->image) : "";
+    json_t *a = json_object();
+    json_object_set_new(b->spec, "annotations", a);
+    const char *kv[][2] = {
+        {"io.kubernetes.cri.container-type", "container"},
+        {"io.kubernetes.cri.sandbox-id", b->in->sandbox_id},
+        {"io.kubernetes.cri.sandbox-name", pm ? pm->name : ""},
+        {"io.kubernetes.cri.sandbox-namespace", pm ? pm->namespace_ : ""},
+        {"io.kubernetes.cri.sandbox-uid", pm ? pm->uid : ""},
+        {"io.kubernetes.cri.container-name", b->ctr->metadata->name},
+        {"io.kubernetes.cri.image-name", image},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(kv); i++)
+        if (set_str(a, kv[i][0], kv[i][1], kv[i][0], err) < 0)
+            return -1;
+    return 0;
+}
+
+json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
+{
+    if (!in || !in->ctr || !in->pod || !is_set(in->container_id) || !is_set(in->sandbox_id) ||
+        !is_set(in->rootfs) || in->rootfs[0] != '/')
+        return error_set(err, GRPC_INTERNAL, 0, "incomplete OCI spec input"), NULL;
+    if (!in->ctr->metadata || !is_set(in->ctr->metadata->name))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "container metadata has no name"), NULL;
+
+    struct build b __attribute__((cleanup(build_clear))) = {
+        .in = in,
+        .ctr = in->ctr,
+        .img = image_cfg(in->image_config),
+    };
+    const Runtime__V1__LinuxContainerConfig *lc = in->ctr->linux;
+    b.sc = lc ? lc->security_context : NULL;
+    b.res = lc ? lc->resources : NULL;
+    b.nso = b.sc ? b.sc->namespace_options : NULL;
+    b.privileged = b.sc && b.sc->privileged;
+    b.cgroup_v2 = detect_cgroup_v2(in->host.cgroup_v2);
+    b.host_caps = detect_caps(in->host.caps);
+    if (b.privileged) {
+        const Runtime__V1__LinuxPodSandboxConfig *pl = in->pod->linux;
+        if (!pl || !pl->security_context || !pl->security_context->privileged)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "privileged container in a sandbox that is not privileged"),
+                   NULL;
+    }
+    if (compute_caps(&b, err) < 0)
+        return NULL;
+
+    b.spec = json_object();
+    json_object_set_new(b.spec, "ociVersion", json_string(OCI_SPEC_VERSION));
+    json_t *root = json_object();
+    json_object_set_new(b.spec, "root", root);
+    if (set_str(root, "path", in->rootfs, "rootfs", err) < 0)
+        return NULL;
+    if (b.sc && b.sc->readonly_rootfs)
+        json_object_set_new(root, "readonly", json_true());
+    b.linux = json_object();
+    json_object_set_new(b.spec, "linux", b.linux);
+    b.resources = json_object();
+    json_object_set_new(b.linux, "resources", b.resources);
+
+    if (build_process(&b, err) < 0 || build_mounts(&b, err) < 0 || build_linux(&b, err) < 0 ||
+        build_annotations(&b, err) < 0)
+        return NULL;
+    return steal_ptr(&b.spec);
+}
