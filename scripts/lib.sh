@@ -17,7 +17,7 @@ TINYCRI_DEBS=(
 
 # What the unit tests and the conformance suite need on top (scripts/test).
 TINYCRI_TEST_DEBS=(
-    python3-grpcio python3-grpc-tools python3-pytest python3-protobuf
+    python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-hpack
     iputils-ping docker-registry busybox-static zstd openssl
     python3-cryptography python3-jwt python3-bcrypt
 )

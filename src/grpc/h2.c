@@ -93,6 +93,7 @@ struct h2_call {
     struct h2_framer framer;
     uint8_t *req;
     size_t req_len;
+    size_t held; /* request bytes counted in conn->held and srv->held */
 
     int64_t deadline_ns;
     struct loop_timer *deadline;
@@ -118,6 +119,7 @@ struct h2_conn {
     nghttp2_session *session;
     struct event *flush_ev;
     struct h2_call *calls;
+    size_t held; /* request bytes its calls hold */
     bool closed;
     bool goaway_sent;
 };
@@ -139,6 +141,7 @@ struct h2_server {
     struct h2_conn *conns;
     size_t n_conns;
     size_t n_calls;
+    size_t held; /* request bytes held by the calls of all connections */
     enum server_state state;
     struct loop_timer *goaway_timer;
     struct loop_timer *drain_timer;
@@ -292,29 +295,61 @@ int h2_timeout_parse(const char *s, size_t len, int64_t *ns)
     return 0;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
+    size_t len;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        len = 2;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        len = 3;
+        lo = s[0] == 0xE0 ? 0xA0 : lo; /* overlong */
+        hi = s[0] == 0xED ? 0x9F : hi; /* UTF-16 surrogates */
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        len = 4;
+        lo = s[0] == 0xF0 ? 0x90 : lo; /* overlong */
+        hi = s[0] == 0xF4 ? 0x8F : hi; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    return len;
+}
+
 char *h2_grpc_message_encode(const char *msg)
 {
     static const char hex[] = "0123456789ABCDEF";
+    static const unsigned char replacement[] = {0xEF, 0xBF, 0xBD}; /* U+FFFD */
+    const unsigned char *in = (const unsigned char *)msg;
     size_t n = strlen(msg);
     char *out = xmalloc(H2_GRPC_MESSAGE_MAX + 1);
-    size_t o = 0, char_start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)msg[i];
-        if ((c & 0xC0) != 0x80)
-            char_start = o;
-        bool plain = c >= 0x20 && c <= 0x7E && c != '%';
-        if (o + (plain ? 1 : 3) > H2_GRPC_MESSAGE_MAX) {
-            /* Cut before the character that does not fit, not inside it. */
-            o = char_start;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_len(in + i, n - i);
+        const unsigned char *ch = len ? in + i : replacement;
+        size_t ch_len = len ? len : sizeof(replacement);
+        bool plain = ch_len == 1 && ch[0] >= 0x20 && ch[0] <= 0x7E && ch[0] != '%';
+        /* Cut before the character that does not fit, not inside it. */
+        if (o + (plain ? 1 : 3 * ch_len) > H2_GRPC_MESSAGE_MAX)
             break;
-        }
         if (plain) {
-            out[o++] = (char)c;
+            out[o++] = (char)ch[0];
         } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 0xF];
+            for (size_t k = 0; k < ch_len; k++) {
+                out[o++] = '%';
+                out[o++] = hex[ch[k] >> 4];
+                out[o++] = hex[ch[k] & 0xF];
+            }
         }
+        i += len ? len : 1;
     }
     out[o] = '\0';
     return out;
@@ -470,13 +505,53 @@ static void call_unlink(struct h2_call *call)
     call->prev = call->next = NULL;
 }
 
+/*
+ * Bring the connection's and the server's totals in step with what the call
+ * holds of its request: a message being received, or a complete one waiting
+ * for END_STREAM.
+ */
+static void call_recount(struct h2_call *call)
+{
+    struct h2_conn *c = call->conn;
+    size_t now = call->framer.body.len + (call->req ? call->req_len : 0);
+    c->held = c->held - call->held + now;
+    c->srv->held = c->srv->held - call->held + now;
+    call->held = now;
+}
+
+/* Errors: RESOURCE_EXHAUSTED when the connection's or the server's total is over its cap. */
+static int check_held(const struct h2_conn *c, struct error **err)
+{
+    const struct h2_server *s = c->srv;
+    if (c->held > s->opts.max_conn_held)
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
+                         "requests in progress on this connection hold more than %zu bytes",
+                         s->opts.max_conn_held);
+    if (s->held > s->opts.max_held)
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
+                         "requests in progress hold more than %zu bytes", s->opts.max_held);
+    return 0;
+}
+
+/* Drop the request bytes the call still holds, and their count. */
+static void call_release_request(struct h2_call *call)
+{
+    h2_framer_free(&call->framer);
+    free(steal_ptr(&call->req));
+    struct h2_conn *c = call->conn;
+    if (!c->closed) {
+        c->held -= call->held;
+        c->srv->held -= call->held;
+    }
+    call->held = 0;
+}
+
 static void call_free(struct h2_call *call)
 {
+    call_release_request(call);
     table_remove(call);
     loop_timer_free(call->deadline);
-    h2_framer_free(&call->framer);
     free(call->out);
-    free(call->req);
     free(call->path);
     free(call->encoding);
     free(call->message);
@@ -496,6 +571,8 @@ static const char *call_path(const struct h2_call *call)
 static void call_mark_finished(struct h2_call *call, void (**cb)(uint64_t, void *), void **cb_arg)
 {
     call->state = CALL_FINISHED;
+    /* A call ended while its request was still arriving must not hold on to it. */
+    call_release_request(call);
     table_remove(call);
     loop_timer_free(steal_ptr(&call->deadline));
     *cb = steal_ptr(&call->cancel_cb);
@@ -628,17 +705,22 @@ static void call_on_data(struct h2_call *call, const uint8_t *data, size_t len)
         len -= (size_t)n;
         size_t mlen = 0;
         _cleanup_free_ uint8_t *msg = h2_framer_take(&call->framer, &mlen);
-        if (!msg) {
-            assert_state(len == 0);
-            break;
-        }
-        if (call->req) {
+        /* The framer stops early only at the end of a message. */
+        assert_state(msg || len == 0);
+        if (msg && call->req) {
             call_end_and_cancel(call, 200, GRPC_INVALID_ARGUMENT,
                                 "expected exactly one request message");
             return;
         }
-        call->req = steal_ptr(&msg);
-        call->req_len = mlen;
+        if (msg) {
+            call->req = steal_ptr(&msg);
+            call->req_len = mlen;
+        }
+        call_recount(call);
+        if (check_held(call->conn, &err) < 0) {
+            call_fail(call, err);
+            return;
+        }
     }
 }
 
@@ -659,6 +741,8 @@ static void call_on_end_stream(struct h2_call *call)
     call->state = CALL_RUNNING;
     struct h2_server *s = call->conn->srv;
     _cleanup_free_ uint8_t *req = steal_ptr(&call->req);
+    /* The request is the handler's now, and gone when it returns: not held any more. */
+    call_recount(call);
     log_debug("dispatch rpc=%s call=%" PRIu64, call->path, call->id);
     s->dispatch(call, call->path, req, call->req_len, s->arg);
 }
@@ -899,6 +983,9 @@ static void conn_close(struct h2_conn *c, const char *why)
     if (c->next)
         c->next->prev = c->prev;
     s->n_conns--;
+    /* What its calls hold is freed with them; it no longer counts for the server. */
+    s->held -= c->held;
+    c->held = 0;
     event_del(c->flush_ev);
     /* libevent keeps the bufferevent alive while its own callback is running. */
     bufferevent_free(c->bev);
@@ -1185,6 +1272,10 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
         s->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
     if (!s->opts.max_header_list)
         s->opts.max_header_list = DEFAULT_MAX_HEADER_LIST;
+    if (!s->opts.max_conn_held)
+        s->opts.max_conn_held = 2 * (size_t)s->opts.max_recv_msg;
+    if (!s->opts.max_held)
+        s->opts.max_held = 4 * (size_t)s->opts.max_recv_msg;
     s->dispatch = dispatch;
     s->arg = arg;
     s->state = SERVER_SERVING;
@@ -1272,6 +1363,11 @@ size_t h2_server_connection_count(const struct h2_server *s)
 size_t h2_server_call_count(const struct h2_server *s)
 {
     return s->n_calls;
+}
+
+size_t h2_server_held_bytes(const struct h2_server *s)
+{
+    return s->held;
 }
 
 size_t h2_server_output_bytes(const struct h2_server *s)

@@ -31,6 +31,13 @@ struct h2_server_opts {
     uint32_t max_streams;     /* SETTINGS_MAX_CONCURRENT_STREAMS per connection; 128 */
     uint32_t max_connections; /* connections beyond this are closed at accept; 64 */
     uint32_t max_header_list; /* SETTINGS_MAX_HEADER_LIST_SIZE; 16 KiB */
+    /*
+     * Request bytes held (received, not yet dispatched) by all the calls of
+     * one connection, and of the whole server. The call whose data goes past
+     * either ends with RESOURCE_EXHAUSTED; others are not affected.
+     */
+    size_t max_conn_held; /* 2 * max_recv_msg */
+    size_t max_held;      /* 4 * max_recv_msg */
 };
 
 /*
@@ -68,6 +75,8 @@ void h2_server_free(struct h2_server *s);
 /* Counters for tests and benchmarks. */
 size_t h2_server_connection_count(const struct h2_server *s);
 size_t h2_server_call_count(const struct h2_server *s);
+/* Request bytes the server's calls hold now (see max_held). */
+size_t h2_server_held_bytes(const struct h2_server *s);
 
 /* A process-unique, never reused id for a call. */
 uint64_t h2_call_id(const struct h2_call *call);
@@ -161,6 +170,8 @@ int h2_timeout_parse(const char *s, size_t len, int64_t *ns);
 
 /*
  * Percent-encode a grpc-message: bytes outside 0x20-0x7E and '%' become %XX.
+ * A byte that does not belong to well-formed UTF-8 (messages quote client
+ * input) becomes U+FFFD, so that clients can always decode the message.
  * The result is cut, at a character boundary, to H2_GRPC_MESSAGE_MAX bytes so
  * a long error never exceeds a client's header limits. Returns an owned string.
  */

@@ -16,6 +16,17 @@
 #include "grpc/h2.h"
 #include "grpc/router.h"
 
+/*
+ * protobuf-c allocates for every field it meets on the wire: 40 to 100 bytes
+ * for each one, be it repeated, a singular field sent again, or unknown, and
+ * 4 or 8 bytes for each element of a packed array, however short its
+ * encoding. A 16 MiB request made of 2-byte fields would take hundreds of
+ * MiB to unpack; a request with more fields than this is refused first.
+ */
+#define MAX_REQUEST_FIELDS (128u << 10)
+/* The CRI schema is not recursive; this only bounds the walk below. */
+#define MAX_REQUEST_DEPTH 32
+
 struct route {
     char *path;
     const char *name;
@@ -83,6 +94,105 @@ static const struct route *find_route(const struct router *r, const char *path)
     return bsearch(&key, r->routes, r->n, sizeof(*r->routes), route_cmp);
 }
 
+/* Read a varint at *i; false when it is cut short or longer than 10 bytes. */
+static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 70 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* Elements in a packed array of field f (len bytes of payload p); 0 when f is not one. */
+static size_t packed_count(const ProtobufCFieldDescriptor *f, const uint8_t *p, size_t len)
+{
+    if (!f || f->label != PROTOBUF_C_LABEL_REPEATED)
+        return 0;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return len / 4;
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return len / 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 0;
+    default: {
+        /* A varint type: each element ends with a byte below 0x80. */
+        size_t n = 0;
+        for (size_t i = 0; i < len; i++)
+            n += p[i] < 0x80;
+        return n;
+    }
+    }
+}
+
+/*
+ * Count the fields of a message of type desc in p[0..len), those of nested
+ * messages and the elements of packed arrays included, into *n. Returns -1
+ * once *n passes MAX_REQUEST_FIELDS or the nesting MAX_REQUEST_DEPTH.
+ * Malformed input ends the walk without error: the unpacker rejects it.
+ */
+static int count_fields(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                        unsigned depth, size_t *n)
+{
+    if (depth > MAX_REQUEST_DEPTH)
+        return -1;
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, v;
+        if (!read_varint(p, len, &i, &key))
+            return 0;
+        if (++*n > MAX_REQUEST_FIELDS)
+            return -1;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(p, len, &i, &v))
+                return 0;
+            break;
+        case 1:
+            if (len - i < 8)
+                return 0;
+            i += 8;
+            break;
+        case 5:
+            if (len - i < 4)
+                return 0;
+            i += 4;
+            break;
+        case 2: {
+            if (!read_varint(p, len, &i, &v) || v > len - i)
+                return 0;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (count_fields(f->descriptor, p + i, (size_t)v, depth + 1, n) < 0)
+                    return -1;
+            } else {
+                *n += packed_count(f, p + i, (size_t)v);
+                if (*n > MAX_REQUEST_FIELDS)
+                    return -1;
+            }
+            i += (size_t)v;
+            break;
+        }
+        default:
+            return 0; /* groups and invalid wire types */
+        }
+    }
+    return 0;
+}
+
 const char *router_method_name(const struct router *r, const char *path)
 {
     const struct route *rt = find_route(r, path);
@@ -100,6 +210,13 @@ void router_dispatch(struct h2_call *call, const char *path, const uint8_t *msg,
     }
     if (!rt->fn) {
         rpc_fail_code(call, GRPC_UNIMPLEMENTED, "not implemented yet: %s", rt->name);
+        return;
+    }
+    size_t n_fields = 0;
+    if (count_fields(rt->input, msg, len, 0, &n_fields) < 0) {
+        rpc_fail_code(call, GRPC_RESOURCE_EXHAUSTED,
+                      "the %s request has more than %u fields or is nested more than %d deep",
+                      rt->name, MAX_REQUEST_FIELDS, MAX_REQUEST_DEPTH);
         return;
     }
     ProtobufCMessage *req = protobuf_c_message_unpack(rt->input, NULL, len, msg);

@@ -1003,7 +1003,9 @@ static int build_env(struct build *b, struct error **err)
         if (kv->value.len && memchr(kv->value.data, '\0', kv->value.len))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "environment variable %s has a NUL byte", kv->key);
-        _cleanup_free_ char *val = xstrndup((const char *)kv->value.data, kv->value.len);
+        /* An empty bytes field may come with a NULL data pointer. */
+        _cleanup_free_ char *val =
+            kv->value.len ? xstrndup((const char *)kv->value.data, kv->value.len) : xstrdup("");
         _cleanup_free_ char *s = xasprintf("%s=%s", kv->key, val);
         env_set(&env, s);
     }

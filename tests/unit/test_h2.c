@@ -274,6 +274,35 @@ static void test_percent_encode(void **state)
     assert_true(n > H2_GRPC_MESSAGE_MAX - 6);
 }
 
+static void test_percent_encode_invalid_utf8(void **state)
+{
+    /*
+     * Error messages quote client input, which need not be UTF-8; clients must
+     * be able to decode grpc-message, so each bad byte becomes U+FFFD.
+     */
+    _cleanup_free_ char *a = h2_grpc_message_encode("a\377b");
+    assert_string_equal(a, "a%EF%BF%BDb");
+    /* Overlong NUL, a UTF-16 surrogate, a code point past U+10FFFF, a cut sequence. */
+    _cleanup_free_ char *b =
+        h2_grpc_message_encode("\xc0\x80|\xed\xa0\x80|\xf4\x90\x80\x80|\xe2\x82");
+    assert_string_equal(b, "%EF%BF%BD%EF%BF%BD|%EF%BF%BD%EF%BF%BD%EF%BF%BD|"
+                           "%EF%BF%BD%EF%BF%BD%EF%BF%BD%EF%BF%BD|%EF%BF%BD%EF%BF%BD");
+    /* The edges of the valid ranges stay as they are. */
+    _cleanup_free_ char *c =
+        h2_grpc_message_encode("\xc2\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf");
+    assert_string_equal(c, "%C2%80%ED%9F%BF%EE%80%80%F0%90%80%80%F4%8F%BF%BF");
+
+    /* The cut never splits a replacement either. */
+    char bad[1001];
+    memset(bad, 0xff, 1000);
+    bad[1000] = '\0';
+    _cleanup_free_ char *d = h2_grpc_message_encode(bad);
+    size_t n = strlen(d);
+    assert_true(n <= H2_GRPC_MESSAGE_MAX);
+    assert_int_equal(n % 9, 0);
+    assert_true(n > H2_GRPC_MESSAGE_MAX - 9);
+}
+
 /* ---- the end-to-end fixture ---- */
 
 struct tstream {
@@ -1344,6 +1373,102 @@ static void raw_garbage(const void *bytes, size_t len)
     assert_true(run_until(is_eof, tc));
 }
 
+static size_t want_held;
+
+static bool held_is(void *arg)
+{
+    return h2_server_held_bytes(fx.srv) == want_held;
+}
+
+/* A call announcing a message of `announced` bytes, sending `sent` of them, never ending. */
+static struct tstream *partial_call(struct tclient *tc, uint32_t announced, size_t sent)
+{
+    uint8_t *wire = xcalloc(1, 5 + sent);
+    frame(wire, 0, NULL, 0);
+    wire[1] = (uint8_t)(announced >> 24);
+    wire[2] = (uint8_t)(announced >> 16);
+    wire[3] = (uint8_t)(announced >> 8);
+    wire[4] = (uint8_t)announced;
+    struct tstream *st = tc_call(
+        tc, &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = 5 + sent, .no_end = true});
+    free(wire);
+    return st;
+}
+
+static void test_held_request_caps(void **state)
+{
+    /*
+     * Each call may buffer up to max_recv_msg, but the calls of a connection,
+     * and of the server, only so much in all: the call that goes past a cap
+     * fails alone, and what it held is released at once.
+     */
+    h2_server_free(fx.srv);
+    unlink(fx.path);
+    start_server(&(struct h2_server_opts){
+        .max_recv_msg = 64 << 10, .max_conn_held = 100 << 10, .max_held = 150 << 10});
+    struct tclient *a = tc_new();
+    struct tstream *a1 = partial_call(a, 64 << 10, 40 << 10);
+    want_held = 40 << 10;
+    assert_true(run_until(held_is, NULL));
+    struct tstream *a2 = partial_call(a, 64 << 10, 40 << 10);
+    want_held = 80 << 10;
+    assert_true(run_until(held_is, NULL));
+    struct tstream *a3 = partial_call(a, 64 << 10, 40 << 10);
+    assert_true(run_until(is_closed, a3));
+    assert_status(a3, 200, GRPC_RESOURCE_EXHAUSTED,
+                  "requests in progress on this connection hold more than 102400 bytes");
+    assert_int_equal(h2_server_held_bytes(fx.srv), 80 << 10);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+
+    /* Another connection has room of its own, up to what the server allows in all. */
+    struct tclient *b = tc_new();
+    struct tstream *b1 = partial_call(b, 64 << 10, 40 << 10);
+    want_held = 120 << 10;
+    assert_true(run_until(held_is, NULL));
+    struct tstream *b2 = partial_call(b, 64 << 10, 40 << 10);
+    assert_true(run_until(is_closed, b2));
+    assert_status(b2, 200, GRPC_RESOURCE_EXHAUSTED,
+                  "requests in progress hold more than 153600 bytes");
+    assert_int_equal(h2_server_held_bytes(fx.srv), 120 << 10);
+    /* Small calls still fit, on both connections. */
+    struct tstream *small = tc_echo(b, "/t/Echo", "small");
+    assert_true(run_until(is_closed, small));
+    assert_reply(small, "small", 5);
+    small = tc_echo(a, "/t/Echo", "small");
+    assert_true(run_until(is_closed, small));
+    assert_reply(small, "small", 5);
+    assert_false(b1->closed);
+
+    /* Once a's calls are gone with it, b can send a message of the largest size. */
+    tc_close(a);
+    assert_true(run_until(one_connection, NULL));
+    assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
+    uint8_t *big = xmalloc(60 << 10);
+    for (size_t i = 0; i < (60 << 10); i++)
+        big[i] = (uint8_t)(i * 13);
+    struct tstream *b3 = tc_call(b, &(struct req){.path = "/t/Echo", .msg = big, .len = 60 << 10});
+    assert_true(run_until(is_closed, b3));
+    assert_reply(b3, big, 60 << 10);
+    free(big);
+    assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
+
+    /* A call ended by its deadline while receiving lets go of its bytes too. */
+    struct req r = {.path = "/t/Echo",
+                    .raw = (const uint8_t *)"\0\0\0\x40\0",
+                    .raw_len = 5,
+                    .no_end = true,
+                    .timeout = "50m"};
+    struct tstream *b4 = tc_call(b, &r);
+    assert_true(run_until(is_closed, b4));
+    assert_int_equal(b4->grpc_status, GRPC_DEADLINE_EXCEEDED);
+    assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
+    tc_close(b);
+    assert_true(run_until(no_connections, NULL));
+    assert_int_equal(h2_server_held_bytes(fx.srv), 0);
+    assert_int_equal(fx.dispatched, 3);
+}
+
 static void test_garbage(void **state)
 {
     const char http1[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -1547,6 +1672,7 @@ int main(void)
         cmocka_unit_test(test_framer_zero_messages),
         cmocka_unit_test(test_timeout_parse),
         cmocka_unit_test(test_percent_encode),
+        cmocka_unit_test(test_percent_encode_invalid_utf8),
         cmocka_unit_test_setup_teardown(test_unary_echo, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_server_stream_over_time, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_ping, setup_server, teardown),
@@ -1562,6 +1688,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_framing_errors, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_oversize_request, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_held_request_caps, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_garbage, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_client_goaway, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup_server, teardown),

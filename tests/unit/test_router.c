@@ -200,6 +200,71 @@ static void test_update_runtime_config_keeps_cidr(void **state)
     assert_string_equal(rs.pod_cidr, "10.88.0.0/16,fd00::/64");
 }
 
+/* n copies of the 2-byte field `tag, 0` (an empty string or message), after a prefix. */
+static uint8_t *repeat_field(uint8_t tag, size_t n, const uint8_t *prefix, size_t prefix_len,
+                             size_t *len)
+{
+    *len = prefix_len + 2 * n;
+    uint8_t *buf = xmalloc(*len);
+    if (prefix_len)
+        memcpy(buf, prefix, prefix_len);
+    for (size_t i = 0; i < n; i++) {
+        buf[prefix_len + 2 * i] = tag;
+        buf[prefix_len + 2 * i + 1] = 0;
+    }
+    return buf;
+}
+
+static void test_field_bombs_are_refused(void **state)
+{
+    /*
+     * protobuf-c allocates per field on the wire, so a request made of tiny
+     * fields unpacks to many times its size: the router counts them first.
+     */
+    const char *refusal = "the Version request has more than 131072 fields or is nested more "
+                          "than 32 deep";
+    size_t len;
+    /* The same singular field over and over (version = ""). */
+    _cleanup_free_ uint8_t *at_cap = repeat_field(0x0a, 131072, NULL, 0, &len);
+    call("/runtime.v1.RuntimeService/Version", at_cap, len);
+    assert_int_equal(last.code, GRPC_OK);
+    _cleanup_free_ uint8_t *over = repeat_field(0x0a, 131073, NULL, 0, &len);
+    call("/runtime.v1.RuntimeService/Version", over, len);
+    assert_int_equal(last.code, GRPC_RESOURCE_EXHAUSTED);
+    assert_string_equal(last.msg, refusal);
+    /* Unknown fields count too. */
+    _cleanup_free_ uint8_t *unknown = repeat_field(0x78, 200000, NULL, 0, &len);
+    call("/runtime.v1.RuntimeService/Version", unknown, len);
+    assert_int_equal(last.code, GRPC_RESOURCE_EXHAUSTED);
+
+    /* Inside a nested message: runtime_config { network_config {} x 140000 }. */
+    const uint8_t outer[] = {0x0a, 0xc0, 0x8b, 0x11}; /* field 1, 280000 bytes */
+    _cleanup_free_ uint8_t *nested = repeat_field(0x0a, 140000, outer, sizeof(outer), &len);
+    call("/runtime.v1.RuntimeService/UpdateRuntimeConfig", nested, len);
+    assert_int_equal(last.code, GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(last.msg, "UpdateRuntimeConfig request has more than"));
+    assert_null(rs.pod_cidr);
+
+    /* A packed array: one field, but 200000 elements of 8 bytes each once unpacked. */
+    Runtime__V1__LinuxSandboxSecurityContext sc = RUNTIME__V1__LINUX_SANDBOX_SECURITY_CONTEXT__INIT;
+    sc.n_supplemental_groups = 200000;
+    _cleanup_free_ int64_t *groups = xcalloc(sc.n_supplemental_groups, sizeof(int64_t));
+    sc.supplemental_groups = groups;
+    Runtime__V1__LinuxPodSandboxConfig lc = RUNTIME__V1__LINUX_POD_SANDBOX_CONFIG__INIT;
+    lc.security_context = &sc;
+    Runtime__V1__PodSandboxConfig pc = RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
+    pc.linux = &lc;
+    Runtime__V1__PullImageRequest pull = RUNTIME__V1__PULL_IMAGE_REQUEST__INIT;
+    pull.sandbox_config = &pc;
+    len = runtime__v1__pull_image_request__get_packed_size(&pull);
+    _cleanup_free_ uint8_t *packed = xmalloc(len);
+    runtime__v1__pull_image_request__pack(&pull, packed);
+    /* The image service is not set up here: only a refusal can end this call safely. */
+    call("/runtime.v1.ImageService/PullImage", packed, len);
+    assert_int_equal(last.code, GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(last.msg, "PullImage request has more than"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +275,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_version_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_config_follows_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_runtime_config_keeps_cidr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_bombs_are_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
