@@ -34,6 +34,12 @@
 #include "cri/runtime_service.h"
 #include "grpc/h2.h"
 #include "grpc/router.h"
+#include "image/xferlib.h"
+#include "pod/sandbox.h"
+/* containers (pod/container, pod/runtime, cri/container_service) */
+#include "cri/container_service.h"
+#include "pod/container.h"
+#include "pod/runtime.h"
 
 struct daemon {
     struct config cfg;
@@ -279,9 +285,18 @@ static int start(struct daemon *d, struct error **err)
         loop_watch_signal(SIGHUP, on_reload_signal, d, err) < 0)
         return -1;
     protect_from_oom();
+    /* containers: probe the OCI runtimes before anything asks about them */
+    if (runtime_init(&d->cfg, err) < 0)
+        return -1;
+    if (sandbox_init(&d->cfg, &container_sandbox_hooks, err) < 0)
+        return -1;
 
     runtime_service_init(&d->rs, &d->cfg);
     if (image_service_init(&d->is, &d->cfg, err) < 0)
+        return -1;
+    /* containers: records and live keepers (needs the image store) */
+    container_service_init(&d->cfg);
+    if (container_init(&d->cfg, d->is.store, err) < 0)
         return -1;
     d->router = cri_methods_router_new(&d->rs, &d->is);
     image_service_import(&d->is);
@@ -332,6 +347,10 @@ int main(int argc, char **argv)
     router_free(d.router);
     image_service_clear(&d.is);
     runtime_service_clear(&d.rs);
+    container_shutdown(); /* containers: keepers keep running */
+    runtime_shutdown();
+    sandbox_shutdown();
+    xferlib_shutdown();
     loop_shutdown();
     if (d.lock_fd >= 0)
         close(d.lock_fd);

@@ -29,6 +29,7 @@
 #include "image/ref.h"
 #include "image/registry.h"
 #include "image/store.h"
+#include "pod/container.h"
 
 #define FS_CACHE_NS (2LL * 1000 * 1000 * 1000)
 #define FS_WALK_TIMEOUT_MS (5 * 60 * 1000)
@@ -55,11 +56,12 @@ void image_service_import(struct image_service *svc)
     importer_scan(svc->importer);
 }
 
-/* Blobs and layers that a pull or an import in flight still needs. */
+/* Blobs and layers that a pull or an import in flight, or a container, still needs. */
 static bool in_flight_uses(const char *key, void *arg)
 {
     struct image_service *svc = arg;
-    return puller_uses(key, svc->puller) || importer_uses(key, svc->importer);
+    return puller_uses(key, svc->puller) || importer_uses(key, svc->importer) ||
+           container_uses(key);
 }
 
 void image_service_clear(struct image_service *svc)

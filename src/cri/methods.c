@@ -7,9 +7,11 @@
 
 #include "api.pb-c.h"
 #include "core/util.h"
+#include "cri/container_service.h"
 #include "cri/image_service.h"
 #include "cri/methods.h"
 #include "cri/runtime_service.h"
+#include "cri/sandbox_service.h"
 #include "grpc/router.h"
 
 static const struct rpc_handler runtime_handlers[] = {
@@ -17,6 +19,19 @@ static const struct rpc_handler runtime_handlers[] = {
     {"Status", runtime_service_status},
     {"RuntimeConfig", runtime_service_runtime_config},
     {"UpdateRuntimeConfig", runtime_service_update_runtime_config},
+    {"RunPodSandbox", sandbox_service_run},
+    {"StopPodSandbox", sandbox_service_stop},
+    {"RemovePodSandbox", sandbox_service_remove},
+    {"PodSandboxStatus", sandbox_service_status},
+    {"ListPodSandbox", sandbox_service_list},
+    {"CreateContainer", container_service_create},
+    {"StartContainer", container_service_start},
+    {"StopContainer", container_service_stop},
+    {"RemoveContainer", container_service_remove},
+    {"ContainerStatus", container_service_status},
+    {"ListContainers", container_service_list},
+    {"ExecSync", container_service_exec_sync},
+    {"ReopenContainerLog", container_service_reopen_log},
 };
 
 static const struct rpc_handler image_handlers[] = {

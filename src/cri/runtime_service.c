@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "cri/runtime_service.h"
 #include "pod/cni.h"
+#include "pod/runtime.h"
 
 #define CRI_API_VERSION "v1"
 #define KUBE_API_VERSION "0.1.0"
@@ -75,6 +76,16 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
     Runtime__V1__RuntimeCondition runtime_ready = RUNTIME__V1__RUNTIME_CONDITION__INIT;
     runtime_ready.type = (char *)"RuntimeReady";
     runtime_ready.status = 1;
+    /* The default handler must be usable here (crun refuses some cgroup layouts). */
+    const char *rt_reason = NULL;
+    _cleanup_free_ char *rt_message = NULL;
+    if (!runtime_handler_usable("", &rt_reason)) {
+        runtime_ready.status = 0;
+        runtime_ready.reason = (char *)"RuntimeNotReady";
+        rt_message =
+            xasprintf("default runtime handler %s: %s", rs->cfg->default_runtime, rt_reason);
+        runtime_ready.message = rt_message;
+    }
     Runtime__V1__RuntimeCondition network_ready = RUNTIME__V1__RUNTIME_CONDITION__INIT;
     network_ready.type = (char *)"NetworkReady";
     network_ready.status = net_ready;
@@ -109,20 +120,22 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
 
     _cleanup_free_ char *config_json = NULL;
     _cleanup_free_ char *cni_json = NULL;
-    Runtime__V1__StatusResponse__InfoEntry entries[2];
-    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[2];
+    _cleanup_free_ char *runtimes_json = NULL;
+    Runtime__V1__StatusResponse__InfoEntry entries[3];
+    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[3];
     if (r->verbose) {
         config_json = config_to_json(rs->cfg);
         cni_json = verbose_info_json(rs, &net, net_err);
-        const char *keys[2] = {"config", "cni"};
-        const char *values[2] = {config_json, cni_json};
-        for (size_t i = 0; i < 2; i++) {
+        runtimes_json = runtime_handlers_json();
+        const char *keys[3] = {"config", "cni", "runtimes"};
+        const char *values[3] = {config_json, cni_json, runtimes_json};
+        for (size_t i = 0; i < 3; i++) {
             runtime__v1__status_response__info_entry__init(&entries[i]);
             entries[i].key = (char *)keys[i];
             entries[i].value = (char *)values[i];
             entry_ptrs[i] = &entries[i];
         }
-        resp.n_info = 2;
+        resp.n_info = 3;
         resp.info = entry_ptrs;
     }
     rpc_reply(call, &resp.base);

@@ -38,7 +38,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -51,6 +50,7 @@
 #include "image/registry.h"
 #include "image/store.h"
 #include "image/unpack.h"
+#include "image/xferlib.h"
 
 /* Caps on what the import directory and a tarball may hold; beyond them it is refused. */
 #define MAX_FILES_PER_SCAN 1024
@@ -206,14 +206,13 @@ static char *printable(const char *s)
     return out;
 }
 
-static void sha256_text(const void *data, size_t len, char out[72])
+static int sha256_text(const void *data, size_t len, char out[72], struct error **err)
 {
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    if (xferlib_sha256_hex(data, len, hex, err) < 0)
+        return -1;
+    snprintf(out, 72, "sha256:%s", hex);
+    return 0;
 }
 
 static int write_all(int fd, const char *s, size_t n)
@@ -353,9 +352,9 @@ static void tarball_add(struct tarball *tb, struct tar_file f)
 static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f, int64_t *total,
                      struct error **err)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        assert_state(!"EVP_DigestInit failed");
+    _cleanup_xferlib_hash_ struct xferlib_hash md = {0};
+    if (xferlib_hash_init(&md, XFERLIB_SHA256, err) < 0)
+        return -1;
     _cleanup_free_ char *block = xmalloc(READ_BLOCK);
     int rc = 0;
     for (;;) {
@@ -372,19 +371,15 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
                            (long long)MAX_CONTENT_BYTES);
             break;
         }
-        EVP_DigestUpdate(md, block, (size_t)n);
+        xferlib_hash_update(&md, block, (size_t)n);
         if (archive_write_data(aw, block, (size_t)n) != n) {
             rc = archive_fail(err, aw, "write staged file");
             break;
         }
     }
-    unsigned char out[32];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(md, out, &mdlen);
-    EVP_MD_CTX_free(md);
-    memcpy(f->digest, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(f->digest + 7 + 2 * i, 3, "%02x", out[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    xferlib_hash_final_hex(&md, hex);
+    snprintf(f->digest, sizeof(f->digest), "sha256:%s", hex);
     return rc;
 }
 
@@ -846,7 +841,8 @@ static int synth_manifest(struct tarball *tb, const struct tar_file *cf, json_t 
     assert_state(m);
     _cleanup_free_ char *text = json_dumps(m, JSON_COMPACT);
     assert_state(text);
-    sha256_text(text, strlen(text), digest);
+    if (sha256_text(text, strlen(text), digest, err) < 0)
+        return -1;
     *path = xasprintf("m%u.json", tb->n_synth++);
     _cleanup_close_ int fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
@@ -1211,7 +1207,9 @@ static int read_image(struct import_job *job, json_t *o, struct error **err)
         img->size += (uint64_t)json_integer_value(size);
         img->n_layers++;
     }
-    img->chain_ids = store_chain_ids(img->diff_ids, img->n_layers);
+    img->chain_ids = store_chain_ids(img->diff_ids, img->n_layers, err);
+    if (!img->chain_ids)
+        return -1;
     if (str_array(json_object_get(o, "tags"), &img->repo_tags, &img->n_repo_tags) < 0 ||
         str_array(json_object_get(o, "repo_digests"), &img->repo_digests, &img->n_repo_digests) < 0)
         return bad_description(err);

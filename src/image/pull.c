@@ -17,8 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -30,6 +28,7 @@
 #include "image/registry.h"
 #include "image/store.h"
 #include "image/unpack.h"
+#include "image/xferlib.h"
 
 #define MAX_INDEX_HOPS 2
 #define UNPACK_TIMEOUT_MS (30LL * 60 * 1000)
@@ -151,14 +150,13 @@ static void ref_copy(struct image_ref *dst, const struct image_ref *src)
     dst->digest = src->digest ? xstrdup(src->digest) : NULL;
 }
 
-static void sha256_digest(const void *data, size_t len, char out[72])
+static int sha256_digest(const void *data, size_t len, char out[72], struct error **err)
 {
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    if (xferlib_sha256_hex(data, len, hex, err) < 0)
+        return error_prefix(err, "manifest digest");
+    snprintf(out, 72, "sha256:%s", hex);
+    return 0;
 }
 
 static struct error *error_copy(const struct error *e)
@@ -445,7 +443,10 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
         return;
     }
     char digest[72];
-    sha256_digest(rm->body, rm->len, digest);
+    if (sha256_digest(rm->body, rm->len, digest, &e) < 0) {
+        pull_fail(op, e);
+        return;
+    }
     if (op->expect_digest && strcmp(op->expect_digest, digest)) {
         error_set(&e, GRPC_DATA_LOSS, 0, "manifest digest mismatch: expected %s, got %s",
                   op->expect_digest, digest);
@@ -566,7 +567,9 @@ static int start_layers(struct pull_op *op, struct error **err)
     if (op->cfg.os && strcmp(op->cfg.os, "linux"))
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "image is for %s, not linux",
                          op->cfg.os);
-    op->chain_ids = store_chain_ids(op->cfg.diff_ids, op->cfg.n_diff_ids);
+    op->chain_ids = store_chain_ids(op->cfg.diff_ids, op->cfg.n_diff_ids, err);
+    if (!op->chain_ids)
+        return -1;
     for (size_t i = 0; i < op->m.n_descs; i++) {
         op->total_bytes += op->m.descs[i].size;
         if (store_has_layer(op->p->st, op->chain_ids[i]))

@@ -6,6 +6,13 @@
  * Nothing here blocks: DNS runs in libcurl's resolver thread, and every
  * transfer is an easy handle in the multi.
  *
+ * libcurl is not linked: xferlib loads it. The multi handle exists only
+ * while fetches do. The first fetch loads libcurl and creates it; once the
+ * last fetch is gone it is cleaned up and libcurl released (xferlib unloads
+ * it after a while). The token cache and the host settings are ours and
+ * stay; registry_new() does not touch libcurl, so mirror URLs are parsed
+ * here.
+ *
  * Each fetch is a small state machine. It walks a list of endpoints (the
  * configured mirrors in order, then the origin), and on each endpoint it
  * answers at most one auth challenge (Bearer through the token endpoint, or
@@ -36,7 +43,6 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -45,6 +51,7 @@
 #include "core/util.h"
 #include "image/ref.h"
 #include "image/registry.h"
+#include "image/xferlib.h"
 
 /* Failed attempts in a row on one endpoint before it is given up (progress resets the count). */
 #define REGISTRY_RETRY_ATTEMPTS 5
@@ -90,14 +97,14 @@
 
 static void curl_strp(char **p)
 {
-    curl_free(*p);
+    xcurl.free(*p);
 }
 #define _cleanup_curl_str_ __attribute__((cleanup(curl_strp)))
 
 static void curl_urlp(CURLU **u)
 {
     if (*u)
-        curl_url_cleanup(*u);
+        xcurl.url_cleanup(*u);
 }
 #define _cleanup_curl_url_ __attribute__((cleanup(curl_urlp)))
 
@@ -138,7 +145,7 @@ struct sock_watch {
 };
 
 struct registry {
-    CURLM *multi;
+    CURLM *multi;             /* only while fetches exist; holds an xferlib reference */
     struct loop_timer *timer; /* curl's timeout */
     struct host_cfg *hosts;
     size_t n_hosts;
@@ -262,8 +269,6 @@ struct registry_fetch {
     void *arg;
 };
 
-static unsigned curl_users;
-
 static void start_request(struct registry_fetch *f);
 static void pump(struct registry *r);
 
@@ -347,15 +352,11 @@ static char *base64_decode(const char *in)
     return out;
 }
 
-static void sha256_hex(const char *s, char out[65])
+/* Only while a fetch exists: the multi's xferlib reference keeps libcrypto loaded. */
+static void sha256_hex(const char *s, char out[XFERLIB_SHA256_HEX_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL) != 1)
-        len = 0;
-    for (unsigned int i = 0; i < len && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    out[len ? 64 : 0] = '\0';
+    int rc = xferlib_sha256_hex(s, strlen(s), out, NULL);
+    assert_state(rc == 0);
 }
 
 /* "algorithm:encoded" as the distribution spec defines a digest. */
@@ -411,16 +412,16 @@ static char *sanitize(const char *s, size_t max)
 /* Parse an absolute http(s) URL: its authority (host[:port]) and whether it is https. */
 static char *url_authority(const char *url, unsigned flags, bool *https, char **path)
 {
-    _cleanup_curl_url_ CURLU *u = curl_url();
+    _cleanup_curl_url_ CURLU *u = xcurl.url();
     _cleanup_curl_str_ char *scheme = NULL;
     _cleanup_curl_str_ char *host = NULL;
     _cleanup_curl_str_ char *port = NULL;
     _cleanup_curl_str_ char *p = NULL;
     if (!u)
         return NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, flags) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+    if (xcurl.url_set(u, CURLUPART_URL, url, flags) != CURLUE_OK ||
+        xcurl.url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        xcurl.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
         return NULL;
     if (strcasecmp(scheme, "https") != 0 && strcasecmp(scheme, "http") != 0)
         return NULL;
@@ -428,10 +429,10 @@ static char *url_authority(const char *url, unsigned flags, bool *https, char **
         *https = strcasecmp(scheme, "https") == 0;
     if (path) {
         *path = NULL;
-        if (curl_url_get(u, CURLUPART_PATH, &p, 0) == CURLUE_OK)
+        if (xcurl.url_get(u, CURLUPART_PATH, &p, 0) == CURLUE_OK)
             *path = xstrdup(p);
     }
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port)
+    if (xcurl.url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port)
         return xasprintf("%s:%s", host, port);
     return xstrdup(host);
 }
@@ -664,11 +665,11 @@ static void response_clear(struct response *resp)
 static void easy_release(struct registry_fetch *f)
 {
     if (f->easy) {
-        curl_multi_remove_handle(f->r->multi, f->easy);
-        curl_easy_cleanup(f->easy);
+        xcurl.multi_remove_handle(f->r->multi, f->easy);
+        xcurl.easy_cleanup(f->easy);
         f->easy = NULL;
     }
-    curl_slist_free_all(f->headers);
+    xcurl.slist_free_all(f->headers);
     f->headers = NULL;
 }
 
@@ -690,6 +691,29 @@ static void endpoint_auth_reset(struct registry_fetch *f)
     free(f->realm);
     free(f->service);
     f->realm = f->service = NULL;
+}
+
+static void sock_watch_free(struct registry *r, struct sock_watch *w);
+
+static void multi_close(struct registry *r)
+{
+    if (!r->multi)
+        return;
+    /* Its socket callback may run during the cleanup, and still needs r->multi. */
+    xcurl.multi_cleanup(r->multi);
+    r->multi = NULL;
+    while (r->socks)
+        sock_watch_free(r, r->socks);
+    loop_timer_disarm(r->timer);
+    xferlib_release();
+    log_debug("registry multi handle cleaned up");
+}
+
+/* After the last fetch, once neither libcurl nor a caller's callback is on the stack. */
+static void multi_close_if_idle(struct registry *r)
+{
+    if (!r->head && r->curl_depth == 0 && r->cb_depth == 0)
+        multi_close(r);
 }
 
 static void fetch_destroy(struct registry_fetch *f)
@@ -720,6 +744,7 @@ static void fetch_destroy(struct registry_fetch *f)
     free(f->reference);
     free(f->scope);
     free(f);
+    multi_close_if_idle(r);
 }
 
 /* End the fetch: run its done callback with err (taken; NULL on success), then free it. */
@@ -907,7 +932,7 @@ static int64_t content_range_start(const char *s)
 static int body_begin(struct registry_fetch *f)
 {
     long status = 0;
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    xcurl.easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
     f->body_started = true;
     buf_free(&f->body);
     if (status < 200 || status >= 300) {
@@ -922,7 +947,7 @@ static int body_begin(struct registry_fetch *f)
     }
     if (f->kind == FETCH_MANIFEST) {
         curl_off_t cl = -1;
-        curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        xcurl.easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
         if (cl > REGISTRY_MANIFEST_MAX) {
             abort_with(f, true, GRPC_RESOURCE_EXHAUSTED, "%s from %s is larger than %d bytes",
                        f->what, f->eps[f->ep].authority, REGISTRY_MANIFEST_MAX);
@@ -1049,7 +1074,7 @@ static void easy_begin(struct registry_fetch *f, enum req_kind req, const char *
     f->abort_final = false;
     assert_state(f->easy == NULL && f->headers == NULL);
 
-    CURL *e = curl_easy_init();
+    CURL *e = xcurl.easy_init();
     if (!e) {
         static const char msg[] = "level=fatal msg=\"out of memory creating a curl handle\"\n";
         (void)!write(2, msg, sizeof(msg) - 1);
@@ -1057,36 +1082,36 @@ static void easy_begin(struct registry_fetch *f, enum req_kind req, const char *
     }
     f->easy = e;
     f->req = req;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, f);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "tinycri/" PACKAGE_VERSION);
+    xcurl.easy_setopt(e, CURLOPT_URL, url);
+    xcurl.easy_setopt(e, CURLOPT_PRIVATE, f);
+    xcurl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    xcurl.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    xcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+    xcurl.easy_setopt(e, CURLOPT_USERAGENT, "tinycri/" PACKAGE_VERSION);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    xcurl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Never follow an https endpoint down to plain http. */
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
+    xcurl.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
 #else
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS,
-                     https ? (long)CURLPROTO_HTTPS : (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    xcurl.easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    xcurl.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS,
+                      https ? (long)CURLPROTO_HTTPS : (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     /*
      * Blob storage answers with redirects. libcurl sends credentials (ours
      * are CURLOPT_USERNAME/PASSWORD or XOAUTH2_BEARER) only to the host it
      * started with; CURLOPT_UNRESTRICTED_AUTH stays off.
      */
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, REGISTRY_MAX_REDIRS);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, REGISTRY_CONNECT_TIMEOUT_S);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, REGISTRY_LOW_SPEED_TIME_S);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    xcurl.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    xcurl.easy_setopt(e, CURLOPT_MAXREDIRS, REGISTRY_MAX_REDIRS);
+    xcurl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT, REGISTRY_CONNECT_TIMEOUT_S);
+    xcurl.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    xcurl.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, REGISTRY_LOW_SPEED_TIME_S);
+    xcurl.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    xcurl.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
+    xcurl.easy_setopt(e, CURLOPT_HEADERDATA, f);
+    xcurl.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
+    xcurl.easy_setopt(e, CURLOPT_WRITEDATA, f);
     /*
      * Proxies: libcurl reads http_proxy, https_proxy and no_proxy from the
      * environment on its own, which is what we want; CURLOPT_PROXY stays unset.
@@ -1097,26 +1122,26 @@ static void easy_begin(struct registry_fetch *f, enum req_kind req, const char *
      * still verify. These settings apply to redirect targets too.
      */
     if (tls_insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+        xcurl.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        xcurl.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     } else if (ca_file) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+        xcurl.easy_setopt(e, CURLOPT_CAINFO, ca_file);
     }
 }
 
 static void easy_submit(struct registry_fetch *f)
 {
     if (f->headers)
-        curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers);
+        xcurl.easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers);
     f->state = FETCH_RUNNING;
-    CURLMcode rc = curl_multi_add_handle(f->r->multi, f->easy);
+    CURLMcode rc = xcurl.multi_add_handle(f->r->multi, f->easy);
     /* Fails only on misuse (inside a libcurl callback, which we never do) or out of memory. */
     assert_state(rc == CURLM_OK);
 }
 
 static void add_header(struct registry_fetch *f, const char *line)
 {
-    struct curl_slist *l = curl_slist_append(f->headers, line);
+    struct curl_slist *l = xcurl.slist_append(f->headers, line);
     assert_state(l != NULL);
     f->headers = l;
 }
@@ -1154,12 +1179,12 @@ static void start_request(struct registry_fetch *f)
         }
     }
     if (f->bearer) {
-        curl_easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-        curl_easy_setopt(f->easy, CURLOPT_XOAUTH2_BEARER, f->bearer);
+        xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        xcurl.easy_setopt(f->easy, CURLOPT_XOAUTH2_BEARER, f->bearer);
     } else if (f->use_basic) {
-        curl_easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
-        curl_easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
+        xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        xcurl.easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
+        xcurl.easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
     }
     easy_submit(f);
 }
@@ -1167,32 +1192,32 @@ static void start_request(struct registry_fetch *f)
 /* "<realm>?service=…&scope=…" (owned), or NULL. */
 static char *token_url(const char *realm, const char *service, const char *scope, bool query)
 {
-    _cleanup_curl_url_ CURLU *u = curl_url();
+    _cleanup_curl_url_ CURLU *u = xcurl.url();
     _cleanup_curl_str_ char *out = NULL;
-    if (!u || curl_url_set(u, CURLUPART_URL, realm, 0) != CURLUE_OK)
+    if (!u || xcurl.url_set(u, CURLUPART_URL, realm, 0) != CURLUE_OK)
         return NULL;
     if (query) {
         if (service) {
             _cleanup_free_ char *q = xasprintf("service=%s", service);
-            if (curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE) !=
+            if (xcurl.url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE) !=
                 CURLUE_OK)
                 return NULL;
         }
         _cleanup_free_ char *q = xasprintf("scope=%s", scope);
-        if (curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK)
+        if (xcurl.url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK)
             return NULL;
     }
-    if (curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+    if (xcurl.url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
         return NULL;
     return xstrdup(out);
 }
 
 static char *escape(CURL *e, const char *s)
 {
-    char *x = curl_easy_escape(e, s, 0);
+    char *x = xcurl.easy_escape(e, s, 0);
     assert_state(x != NULL);
     char *out = xstrdup(x);
-    curl_free(x);
+    xcurl.free(x);
     return out;
 }
 
@@ -1231,13 +1256,13 @@ static int start_token_request(struct registry_fetch *f, struct error **err)
         char *form = xasprintf("grant_type=refresh_token&refresh_token=%s&service=%s&scope=%s"
                                "&client_id=tinycri",
                                tok, svc, scope);
-        curl_easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, form);
+        xcurl.easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, form);
         secret_free(form);
         explicit_bzero(tok, strlen(tok));
     } else if (has_basic_creds(&ep->creds)) {
-        curl_easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-        curl_easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
-        curl_easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
+        xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        xcurl.easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
+        xcurl.easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
     }
     easy_submit(f);
     return 0;
@@ -1291,7 +1316,7 @@ static bool is_retryable(CURLcode res)
 static void transport_failed(struct registry_fetch *f, CURLcode res)
 {
     struct endpoint *ep = &f->eps[f->ep];
-    const char *msg = f->errbuf[0] ? f->errbuf : curl_easy_strerror(res);
+    const char *msg = f->errbuf[0] ? f->errbuf : xcurl.easy_strerror(res);
     struct error *cause = NULL;
     error_set(&cause, GRPC_UNAVAILABLE, 0, "%s: %s%s: %s", f->what,
               f->req == REQ_TOKEN ? "token endpoint of " : "", ep->authority, msg);
@@ -1477,8 +1502,8 @@ static void log_request(const struct registry_fetch *f, long status, CURLcode re
         return;
     char *url = NULL;
     long redirects = 0;
-    curl_easy_getinfo(f->easy, CURLINFO_EFFECTIVE_URL, &url);
-    curl_easy_getinfo(f->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+    xcurl.easy_getinfo(f->easy, CURLINFO_EFFECTIVE_URL, &url);
+    xcurl.easy_getinfo(f->easy, CURLINFO_REDIRECT_COUNT, &redirects);
     /* Host and path only: a redirect's query string may carry a signature. */
     _cleanup_free_ char *path = NULL;
     _cleanup_free_ char *host = url ? url_authority(url, 0, NULL, &path) : NULL;
@@ -1494,7 +1519,7 @@ static void transfer_done(struct registry_fetch *f)
 {
     CURLcode res = f->curl_result;
     long status = 0;
-    curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    xcurl.easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
     log_request(f, status, res);
     easy_release(f);
 
@@ -1554,11 +1579,11 @@ static void after_curl(struct registry *r)
     /* Read every message before removing any handle: removal invalidates them. */
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(r->multi, &left))) {
+    while ((msg = xcurl.multi_info_read(r->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        xcurl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
         struct registry_fetch *f = (struct registry_fetch *)priv;
         if (f && f->state == FETCH_RUNNING && f->easy == msg->easy_handle) {
             f->curl_finished = true;
@@ -1581,13 +1606,14 @@ static void after_curl(struct registry *r)
         transfer_done(f);
     }
     pump(r);
+    multi_close_if_idle(r);
 }
 
 static void socket_action(struct registry *r, curl_socket_t fd, int flags)
 {
     int running = 0;
     r->curl_depth++;
-    curl_multi_socket_action(r->multi, fd, flags, &running);
+    xcurl.multi_socket_action(r->multi, fd, flags, &running);
     r->curl_depth--;
     after_curl(r);
 }
@@ -1621,7 +1647,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     struct sock_watch *w = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (w) {
-            curl_multi_assign(r->multi, s, NULL);
+            xcurl.multi_assign(r->multi, s, NULL);
             sock_watch_free(r, w);
         }
         return 0;
@@ -1634,7 +1660,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         if (r->socks)
             r->socks->prev = w;
         r->socks = w;
-        curl_multi_assign(r->multi, s, w);
+        xcurl.multi_assign(r->multi, s, w);
     }
     if (w->ev) {
         event_free(w->ev);
@@ -1684,19 +1710,98 @@ static void host_cfg_clear(struct host_cfg *h)
     memset(h, 0, sizeof(*h));
 }
 
+static bool is_host_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_' || c == '~';
+}
+
+/* "host[:port]" or "[v6][:port]", port 1-65535 written back without leading zeros; NULL if bad. */
+static char *authority_parse(const char *s, size_t len)
+{
+    const char *end = s + len;
+    const char *host_end;
+    if (len > 0 && s[0] == '[') {
+        host_end = memchr(s, ']', len);
+        if (!host_end || host_end == s + 1)
+            return NULL;
+        for (const char *p = s + 1; p < host_end; p++)
+            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+                return NULL;
+        host_end++;
+    } else {
+        host_end = memchr(s, ':', len);
+        if (!host_end)
+            host_end = end;
+        if (host_end == s)
+            return NULL;
+        for (const char *p = s; p < host_end; p++)
+            if (!is_host_char(*p))
+                return NULL;
+    }
+    size_t host_len = (size_t)(host_end - s);
+    if (host_end == end || host_end + 1 == end) /* no port, or an empty one */
+        return host_end == end || *host_end == ':' ? xstrndup(s, host_len) : NULL;
+    if (*host_end != ':' || end - (host_end + 1) > 5)
+        return NULL;
+    unsigned long port = 0;
+    for (const char *p = host_end + 1; p < end; p++) {
+        if (!isdigit((unsigned char)*p))
+            return NULL;
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    if (port == 0 || port > 65535)
+        return NULL;
+    return xasprintf("%.*s:%lu", (int)host_len, s, port);
+}
+
+/* A base path: printable, no backslash, no "." or ".." segment. */
+static bool is_base_path(const char *p)
+{
+    for (const char *c = p; *c; c++)
+        if (*c <= 0x20 || *c >= 0x7f || *c == '\\')
+            return false;
+    for (const char *seg = p; *seg;) {
+        seg += strspn(seg, "/");
+        size_t n = strcspn(seg, "/");
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        seg += n;
+    }
+    return true;
+}
+
+/*
+ * A mirror URL split without libcurl, which registry_new() does not load:
+ * [http[s]://]host[:port][/path], https when the scheme is left out. No
+ * credentials (the config refuses them too), query or fragment.
+ */
 static int mirror_parse(struct mirror *m, const char *host, const char *url, struct error **err)
 {
-    bool https = false;
-    _cleanup_free_ char *path = NULL;
-    _cleanup_free_ char *authority = url_authority(url, CURLU_DEFAULT_SCHEME, &https, &path);
-    if (!authority || strchr(url, '?') || strchr(url, '#'))
+    bool https = true;
+    const char *rest = url;
+    const char *sep = strstr(url, "://");
+    if (sep) {
+        size_t n = (size_t)(sep - url);
+        if (n == 4 && strncasecmp(url, "http", 4) == 0)
+            https = false;
+        else if (n != 5 || strncasecmp(url, "https", 5) != 0)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "registry.%s: mirror %s is not an http(s) base URL", host, url);
+        rest = sep + 3;
+    }
+    size_t alen = strcspn(rest, "/?#");
+    if (memchr(rest, '@', alen))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "registry.%s: a mirror has credentials in its URL", host);
+    const char *path = rest + alen;
+    _cleanup_free_ char *authority = authority_parse(rest, alen);
+    if (!authority || strpbrk(path, "?#") || !is_base_path(path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "registry.%s: mirror %s is not an http(s) base URL", host, url);
-    size_t len = path ? strlen(path) : 0;
+    size_t len = strlen(path);
     while (len > 0 && path[len - 1] == '/')
         len--;
-    m->base =
-        xasprintf("%s://%s%.*s", https ? "https" : "http", authority, (int)len, path ? path : "");
+    m->base = xasprintf("%s://%s%.*s", https ? "https" : "http", authority, (int)len, path);
     m->authority = steal_ptr(&authority);
     return 0;
 }
@@ -1735,10 +1840,7 @@ static void registry_destroy(struct registry *r)
 {
     while (r->head)
         fetch_destroy(r->head);
-    if (r->multi)
-        curl_multi_cleanup(r->multi);
-    while (r->socks)
-        sock_watch_free(r, r->socks);
+    multi_close(r);
     loop_timer_free(r->timer);
     while (r->tokens) {
         struct token *t = r->tokens;
@@ -1749,8 +1851,6 @@ static void registry_destroy(struct registry *r)
         host_cfg_clear(&r->hosts[i]);
     free(r->hosts);
     free(r);
-    if (--curl_users == 0)
-        curl_global_cleanup();
 }
 
 struct fd_list {
@@ -1775,9 +1875,10 @@ static void fd_list_read(struct fd_list *l)
 
 /*
  * curl_multi_init() makes a socketpair (to wake curl_multi_poll) without
- * SOCK_CLOEXEC, and libcurl gives no way to reach it. Mark every fd that
- * appeared since before was read close-on-exec, so that the runtimes and
- * unpackers the daemon spawns do not inherit them.
+ * SOCK_CLOEXEC, and libcurl gives no way to reach it; loading libcurl may
+ * open files too. Mark every fd that appeared since before was read
+ * close-on-exec, so that the runtimes and unpackers the daemon spawns do
+ * not inherit them.
  */
 static void cloexec_new_fds(const struct fd_list *before)
 {
@@ -1793,34 +1894,44 @@ static void cloexec_new_fds(const struct fd_list *before)
     free(after.fds);
 }
 
+/* The first fetch loads libcurl and makes the multi. */
+static int multi_open(struct registry *r, struct error **err)
+{
+    if (r->multi)
+        return 0;
+    struct fd_list before = {0};
+    fd_list_read(&before);
+    if (xferlib_acquire(err) < 0) {
+        free(before.fds);
+        return error_prefix(err, "registry");
+    }
+    r->multi = xcurl.multi_init();
+    cloexec_new_fds(&before);
+    free(before.fds);
+    if (!r->multi) {
+        xferlib_release();
+        return error_set(err, GRPC_INTERNAL, 0, "registry: curl_multi_init failed");
+    }
+    xcurl.multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    xcurl.multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
+    xcurl.multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    xcurl.multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
+    log_debug("registry multi handle created");
+    return 0;
+}
+
 struct registry *registry_new(const struct config *cfg, struct error **err)
 {
     if (!loop_base())
         return error_set(err, GRPC_INTERNAL, 0, "registry: the loop is not initialised"), NULL;
-    if (curl_users == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return error_set(err, GRPC_INTERNAL, 0, "registry: curl_global_init failed"), NULL;
-    curl_users++;
     struct registry *r = xcalloc(1, sizeof(*r));
     r->timer = loop_timer_new(on_timeout, r);
     r->max_downloads = cfg && cfg->max_downloads ? cfg->max_downloads : REGISTRY_DEFAULT_DOWNLOADS;
     r->next_id = 1;
-    struct fd_list before = {0};
-    fd_list_read(&before);
-    r->multi = curl_multi_init();
-    cloexec_new_fds(&before);
-    free(before.fds);
-    if (!r->multi) {
-        registry_destroy(r);
-        return error_set(err, GRPC_INTERNAL, 0, "registry: curl_multi_init failed"), NULL;
-    }
     if (hosts_copy(r, cfg, err) < 0) {
         registry_destroy(r);
         return NULL;
     }
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
     return r;
 }
 
@@ -1933,6 +2044,8 @@ static struct registry_fetch *fetch_new(struct registry *r, enum fetch_kind kind
         !is_repo_path(ref->path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad image reference for a registry fetch"),
                NULL;
+    if (multi_open(r, err) < 0)
+        return NULL;
     struct registry_fetch *f = xcalloc(1, sizeof(*f));
     f->r = r;
     f->id = r->next_id++;
@@ -2036,6 +2149,7 @@ void registry_fetch_cancel(struct registry_fetch *f)
     }
     fetch_destroy(f);
     pump(r);
+    multi_close_if_idle(r);
 }
 
 int64_t registry_fetch_bytes(const struct registry_fetch *f)

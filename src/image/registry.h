@@ -11,6 +11,10 @@
  * backoff on 5xx, 429 and connection failures, and resuming an interrupted
  * blob with a Range request so the caller's data stream just continues.
  * Credentials are never logged.
+ *
+ * libcurl is loaded (image/xferlib.h) only while fetches exist: the first
+ * fetch loads it and creates the multi handle, which is cleaned up after the
+ * last; the token cache and the host settings outlive it.
  */
 #ifndef TINYCRI_IMAGE_REGISTRY_H
 #define TINYCRI_IMAGE_REGISTRY_H
@@ -38,7 +42,10 @@ struct registry_auth {
 struct registry;       /* the client: one per daemon */
 struct registry_fetch; /* one manifest or blob transfer */
 
-/* Create the client on the loop; reads [registry.<host>] settings from cfg (borrowed). */
+/*
+ * Create the client on the loop; reads [registry.<host>] settings from cfg
+ * (borrowed). Does not load libcurl. INVALID_ARGUMENT for a bad mirror URL.
+ */
 struct registry *registry_new(const struct config *cfg, struct error **err);
 /*
  * Cancel every transfer (no callbacks) and free; registry_free(NULL) is a no-op.
@@ -82,7 +89,8 @@ typedef int (*registry_blob_data_cb)(const uint8_t *data, size_t len, void *arg,
 /*
  * GET /v2/<name>/manifests/<reference>, where reference is a tag or digest;
  * NULL means the ref's digest if it has one, else its tag. Accepts OCI and
- * Docker manifest and index media types.
+ * Docker manifest and index media types. This and registry_fetch_blob()
+ * fail with UNAVAILABLE or INTERNAL when libcurl cannot be loaded.
  */
 struct registry_fetch *registry_fetch_manifest(struct registry *r, const struct image_ref *ref,
                                                const char *reference,

@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -25,6 +24,7 @@
 #include "core/util.h"
 #include "image/ref.h"
 #include "image/store.h"
+#include "image/xferlib.h"
 
 #define RECORD_MAX (1024 * 1024)
 #define TRASH_PREFIX ".trash-"
@@ -47,7 +47,7 @@ struct store_ingest {
     int fd;
     int64_t size;
     int64_t offset;
-    EVP_MD_CTX *md;
+    struct xferlib_hash md; /* holds libcrypto for the ingest's life */
 };
 
 static void json_decref_p(json_t **j)
@@ -83,17 +83,7 @@ void store_image_free(struct store_image *img)
     free(img);
 }
 
-static void sha256_hex(const void *data, size_t len, char out[72])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
-}
-
-char **store_chain_ids(char *const *diff_ids, size_t n)
+char **store_chain_ids(char *const *diff_ids, size_t n, struct error **err)
 {
     char **out = xcalloc(n ? n : 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
@@ -102,9 +92,13 @@ char **store_chain_ids(char *const *diff_ids, size_t n)
             continue;
         }
         _cleanup_free_ char *text = xasprintf("%s %s", out[i - 1], diff_ids[i]);
-        char d[72];
-        sha256_hex(text, strlen(text), d);
-        out[i] = xstrdup(d);
+        char hex[XFERLIB_SHA256_HEX_LEN + 1];
+        if (xferlib_sha256_hex(text, strlen(text), hex, err) < 0) {
+            str_array_free(out, i);
+            error_prefix(err, "chain ids");
+            return NULL;
+        }
+        out[i] = xasprintf("sha256:%s", hex);
     }
     return out;
 }
@@ -165,6 +159,7 @@ static char *record_json(const struct store_image *img)
     json_object_set_new(o, "size", json_integer((json_int_t)img->size));
     json_object_set_new(o, "layers", str_array_json(img->layer_digests, img->n_layers));
     json_object_set_new(o, "diffIds", str_array_json(img->diff_ids, img->n_layers));
+    json_object_set_new(o, "chainIds", str_array_json(img->chain_ids, img->n_layers));
     json_object_set_new(o, "pinned", json_boolean(img->pinned));
     json_object_set_new(o, "created", json_integer(img->created_ns));
     char *text = json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS);
@@ -189,7 +184,26 @@ static int str_array_from_json(json_t *a, char ***out, size_t *n, bool digests)
     return 0;
 }
 
-static struct store_image *record_parse(const char *text, size_t len, struct error **err)
+/*
+ * The stored chain ids, when the record has them and they fit its diff ids
+ * (the first chain id is the first diff id); NULL for a record written
+ * before they were stored.
+ */
+static char **chain_ids_from_json(json_t *a, const struct store_image *img)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    if (str_array_from_json(a, &ids, &n, true) < 0 || n != img->n_layers ||
+        (n > 0 && strcmp(ids[0], img->diff_ids[0]) != 0)) {
+        str_array_free(ids, n);
+        return NULL;
+    }
+    return ids;
+}
+
+/* *migrated: the chain ids were computed (an older record), so it should be saved again. */
+static struct store_image *record_parse(const char *text, size_t len, bool *migrated,
+                                        struct error **err)
 {
     json_error_t jerr;
     _cleanup_json_ json_t *o = json_loadb(text, len, 0, &jerr);
@@ -225,7 +239,15 @@ static struct store_image *record_parse(const char *text, size_t len, struct err
         store_image_free(img);
         return error_set(err, GRPC_DATA_LOSS, 0, "malformed image record"), NULL;
     }
-    img->chain_ids = store_chain_ids(img->diff_ids, img->n_layers);
+    /* Stored, so that start-up needs no hashing (and no libcrypto). */
+    img->chain_ids = chain_ids_from_json(json_object_get(o, "chainIds"), img);
+    *migrated = img->chain_ids == NULL;
+    if (!img->chain_ids)
+        img->chain_ids = store_chain_ids(img->diff_ids, img->n_layers, err);
+    if (!img->chain_ids) {
+        store_image_free(img);
+        return NULL;
+    }
     return img;
 }
 
@@ -255,10 +277,15 @@ static void load_records(struct store *s)
         _cleanup_error_ struct error *err = NULL;
         size_t len = 0;
         _cleanup_free_ char *text = read_file_capped(path, RECORD_MAX, &len, &err);
-        struct store_image *img = text ? record_parse(text, len, &err) : NULL;
+        bool migrated = false;
+        struct store_image *img = text ? record_parse(text, len, &migrated, &err) : NULL;
         if (!img) {
             log_warn("skipping image record path=%s: %s", path, err->msg);
             continue;
+        }
+        if (migrated && record_save(s, img, &err) < 0) {
+            log_debug("could not add chain ids to image record path=%s: %s", path, err->msg);
+            error_clear(&err);
         }
         s->imgs = xrealloc(s->imgs, (s->n_imgs + 1) * sizeof(*s->imgs));
         s->imgs[s->n_imgs++] = img;
@@ -367,14 +394,16 @@ struct store_ingest *store_ingest_new(struct store *s, const char *digest, int64
     if (fd < 0)
         return error_set(err, GRPC_INTERNAL, errno, "create ingest file for %s", digest), NULL;
     struct store_ingest *in = xcalloc(1, sizeof(*in));
+    if (xferlib_hash_init(&in->md, XFERLIB_SHA256, err) < 0) {
+        unlink(path);
+        free(in);
+        return error_prefix(err, "ingest %s", digest), NULL;
+    }
     in->s = s;
     in->digest = xstrdup(digest);
     in->path = steal_ptr(&path);
     in->fd = steal_fd(&fd);
     in->size = size;
-    in->md = EVP_MD_CTX_new();
-    if (!in->md || EVP_DigestInit_ex(in->md, EVP_sha256(), NULL) != 1)
-        assert_state(!"EVP_DigestInit failed");
     return in;
 }
 
@@ -395,7 +424,7 @@ int store_ingest_write(struct store_ingest *in, const void *data, size_t len, st
         p += n;
         left -= (size_t)n;
     }
-    EVP_DigestUpdate(in->md, data, len);
+    xferlib_hash_update(&in->md, data, len);
     in->offset += (int64_t)len;
     return 0;
 }
@@ -412,7 +441,7 @@ void store_ingest_abort(struct store_ingest *in)
     if (in->fd >= 0)
         close(in->fd);
     unlink(in->path);
-    EVP_MD_CTX_free(in->md);
+    xferlib_hash_clear(&in->md);
     free(in->digest);
     free(in->path);
     free(in);
@@ -420,13 +449,10 @@ void store_ingest_abort(struct store_ingest *in)
 
 int store_ingest_commit(struct store_ingest *in, struct error **err)
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(in->md, md, &mdlen);
-    char got[72];
-    memcpy(got, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(got + 7 + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    xferlib_hash_final_hex(&in->md, hex);
+    char got[sizeof("sha256:") + XFERLIB_SHA256_HEX_LEN];
+    snprintf(got, sizeof(got), "sha256:%s", hex);
     int rc = 0;
     if (in->size >= 0 && in->offset != in->size) {
         rc = error_set(err, GRPC_DATA_LOSS, 0, "blob %s: got %lld bytes, expected %lld",

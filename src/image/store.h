@@ -10,6 +10,8 @@
  * appears only complete (renamed into place); an image record is written
  * last, so a crash at any point leaves no half image. Reference counts of
  * blobs and layers are derived from the image records rather than stored.
+ * Records keep their layers' chain ids, so opening the store hashes nothing
+ * (a record written without them gets them computed and saved once).
  */
 #ifndef TINYCRI_IMAGE_STORE_H
 #define TINYCRI_IMAGE_STORE_H
@@ -62,7 +64,9 @@ bool store_has_layer(const struct store *s, const char *chain_id);
  * the file is dropped) and renames the file into blobs. More bytes than the
  * expected size (when >= 0) fail with DATA_LOSS. Writes go to the page
  * cache; durability comes from the fsync the unpack child does and from the
- * image record written last.
+ * image record written last. An ingest holds libcrypto (xferlib) until it
+ * is committed or aborted; store_ingest_new() fails with UNAVAILABLE or
+ * INTERNAL when libcrypto cannot be loaded.
  */
 struct store_ingest *store_ingest_new(struct store *s, const char *digest, int64_t size,
                                       struct error **err);
@@ -106,7 +110,10 @@ int store_image_remove(struct store *s, const char *id, struct error **err);
  */
 size_t store_gc(struct store *s, bool (*in_use)(const char *key, void *arg), void *arg);
 
-/* Compute chain ids from diff ids (owned array of owned strings). */
-char **store_chain_ids(char *const *diff_ids, size_t n);
+/*
+ * Compute chain ids from diff ids (owned array of owned strings). Hashes
+ * through xferlib: UNAVAILABLE/INTERNAL when libcrypto cannot be loaded.
+ */
+char **store_chain_ids(char *const *diff_ids, size_t n, struct error **err);
 
 #endif

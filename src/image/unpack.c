@@ -33,13 +33,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
 #include "image/unpack.h"
+#include "image/xferlib.h"
 
 /* Caps on what a layer may contain; beyond them the layer is refused. */
 #define MAX_ENTRIES 1000000
@@ -61,12 +60,6 @@
     (ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |                           \
      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |       \
      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR)
-
-static void md_ctx_freep(EVP_MD_CTX **c)
-{
-    EVP_MD_CTX_free(*c);
-}
-#define _cleanup_md_ctx_ __attribute__((cleanup(md_ctx_freep)))
 
 static void closedirp(DIR **d)
 {
@@ -188,28 +181,26 @@ static int write_all(int fd, const char *s, size_t n)
 /* ---- digest ---- */
 
 /* "sha256:<64 hex>" or "sha512:<128 hex>", lower case, as OCI digests are written. */
-static const EVP_MD *digest_algo(const char *digest)
+static bool digest_algo(const char *digest, enum xferlib_hash_algo *algo)
 {
-    const EVP_MD *md = NULL;
     size_t hex_len = 0;
     if (str_has_prefix(digest, "sha256:")) {
-        md = EVP_sha256();
+        *algo = XFERLIB_SHA256;
         hex_len = 64;
     } else if (str_has_prefix(digest, "sha512:")) {
-        md = EVP_sha512();
+        *algo = XFERLIB_SHA512;
         hex_len = 128;
     } else {
-        return NULL;
+        return false;
     }
     const char *hex = strchr(digest, ':') + 1;
-    if (strlen(hex) != hex_len || strspn(hex, "0123456789abcdef") != hex_len)
-        return NULL;
-    return md;
+    return strlen(hex) == hex_len && strspn(hex, "0123456789abcdef") == hex_len;
 }
 
 static int check_diff_id(const char *diff_id, struct error **err)
 {
-    if (diff_id && !digest_algo(diff_id)) {
+    enum xferlib_hash_algo algo;
+    if (diff_id && !digest_algo(diff_id, &algo)) {
         _cleanup_free_ char *safe = printable(diff_id);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad diff_id %s", safe);
     }
@@ -375,8 +366,8 @@ static int remove_tree_at(int dir_fd, const char *name, struct error **err)
 /* The first reader: undoes the compression and hashes what comes out. */
 struct decompressor {
     struct archive *raw;
-    EVP_MD_CTX *md; /* NULL when no diff_id is checked */
-    int64_t offset; /* uncompressed bytes so far */
+    struct xferlib_hash md; /* not started when no diff_id is checked */
+    int64_t offset;         /* uncompressed bytes so far */
     bool at_eof;
     struct error *err; /* why the stream broke, once it did */
 };
@@ -397,8 +388,8 @@ static int decompressor_pull(struct decompressor *d, const void **buf, size_t *s
             return error_set(&d->err, GRPC_INVALID_ARGUMENT, 0, "corrupt layer: hole in stream");
         if (*size == 0)
             continue;
-        if (d->md && EVP_DigestUpdate(d->md, *buf, *size) != 1)
-            return error_set(&d->err, GRPC_INTERNAL, 0, "digest update failed");
+        if (d->md.ctx)
+            xferlib_hash_update(&d->md, *buf, *size);
         d->offset += (int64_t)*size;
         return 1;
     }
@@ -439,7 +430,7 @@ static void extractor_clear(struct extractor *x)
         archive_free(x->disk);
     if (x->dec.raw)
         archive_free(x->dec.raw);
-    EVP_MD_CTX_free(x->dec.md);
+    xferlib_hash_clear(&x->dec.md);
     error_free(x->dec.err);
     for (size_t i = 0; i < x->n_opaque; i++)
         free(x->opaque_dirs[i]);
@@ -647,13 +638,8 @@ static int mark_opaque_dirs(struct extractor *x, struct error **err)
 
 static int check_digest(struct extractor *x, const char *diff_id, struct error **err)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (EVP_DigestFinal_ex(x->dec.md, md, &md_len) != 1)
-        return error_set(err, GRPC_INTERNAL, 0, "digest final failed");
-    char hex[2 * EVP_MAX_MD_SIZE + 1];
-    for (unsigned int i = 0; i < md_len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_HASH_HEX_MAX];
+    xferlib_hash_final_hex(&x->dec.md, hex);
     const char *colon = strchr(diff_id, ':');
     if (strcmp(colon + 1, hex) != 0)
         return error_set(err, GRPC_DATA_LOSS, 0, "layer diff_id mismatch: expected %s, got %.*s%s",
@@ -679,9 +665,11 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
         archive_read_next_header(x->dec.raw, &e) < ARCHIVE_WARN)
         return archive_fail(err, x->dec.raw, "corrupt layer");
     if (diff_id) {
-        x->dec.md = EVP_MD_CTX_new();
-        if (!x->dec.md || EVP_DigestInit_ex(x->dec.md, digest_algo(diff_id), NULL) != 1)
-            return error_set(err, GRPC_INTERNAL, 0, "digest init failed");
+        enum xferlib_hash_algo algo;
+        bool ok = digest_algo(diff_id, &algo); /* unpack_extract_fd() checked it */
+        assert_state(ok);
+        if (xferlib_hash_init(&x->dec.md, algo, err) < 0)
+            return -1;
     }
 
     x->tar = archive_read_new();
@@ -858,11 +846,15 @@ static int extract_in_child(const struct unpack_op *op, uint64_t *size, struct e
     _cleanup_close_ int blob_fd = open(op->blob_path, O_RDONLY | O_CLOEXEC);
     if (blob_fd < 0)
         return error_set(err, GRPC_INTERNAL, errno, "open layer blob %s", op->blob_path);
-    if (op->diff_id) {
-        /* Let OpenSSL read its configuration while there is a filesystem to read it from. */
-        _cleanup_md_ctx_ EVP_MD_CTX *md = EVP_MD_CTX_new();
-        if (!md || EVP_DigestInit_ex(md, digest_algo(op->diff_id), NULL) != 1)
-            return error_set(err, GRPC_INTERNAL, 0, "digest init failed");
+    enum xferlib_hash_algo algo;
+    if (op->diff_id && digest_algo(op->diff_id, &algo)) {
+        /*
+         * Load libcrypto and let OpenSSL read its configuration while there
+         * is a filesystem to read them from; a forked child never unloads.
+         */
+        _cleanup_xferlib_hash_ struct xferlib_hash md = {0};
+        if (xferlib_hash_init(&md, algo, err) < 0)
+            return -1;
     }
     /* Nothing of the daemon (sockets, the loop, the parent directory) goes into the chroot. */
     close(steal_fd(&dir_fd));

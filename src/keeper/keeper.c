@@ -90,6 +90,20 @@
  * are static; container output never grows memory. Statically linked, the
  * keeper's RssAnon is about 70 KiB while a container logs short lines and
  * about 110 KiB with every buffer in use (dynamically linked: +45 KiB).
+ *
+ * Pod-init mode:
+ *   tinycri-keeper --pod-init [--id SANDBOX_ID]
+ * gives a pod a PID namespace shared by its containers (pid mode POD), the
+ * job of the "pause" process elsewhere. The keeper unshares CLONE_NEWPID and
+ * forks: the child is PID 1 of the new namespace. It makes itself a session
+ * leader, chdirs to /, puts /dev/null on 0-2 and closes every other fd (so it
+ * holds no pipe of the daemon's), ignores every signal it can (SIGKILL from
+ * outside still ends it, and with it every process of the namespace), and
+ * reaps zombies forever, sleeping in sigwaitinfo(SIGCHLD) in between; it
+ * never allocates. The keeper reports "created pid=<child's host pid>\n" on
+ * fd 3 (or "error <message>\n") and exits 0 (1 on failure), so the pod-init
+ * is reparented to the nearest subreaper or init. The daemon watches it
+ * through a pidfd and joins /proc/<pid>/ns/pid; --id only labels diagnostics.
  */
 #include "autoconf.h"
 
@@ -98,6 +112,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -336,7 +351,8 @@ static void usage(void)
 {
     fputs("usage: tinycri-keeper --id ID --bundle DIR --runtime PATH --runtime-root DIR\n"
           "                      --state-dir DIR --log-path FILE [--tty] [--stdin]\n"
-          "                      [--stdin-once] [--cgroup-path PATH]\n",
+          "                      [--stdin-once] [--cgroup-path PATH]\n"
+          "       tinycri-keeper --pod-init [--id ID]\n",
           stderr);
     exit(2);
 }
@@ -491,10 +507,9 @@ __attribute__((noreturn)) static void exec_runtime(int in, int out, int err, cha
         _exit(127);
     /* Ignored signals and the blocked mask survive exec: the container's
      * processes must start with default dispositions. */
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
+    /* Every signal: the keeper may itself have inherited ignored ones. */
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1100,6 +1115,65 @@ static void loop(void)
     }
 }
 
+/* ---------------------------------------------------------------------- */
+/* pod-init mode (see the header comment)                                  */
+/* ---------------------------------------------------------------------- */
+
+/* PID 1 of the pod's PID namespace: hold it open and reap orphans. Never returns. */
+static void pod_init_run(void)
+{
+    setsid();
+    if (chdir("/") < 0)
+        _exit(1);
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd <= 2; fd++) {
+        if (null >= 0 && null != fd)
+            dup2(null, fd);
+    }
+    if (close_range(3, ~0U, 0) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
+            close((int)fd);
+    }
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
+            signal(sig, SIG_IGN);
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        sigwaitinfo(&set, NULL);
+    }
+}
+
+static int pod_init_main(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+            k.o.id = argv[++i];
+        else
+            usage();
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (unshare(CLONE_NEWPID) < 0)
+        fail("unshare(CLONE_NEWPID): %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork pod-init: %s", strerror(errno));
+    if (pid == 0)
+        pod_init_run();
+    char line[64];
+    snprintf(line, sizeof(line), "created pid=%d\n", (int)pid);
+    report(line);
+    /* Nothing to flush; and exit handlers (a sanitizer's leak check, which clones a
+     * tracer) must not run in a process whose children now go to another PID namespace. */
+    _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     k.status_fd = k.sig_fd = k.ctl_fd = k.console_fd = k.console_conn = -1;
@@ -1109,6 +1183,8 @@ int main(int argc, char **argv)
         k.clients[i].fd = -1;
 
     close_inherited_fds();
+    if (argc > 1 && strcmp(argv[1], "--pod-init") == 0)
+        return pod_init_main(argc, argv);
     parse_args(argc, argv, &k.o);
     setup_process();
 

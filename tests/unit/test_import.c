@@ -27,8 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -36,6 +34,7 @@
 #include "image/import.h"
 #include "image/manifest.h"
 #include "image/store.h"
+#include "image/xferlib.h"
 
 #define SAFETY_MS 30000
 
@@ -152,6 +151,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     close_store(f);
+    xferlib_shutdown();
     loop_shutdown();
     _cleanup_free_ char *cmd = xasprintf("rm -rf %s", f->root);
     assert_int_equal(system(cmd), 0);
@@ -166,12 +166,9 @@ static int teardown(void **state)
 
 static void sha256_of(const void *data, size_t len, char out[72])
 {
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    memcpy(out, "sha256:", 7);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    assert_int_equal(xferlib_sha256_hex(data, len, hex, NULL), 0);
+    snprintf(out, 72, "sha256:%s", hex);
 }
 
 static la_ssize_t on_write(struct archive *a, void *arg, const void *data, size_t n)

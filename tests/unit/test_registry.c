@@ -40,6 +40,7 @@
 #include "core/util.h"
 #include "image/ref.h"
 #include "image/registry.h"
+#include "image/xferlib.h"
 
 #define SAFETY_MS 15000
 #define MS_NS 1000000LL
@@ -538,6 +539,8 @@ static int teardown(void **state)
     for (size_t i = 0; i < MAX_RESULTS; i++)
         buf_free(&T.res[i].data);
     srv_stop();
+    xferlib_shutdown();
+    xferlib_set_idle_ms(XFERLIB_IDLE_MS);
     loop_shutdown();
     alarm(0);
     return 0;
@@ -1195,6 +1198,43 @@ static void test_bad_mirror_config(void **state)
     error_free(err);
 }
 
+/* Mirror URLs are parsed without libcurl, which registry_new() does not load. */
+static void test_mirror_urls(void **state)
+{
+    static const char *const good[] = {
+        "http://m.example:5000",  "https://m.example/prefix/", "HTTPS://m.example:0443/a/b",
+        "m.example/no-scheme",    "http://[::1]:5000/",        "http://m.example:",
+        "http://10.0.0.1/v2-pfx",
+    };
+    static const char *const bad[] = {
+        "ftp://m.example",        "http://",       "http://:5000",    "http://m.example:99999",
+        "http://m.example:0",     "http://u:p@m",  "http://m/a/../b", "http://m/./b",
+        "http://m.example/a?b=c", "http://m#frag", "http://[zz]:1",   "http://m ex",
+        "http://m.example:12ab",  "http://[::1]x", "http://m\\x",
+    };
+    struct error *err = NULL;
+    T.cfg.registries[0].n_mirrors = 1;
+    for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+        T.cfg.registries[0].mirrors[0] = (char *)good[i];
+        struct registry *r = registry_new(&T.cfg, &err);
+        if (!r)
+            print_message("refused %s: %s\n", good[i], err->msg);
+        assert_non_null(r);
+        registry_free(r);
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        T.cfg.registries[0].mirrors[0] = (char *)bad[i];
+        struct registry *r = registry_new(&T.cfg, &err);
+        if (r)
+            print_message("accepted %s\n", bad[i]);
+        assert_null(r);
+        assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+        assert_null(strstr(err->msg, "u:p")); /* credentials are never quoted */
+        error_clear(&err);
+    }
+    assert_false(xferlib_is_loaded());
+}
+
 /* ---- concurrency, cancel, free ---- */
 
 static void h_hold(struct srv_conn *c, const struct srv_req *req)
@@ -1357,6 +1397,43 @@ static void test_free_with_fetches_in_flight(void **state)
     assert_int_equal(srv.n_held, 0); /* the client hung up */
 }
 
+/* libcurl comes with the first fetch and goes after the last; the token cache stays. */
+static void test_libcurl_only_while_fetching(void **state)
+{
+    xferlib_set_idle_ms(50);
+    srv.handler = h_bearer;
+    token_hits = 0;
+    reg_new();
+    assert_false(xferlib_is_loaded());
+    struct registry_auth a = {.username = "alice", .password = "s3cret"};
+    struct result *r = fetch_manifest(0, NULL, &a);
+    assert_true(xferlib_is_loaded());
+    run_until_done();
+    assert_int_equal(r->code, 0);
+    assert_int_equal(token_hits, 1);
+    run_for(300);
+    assert_false(xferlib_is_loaded());
+
+    /* Loaded again, with a new multi whose socketpair does not leak into children. */
+    struct result *b = fetch_blob(1, digests[0], BLOB_LEN, 0, &a);
+    assert_true(xferlib_is_loaded());
+    assert_int_equal(count_inheritable_fds(), 0);
+    run_until_done();
+    assert_blob(b, 0);
+    assert_int_equal(token_hits, 1); /* the cached token was sent */
+    assert_string_equal(req_header(&srv.reqs[srv.n_reqs - 1], "authorization"), "Bearer tok-1");
+
+    /* A fetch that fails before it starts does not keep libcurl either. */
+    struct image_ref ref = app_ref();
+    struct registry_auth junk = {.auth = "not base64!"};
+    struct error *err = NULL;
+    assert_null(registry_fetch_manifest(T.reg, &ref, NULL, &junk, on_manifest, &T.res[2], &err));
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    error_free(err);
+    run_for(300);
+    assert_false(xferlib_is_loaded());
+}
+
 int main(void)
 {
     note_inherited_fds();
@@ -1404,11 +1481,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mirror_5xx_then_origin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_unless_insecure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_mirror_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_urls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_not_limited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_in_data_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_callback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_fetches_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_libcurl_only_while_fetching, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
 /*
  * Unit tests for the image store: verified ingest, image records that
  * survive a reopen, tag moves, lookup by id/prefix/tag/digest, chain ids
- * and garbage collection.
+ * (stored in the records, so that opening the store hashes nothing) and
+ * garbage collection.
  */
 #include "autoconf.h"
 
@@ -18,11 +19,13 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "core/error.h"
 #include "core/loop.h"
 #include "core/util.h"
 #include "image/store.h"
+#include "image/xferlib.h"
 
 static char root[64];
 
@@ -36,6 +39,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    xferlib_shutdown();
+    xferlib_set_sonames(NULL, NULL);
     loop_shutdown();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
@@ -97,7 +102,7 @@ static struct store_image *make_image_diff(const char *id, const char *tag, cons
     img->layer_digests[0] = xstrdup(layer);
     img->diff_ids = xcalloc(1, sizeof(char *));
     img->diff_ids[0] = xstrdup(diff);
-    img->chain_ids = store_chain_ids(img->diff_ids, 1);
+    img->chain_ids = store_chain_ids(img->diff_ids, 1, NULL);
     img->repo_tags = xcalloc(1, sizeof(char *));
     img->repo_tags[img->n_repo_tags++] = xstrdup(tag);
     img->repo_digests = xcalloc(1, sizeof(char *));
@@ -182,7 +187,7 @@ static void test_tag_moves(void **state)
 static void test_chain_ids(void **state)
 {
     char *diffs[] = {(char *)D1, (char *)D2};
-    char **chain = store_chain_ids(diffs, 2);
+    char **chain = store_chain_ids(diffs, 2, NULL);
     assert_string_equal(chain[0], D1);
     /* sha256("sha256:111… sha256:222…"), computed independently with sha256sum. */
     FILE *p = popen("printf '%s %s' " D1 " " D2 " | sha256sum", "r");
@@ -193,6 +198,69 @@ static void test_chain_ids(void **state)
     free(chain[0]);
     free(chain[1]);
     free(chain);
+}
+
+/* A two-layer image, whose second chain id takes a hash. */
+static struct store_image *make_image_two_layers(void)
+{
+    struct store_image *img = make_image_diff(D2, "docker.io/library/two:1", HELLO, D1);
+    img->n_layers = 2;
+    img->layer_digests = xrealloc(img->layer_digests, 2 * sizeof(char *));
+    img->layer_digests[1] = xstrdup(HELLO);
+    img->diff_ids = xrealloc(img->diff_ids, 2 * sizeof(char *));
+    img->diff_ids[1] = xstrdup(D2);
+    free(img->chain_ids[0]);
+    free(img->chain_ids);
+    img->chain_ids = store_chain_ids(img->diff_ids, 2, NULL);
+    assert_non_null(img->chain_ids);
+    return img;
+}
+
+static void test_chain_ids_stored(void **state)
+{
+    struct error *err = NULL;
+    struct store *s = store_open(root, &err);
+    assert_int_equal(store_image_put(s, make_image_two_layers(), &err), 0);
+    char *want = xstrdup(store_image_find(s, D2)->chain_ids[1]);
+    store_free(s);
+
+    /* Reopening must not need libcrypto: make it impossible to load. */
+    xferlib_shutdown();
+    xferlib_set_sonames(NULL, "libtinycri-no-such-crypto.so.0");
+    s = store_open(root, &err);
+    const struct store_image *img = store_image_find(s, D2);
+    assert_non_null(img);
+    assert_int_equal(img->n_layers, 2);
+    assert_string_equal(img->chain_ids[0], D1);
+    assert_string_equal(img->chain_ids[1], want);
+    store_free(s);
+
+    /* A record of an older tinycri, without chain ids: skipped while they cannot be computed... */
+    char path[160];
+    snprintf(path, sizeof(path), "%s/images/%s.json", root, D2 + 7);
+    json_error_t jerr;
+    json_t *rec = json_load_file(path, 0, &jerr);
+    assert_non_null(rec);
+    assert_int_equal(json_array_size(json_object_get(rec, "chainIds")), 2);
+    assert_int_equal(json_object_del(rec, "chainIds"), 0);
+    assert_int_equal(json_dump_file(rec, path, 0), 0);
+    json_decref(rec);
+    s = store_open(root, &err);
+    assert_int_equal(store_image_count(s), 0);
+    store_free(s);
+
+    /* ...then computed once, and saved. */
+    xferlib_set_sonames(NULL, NULL);
+    s = store_open(root, &err);
+    img = store_image_find(s, D2);
+    assert_non_null(img);
+    assert_string_equal(img->chain_ids[1], want);
+    store_free(s);
+    rec = json_load_file(path, 0, &jerr);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(rec, "chainIds"), 1)),
+                        want);
+    json_decref(rec);
+    free(want);
 }
 
 static bool claims_d1(const char *key, void *arg)
@@ -212,7 +280,7 @@ static void test_gc(void **state)
     assert_int_equal(store_put_blob(s, HELLO, "hello", 5, &err), 0);
     assert_int_equal(
         store_image_put(s, make_image_diff(D1, "docker.io/library/gc:1", HELLO, D2), &err), 0);
-    char **chain = store_chain_ids((char *[]){(char *)D2}, 1);
+    char **chain = store_chain_ids((char *[]){(char *)D2}, 1, NULL);
     char *layer = store_layer_path(s, chain[0]);
     assert_int_equal(mkdir(layer, 0755), 0);
     char *file = xasprintf("%s/data", layer);
@@ -260,6 +328,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_record_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chain_ids_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

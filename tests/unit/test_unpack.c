@@ -35,12 +35,11 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "core/error.h"
 #include "core/loop.h"
 #include "core/util.h"
 #include "image/unpack.h"
+#include "image/xferlib.h"
 
 #define SAFETY_MS 20000
 #define DEFAULT_MTIME 1500000000
@@ -86,6 +85,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    xferlib_shutdown();
     loop_shutdown();
     alarm(0);
     char *cmd = xasprintf("rm -rf '%s'", f->root);
@@ -169,12 +169,9 @@ static void build_tar(struct buf *out, const struct tent *ents, size_t n)
 
 static void sha256_of(const void *data, size_t n, char out[160])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    assert_int_equal(EVP_Digest(data, n, md, &len, EVP_sha256(), NULL), 1);
-    strcpy(out, "sha256:");
-    for (unsigned int i = 0; i < len; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    char hex[XFERLIB_SHA256_HEX_LEN + 1];
+    assert_int_equal(xferlib_sha256_hex(data, n, hex, NULL), 0);
+    snprintf(out, 160, "sha256:%s", hex);
 }
 
 static void write_file(const char *path, const void *data, size_t n)

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Container RPC handlers: each checks its request, starts the operation in
+ * pod/container and replies from the operation's callback, looking the call
+ * up again by id (the client may have gone meanwhile).
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.pb-c.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "cri/container_service.h"
+#include "grpc/h2.h"
+#include "pod/container.h"
+
+#define MiB (1024 * 1024)
+
+static const struct config *svc_cfg;
+
+void container_service_init(const struct config *cfg)
+{
+    svc_cfg = cfg;
+}
+
+size_t container_service_exec_cap(size_t max_send)
+{
+    size_t cap = max_send / 2 < 8 * MiB ? max_send / 2 : 8 * MiB;
+    return cap > 8192 ? cap - 4096 : cap / 2;
+}
+
+/* A call waiting for an operation; ok is the (empty) reply type sent on success. */
+struct pending {
+    uint64_t call_id;
+    const ProtobufCMessageDescriptor *ok;
+};
+
+static struct pending *pending_new(struct h2_call *call, const ProtobufCMessageDescriptor *ok)
+{
+    struct pending *p = xcalloc(1, sizeof(*p));
+    p->call_id = h2_call_id(call);
+    p->ok = ok;
+    return p;
+}
+
+static void on_done(const struct error *err, void *arg)
+{
+    struct pending *p = arg;
+    struct h2_call *call = h2_call_lookup(p->call_id);
+    if (call && err) {
+        rpc_fail(call, err);
+    } else if (call) {
+        _cleanup_free_ ProtobufCMessage *msg = xcalloc(1, p->ok->sizeof_message);
+        protobuf_c_message_init(p->ok, msg);
+        rpc_reply(call, msg);
+    }
+    free(p);
+}
+
+/* Run op(id, on_done, p, &err) for an empty-reply RPC. */
+static void run_simple(struct h2_call *call, const char *method, const char *id,
+                       const ProtobufCMessageDescriptor *ok,
+                       int (*op)(const char *, container_done_cb, void *, struct error **))
+{
+    if (!id || !*id) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "%s: container_id is required", method);
+        return;
+    }
+    struct pending *p = pending_new(call, ok);
+    _cleanup_error_ struct error *err = NULL;
+    if (op(id, on_done, p, &err) < 0) {
+        free(p);
+        rpc_fail(call, err);
+    }
+}
+
+/* ---- CreateContainer ---- */
+
+static void on_created(const char *id, const struct error *err, void *arg)
+{
+    struct pending *p = arg;
+    struct h2_call *call = h2_call_lookup(p->call_id);
+    if (call && err) {
+        rpc_fail(call, err);
+    } else if (call) {
+        Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+        resp.container_id = (char *)id;
+        rpc_reply(call, &resp.base);
+    }
+    free(p);
+}
+
+void container_service_create(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__CreateContainerRequest *r = (const Runtime__V1__CreateContainerRequest *)req;
+    if (!r->pod_sandbox_id || !*r->pod_sandbox_id) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "CreateContainer: pod_sandbox_id is required");
+        return;
+    }
+    struct pending *p = pending_new(call, NULL);
+    _cleanup_error_ struct error *err = NULL;
+    if (container_create(r->pod_sandbox_id, r->config, on_created, p, &err) < 0) {
+        free(p);
+        rpc_fail(call, err);
+    }
+}
+
+/* ---- Start / Stop / Remove / ReopenContainerLog ---- */
+
+void container_service_start(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__StartContainerRequest *r = (const Runtime__V1__StartContainerRequest *)req;
+    run_simple(call, "StartContainer", r->container_id,
+               &runtime__v1__start_container_response__descriptor, container_start);
+}
+
+void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__StopContainerRequest *r = (const Runtime__V1__StopContainerRequest *)req;
+    if (!r->container_id || !*r->container_id) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "StopContainer: container_id is required");
+        return;
+    }
+    struct pending *p = pending_new(call, &runtime__v1__stop_container_response__descriptor);
+    _cleanup_error_ struct error *err = NULL;
+    if (container_stop(r->container_id, r->timeout, on_done, p, &err) < 0) {
+        free(p);
+        rpc_fail(call, err);
+    }
+}
+
+void container_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__RemoveContainerRequest *r = (const Runtime__V1__RemoveContainerRequest *)req;
+    run_simple(call, "RemoveContainer", r->container_id,
+               &runtime__v1__remove_container_response__descriptor, container_remove);
+}
+
+void container_service_reopen_log(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ReopenContainerLogRequest *r =
+        (const Runtime__V1__ReopenContainerLogRequest *)req;
+    run_simple(call, "ReopenContainerLog", r->container_id,
+               &runtime__v1__reopen_container_log_response__descriptor, container_reopen_log);
+}
+
+/* ---- ContainerStatus / ListContainers ---- */
+
+/* Every protoc-c map<string,string> entry has this layout. */
+struct kv_entry {
+    ProtobufCMessage base;
+    char *key;
+    char *value;
+};
+
+/* Entries of another map type borrowing src's strings; free *store and the result. */
+static void *kv_copy(const ProtobufCMessageDescriptor *desc, void *const *src, size_t n,
+                     struct kv_entry **store)
+{
+    assert_state(desc->sizeof_message == sizeof(struct kv_entry));
+    *store = xcalloc(n ? n : 1, sizeof(struct kv_entry));
+    struct kv_entry **ptrs = xcalloc(n ? n : 1, sizeof(*ptrs));
+    for (size_t i = 0; i < n; i++) {
+        const struct kv_entry *e = src[i];
+        protobuf_c_message_init(desc, &(*store)[i]);
+        (*store)[i].key = e->key;
+        (*store)[i].value = e->value;
+        ptrs[i] = &(*store)[i];
+    }
+    return ptrs;
+}
+
+static Runtime__V1__ContainerState cri_state(enum container_state s)
+{
+    switch (s) {
+    case CONTAINER_CREATED:
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_CREATED;
+    case CONTAINER_RUNNING:
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_RUNNING;
+    case CONTAINER_EXITED:
+        return RUNTIME__V1__CONTAINER_STATE__CONTAINER_EXITED;
+    case CONTAINER_UNKNOWN:
+        break;
+    }
+    return RUNTIME__V1__CONTAINER_STATE__CONTAINER_UNKNOWN;
+}
+
+static void image_spec_fill(Runtime__V1__ImageSpec *spec, const struct container *c)
+{
+    runtime__v1__image_spec__init(spec);
+    spec->image = c->image_ref;
+    const Runtime__V1__ImageSpec *req = c->config->image;
+    if (req && req->user_specified_image)
+        spec->user_specified_image = req->user_specified_image;
+    if (req && req->runtime_handler)
+        spec->runtime_handler = req->runtime_handler;
+}
+
+void container_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ContainerStatusRequest *r = (const Runtime__V1__ContainerStatusRequest *)req;
+    if (!r->container_id || !*r->container_id) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "ContainerStatus: container_id is required");
+        return;
+    }
+    const struct container *c = container_find(r->container_id);
+    if (!c) {
+        rpc_fail_code(call, GRPC_NOT_FOUND, "container %s not found", r->container_id);
+        return;
+    }
+    const Runtime__V1__ContainerConfig *cfg = c->config;
+    Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
+    st.id = c->id;
+    st.metadata = cfg->metadata;
+    st.state = cri_state(c->state);
+    st.created_at = c->created_ns;
+    st.started_at = c->started_ns;
+    st.finished_at = c->finished_ns;
+    st.exit_code = c->exit_code;
+    Runtime__V1__ImageSpec spec;
+    image_spec_fill(&spec, c);
+    st.image = &spec;
+    st.image_ref = c->image_id;
+    st.image_id = c->image_id;
+    st.reason = c->reason;
+    st.message = c->message;
+    _cleanup_free_ struct kv_entry *labels = NULL, *annotations = NULL;
+    _cleanup_free_ void *label_ptrs =
+        kv_copy(&runtime__v1__container_status__labels_entry__descriptor,
+                (void *const *)cfg->labels, cfg->n_labels, &labels);
+    _cleanup_free_ void *annotation_ptrs =
+        kv_copy(&runtime__v1__container_status__annotations_entry__descriptor,
+                (void *const *)cfg->annotations, cfg->n_annotations, &annotations);
+    st.n_labels = cfg->n_labels;
+    st.labels = label_ptrs;
+    st.n_annotations = cfg->n_annotations;
+    st.annotations = annotation_ptrs;
+    st.n_mounts = cfg->n_mounts;
+    st.mounts = cfg->mounts;
+    st.log_path = c->log_path;
+    Runtime__V1__ContainerResources res = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
+    if (cfg->linux && cfg->linux->resources) {
+        res.linux = cfg->linux->resources;
+        st.resources = &res;
+    }
+    st.stop_signal = cfg->stop_signal;
+
+    Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
+    resp.status = &st;
+    _cleanup_free_ char *info = NULL;
+    Runtime__V1__ContainerStatusResponse__InfoEntry entry =
+        RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
+    Runtime__V1__ContainerStatusResponse__InfoEntry *entries[] = {&entry};
+    if (r->verbose) {
+        info = container_info_json(c);
+        entry.key = (char *)"info";
+        entry.value = info;
+        resp.n_info = 1;
+        resp.info = entries;
+    }
+    rpc_reply(call, &resp.base);
+}
+
+static bool labels_match(const Runtime__V1__ContainerConfig *cfg,
+                         Runtime__V1__ContainerFilter__LabelSelectorEntry *const *sel, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < cfg->n_labels && !found; j++)
+            found = strcmp(cfg->labels[j]->key, sel[i]->key) == 0 &&
+                    strcmp(cfg->labels[j]->value, sel[i]->value) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static bool filter_match(const struct container *c, const Runtime__V1__ContainerFilter *f)
+{
+    if (!f)
+        return true;
+    if (f->id && *f->id && !str_has_prefix(c->id, f->id))
+        return false;
+    if (f->state && cri_state(c->state) != f->state->state)
+        return false;
+    if (f->pod_sandbox_id && *f->pod_sandbox_id &&
+        !str_has_prefix(c->sandbox_id, f->pod_sandbox_id))
+        return false;
+    return labels_match(c->config, f->label_selector, f->n_label_selector);
+}
+
+struct list_item {
+    Runtime__V1__Container msg;
+    Runtime__V1__ImageSpec spec;
+    struct kv_entry *labels, *annotations;
+};
+
+void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ListContainersRequest *r = (const Runtime__V1__ListContainersRequest *)req;
+    size_t total = 0;
+    while (container_at(total))
+        total++;
+    _cleanup_free_ struct list_item *items = xcalloc(total ? total : 1, sizeof(*items));
+    _cleanup_free_ Runtime__V1__Container **ptrs = xcalloc(total ? total : 1, sizeof(*ptrs));
+    size_t n = 0;
+    for (size_t i = 0; i < total; i++) {
+        const struct container *c = container_at(i);
+        if (!filter_match(c, r->filter))
+            continue;
+        struct list_item *it = &items[n];
+        Runtime__V1__Container *m = &it->msg;
+        runtime__v1__container__init(m);
+        m->id = c->id;
+        m->pod_sandbox_id = c->sandbox_id;
+        m->metadata = c->config->metadata;
+        image_spec_fill(&it->spec, c);
+        m->image = &it->spec;
+        m->image_ref = c->image_id;
+        m->image_id = c->image_id;
+        m->state = cri_state(c->state);
+        m->created_at = c->created_ns;
+        m->n_labels = c->config->n_labels;
+        m->labels = kv_copy(&runtime__v1__container__labels_entry__descriptor,
+                            (void *const *)c->config->labels, c->config->n_labels, &it->labels);
+        m->n_annotations = c->config->n_annotations;
+        m->annotations = kv_copy(&runtime__v1__container__annotations_entry__descriptor,
+                                 (void *const *)c->config->annotations, c->config->n_annotations,
+                                 &it->annotations);
+        ptrs[n++] = m;
+    }
+    Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
+    resp.n_containers = n;
+    resp.containers = ptrs;
+    rpc_reply(call, &resp.base);
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].msg.labels);
+        free(items[i].msg.annotations);
+        free(items[i].labels);
+        free(items[i].annotations);
+    }
+}
+
+/* ---- ExecSync ---- */
+
+static void on_exec_done(const struct container_exec_result *res, const struct error *err,
+                         void *arg)
+{
+    struct pending *p = arg;
+    struct h2_call *call = h2_call_lookup(p->call_id);
+    if (call && err) {
+        rpc_fail(call, err);
+    } else if (call) {
+        Runtime__V1__ExecSyncResponse resp = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+        resp.stdout.data = (uint8_t *)res->out;
+        resp.stdout.len = res->out_len;
+        resp.stderr.data = (uint8_t *)res->err;
+        resp.stderr.len = res->err_len;
+        resp.exit_code = res->exit_code;
+        rpc_reply(call, &resp.base);
+    }
+    free(p);
+}
+
+/* The client went away (or its deadline passed): no process is left running for nobody. */
+static void on_exec_call_cancelled(uint64_t call_id, void *arg)
+{
+    container_exec_cancel(arg);
+    free(arg);
+}
+
+void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    const Runtime__V1__ExecSyncRequest *r = (const Runtime__V1__ExecSyncRequest *)req;
+    if (!r->container_id || !*r->container_id) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "ExecSync: container_id is required");
+        return;
+    }
+    if (r->timeout < 0) {
+        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "ExecSync: negative timeout");
+        return;
+    }
+    size_t max_send = svc_cfg && svc_cfg->max_send_msg_size ? svc_cfg->max_send_msg_size : 16 * MiB;
+    struct pending *p = pending_new(call, NULL);
+    _cleanup_error_ struct error *err = NULL;
+    if (container_exec_sync(r->container_id, r->cmd, r->n_cmd, r->timeout,
+                            container_service_exec_cap(max_send), on_exec_done, p, &err) < 0) {
+        free(p);
+        rpc_fail(call, err);
+        return;
+    }
+    h2_call_on_cancel(call, on_exec_call_cancelled, p);
+}

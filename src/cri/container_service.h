@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The container RPCs of RuntimeService: CreateContainer, StartContainer,
+ * StopContainer, RemoveContainer, ContainerStatus, ListContainers, ExecSync
+ * and ReopenContainerLog. They validate, start a pod/container operation and
+ * reply when it ends (if the caller is still there).
+ *
+ * ExecSync output: each of stdout and stderr keeps at most
+ * min(8 MiB, max_send_message_size / 2) - 4 KiB; the rest is dropped
+ * silently (as containerd does), so a reply always fits the message cap
+ * and one exec never holds more than ~16 MiB in the daemon.
+ */
+#ifndef TINYCRI_CRI_CONTAINER_SERVICE_H
+#define TINYCRI_CRI_CONTAINER_SERVICE_H
+
+#include <stddef.h>
+
+#include "grpc/router.h"
+
+struct config;
+
+/* Remember the config (borrowed for the daemon's life). */
+void container_service_init(const struct config *cfg);
+
+/* The per-stream ExecSync output cap for a reply cap of max_send bytes. */
+size_t container_service_exec_cap(size_t max_send);
+
+void container_service_create(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_start(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_reopen_log(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+
+#endif

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Containers: the objects, their lifecycle, and the operations that move
+ * them (create, start, stop, remove, exec, log reopen).
+ *
+ * Lifecycle (one enum, container_set_state() checks every transition and
+ * persists the record):
+ *   CREATED -> RUNNING -> EXITED, CREATED -> EXITED, CREATED/RUNNING -> UNKNOWN
+ *   (keeper gone without an exit record), UNKNOWN -> EXITED (stopped).
+ * A container being created is not in the table yet: it appears, CREATED,
+ * once its keeper reported "created".
+ *
+ * Layout:
+ *   <root_dir>/containers/<id>.json           the record (persist_write on every change)
+ *   <root_dir>/containers/<id>/rootfs         overlay: image layers + upper/work
+ *   <root_dir>/containers/<id>/{upper,work}   the writable layer
+ *   <root_dir>/containers/<id>/volumes/       image-declared volumes
+ *   <state_dir>/ctr/<id>/                     bundle (config.json) and the keeper's
+ *                                             state: pid, keeper.json, exit.json, ctl.sock
+ * The per-container state directory is "ctr/<id>" rather than "containers/<id>"
+ * so the keeper's control socket path fits in a sockaddr_un with the usual
+ * state dirs (the keeper needs <state-dir>/console.sock to fit 107 bytes).
+ *
+ * Each container has a tinycri-keeper (src/keeper/keeper.c), started
+ * detached so it outlives tinycrid: it runs `<runtime> create`, holds the
+ * container's stdio, writes the CRI log and exit.json. The daemon watches
+ * the keeper through a pidfd; its exit means the container has exited.
+ * After a restart, container_init() re-watches live keepers (checked by
+ * their /proc cmdline) and records exits that happened meanwhile.
+ *
+ * Every operation takes a callback that runs exactly once, on the loop,
+ * unless the function fails at once (returns -1 with *err set; then the
+ * callback never runs). A callback may run before the function returns.
+ */
+#ifndef TINYCRI_POD_CONTAINER_H
+#define TINYCRI_POD_CONTAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.pb-c.h"
+#include "pod/sandbox.h"
+
+struct config;
+struct error;
+struct event;
+struct loop_timer;
+struct runtime_op;
+struct store;
+
+enum container_state {
+    CONTAINER_CREATED,
+    CONTAINER_RUNNING,
+    CONTAINER_EXITED,
+    CONTAINER_UNKNOWN,
+};
+
+struct container_exit_waiter;
+
+struct container {
+    char *id; /* 64 lowercase hex */
+    char *sandbox_id;
+    Runtime__V1__ContainerConfig *config; /* owned (unpacked copy) */
+    char *image_ref;                      /* the image as the request named it */
+    char *image_id;                       /* "sha256:<config digest>" */
+    char **chain_ids;                     /* its layers (claimed against image GC) */
+    size_t n_layers;
+    char *runtime; /* runtime handler name (resolved) */
+    enum container_state state;
+    int64_t created_ns;
+    int64_t started_ns;
+    int64_t finished_ns;
+    int exit_code;
+    char *reason; /* "Completed", "Error", "OOMKilled", "StartError", ... */
+    char *message;
+    char *log_path;  /* full path; "" when the pod has no log directory */
+    int stop_signal; /* from the config, the image, or SIGTERM */
+    int pid;         /* the container's init (host pid namespace) */
+    int keeper_pid;
+    char *root_dir;  /* <root_dir>/containers/<id> */
+    char *state_dir; /* <state_dir>/ctr/<id> */
+
+    /* Run time only. */
+    int keeper_pidfd; /* -1 once the keeper has exited */
+    struct event *keeper_ev;
+    struct loop_timer *kill_timer;         /* StopContainer's grace period */
+    int64_t kill_at_ns;                    /* monotonic; 0 when no SIGKILL is scheduled */
+    struct container_exit_waiter *waiters; /* told when the container is EXITED */
+    struct runtime_op *start_op;           /* `runtime start` in flight */
+};
+
+typedef void (*container_done_cb)(const struct error *err, void *arg);
+typedef void (*container_created_cb)(const char *id, const struct error *err, void *arg);
+
+struct container_exec_result {
+    int exit_code;
+    const char *out;
+    size_t out_len;
+    const char *err;
+    size_t err_len;
+};
+typedef void (*container_exec_cb)(const struct container_exec_result *res, const struct error *err,
+                                  void *arg);
+
+/*
+ * Load the records and reconcile them with live keepers; clean what an
+ * interrupted create or remove left behind. Call once after runtime_init()
+ * and before sandbox_init(). store is borrowed for the daemon's life.
+ */
+int container_init(const struct config *cfg, struct store *store, struct error **err);
+/* Free the objects; keepers and containers keep running. */
+void container_shutdown(void);
+
+/* Lookup by full id or unique prefix (borrowed; valid until the loop turn ends). */
+struct container *container_find(const char *id_or_prefix);
+/* Iterate: the i-th container or NULL past the end. */
+struct container *container_at(size_t i);
+
+const char *container_state_name(enum container_state s);
+
+/*
+ * Move c to state s (with the fields already updated by the caller) and
+ * persist the record. An illegal transition is refused with
+ * FAILED_PRECONDITION and changes nothing.
+ */
+int container_set_state(struct container *c, enum container_state s, struct error **err);
+
+/*
+ * CreateContainer. Validates (sandbox: NOT_FOUND / FAILED_PRECONDITION when
+ * not ready; handler unusable: FAILED_PRECONDITION; image not in the store:
+ * NOT_FOUND; same name and attempt in the pod: ALREADY_EXISTS; bad config:
+ * INVALID_ARGUMENT), then mounts the rootfs, writes the bundle and starts the
+ * keeper. cb gets the new id once the container is CREATED. On any failure
+ * everything done is undone (no mount, directory or record is left) before
+ * cb runs.
+ */
+int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig *config,
+                     container_created_cb cb, void *arg, struct error **err);
+
+/* StartContainer: CREATED -> RUNNING. NOT_FOUND, FAILED_PRECONDITION in another state. */
+int container_start(const char *id, container_done_cb cb, void *arg, struct error **err);
+
+/*
+ * StopContainer: the stop signal, then SIGKILL after timeout_s (0: SIGKILL at
+ * once); cb when EXITED. Done at once for an EXITED container. NOT_FOUND.
+ */
+int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
+                   struct error **err);
+
+/*
+ * RemoveContainer: force-stop, runtime delete, unmount, remove the
+ * directories and the record. An unknown id is not an error (cb at once).
+ */
+int container_remove(const char *id, container_done_cb cb, void *arg, struct error **err);
+
+/*
+ * ExecSync: run cmd in the running container. timeout_s 0: none; past it the
+ * process is killed and cb gets DEADLINE_EXCEEDED. Each of stdout and stderr
+ * keeps at most out_cap bytes; the rest is dropped (silently, as containerd
+ * does), so the daemon never holds more than 2 * out_cap for one exec.
+ */
+int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
+                        size_t out_cap, container_exec_cb cb, void *arg, struct error **err);
+
+/*
+ * The caller of an ExecSync went away: kill the exec (found by the arg given
+ * to container_exec_sync()); its callback will not run. No-op when done.
+ */
+void container_exec_cancel(void *arg);
+
+/* ReopenContainerLog: FAILED_PRECONDITION unless RUNNING; asks the keeper to reopen. */
+int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err);
+
+/* Verbose ContainerStatus info (owned JSON text). */
+char *container_info_json(const struct container *c);
+
+/* Does a container use this image id or layer chain id? (image GC claims) */
+bool container_uses(const char *key);
+
+/* What the sandbox module calls (src/pod/sandbox.h). */
+extern const struct sandbox_container_hooks container_sandbox_hooks;
+
+#endif
