@@ -452,8 +452,7 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
                   op->expect_digest, digest);
     } else if (rm->digest && image_ref_is_digest(rm->digest) && strcmp(rm->digest, digest)) {
         error_set(&e, GRPC_DATA_LOSS, 0,
-                  "manifest digest mismatch: registry says %s, content is %s", rm->digest,
-                  digest);
+                  "manifest digest mismatch: registry says %s, content is %s", rm->digest, digest);
     } else if (manifest_parse(rm->media_type, rm->body, rm->len, &op->m, &e) == 0 &&
                store_put_blob(op->p->st, digest, rm->body, rm->len, &e) == 0) {
         free(op->manifest_digest);
@@ -574,8 +573,8 @@ static int start_layers(struct pull_op *op, struct error **err)
         op->total_bytes += op->m.descs[i].size;
         if (store_has_layer(op->p->st, op->chain_ids[i]))
             continue;
-        if (job_want(op, JOB_LAYER, op->chain_ids[i], &op->m.descs[i], op->cfg.diff_ids[i],
-                     err) < 0)
+        if (job_want(op, JOB_LAYER, op->chain_ids[i], &op->m.descs[i], op->cfg.diff_ids[i], err) <
+            0)
             return -1;
         op->layers_pending++;
     }
@@ -597,8 +596,8 @@ static void pull_step(struct pull_op *op)
         if (!op->have_manifest)
             return;
         if (op->m.is_index) {
-            const struct descriptor *d = manifest_select_platform(
-                &op->m, manifest_host_arch(), manifest_host_variant(), &err);
+            const struct descriptor *d = manifest_select_platform(&op->m, manifest_host_arch(),
+                                                                  manifest_host_variant(), &err);
             if (!d)
                 break;
             if (++op->hops > MAX_INDEX_HOPS) {
@@ -645,8 +644,7 @@ static void pull_step(struct pull_op *op)
         else
             log_info("pull failed image=%s seconds=%.2f: %s", op->input, secs, op->err->msg);
         if (op->done)
-            op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err,
-                     op->arg);
+            op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err, op->arg);
         loop_defer_free(pull_free, op);
         return;
     }

@@ -107,9 +107,8 @@ struct registry_fetch *registry_fetch_manifest(struct registry *r, const struct 
 struct registry_fetch *registry_fetch_blob(struct registry *r, const struct image_ref *ref,
                                            const char *digest, int64_t size, int64_t offset,
                                            const struct registry_auth *auth,
-                                           registry_blob_data_cb data,
-                                           registry_blob_done_cb done, void *arg,
-                                           struct error **err);
+                                           registry_blob_data_cb data, registry_blob_done_cb done,
+                                           void *arg, struct error **err);
 
 /*
  * Stop a fetch; its callbacks will not run. Safe from any callback, its own

@@ -222,15 +222,15 @@ static struct store_image *record_parse(const char *text, size_t len, bool *migr
         img->size = (uint64_t)json_integer_value(json_object_get(o, "size"));
         img->pinned = json_is_true(json_object_get(o, "pinned"));
         img->created_ns = json_integer_value(json_object_get(o, "created"));
-        bad = str_array_from_json(json_object_get(o, "repoTags"), &img->repo_tags,
-                                  &img->n_repo_tags, false) < 0 ||
-              str_array_from_json(json_object_get(o, "repoDigests"), &img->repo_digests,
-                                  &img->n_repo_digests, false) < 0 ||
-              str_array_from_json(json_object_get(o, "layers"), &img->layer_digests,
-                                  &img->n_layers, true) < 0 ||
-              str_array_from_json(json_object_get(o, "diffIds"), &img->diff_ids, &n_diff,
-                                  true) < 0 ||
-              n_diff != img->n_layers;
+        bad =
+            str_array_from_json(json_object_get(o, "repoTags"), &img->repo_tags, &img->n_repo_tags,
+                                false) < 0 ||
+            str_array_from_json(json_object_get(o, "repoDigests"), &img->repo_digests,
+                                &img->n_repo_digests, false) < 0 ||
+            str_array_from_json(json_object_get(o, "layers"), &img->layer_digests, &img->n_layers,
+                                true) < 0 ||
+            str_array_from_json(json_object_get(o, "diffIds"), &img->diff_ids, &n_diff, true) < 0 ||
+            n_diff != img->n_layers;
     }
     if (bad) {
         /* n_layers may not describe diff_ids yet: free by hand. */
@@ -419,8 +419,8 @@ int store_ingest_write(struct store_ingest *in, const void *data, size_t len, st
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return error_set(err, errno == ENOSPC ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
-                             errno, "write blob %s", in->digest);
+            return error_set(err, errno == ENOSPC ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL, errno,
+                             "write blob %s", in->digest);
         p += n;
         left -= (size_t)n;
     }
@@ -455,8 +455,8 @@ int store_ingest_commit(struct store_ingest *in, struct error **err)
     snprintf(got, sizeof(got), "sha256:%s", hex);
     int rc = 0;
     if (in->size >= 0 && in->offset != in->size) {
-        rc = error_set(err, GRPC_DATA_LOSS, 0, "blob %s: got %lld bytes, expected %lld",
-                       in->digest, (long long)in->offset, (long long)in->size);
+        rc = error_set(err, GRPC_DATA_LOSS, 0, "blob %s: got %lld bytes, expected %lld", in->digest,
+                       (long long)in->offset, (long long)in->size);
     } else if (strcmp(got, in->digest) != 0) {
         rc = error_set(err, GRPC_DATA_LOSS, 0, "blob digest mismatch: expected %s, got %s",
                        in->digest, got);
@@ -527,8 +527,7 @@ const struct store_image *store_image_find(const struct store *s, const char *ke
     struct error *err = NULL;
     if (image_ref_parse(key, &ref, &err) == 0) {
         _cleanup_free_ char *tagged = ref.tag ? image_ref_tagged(&ref) : NULL;
-        _cleanup_free_ char *digested =
-            ref.digest ? image_ref_with_digest(&ref, ref.digest) : NULL;
+        _cleanup_free_ char *digested = ref.digest ? image_ref_with_digest(&ref, ref.digest) : NULL;
         image_ref_clear(&ref);
         for (size_t i = 0; i < s->n_imgs; i++) {
             const struct store_image *img = s->imgs[i];

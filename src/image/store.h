@@ -25,15 +25,15 @@ struct store;
 struct store_ingest;
 
 struct store_image {
-    char *id;              /* config digest: the image id */
-    char **repo_tags;      /* "host/path:tag" */
+    char *id;         /* config digest: the image id */
+    char **repo_tags; /* "host/path:tag" */
     size_t n_repo_tags;
-    char **repo_digests;   /* "host/path@sha256:…" */
+    char **repo_digests; /* "host/path@sha256:…" */
     size_t n_repo_digests;
     char *manifest_digest;
-    char *user;            /* config User, "" when unset */
-    uint64_t size;         /* content bytes: config + layers as stored compressed */
-    char **layer_digests;  /* per layer, compressed blob digest */
+    char *user;           /* config User, "" when unset */
+    uint64_t size;        /* content bytes: config + layers as stored compressed */
+    char **layer_digests; /* per layer, compressed blob digest */
     char **diff_ids;
     char **chain_ids;
     size_t n_layers;

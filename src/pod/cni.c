@@ -81,8 +81,8 @@ static int parse_one(const char *path, json_t **out, struct error **err)
     json_error_t jerr;
     _cleanup_json_local_ json_t *doc = json_loadb(text, len, 0, &jerr);
     if (!doc)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s: invalid JSON at line %d: %s",
-                         path, jerr.line, jerr.text);
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s: invalid JSON at line %d: %s", path,
+                         jerr.line, jerr.text);
     if (!json_is_object(doc))
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s: not a JSON object", path);
     const char *name = json_string_value(json_object_get(doc, "name"));
@@ -104,7 +104,8 @@ static int parse_one(const char *path, json_t **out, struct error **err)
     }
     size_t i;
     json_t *p;
-    json_array_foreach(plugins, i, p) {
+    json_array_foreach(plugins, i, p)
+    {
         const char *type = json_string_value(json_object_get(p, "type"));
         if (!type || !*type || strchr(type, '/') || strcmp(type, "..") == 0)
             return error_set(err, GRPC_FAILED_PRECONDITION, 0,
@@ -173,14 +174,15 @@ int cni_network_load(const struct config *cfg, struct cni_network *net, struct e
     buf_init(&types, CNI_CONF_MAX);
     size_t i;
     json_t *p;
-    json_array_foreach(json_object_get(doc, "plugins"), i, p) {
+    json_array_foreach(json_object_get(doc, "plugins"), i, p)
+    {
         const char *type = json_string_value(json_object_get(p, "type"));
         if (!plugin_installed(cfg, type)) {
             char dirs[1024];
             buf_free(&types);
             return error_set(err, GRPC_FAILED_PRECONDITION, 0,
-                             "CNI plugin %s of network %s (%s) is not installed in %s", type,
-                             name, path, bin_dirs_text(cfg, dirs, sizeof(dirs)));
+                             "CNI plugin %s of network %s (%s) is not installed in %s", type, name,
+                             path, bin_dirs_text(cfg, dirs, sizeof(dirs)));
         }
         if (i)
             buf_append(&types, ",", 1);
@@ -245,7 +247,8 @@ static int result_parse_doc(json_t *doc, const char *ifname, struct cni_result *
     size_t n4 = 0, n6 = 0;
     size_t i;
     json_t *ip;
-    json_array_foreach(json_object_get(doc, "ips"), i, ip) {
+    json_array_foreach(json_object_get(doc, "ips"), i, ip)
+    {
         const char *address = json_string_value(json_object_get(ip, "address"));
         if (!address || !ip_on_pod_iface(ip, ifaces, ifname) || n4 + n6 >= CNI_MAX_IPS)
             continue;
@@ -445,7 +448,8 @@ static char *plugin_stdin(const struct cni_op *op, bool with_prev, size_t *len)
     json_t *rc = json_object();
     const char *key;
     json_t *on;
-    json_object_foreach(json_object_get(plugin, "capabilities"), key, on) {
+    json_object_foreach(json_object_get(plugin, "capabilities"), key, on)
+    {
         json_t *arg = json_object_get(op->caps, key);
         if (json_is_true(on) && arg)
             json_object_set(rc, key, arg);
@@ -879,7 +883,8 @@ static struct cni_op *op_new(const struct config *cfg, const struct cni_network 
                NULL;
     size_t i;
     json_t *p;
-    json_array_foreach(op->plugins, i, p) {
+    json_array_foreach(op->plugins, i, p)
+    {
         const char *type = json_string_value(json_object_get(p, "type"));
         if (!json_is_object(p) || !type || !is_plain_name(type, 255))
             return error_set(err, GRPC_FAILED_PRECONDITION, 0,

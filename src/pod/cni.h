@@ -20,10 +20,10 @@ struct error;
 #define CNI_CONF_MAX (1024 * 1024)
 
 struct cni_network {
-    char *name;      /* the network's "name" */
-    char *path;      /* the file it came from */
-    char *conflist;  /* normalised conflist JSON text (a single .conf wrapped in a list) */
-    char *plugins;   /* plugin types, comma separated, for messages */
+    char *name;     /* the network's "name" */
+    char *path;     /* the file it came from */
+    char *conflist; /* normalised conflist JSON text (a single .conf wrapped in a list) */
+    char *plugins;  /* plugin types, comma separated, for messages */
 };
 
 /*
