@@ -230,11 +230,15 @@ int mkdir_p(const char *path, mode_t mode, struct error **err)
 
 char *read_file_capped(const char *path, size_t cap, size_t *len, struct error **err)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted at the path must not hang the loop; only regular files. */
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return error_set(err, errno == ENOENT ? GRPC_NOT_FOUND : GRPC_INTERNAL, errno, "open %s",
                          path),
                NULL;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s is not a regular file", path), NULL;
     struct buf b;
     buf_init(&b, cap);
     char chunk[4096];

@@ -18,6 +18,9 @@
 #include "grpc/h2.h"
 #include "pod/container.h"
 
+/* Client timeouts (seconds) are clamped to this, so ms/ns arithmetic cannot overflow. */
+#define CRI_MAX_TIMEOUT_S (24LL * 3600)
+
 #define MiB (1024 * 1024)
 
 static const struct config *svc_cfg;
@@ -127,7 +130,11 @@ void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, v
     }
     struct pending *p = pending_new(call, &runtime__v1__stop_container_response__descriptor);
     _cleanup_error_ struct error *err = NULL;
-    if (container_stop(r->container_id, r->timeout, on_done, p, &err) < 0) {
+    /* A day is plenty; larger values would overflow the timer arithmetic below. */
+    int64_t timeout = r->timeout > CRI_MAX_TIMEOUT_S ? CRI_MAX_TIMEOUT_S : r->timeout;
+    if (timeout < 0)
+        timeout = 0;
+    if (container_stop(r->container_id, timeout, on_done, p, &err) < 0) {
         free(p);
         rpc_fail(call, err);
     }
@@ -387,7 +394,8 @@ void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *r
     size_t max_send = svc_cfg && svc_cfg->max_send_msg_size ? svc_cfg->max_send_msg_size : 16 * MiB;
     struct pending *p = pending_new(call, NULL);
     _cleanup_error_ struct error *err = NULL;
-    if (container_exec_sync(r->container_id, r->cmd, r->n_cmd, r->timeout,
+    int64_t exec_timeout = r->timeout > CRI_MAX_TIMEOUT_S ? CRI_MAX_TIMEOUT_S : r->timeout;
+    if (container_exec_sync(r->container_id, r->cmd, r->n_cmd, exec_timeout,
                             container_service_exec_cap(max_send), on_exec_done, p, &err) < 0) {
         free(p);
         rpc_fail(call, err);

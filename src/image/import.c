@@ -132,6 +132,7 @@ struct import_job {
 struct rm_op {
     struct importer *im;
     char *path;
+    struct child *child;
     struct rm_op *next;
 };
 
@@ -1063,7 +1064,8 @@ static void remove_staging(struct importer *im, const char *path)
     rm->im = im;
     rm->path = xstrdup(path);
     _cleanup_error_ struct error *err = NULL;
-    if (!child_spawn(&o, on_rm_done, rm, &err)) {
+    rm->child = child_spawn(&o, on_rm_done, rm, &err);
+    if (!rm->child) {
         log_warn("could not remove staging directory path=%s: %s", path, err->msg);
         free(rm->path);
         free(rm);
@@ -1682,8 +1684,7 @@ void importer_free(struct importer *im)
             if (job->layers[i].op)
                 unpack_cancel(steal_ptr(&job->layers[i].op));
         }
-        if (job->staging)
-            remove_staging(im, job->staging);
+        /* Its staging directory is removed by the next start (clean_leftovers). */
         job_free(job);
     }
     while (im->queue) {
@@ -1691,8 +1692,14 @@ void importer_free(struct importer *im)
         im->queue = job->next;
         job_free(job);
     }
-    for (struct rm_op *rm = im->rms; rm; rm = rm->next)
-        rm->im = NULL;
+    /* The daemon is stopping: unfinished removals are left to the next start too. */
+    while (im->rms) {
+        struct rm_op *rm = im->rms;
+        im->rms = rm->next;
+        child_cancel(rm->child);
+        free(rm->path);
+        free(rm);
+    }
     loop_timer_free(im->kick);
     json_decref(im->records);
     free(im->dir);

@@ -38,6 +38,15 @@ struct store {
     struct store_image **imgs;
     size_t n_imgs;
     uint64_t trash_seq;
+    struct store_rm *rms; /* tree removals running in children */
+};
+
+/* One `rm -rf` child; the store owns it until it ends or the store is freed. */
+struct store_rm {
+    struct store *s;
+    char *path;
+    struct child *child;
+    struct store_rm *next;
 };
 
 struct store_ingest {
@@ -105,23 +114,40 @@ char **store_chain_ids(char *const *diff_ids, size_t n, struct error **err)
 
 /* ---- directory removal off the loop ---- */
 
-static void on_rm_done(const struct child_result *r, void *arg)
+static void store_rm_free(struct store_rm *rm)
 {
-    char *path = arg;
-    if (!r->exited || r->exit_code != 0)
-        log_warn("could not remove %s: %.*s", path, (int)r->err_len, r->err);
-    free(path);
+    for (struct store_rm **pp = &rm->s->rms; *pp; pp = &(*pp)->next) {
+        if (*pp == rm) {
+            *pp = rm->next;
+            break;
+        }
+    }
+    free(rm->path);
+    free(rm);
 }
 
-static void remove_tree_async(const char *path)
+static void on_rm_done(const struct child_result *r, void *arg)
+{
+    struct store_rm *rm = arg;
+    if (!r->exited || r->exit_code != 0)
+        log_warn("could not remove %s: %.*s", rm->path, (int)r->err_len, r->err);
+    store_rm_free(rm);
+}
+
+static void remove_tree_async(struct store *s, const char *path)
 {
     char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--", (char *)path, NULL};
     struct child_opts o = {.argv = argv, .timeout_ms = 10 * 60 * 1000};
     _cleanup_error_ struct error *err = NULL;
-    char *owned = xstrdup(path);
-    if (!child_spawn(&o, on_rm_done, owned, &err)) {
+    struct store_rm *rm = xcalloc(1, sizeof(*rm));
+    rm->s = s;
+    rm->path = xstrdup(path);
+    rm->next = s->rms;
+    s->rms = rm;
+    rm->child = child_spawn(&o, on_rm_done, rm, &err);
+    if (!rm->child) {
         log_warn("could not remove %s: %s", path, err->msg);
-        free(owned);
+        store_rm_free(rm);
     }
 }
 
@@ -135,7 +161,7 @@ static void trash_dir(struct store *s, const char *path)
             log_warn("could not move %s aside: %s", path, strerror(errno));
         return;
     }
-    remove_tree_async(aside);
+    remove_tree_async(s, aside);
 }
 
 /* ---- image records ---- */
@@ -312,7 +338,7 @@ static void clean_leftovers(struct store *s)
     while ((de = readdir(d))) {
         if (str_has_prefix(de->d_name, TRASH_PREFIX) || str_has_suffix(de->d_name, ".tmp")) {
             _cleanup_free_ char *p = xasprintf("%s/%s", s->layers, de->d_name);
-            remove_tree_async(p);
+            remove_tree_async(s, p);
         }
     }
     closedir(d);
@@ -343,6 +369,11 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
+    /* Unfinished removals (the daemon is stopping) are redone by the next start. */
+    while (s->rms) {
+        child_cancel(s->rms->child);
+        store_rm_free(s->rms);
+    }
     for (size_t i = 0; i < s->n_imgs; i++)
         store_image_free(s->imgs[i]);
     free(s->imgs);

@@ -1769,6 +1769,17 @@ static void on_exec_done(const struct runtime_result *res, void *arg)
     exec_op_free(eo);
 }
 
+static int write_small_file(const char *path, const char *text, struct error **err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "create %s", path);
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len)
+        return error_set(err, GRPC_INTERNAL, errno, "write %s", path);
+    return 0;
+}
+
 int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
                         size_t out_cap, container_exec_cb cb, void *arg, struct error **err)
 {
@@ -1819,7 +1830,8 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
     };
     if (!ptext)
         error_set(err, GRPC_INTERNAL, 0, "encode process.json");
-    if (!ptext || persist_write(eo->process_path, ptext, strlen(ptext), 0600, err) < 0 ||
+    /* A throwaway file read once by the runtime: no fsync (probes run this often). */
+    if (!ptext || write_small_file(eo->process_path, ptext, err) < 0 ||
         !(eo->op = runtime_exec(c->runtime, c->id, &o, on_exec_done, eo, err))) {
         exec_op_free(eo);
         return -1;

@@ -607,7 +607,10 @@ static void test_leftover_staging_removed(void **state)
     assert_int_not_equal(access(left, F_OK), 0);
 }
 
-/* Freeing the importer mid-import kills the child and leaves no image. */
+/*
+ * Freeing the importer mid-import (the daemon stops) kills the child and
+ * leaves no image; the staging directory is removed by the next start.
+ */
 static void test_free_while_running(void **state)
 {
     struct fixture *f = *state;
@@ -623,6 +626,9 @@ static void test_free_while_running(void **state)
     f->im = NULL;
     wait_no_children();
     assert_null(store_image_find(f->st, "example.com/hello:1"));
+    f->im = importer_new(f->st, f->import_dir);
+    importer_set_done_cb(f->im, on_done, f);
+    scan_and_wait(f);
     assert_no_staging(f);
 }
 
