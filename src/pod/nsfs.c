@@ -1,15 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Pinned pod namespaces behind nsfs.h. Pinning switches the daemon's own
- * thread into a fresh namespace for a few syscalls (unshare, sethostname or
- * loopback up, mount) and setns()es back before returning; none of them
- * blocks. /proc/thread-self is used rather than /proc/self so that the file
- * mounted is the calling thread's namespace even if a library has started a
- * thread of its own.
- *
- * Sysctls are written by a forked child that joins the pinned files and
- * _exit()s without exec (the "/bin/true" argv is never run); it reports a
- * failure as "code=<grpc code> msg=<text>" on stderr.
+ * Pinned pod namespaces behind nsfs.h. Both pinning and sysctls run in a
+ * forked child that does its few syscalls and _exit()s without exec (the
+ * "/bin/true" argv is never run); it reports a failure as
+ * "code=<grpc code> msg=<text>" on stderr. The pinning child unshare()s, so
+ * the daemon never waits on the kernel's namespace locks and never leaves its
+ * own namespaces; the sysctl child joins the pinned files.
  */
 #include "autoconf.h"
 
@@ -43,12 +39,13 @@
 struct ns_type {
     int flag;
     const char *name; /* as in /proc/<pid>/ns/ */
+    const char *self; /* what the pinning child bind-mounts */
 };
 
 static const struct ns_type ns_types[] = {
-    {CLONE_NEWNET, "net"},
-    {CLONE_NEWIPC, "ipc"},
-    {CLONE_NEWUTS, "uts"},
+    {CLONE_NEWNET, "net", "/proc/self/ns/net"},
+    {CLONE_NEWIPC, "ipc", "/proc/self/ns/ipc"},
+    {CLONE_NEWUTS, "uts", "/proc/self/ns/uts"},
 };
 
 void nsfs_paths_clear(struct nsfs_paths *p)
@@ -70,6 +67,11 @@ static char **paths_slot(struct nsfs_paths *p, int flag)
         assert_state(flag == CLONE_NEWUTS);
         return &p->uts;
     }
+}
+
+static const char *paths_peek(const struct nsfs_paths *p, int flag)
+{
+    return *paths_slot((struct nsfs_paths *)p, flag);
 }
 
 /* The id becomes one directory name under dir. */
@@ -105,136 +107,268 @@ int nsfs_prepare_dir(const char *dir, struct error **err)
     return 0;
 }
 
-/* Getting back must not fail: the daemon would go on serving from a pod's namespace. */
-static void restore_ns(int saved_fd, int flag)
+/* ---- children ---- */
+
+/* In a child: report and exit. */
+static __attribute__((noreturn)) void child_report(int code, int e, const char *what,
+                                                   const char *arg)
 {
-    int r = setns(saved_fd, flag);
-    if (r < 0)
-        log_error("cannot return to the daemon's own namespace flag=%#x errno=%d", flag, errno);
-    assert_state(r == 0);
+    char line[512];
+    int n = snprintf(line, sizeof(line), "code=%d msg=%s %s%s%s\n", code, what, arg, e ? ": " : "",
+                     e ? strerrordesc_np(e) : "");
+    if (n > 0)
+        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    _exit(1);
 }
 
-/* In a fresh network namespace: bring lo up, as pods expect (what CNI's loopback plugin does). */
-static int loopback_up(struct error **err)
+/* The error a worker child's exit means, each message after "<what>: ", or 0. */
+static int child_outcome(const char *what, int64_t timeout_ms, const struct child_result *res,
+                         struct error **err)
 {
-    _cleanup_close_ int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "socket in the new network namespace");
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "get flags of lo");
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "bring lo up");
-    return 0;
-}
-
-/* Runs inside the new namespace: set it up, then pin it on path. */
-static int setup_and_mount(const struct ns_type *t, const char *hostname, const char *path,
-                           struct error **err)
-{
-    if (t->flag == CLONE_NEWUTS && hostname && sethostname(hostname, strlen(hostname)) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "set hostname %s", hostname);
-    if (t->flag == CLONE_NEWNET && loopback_up(err) < 0)
-        return -1;
-    _cleanup_free_ char *src = xasprintf("/proc/thread-self/ns/%s", t->name);
-    if (mount(src, path, NULL, MS_BIND, NULL) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "bind-mount the %s namespace on %s", t->name,
-                         path);
-    return 0;
-}
-
-static int pin_one(const struct ns_type *t, const char *path, const char *hostname,
-                   struct error **err)
-{
-    _cleanup_free_ char *self = xasprintf("/proc/thread-self/ns/%s", t->name);
-    _cleanup_close_ int saved = open(self, O_RDONLY | O_CLOEXEC);
-    if (saved < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "open %s", self);
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST)
-        return error_set(err, GRPC_ALREADY_EXISTS, 0, "%s already exists", path);
-    if (fd < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "create %s", path);
-    close(steal_fd(&fd));
-
-    if (unshare(t->flag) < 0) {
-        error_set(err, GRPC_INTERNAL, errno, "unshare a %s namespace", t->name);
-        goto undo;
-    }
-    int r = setup_and_mount(t, hostname, path, err);
-    restore_ns(saved, t->flag);
-    if (r == 0)
+    if (res->timed_out)
+        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "%s: timed out after %" PRId64 " ms", what,
+                         timeout_ms);
+    if (res->exited && res->exit_code == 0)
         return 0;
-undo:
-    if (unlink(path) < 0)
-        log_debug("undo namespace file failed path=%s errno=%d", path, errno);
-    return -1;
+    size_t n = strcspn(res->err, "\n");
+    char *end = NULL;
+    long code = str_has_prefix(res->err, "code=") ? strtol(res->err + 5, &end, 10) : 0;
+    if (res->exited && end && code > GRPC_OK && code <= GRPC_UNAUTHENTICATED &&
+        str_has_prefix(end, " msg=")) {
+        const char *msg = end + strlen(" msg=");
+        return error_set(err, (int)code, 0, "%s: %.*s", what, (int)(n - (size_t)(msg - res->err)),
+                         msg);
+    }
+    if (!res->exited)
+        return error_set(err, GRPC_INTERNAL, 0, "%s: child killed by signal %d", what,
+                         res->term_signal);
+    return error_set(err, GRPC_INTERNAL, 0, "%s: child exited with status %d: %.*s", what,
+                     res->exit_code, (int)n, res->err);
 }
 
-/* Unmount every bind mount on path (lazily), then remove it; missing is fine. */
+/* ---- pinning ---- */
+
+/*
+ * Unmount every bind mount on path (lazily), then remove it; missing is fine.
+ * Once the file is unlinked no mount can land on it, so one that a pinning
+ * child makes between our unmount and unlink (EBUSY) goes in the next round.
+ */
 static int remove_ns_file(const char *path, struct error **err)
 {
     for (int i = 0; i < MAX_STACKED_MOUNTS; i++) {
         if (umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)
             continue;
-        if (errno == EINVAL || errno == ENOENT) /* not (or no longer) a mount point */
-            break;
-        return error_set(err, GRPC_INTERNAL, errno, "unmount %s", path);
+        if (errno != EINVAL && errno != ENOENT) /* else not (or no longer) a mount point */
+            return error_set(err, GRPC_INTERNAL, errno, "unmount %s", path);
+        if (unlink(path) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return error_set(err, GRPC_INTERNAL, errno, "remove %s", path);
     }
-    if (unlink(path) < 0 && errno != ENOENT)
-        return error_set(err, GRPC_INTERNAL, errno, "remove %s", path);
-    return 0;
+    return error_set(err, GRPC_INTERNAL, EBUSY, "remove %s: still mounted", path);
 }
 
-int nsfs_pin(const char *dir, const char *id, int ns_flags, const char *hostname,
-             struct nsfs_paths *out, struct error **err)
+enum pin_state {
+    PIN_RUNNING, /* the child is unsharing and mounting; waiting for its exit */
+    PIN_DONE,    /* reported (or cancelled and undone); queued for free */
+};
+
+/* Owned by this module until freed in PIN_DONE or by nsfs_pin_cancel(). */
+struct nsfs_pin_op {
+    enum pin_state state;
+    char *id;
+    char *pod_dir;
+    bool made_dir;           /* pod_dir is ours to remove on undo */
+    int flags;               /* what the child unshares */
+    char *hostname;          /* NULL: keep the copy of the daemon's */
+    struct nsfs_paths paths; /* the files made here, which the child mounts on */
+    int64_t timeout_ms;
+    struct child *child;
+    struct error *err;
+    nsfs_pin_cb done;
+    void *arg;
+};
+
+static void pin_op_free(void *obj)
 {
-    memset(out, 0, sizeof(*out));
-    if (!is_valid_id(id))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces");
-    if (ns_flags & ~NSFS_SUPPORTED)
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "namespace flags %#x cannot be pinned (only net, ipc and uts)",
-                         (unsigned)(ns_flags & ~NSFS_SUPPORTED));
-    if (hostname && (hostname[0] == '\0' || strlen(hostname) > HOST_NAME_MAX))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid hostname (1 to %d bytes)",
-                         HOST_NAME_MAX);
-    if (mkdir_p(dir, 0700, err) < 0)
-        return error_prefix(err, "pin namespaces of %s", id);
+    struct nsfs_pin_op *op = obj;
+    free(op->id);
+    free(op->pod_dir);
+    free(op->hostname);
+    nsfs_paths_clear(&op->paths);
+    error_free(op->err);
+    free(op);
+}
 
-    _cleanup_free_ char *pod_dir = xasprintf("%s/%s", dir, id);
-    bool made_dir = mkdir(pod_dir, 0700) == 0;
-    if (!made_dir && errno != EEXIST)
-        return error_set(err, GRPC_INTERNAL, errno, "mkdir %s", pod_dir);
+static void pin_op_freep(struct nsfs_pin_op **op)
+{
+    if (*op)
+        pin_op_free(*op);
+}
 
-    __attribute__((cleanup(nsfs_paths_clear))) struct nsfs_paths paths = {NULL, NULL, NULL};
+/* Remove the mounts, files and directory the pin made (best effort). */
+static void pin_undo(struct nsfs_pin_op *op)
+{
     for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
-        const struct ns_type *t = &ns_types[i];
-        if (!(ns_flags & t->flag))
-            continue;
-        _cleanup_free_ char *path = xasprintf("%s/%s", pod_dir, t->name);
-        if (pin_one(t, path, hostname, err) < 0)
-            goto undo;
-        *paths_slot(&paths, t->flag) = steal_ptr(&path);
-    }
-    *out = paths;
-    memset(&paths, 0, sizeof(paths));
-    return 0;
-
-undo:
-    for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
-        const char *path = *paths_slot(&paths, ns_types[i].flag);
+        const char *path = paths_peek(&op->paths, ns_types[i].flag);
         struct error *tmp = NULL;
         if (path && remove_ns_file(path, &tmp) < 0)
             log_debug("undo pinned namespace failed: %s", tmp->msg);
         error_free(tmp);
     }
-    if (made_dir && rmdir(pod_dir) < 0)
-        log_debug("undo namespace dir failed path=%s errno=%d", pod_dir, errno);
-    return error_prefix(err, "pin namespaces of %s", id);
+    if (op->made_dir && rmdir(op->pod_dir) < 0 && errno != ENOENT)
+        log_debug("undo namespace dir failed path=%s errno=%d", op->pod_dir, errno);
+}
+
+/* In the child: bring lo up, as pods expect (what CNI's loopback plugin does). */
+static void child_loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        child_report(GRPC_INTERNAL, errno, "socket in", "the new network namespace");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", sizeof("lo"));
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        child_report(GRPC_INTERNAL, errno, "get flags of", "lo");
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        child_report(GRPC_INTERNAL, errno, "bring up", "lo");
+    close(s);
+}
+
+/*
+ * The child: one unshare() for every type, the set-up, then the bind mounts.
+ * It shares the daemon's mount namespace, so the mounts are the daemon's.
+ */
+static int pin_child_main(void *arg)
+{
+    const struct nsfs_pin_op *op = arg;
+    if (unshare(op->flags) < 0)
+        child_report(GRPC_INTERNAL, errno, "unshare", "the new namespaces");
+    if ((op->flags & CLONE_NEWUTS) && op->hostname &&
+        sethostname(op->hostname, strlen(op->hostname)) < 0)
+        child_report(GRPC_INTERNAL, errno, "set hostname", op->hostname);
+    if (op->flags & CLONE_NEWNET)
+        child_loopback_up();
+    for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
+        const struct ns_type *t = &ns_types[i];
+        const char *path = paths_peek(&op->paths, t->flag);
+        if ((op->flags & t->flag) && mount(t->self, path, NULL, MS_BIND, NULL) < 0)
+            child_report(GRPC_INTERNAL, errno, "bind-mount the namespace on", path);
+    }
+    _exit(0);
+}
+
+static void pin_step(struct nsfs_pin_op *op)
+{
+    switch (op->state) {
+    case PIN_RUNNING:
+        if (op->child)
+            return;
+        op->state = PIN_DONE;
+        break;
+    case PIN_DONE:
+        return;
+    }
+    if (op->err)
+        pin_undo(op);
+    op->done(op->err, op->err ? NULL : &op->paths, op->arg);
+    loop_defer_free(pin_op_free, op);
+}
+
+static void on_pin_exit(const struct child_result *res, void *arg)
+{
+    struct nsfs_pin_op *op = arg;
+    op->child = NULL;
+    _cleanup_free_ char *what = xasprintf("pin namespaces of %s", op->id);
+    child_outcome(what, op->timeout_ms, res, &op->err);
+    pin_step(op);
+}
+
+/* Make the directory and the empty files the child mounts on. */
+static int pin_prepare(struct nsfs_pin_op *op, const char *dir, struct error **err)
+{
+    if (mkdir_p(dir, 0700, err) < 0)
+        return -1;
+    op->made_dir = mkdir(op->pod_dir, 0700) == 0;
+    if (!op->made_dir && errno != EEXIST)
+        return error_set(err, GRPC_INTERNAL, errno, "mkdir %s", op->pod_dir);
+    for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
+        const struct ns_type *t = &ns_types[i];
+        if (!(op->flags & t->flag))
+            continue;
+        _cleanup_free_ char *path = xasprintf("%s/%s", op->pod_dir, t->name);
+        _cleanup_close_ int fd =
+            open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST)
+            return error_set(err, GRPC_ALREADY_EXISTS, 0, "%s already exists", path);
+        if (fd < 0)
+            return error_set(err, GRPC_INTERNAL, errno, "create %s", path);
+        *paths_slot(&op->paths, t->flag) = steal_ptr(&path);
+    }
+    return 0;
+}
+
+struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags,
+                                   const char *hostname, int64_t timeout_ms, nsfs_pin_cb done,
+                                   void *arg, struct error **err)
+{
+    assert_state(done);
+    if (!is_valid_id(id))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces"), NULL;
+    if (ns_flags & ~NSFS_SUPPORTED)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "namespace flags %#x cannot be pinned (only net, ipc and uts)",
+                         (unsigned)(ns_flags & ~NSFS_SUPPORTED)),
+               NULL;
+    if (hostname && (hostname[0] == '\0' || strlen(hostname) > HOST_NAME_MAX))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid hostname (1 to %d bytes)",
+                         HOST_NAME_MAX),
+               NULL;
+    __attribute__((cleanup(pin_op_freep))) struct nsfs_pin_op *op = xcalloc(1, sizeof(*op));
+    op->state = PIN_RUNNING;
+    op->id = xstrdup(id);
+    op->pod_dir = xasprintf("%s/%s", dir, id);
+    op->flags = ns_flags;
+    op->hostname = hostname ? xstrdup(hostname) : NULL;
+    op->timeout_ms = timeout_ms;
+    op->done = done;
+    op->arg = arg;
+    if (pin_prepare(op, dir, err) < 0)
+        goto undo;
+
+    /* Never executed: the child does the work and _exit()s. */
+    static char *const argv[] = {(char *)"/bin/true", NULL};
+    struct child_opts opts = {
+        .argv = argv,
+        .timeout_ms = timeout_ms,
+        .in_child = pin_child_main,
+        .in_child_arg = op,
+    };
+    op->child = child_spawn(&opts, on_pin_exit, op, err);
+    if (!op->child)
+        goto undo;
+    return steal_ptr(&op);
+
+undo:
+    pin_undo(op);
+    return error_prefix(err, "pin namespaces of %s", id), NULL;
+}
+
+void nsfs_pin_cancel(struct nsfs_pin_op *op)
+{
+    if (!op)
+        return;
+    assert_state(op->state == PIN_RUNNING && op->child);
+    /*
+     * The killed child may still be in mount(); remove_ns_file() copes, and
+     * once a file is unlinked the child's mount on it fails.
+     */
+    child_cancel(op->child);
+    op->child = NULL;
+    pin_undo(op);
+    pin_op_free(op);
 }
 
 int nsfs_unpin(const char *dir, const char *id, struct error **err)
@@ -380,18 +514,6 @@ static void sysctl_op_free(void *obj)
     free(op);
 }
 
-/* In the child: report and exit. */
-static __attribute__((noreturn)) void child_report(int code, int e, const char *what,
-                                                   const char *arg)
-{
-    char line[512];
-    int n = snprintf(line, sizeof(line), "code=%d msg=%s %s%s%s\n", code, what, arg, e ? ": " : "",
-                     e ? strerrordesc_np(e) : "");
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    _exit(1);
-}
-
 static void child_join(const char *path, int flag)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -446,34 +568,11 @@ static void sysctl_step(struct nsfs_sysctl_op *op)
     loop_defer_free(sysctl_op_free, op);
 }
 
-static int sysctl_outcome(const struct nsfs_sysctl_op *op, const struct child_result *res,
-                          struct error **err)
-{
-    if (res->timed_out)
-        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0,
-                         "set sysctls: timed out after %" PRId64 " ms", op->timeout_ms);
-    if (res->exited && res->exit_code == 0)
-        return 0;
-    size_t n = strcspn(res->err, "\n");
-    char *end = NULL;
-    long code = str_has_prefix(res->err, "code=") ? strtol(res->err + 5, &end, 10) : 0;
-    if (res->exited && end && code > GRPC_OK && code <= GRPC_UNAUTHENTICATED &&
-        str_has_prefix(end, " msg=")) {
-        const char *msg = end + strlen(" msg=");
-        return error_set(err, (int)code, 0, "%.*s", (int)(n - (size_t)(msg - res->err)), msg);
-    }
-    if (!res->exited)
-        return error_set(err, GRPC_INTERNAL, 0, "set sysctls: child killed by signal %d",
-                         res->term_signal);
-    return error_set(err, GRPC_INTERNAL, 0, "set sysctls: child exited with status %d: %.*s",
-                     res->exit_code, (int)n, res->err);
-}
-
 static void on_sysctl_exit(const struct child_result *res, void *arg)
 {
     struct nsfs_sysctl_op *op = arg;
     op->child = NULL;
-    sysctl_outcome(op, res, &op->err);
+    child_outcome("set sysctls", op->timeout_ms, res, &op->err);
     sysctl_step(op);
 }
 

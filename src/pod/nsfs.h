@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Pod namespaces held without any process. The daemon has one thread, so it
- * can unshare() a namespace, bind-mount its /proc/thread-self/ns/<type> file
- * onto "<dir>/<id>/<type>" and setns() straight back into its own namespace;
- * the bind mount keeps the namespace alive until nsfs_unpin(). Runtimes,
- * CNI plugins and `nsenter --net=<file>` join it through that file.
+ * Pod namespaces held without any process. A short-lived child forked by the
+ * daemon unshare()s the new namespaces, sets them up (hostname, loopback up)
+ * and bind-mounts each /proc/self/ns/<type> onto "<dir>/<id>/<type>", then
+ * exits; the bind mount keeps the namespace alive until nsfs_unpin(). The
+ * child shares the daemon's mount namespace, so the mounts it makes are the
+ * daemon's. The daemon itself never changes namespace: creating a network
+ * namespace can wait seconds on a kernel lock held by namespace cleanup, which
+ * must not stall the loop. Runtimes, CNI plugins and `nsenter --net=<file>`
+ * join a pinned namespace through its file.
  *
  * Network, IPC and UTS namespaces can be pinned this way. A PID namespace
  * cannot: unshare(CLONE_NEWPID) only puts the caller's future children into
@@ -23,7 +27,7 @@
 
 struct error;
 
-/* The namespace types nsfs_pin() accepts, as CLONE_* flags. */
+/* The namespace types nsfs_pin_start() accepts, as CLONE_* flags. */
 #define NSFS_SUPPORTED (CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 
 /* Longest pod id accepted (it becomes a directory name). */
@@ -48,21 +52,35 @@ void nsfs_paths_clear(struct nsfs_paths *p);
  */
 int nsfs_prepare_dir(const char *dir, struct error **err);
 
+/* Called once on the loop: paths (borrowed for the call) when err is NULL. */
+typedef void (*nsfs_pin_cb)(const struct error *err, const struct nsfs_paths *paths, void *arg);
+
+struct nsfs_pin_op;
+
 /*
  * Create the namespaces in ns_flags (a subset of NSFS_SUPPORTED; 0 pins
  * nothing) and pin each on "<dir>/<id>/<net|ipc|uts>" (files 0600, the
- * directories 0700). A new UTS namespace gets hostname (NULL: keeps a copy of
- * the daemon's); a new network namespace gets its loopback interface up.
- * On success out holds the paths (free with nsfs_paths_clear()).
+ * directories 0700), from a child process; the daemon stays in its own
+ * namespaces. A new UTS namespace gets hostname (NULL: keeps a copy of the
+ * daemon's); a new network namespace gets its loopback interface up.
+ * Arguments are copied. timeout_ms bounds the child (0: none).
  *
- * The daemon is back in its own namespaces when this returns, whatever
- * happened; if it cannot get back it aborts rather than serve from a pod's
- * namespace. On failure every file and mount made so far is removed.
- * Errors: INVALID_ARGUMENT (bad id, flags or hostname), ALREADY_EXISTS (a
- * namespace file of that id exists), INTERNAL.
+ * The directory and the empty namespace files are made before this returns;
+ * a failure there is reported here: INVALID_ARGUMENT (bad id, flags or
+ * hostname), ALREADY_EXISTS (a namespace file of that id exists) or INTERNAL,
+ * with NULL returned, nothing left behind, and done never run. Otherwise
+ * returns the operation, valid until done runs. done gets the paths, or
+ * DEADLINE_EXCEEDED or INTERNAL after every file and mount made was removed.
  */
-int nsfs_pin(const char *dir, const char *id, int ns_flags, const char *hostname,
-             struct nsfs_paths *out, struct error **err);
+struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags,
+                                   const char *hostname, int64_t timeout_ms, nsfs_pin_cb done,
+                                   void *arg, struct error **err);
+
+/*
+ * Kill the child, remove every file and mount the pin made, and free the
+ * operation; done will not run. Only before done has run; NULL is a no-op.
+ */
+void nsfs_pin_cancel(struct nsfs_pin_op *op);
 
 /*
  * Unmount (lazily) and remove every namespace file of id, then its

@@ -4,14 +4,16 @@
  * that make, stop and remove them (sandbox.h has the layout and lifecycle).
  *
  * RunPodSandbox is an operation object (struct run_op) stepping through
- * PREPARE (record, namespaces, files, /dev/shm; synchronous), POD_INIT (the
- * keeper in --pod-init mode, for pid mode POD), NETWORK (CNI ADD), SYSCTLS
- * and COMMIT. Any failure walks the undo states instead: CNI DEL when the
- * network is up, then everything else, then the record. A sandbox being made
- * is not in the table (nothing can see or stop it) but its record is on disk
- * from the start, NOTREADY and with network_ready set from the moment CNI
- * ADD begins, so a daemon killed half-way finds a NOTREADY sandbox at the
- * next start which the normal Stop/Remove path cleans up (CNI DEL included).
+ * PREPARE (record, directory), PIN_WAIT (a child makes and pins the pod's
+ * namespaces), FILES (hostname, hosts, resolv.conf, /dev/shm; synchronous),
+ * POD_INIT (the keeper in --pod-init mode, for pid mode POD), NETWORK (CNI
+ * ADD), SYSCTLS and COMMIT. Any failure walks the undo states instead: CNI
+ * DEL when the network is up, then everything else, then the record. A
+ * sandbox being made is not in the table (nothing can see or stop it) but its
+ * record is on disk from the start, NOTREADY and with network_ready set from
+ * the moment CNI ADD begins, so a daemon killed half-way finds a NOTREADY
+ * sandbox at the next start which the normal Stop/Remove path cleans up (CNI
+ * DEL included).
  * A caller that goes away does not stop the operation: the sandbox is
  * completed (or unwound) as if it were still waiting, like containerd does.
  *
@@ -67,6 +69,8 @@
 #define SHM_OPTIONS "mode=1777,size=65536k"
 #define POD_INIT_TIMEOUT_MS 10000
 #define SYSCTL_TIMEOUT_MS 10000
+/* Creating a network namespace can wait long on the kernel's namespace cleanup. */
+#define PIN_TIMEOUT_MS 30000
 #define RM_TIMEOUT_MS 120000
 /* Caps on what a pod config may put into resolv.conf and CNI arguments. */
 #define DNS_MAX_ENTRIES 64
@@ -92,7 +96,9 @@ struct sb {
 
 enum run_state {
     RUN_START,             /* waiting for the kick timer (done never runs inside sandbox_run) */
-    RUN_PREPARE,           /* record, namespaces, files, /dev/shm (synchronous) */
+    RUN_PREPARE,           /* record, directory; start pinning the namespaces (synchronous) */
+    RUN_PIN_WAIT,          /* pinning child running (op->pin); waiting for its done */
+    RUN_FILES,             /* hostname, resolv.conf, hosts, /dev/shm (synchronous) */
     RUN_POD_INIT,          /* start the keeper in --pod-init mode when pid mode is POD */
     RUN_POD_INIT_WAIT,     /* keeper running (op->child); waiting for its report */
     RUN_NETWORK,           /* start CNI ADD unless host network */
@@ -119,6 +125,7 @@ struct run_op {
     struct cni_network net;
     bool have_net;
     struct cni_result added; /* the ADD's addresses, taken in RUN_NETWORK_WAIT */
+    struct nsfs_pin_op *pin;
     struct nsfs_sysctl_op *sysctl;
     struct error *err; /* the first failure */
     struct error *undo_err;
@@ -1024,6 +1031,7 @@ static void run_op_free(void *arg)
         child_cancel(op->child);
     if (op->cni)
         cni_cancel(op->cni);
+    nsfs_pin_cancel(op->pin);
     if (op->sysctl)
         nsfs_sysctl_cancel(op->sysctl);
     if (op->have_net)
@@ -1090,6 +1098,21 @@ static void on_cni_undone(const struct error *err, const struct cni_result *res,
     run_step(op);
 }
 
+static void on_pinned(const struct error *err, const struct nsfs_paths *paths, void *arg)
+{
+    struct run_op *op = arg;
+    op->pin = NULL;
+    if (err) {
+        copy_error(&op->err, err);
+    } else {
+        struct sandbox *p = &op->sb->pub;
+        p->netns_path = paths->net ? xstrdup(paths->net) : NULL;
+        p->ipc_path = paths->ipc ? xstrdup(paths->ipc) : NULL;
+        p->uts_path = paths->uts ? xstrdup(paths->uts) : NULL;
+    }
+    run_step(op);
+}
+
 static void on_sysctls_done(const struct error *err, void *arg)
 {
     struct run_op *op = arg;
@@ -1117,13 +1140,20 @@ static int run_prepare(struct run_op *op, struct error **err)
     }
     if (flags) {
         _cleanup_free_ char *hostname = host_net ? NULL : pod_hostname(c);
-        struct nsfs_paths paths;
-        if (nsfs_pin(g.netns_dir, p->id, flags, hostname, &paths, err) < 0)
+        op->pin =
+            nsfs_pin_start(g.netns_dir, p->id, flags, hostname, PIN_TIMEOUT_MS, on_pinned, op, err);
+        if (!op->pin)
             return -1;
-        p->netns_path = steal_ptr(&paths.net);
-        p->ipc_path = steal_ptr(&paths.ipc);
-        p->uts_path = steal_ptr(&paths.uts);
     }
+    return 0;
+}
+
+static int run_files(struct run_op *op, struct error **err)
+{
+    struct sb *s = op->sb;
+    struct sandbox *p = &s->pub;
+    const Runtime__V1__PodSandboxConfig *c = p->config;
+    bool host_net = is_host_network(c);
     _cleanup_free_ char *hostname = NULL;
     if (!host_net || (c->hostname && *c->hostname)) {
         hostname = pod_hostname(c);
@@ -1267,7 +1297,19 @@ static void run_advance(struct run_op *op)
         op->state = RUN_PREPARE;
         /* fall through */
     case RUN_PREPARE:
+        op->state = RUN_PIN_WAIT;
         if (run_prepare(op, &op->err) < 0)
+            goto fail;
+        /* fall through */
+    case RUN_PIN_WAIT:
+        if (op->pin)
+            return;
+        if (op->err)
+            goto fail;
+        op->state = RUN_FILES;
+        /* fall through */
+    case RUN_FILES:
+        if (run_files(op, &op->err) < 0)
             goto fail;
         op->state = RUN_POD_INIT;
         /* fall through */

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for pinned pod namespaces (needs root): pinning net, ipc and
- * uts leaves the test process in its own namespaces, the files are mount
- * points other processes can join (nsenter), unpinning is idempotent, a
- * failure midway leaves nothing behind, the shared namespace dir propagates
- * pins and unpins into another mount namespace, and sysctls are set from a
- * child inside the pinned namespaces only.
+ * uts happens in a child and leaves the test process in its own namespaces,
+ * the files are mount points other processes can join (nsenter), unpinning
+ * is idempotent, a failure midway or a cancel leaves nothing behind, the shared namespace dir
+ * propagates pins and unpins into another mount namespace, and sysctls are set from a child inside
+ * the pinned namespaces only.
  */
 #include "autoconf.h"
 
@@ -161,12 +161,80 @@ static void run_loop(void)
     assert_false(fired);
 }
 
-/* ---- fixtures ---- */
-
 static void on_stop(void *arg)
 {
     loop_exit();
 }
+
+/* Run the loop until every child has been reaped, then once more for the deferred frees. */
+static void run_until_no_children(void)
+{
+    for (int i = 0; i < SAFETY_MS / 20 && child_count() > 0; i++) {
+        struct loop_timer *t = loop_timer_new(on_stop, NULL);
+        loop_timer_arm(t, 20);
+        assert_int_equal(loop_run(), 0);
+        loop_timer_free(t);
+    }
+    assert_int_equal(child_count(), 0);
+}
+
+static struct error *error_copy(const struct error *err)
+{
+    struct error *e = xcalloc(1, sizeof(*e));
+    e->grpc_code = err->grpc_code;
+    e->msg = xstrdup(err->msg);
+    return e;
+}
+
+struct pin_wait {
+    bool called;
+    struct error *err;
+    struct nsfs_paths paths;
+};
+
+static void on_pinned(const struct error *err, const struct nsfs_paths *paths, void *arg)
+{
+    struct pin_wait *w = arg;
+    assert_false(w->called);
+    w->called = true;
+    if (err) {
+        w->err = error_copy(err);
+    } else {
+        w->paths.net = paths->net ? xstrdup(paths->net) : NULL;
+        w->paths.ipc = paths->ipc ? xstrdup(paths->ipc) : NULL;
+        w->paths.uts = paths->uts ? xstrdup(paths->uts) : NULL;
+    }
+    loop_exit();
+}
+
+/*
+ * Pin through nsfs_pin_start() and wait for done: -1 with *err for a failure
+ * reported at once or by done. The work must be in a child, never in the call.
+ */
+static int pin(const char *dir, const char *id, int flags, const char *hostname,
+               struct nsfs_paths *out, struct error **err)
+{
+    memset(out, 0, sizeof(*out));
+    struct pin_wait w = {false, NULL, {NULL, NULL, NULL}};
+    struct nsfs_pin_op *op = nsfs_pin_start(dir, id, flags, hostname, 5000, on_pinned, &w, err);
+    if (!op) {
+        assert_int_equal(child_count(), 0);
+        return -1;
+    }
+    assert_false(w.called);
+    assert_int_equal(child_count(), 1);
+    run_loop();
+    assert_true(w.called);
+    assert_int_equal(child_count(), 0);
+    if (w.err) {
+        *err = w.err;
+        return -1;
+    }
+    *out = w.paths;
+    return 0;
+}
+
+/* ---- fixtures ---- */
 
 static int setup(void **state)
 {
@@ -181,7 +249,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     /* Whatever a failed test left: unpin by name, then drop the dir mount, then the files. */
-    const char *ids[] = {"pod1", "pod2", "pod3", "pod4", "podro"};
+    const char *ids[] = {"pod1", "pod2", "pod3", "pod4", "pod5", "podro"};
     for (size_t i = 0; i < ARRAY_SIZE(ids); i++) {
         struct error *err = NULL;
         nsfs_unpin(nsdir, ids[i], &err);
@@ -207,9 +275,9 @@ static void test_pin_and_unpin(void **state)
     own_ns_get(&before);
     struct nsfs_paths paths;
     struct error *err = NULL;
-    assert_int_equal(nsfs_pin(nsdir, "pod1", CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
-                              "tc-pod-host", &paths, &err),
-                     0);
+    assert_int_equal(
+        pin(nsdir, "pod1", CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, "tc-pod-host", &paths, &err),
+        0);
     assert_null(err);
     assert_own_ns_unchanged(&before);
 
@@ -249,7 +317,7 @@ static void test_pin_and_unpin(void **state)
 
     /* The same id again: refused, and the existing pins are untouched. */
     struct nsfs_paths again;
-    assert_int_equal(nsfs_pin(nsdir, "pod1", CLONE_NEWNET, NULL, &again, &err), -1);
+    assert_int_equal(pin(nsdir, "pod1", CLONE_NEWNET, NULL, &again, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_ALREADY_EXISTS);
     error_clear(&err);
     assert_int_equal(mounts_at("/proc/self/mountinfo", paths.net, NULL), 1);
@@ -278,7 +346,7 @@ static void test_pin_subset(void **state)
     struct nsfs_paths paths;
     struct error *err = NULL;
     /* A UTS namespace without a hostname keeps a copy of ours. */
-    assert_int_equal(nsfs_pin(nsdir, "pod3", CLONE_NEWUTS, NULL, &paths, &err), 0);
+    assert_int_equal(pin(nsdir, "pod3", CLONE_NEWUTS, NULL, &paths, &err), 0);
     assert_null(paths.net);
     assert_null(paths.ipc);
     assert_non_null(paths.uts);
@@ -306,7 +374,7 @@ static void test_pin_failure_leaves_nothing(void **state)
     fclose(f);
     struct nsfs_paths paths;
     assert_int_equal(
-        nsfs_pin(nsdir, "pod2", CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, "h", &paths, &err), -1);
+        pin(nsdir, "pod2", CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS, "h", &paths, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_ALREADY_EXISTS);
     assert_non_null(strstr(err->msg, "pod2"));
     error_clear(&err);
@@ -323,7 +391,7 @@ static void test_pin_failure_leaves_nothing(void **state)
     char *ro = xasprintf("%s/ro", tmp);
     assert_int_equal(mkdir(ro, 0700), 0);
     assert_int_equal(mount("tmpfs", ro, "tmpfs", MS_RDONLY, "size=64k"), 0);
-    assert_int_equal(nsfs_pin(ro, "podro", CLONE_NEWNET | CLONE_NEWUTS, "h", &paths, &err), -1);
+    assert_int_equal(pin(ro, "podro", CLONE_NEWNET | CLONE_NEWUTS, "h", &paths, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_INTERNAL);
     error_clear(&err);
     assert_int_equal(mounts_under(ro), 1); /* the tmpfs itself only */
@@ -337,6 +405,38 @@ static void test_pin_failure_leaves_nothing(void **state)
     free(dir);
 }
 
+/* Cancelled before the child ran, or after it mounted but before its exit was seen. */
+static void test_pin_cancel(void **state)
+{
+    struct own_ns before;
+    own_ns_get(&before);
+    struct error *err = NULL;
+    char *dir = xasprintf("%s/pod5", nsdir);
+    const int all = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+    for (int late = 0; late < 2; late++) {
+        struct pin_wait w = {false, NULL, {NULL, NULL, NULL}};
+        struct nsfs_pin_op *op = nsfs_pin_start(nsdir, "pod5", all, "h", 5000, on_pinned, &w, &err);
+        assert_non_null(op);
+        assert_true(exists(dir)); /* made before the child starts */
+        if (late) {
+            /* Without running the loop: the child pins, exits and waits to be reaped. */
+            for (int i = 0; i < 500 && mounts_under(dir) < 3; i++)
+                usleep(10 * 1000);
+            assert_int_equal(mounts_under(dir), 3);
+        }
+        nsfs_pin_cancel(op);
+        assert_false(exists(dir));
+        assert_int_equal(mounts_under(dir), 0);
+        run_until_no_children();
+        assert_false(w.called);
+        assert_false(exists(dir));
+        assert_int_equal(mounts_under(dir), 0);
+        assert_own_ns_unchanged(&before);
+    }
+    nsfs_pin_cancel(NULL);
+    free(dir);
+}
+
 static void test_pin_bad_arguments(void **state)
 {
     struct own_ns before;
@@ -345,7 +445,7 @@ static void test_pin_bad_arguments(void **state)
     struct error *err = NULL;
     const char *bad_ids[] = {"", ".", "..", "a/b", "x\ny"};
     for (size_t i = 0; i < ARRAY_SIZE(bad_ids); i++) {
-        assert_int_equal(nsfs_pin(nsdir, bad_ids[i], CLONE_NEWNET, NULL, &paths, &err), -1);
+        assert_int_equal(pin(nsdir, bad_ids[i], CLONE_NEWNET, NULL, &paths, &err), -1);
         assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
         error_clear(&err);
         assert_int_equal(nsfs_unpin(nsdir, bad_ids[i], &err), -1);
@@ -353,13 +453,13 @@ static void test_pin_bad_arguments(void **state)
         error_clear(&err);
     }
     /* A PID namespace cannot be pinned by a running process. */
-    assert_int_equal(nsfs_pin(nsdir, "pod4", CLONE_NEWNET | CLONE_NEWPID, NULL, &paths, &err), -1);
+    assert_int_equal(pin(nsdir, "pod4", CLONE_NEWNET | CLONE_NEWPID, NULL, &paths, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
     error_clear(&err);
     char longname[100];
     memset(longname, 'h', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    assert_int_equal(nsfs_pin(nsdir, "pod4", CLONE_NEWUTS, longname, &paths, &err), -1);
+    assert_int_equal(pin(nsdir, "pod4", CLONE_NEWUTS, longname, &paths, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
     error_clear(&err);
     char *dir = xasprintf("%s/pod4", nsdir);
@@ -400,7 +500,7 @@ static void test_prepare_dir_propagates(void **state)
     assert_int_equal(c, 'y');
 
     struct nsfs_paths paths;
-    assert_int_equal(nsfs_pin(nsdir, "pod4", CLONE_NEWNET, NULL, &paths, &err), 0);
+    assert_int_equal(pin(nsdir, "pod4", CLONE_NEWNET, NULL, &paths, &err), 0);
     char *their = xasprintf("/proc/%d/mountinfo", (int)pid);
     assert_int_equal(mounts_at(their, paths.net, NULL), 1);
     assert_int_equal(nsfs_unpin(nsdir, "pod4", &err), 0);
@@ -499,7 +599,7 @@ static void test_sysctl_apply(void **state)
     char *host_msgmax = read_text("/proc/sys/kernel/msgmax");
     struct nsfs_paths paths;
     struct error *err = NULL;
-    assert_int_equal(nsfs_pin(nsdir, "pod1", CLONE_NEWNET | CLONE_NEWIPC, NULL, &paths, &err), 0);
+    assert_int_equal(pin(nsdir, "pod1", CLONE_NEWNET | CLONE_NEWIPC, NULL, &paths, &err), 0);
 
     const char *want_port = strcmp(host_port, "80") == 0 ? "81" : "80";
     const char *want_msgmax = strcmp(host_msgmax, "9000") == 0 ? "9001" : "9000";
@@ -571,13 +671,7 @@ static void test_sysctl_apply(void **state)
     op = nsfs_sysctl_apply(paths.net, paths.ipc, set, 1, 5000, on_sysctl_done, &w, &err);
     assert_non_null(op);
     nsfs_sysctl_cancel(op);
-    for (int i = 0; i < 100 && child_count() > 0; i++) {
-        struct loop_timer *t = loop_timer_new(on_stop, NULL);
-        loop_timer_arm(t, 20);
-        loop_run();
-        loop_timer_free(t);
-    }
-    assert_int_equal(child_count(), 0);
+    run_until_no_children();
     assert_false(w.called);
 
     assert_int_equal(nsfs_unpin(nsdir, "pod1", &err), 0);
@@ -596,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_pin_and_unpin),
         cmocka_unit_test(test_pin_subset),
         cmocka_unit_test(test_pin_failure_leaves_nothing),
+        cmocka_unit_test(test_pin_cancel),
         cmocka_unit_test(test_pin_bad_arguments),
         cmocka_unit_test(test_prepare_dir_propagates),
         cmocka_unit_test(test_sysctl_names),
