@@ -807,6 +807,35 @@ def test_remove_pod_removes_its_containers(ctrs):
     ctrs.nothing_left()
 
 
+@pytest.mark.parametrize("delay", [0, 0.05, 0.2])
+def test_create_racing_pod_stop_and_remove(ctrs, delay):
+    """StopPodSandbox while a CreateContainer is in flight: the create fails with
+    FAILED_PRECONDITION (or finished first and its container was stopped), never a
+    CREATED container in a stopped pod; after RemovePodSandbox nothing is left."""
+    pb = ctrs.pb
+    pod = ctrs.run_pod("race")
+    fut = ctrs.rt.CreateContainer.future(
+        pb.CreateContainerRequest(pod_sandbox_id=pod, config=ctrs.config("racer", command=SLEEP),
+                                  sandbox_config=ctrs.pods[pod]), timeout=CALL_TIMEOUT)
+    time.sleep(delay)
+    ctrs.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    try:
+        cid = fut.result().container_id
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+        cid = None
+    states = {c.id: c.state for c in ctrs.list()}
+    assert list(states) == ([cid] if cid else []), states
+    assert all(s == pb.CONTAINER_EXITED for s in states.values()), states
+    ctrs.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=60)
+    del ctrs.pods[pod]
+    wait_until(lambda: ctrs.container_dirs() == [], 10, what="container directories to go")
+    ctrs.nothing_left()
+    assert mounts_under(ctrs.d.root) == []
+    assert mounts_under(os.path.join(ctrs.d.state, "ctr")) == []
+    assert keeper_pids(ctrs.d.state) == []
+
+
 # --------------------------------------------------------------------------
 # Restarts
 # --------------------------------------------------------------------------

@@ -73,6 +73,7 @@ static struct {
     struct teardown *teardowns;
     struct exec_op *execs;
     struct reopen_op *reopens;
+    struct stop_group *stops; /* sandboxes whose stop_all is running */
     uint64_t exec_seq;
 } ctrs;
 
@@ -641,7 +642,20 @@ struct teardown {
 
 static void teardown_step(struct teardown *td);
 
-static void teardown_free(struct teardown *td)
+static void teardown_free(void *obj)
+{
+    struct teardown *td = obj;
+    if (!td)
+        return;
+    free(td->id);
+    free(td->runtime);
+    free(td->root_dir);
+    free(td->state_dir);
+    free(td);
+}
+
+/* Out of the list, watchers and children gone; the memory goes once the callers return. */
+static void teardown_retire(struct teardown *td)
 {
     if (td->prev)
         td->prev->next = td->next;
@@ -651,17 +665,18 @@ static void teardown_free(struct teardown *td)
         td->next->prev = td->prev;
     if (td->keeper_ev)
         event_free(td->keeper_ev);
+    td->keeper_ev = NULL;
     if (td->keeper_pidfd >= 0)
         close(td->keeper_pidfd);
+    td->keeper_pidfd = -1;
     loop_timer_free(td->timer);
+    td->timer = NULL;
     runtime_op_cancel(td->op);
+    td->op = NULL;
     if (td->rm)
         child_cancel(td->rm);
-    free(td->id);
-    free(td->runtime);
-    free(td->root_dir);
-    free(td->state_dir);
-    free(td);
+    td->rm = NULL;
+    loop_defer_free(teardown_free, td);
 }
 
 static void on_td_deleted(const struct runtime_result *res, void *arg)
@@ -760,9 +775,9 @@ static void teardown_step(struct teardown *td)
         /* fall through */
     case TD_DONE:
         log_debug("container torn down container=%s", td->id);
+        teardown_retire(td);
         if (td->cb)
             td->cb(td->arg);
-        teardown_free(td);
         return;
     }
 }
@@ -832,6 +847,7 @@ struct create_op {
     int keeper_pidfd; /* -1 before the keeper runs and once it has exited */
     struct event *keeper_ev;
     struct loop_timer *deadline;
+    struct container_exit_waiter *undo_waiters; /* told when the undo has finished */
     container_created_cb cb;
     void *arg;
 };
@@ -844,7 +860,20 @@ struct mount_args {
 
 static void create_step(struct create_op *op);
 
-static void create_op_free(struct create_op *op)
+static void create_op_free(void *obj)
+{
+    struct create_op *op = obj;
+    if (!op)
+        return;
+    buf_free(&op->status);
+    json_decref(op->image_config);
+    error_free(op->fail);
+    container_free(op->c);
+    free(op);
+}
+
+/* Out of the list, watchers and children gone; the memory goes once the callers return. */
+static void create_op_retire(struct create_op *op)
 {
     if (op->prev)
         op->prev->next = op->next;
@@ -854,20 +883,33 @@ static void create_op_free(struct create_op *op)
         op->next->prev = op->prev;
     if (op->status_ev)
         event_free(op->status_ev);
+    op->status_ev = NULL;
     if (op->status_fd >= 0)
         close(op->status_fd);
+    op->status_fd = -1;
     if (op->keeper_ev)
         event_free(op->keeper_ev);
+    op->keeper_ev = NULL;
     if (op->keeper_pidfd >= 0)
         close(op->keeper_pidfd);
+    op->keeper_pidfd = -1;
     if (op->mount)
         child_cancel(op->mount);
+    op->mount = NULL;
     loop_timer_free(op->deadline);
-    buf_free(&op->status);
-    json_decref(op->image_config);
-    error_free(op->fail);
-    container_free(op->c);
-    free(op);
+    op->deadline = NULL;
+    loop_defer_free(create_op_free, op);
+}
+
+/* Tell those waiting for the undo (err NULL: it ran; else why it was cut short). */
+static void notify_undo_waiters(struct create_op *op, const struct error *err)
+{
+    while (op->undo_waiters) {
+        struct container_exit_waiter *w = op->undo_waiters;
+        op->undo_waiters = w->next;
+        w->cb(err, w->arg);
+        free(w);
+    }
 }
 
 /* Record the first failure; later ones are consequences. */
@@ -1239,8 +1281,9 @@ static void on_undone(void *arg)
 {
     struct create_op *op = arg;
     log_info("container create failed container=%s: %s", op->c->id, op->fail->msg);
+    create_op_retire(op);
     op->cb(NULL, op->fail, op->arg);
-    create_op_free(op);
+    notify_undo_waiters(op, NULL);
 }
 
 /* The container is CREATED: into the table, record written, keeper watched. */
@@ -1278,32 +1321,32 @@ static void create_step(struct create_op *op)
     _cleanup_free_ char *cgroup_path = NULL;
     struct error *e = NULL;
     switch (op->state) {
-    case CREATE_MOUNT: /* waiting for the mount child */
-        if (op->fail)
-            break;
+    case CREATE_MOUNT: /* waiting for the mount child, also after a failure: killed, it may still
+                          mount */
         if (op->mount)
             return;
+        if (op->fail)
+            break;
         if (write_bundle(op, &cgroup_path, &e) < 0 || spawn_keeper(op, cgroup_path, &e) < 0) {
             create_failed(op, e);
             break;
         }
         op->state = CREATE_KEEPER;
         /* fall through */
-    case CREATE_KEEPER: /* waiting for the status line (or the keeper's exit) */
-        if (op->fail)
-            break;
+    case CREATE_KEEPER: /* waiting for the status line (or the keeper's exit), also after a failure:
+                           `runtime delete` must not overtake `runtime create` */
         if (op->status_fd >= 0)
             return;
+        if (op->fail)
+            break;
         {
             _cleanup_free_ char *id = xstrdup(op->c->id);
             if (parse_status(op, &e) < 0 || create_finish(op, &e) < 0) {
                 create_failed(op, e);
                 break;
             }
-            container_created_cb cb = op->cb;
-            void *arg = op->arg;
-            create_op_free(op);
-            cb(id, NULL, arg);
+            create_op_retire(op);
+            op->cb(id, NULL, op->arg);
         }
         return;
     case CREATE_UNDO: /* waiting for the teardown */
@@ -1383,6 +1426,8 @@ static json_t *image_config_json(const struct store_image *img, struct error **e
     return j;
 }
 
+static bool is_being_stopped(const char *sandbox_id);
+
 int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig *config,
                      container_created_cb cb, void *arg, struct error **err)
 {
@@ -1398,6 +1443,9 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
                          sandbox_id ? sandbox_id : "");
     if (sb->state != SANDBOX_READY)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "sandbox %s is not ready", sb->id);
+    if (is_being_stopped(sb->id))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "pod sandbox %s is being stopped",
+                         sb->id);
     const Runtime__V1__LinuxContainerSecurityContext *sc =
         config->linux ? config->linux->security_context : NULL;
     if ((!sc || !sc->namespace_options ||
@@ -1492,7 +1540,7 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     if (rc < 0) {
         /* Nothing runs yet: remove what was made, in the background. */
         teardown_start(c->id, NULL, -1, NULL, NULL);
-        create_op_free(op);
+        create_op_retire(op);
         return -1;
     }
     op->deadline = loop_timer_new(on_create_deadline, op);
@@ -1712,7 +1760,19 @@ struct exec_op {
     void *arg;
 };
 
-static void exec_op_free(struct exec_op *eo)
+static void exec_op_free(void *obj)
+{
+    struct exec_op *eo = obj;
+    if (!eo)
+        return;
+    free(eo->id);
+    free(eo->process_path);
+    free(eo->pid_path);
+    free(eo);
+}
+
+/* Out of the list (if in it), files gone; the memory goes once the callers return. */
+static void exec_op_retire(struct exec_op *eo)
 {
     if (eo->prev)
         eo->prev->next = eo->next;
@@ -1720,12 +1780,10 @@ static void exec_op_free(struct exec_op *eo)
         ctrs.execs = eo->next;
     if (eo->next)
         eo->next->prev = eo->prev;
+    eo->prev = eo->next = NULL;
     unlink(eo->process_path);
     unlink(eo->pid_path);
-    free(eo->id);
-    free(eo->process_path);
-    free(eo->pid_path);
-    free(eo);
+    loop_defer_free(exec_op_free, eo);
 }
 
 void container_exec_cancel(void *arg)
@@ -1734,7 +1792,8 @@ void container_exec_cancel(void *arg)
         if (eo->arg == arg) {
             log_debug("exec cancelled container=%s", eo->id);
             runtime_op_cancel(eo->op);
-            exec_op_free(eo);
+            eo->op = NULL;
+            exec_op_retire(eo);
             return;
         }
     }
@@ -1744,8 +1803,7 @@ static void on_exec_done(const struct runtime_result *res, void *arg)
 {
     struct exec_op *eo = arg;
     eo->op = NULL;
-    unlink(eo->process_path);
-    unlink(eo->pid_path);
+    exec_op_retire(eo); /* first: a cancel from inside cb must not find it */
     if (res->err) {
         eo->cb(NULL, res->err, eo->arg);
     } else {
@@ -1766,7 +1824,6 @@ static void on_exec_done(const struct runtime_result *res, void *arg)
     if (res->out_len + res->err_len > 1024 * 1024)
         malloc_trim(0);
 #endif
-    exec_op_free(eo);
 }
 
 static int write_small_file(const char *path, const char *text, struct error **err)
@@ -1833,7 +1890,7 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
     /* A throwaway file read once by the runtime: no fsync (probes run this often). */
     if (!ptext || write_small_file(eo->process_path, ptext, err) < 0 ||
         !(eo->op = runtime_exec(c->runtime, c->id, &o, on_exec_done, eo, err))) {
-        exec_op_free(eo);
+        exec_op_retire(eo);
         return -1;
     }
     eo->next = ctrs.execs;
@@ -2028,6 +2085,8 @@ bool container_uses(const char *key)
 /* ---------------------------------------------------------------------- */
 
 struct stop_group {
+    struct stop_group *next; /* in ctrs.stops until done runs */
+    char *sandbox_id;
     size_t pending;
     struct error *err;
     struct loop_timer *timer;
@@ -2035,11 +2094,28 @@ struct stop_group {
     void *arg;
 };
 
+static bool is_being_stopped(const char *sandbox_id)
+{
+    for (const struct stop_group *g = ctrs.stops; g; g = g->next) {
+        if (strcmp(g->sandbox_id, sandbox_id) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void on_group_done(void *arg)
 {
     struct stop_group *g = arg;
+    /* New creates are refused until done has run: it marks the sandbox NOTREADY. */
+    for (struct stop_group **pp = &ctrs.stops; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
     g->done(g->err, g->arg);
     error_free(g->err);
+    free(g->sandbox_id);
     loop_timer_free(g->timer); /* safe inside its own callback */
     free(g);
 }
@@ -2064,13 +2140,61 @@ static void on_group_member_stopped(const struct error *err, void *arg)
     group_release(g);
 }
 
+/*
+ * Fail the creates of the sandbox still in flight with FAILED_PRECONDITION; each
+ * finishes through its undo (keeper killed, runtime delete, unmount, directories
+ * removed, no record). With g, each create, also one already undoing, holds g
+ * until its undo has finished.
+ */
+static void fail_creates_of(const char *sandbox_id, const char *doing, struct stop_group *g)
+{
+    /* Collect ids first: a failure may finish synchronously and run callbacks. */
+    size_t n = 0, alloc = 0;
+    _cleanup_free_ char **ids = NULL;
+    for (const struct create_op *op = ctrs.creates; op; op = op->next) {
+        if (strcmp(op->c->sandbox_id, sandbox_id) != 0)
+            continue;
+        if (n == alloc) {
+            alloc = alloc ? 2 * alloc : 8;
+            ids = xrealloc(ids, alloc * sizeof(char *));
+        }
+        ids[n++] = xstrdup(op->c->id);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct create_op *op = ctrs.creates;
+        while (op && strcmp(op->c->id, ids[i]) != 0)
+            op = op->next;
+        free(ids[i]);
+        if (!op)
+            continue;
+        if (g) {
+            struct container_exit_waiter *w = xcalloc(1, sizeof(*w));
+            w->cb = on_group_member_stopped;
+            w->arg = g;
+            w->next = op->undo_waiters;
+            op->undo_waiters = w;
+            g->pending++;
+        }
+        if (op->fail)
+            continue; /* already undoing, or about to */
+        struct error *e = NULL;
+        error_set(&e, GRPC_FAILED_PRECONDITION, 0, "pod sandbox %s is being %s", sandbox_id, doing);
+        create_failed(op, e);
+        create_step(op);
+    }
+}
+
 static void hook_stop_all(const char *sandbox_id, void (*done)(const struct error *err, void *arg),
                           void *arg)
 {
     struct stop_group *g = xcalloc(1, sizeof(*g));
+    g->sandbox_id = xstrdup(sandbox_id);
     g->done = done;
     g->arg = arg;
     g->pending = 1;
+    g->next = ctrs.stops;
+    ctrs.stops = g;
+    fail_creates_of(sandbox_id, "stopped", g);
     /* Collect ids first: a stop may change the table. */
     size_t n = 0;
     _cleanup_free_ char **ids = xcalloc(ctrs.n + 1, sizeof(char *));
@@ -2093,6 +2217,8 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
 
 static int hook_remove_all(const char *sandbox_id, struct error **err)
 {
+    /* Normally none are left after stop_all; their undo goes on in the background. */
+    fail_creates_of(sandbox_id, "removed", NULL);
     for (size_t i = 0; i < ctrs.n;) {
         struct container *c = ctrs.items[i];
         if (strcmp(c->sandbox_id, sandbox_id) != 0) {
@@ -2279,24 +2405,23 @@ void container_shutdown(void)
         /* A failed create's undo: the create op below answers for it. */
         void (*cb)(void *) = td->cb == on_undone ? NULL : td->cb;
         void *arg = td->arg;
-        teardown_free(td);
+        teardown_retire(td);
         if (cb)
             cb(arg);
     }
     while (ctrs.creates) {
         /* Its keeper keeps running; the next start removes the leftovers. */
         struct create_op *op = ctrs.creates;
-        container_created_cb cb = op->cb;
-        void *arg = op->arg;
-        create_op_free(op);
-        cb(NULL, err, arg);
+        create_op_retire(op);
+        op->cb(NULL, err, op->arg);
+        notify_undo_waiters(op, err);
     }
     while (ctrs.execs) {
         struct exec_op *eo = ctrs.execs;
         container_exec_cb cb = eo->cb;
         void *arg = eo->arg;
         runtime_op_cancel(eo->op);
-        exec_op_free(eo);
+        exec_op_retire(eo);
         cb(NULL, err, arg);
     }
     while (ctrs.reopens)
