@@ -81,8 +81,6 @@ static struct {
 /* small helpers                                                           */
 /* ---------------------------------------------------------------------- */
 
-#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
-
 static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static char *base64_encode(const uint8_t *data, size_t len)
@@ -2357,6 +2355,16 @@ int container_init(const struct config *cfg, struct store *store, struct error *
     ctrs.store = store;
     ctrs.records_dir = path_in(cfg->root_dir, "containers");
     ctrs.states_dir = path_in(cfg->state_dir, "ctr");
+    /* The keeper's sockets live in <state_dir>/ctr/<64-hex id>/console.sock, and a unix
+     * socket path has 108 bytes: say so at start-up rather than at every CreateContainer. */
+    size_t longest = strlen(ctrs.states_dir) + 1 + 64 + sizeof("/console.sock");
+    if (longest > sizeof(((struct sockaddr_un *)0)->sun_path))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "state_dir %s is too long: container sockets under it would exceed the "
+                         "%zu-byte unix socket path limit (use at most %zu characters)",
+                         cfg->state_dir, sizeof(((struct sockaddr_un *)0)->sun_path),
+                         strlen(cfg->state_dir) + sizeof(((struct sockaddr_un *)0)->sun_path) -
+                             longest);
     if (strpbrk(cfg->root_dir, ",:") || strpbrk(store_root(store), ",:"))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "root_dir %s: overlay mounts cannot use a path with ',' or ':'",
