@@ -155,9 +155,6 @@ static const struct key_def key_defs[] = {
 
 #define _cleanup_config_ __attribute__((cleanup(config_free)))
 
-/* json_decrefp() comes with jansson (2.11 and later). */
-#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
-
 static char *dup_or_null(const char *s)
 {
     return s ? xstrdup(s) : NULL;

@@ -203,6 +203,21 @@ int fd_set_cloexec(int fd, bool on)
     return fcntl(fd, F_SETFD, fl);
 }
 
+int fd_write_all(int fd, const void *data, size_t n)
+{
+    const char *s = data;
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int mkdir_p(const char *path, mode_t mode, struct error **err)
 {
     _cleanup_free_ char *p = xstrdup(path);
@@ -239,6 +254,11 @@ char *read_file_capped(const char *path, size_t cap, size_t *len, struct error *
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s is not a regular file", path), NULL;
+    return read_fd_capped(fd, path, cap, len, err);
+}
+
+char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct error **err)
+{
     struct buf b;
     buf_init(&b, cap);
     char chunk[4096];
@@ -248,13 +268,13 @@ char *read_file_capped(const char *path, size_t cap, size_t *len, struct error *
             continue;
         if (n < 0) {
             buf_free(&b);
-            return error_set(err, GRPC_INTERNAL, errno, "read %s", path), NULL;
+            return error_set(err, GRPC_INTERNAL, errno, "read %s", what), NULL;
         }
         if (n == 0)
             break;
         if (buf_append(&b, chunk, (size_t)n) < 0) {
             buf_free(&b);
-            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %zu bytes", path,
+            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %zu bytes", what,
                              cap),
                    NULL;
         }

@@ -39,6 +39,8 @@ void fclosep(FILE **f);
 #define _cleanup_free_ __attribute__((cleanup(freep)))
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 #define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
+/* json_decrefp() comes with jansson (2.11 and later); users include <jansson.h>. */
+#define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
 /* Hand ownership over: return the value and reset the source. */
 #define steal_ptr(pp)                                                                              \
@@ -91,11 +93,17 @@ int64_t now_realtime_ns(void);
 int fd_set_nonblock(int fd, bool on);
 int fd_set_cloexec(int fd, bool on);
 
+/* Write all n bytes, retrying on EINTR; -1 if write() fails (errno set) or writes nothing. */
+int fd_write_all(int fd, const void *data, size_t n);
+
 /* mkdir -p with the given mode for directories created (existing ones are left alone). */
 int mkdir_p(const char *path, mode_t mode, struct error **err);
 
 /* Read a whole small file, at most cap bytes (RESOURCE_EXHAUSTED beyond). */
 char *read_file_capped(const char *path, size_t cap, size_t *len, struct error **err);
+
+/* Read an open fd to EOF, at most cap bytes (RESOURCE_EXHAUSTED beyond); what names it. */
+char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct error **err);
 
 /* Does the string start/end with the given prefix/suffix? */
 bool str_has_prefix(const char *s, const char *prefix);

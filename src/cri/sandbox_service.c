@@ -51,18 +51,24 @@ static struct h2_call *pending_take(struct pending *p, const struct error *err, 
     return call;
 }
 
-static void on_run_done(const struct error *err, const char *id, void *arg)
+/* Answer the call still waiting for p, if any: err, or else resp. */
+static void pending_finish(struct pending *p, const struct error *err, const char *id,
+                           const ProtobufCMessage *resp)
 {
-    struct h2_call *call = pending_take(arg, err, id);
+    struct h2_call *call = pending_take(p, err, id);
     if (!call)
         return;
-    if (err) {
+    if (err)
         rpc_fail(call, err);
-        return;
-    }
+    else
+        rpc_reply(call, resp);
+}
+
+static void on_run_done(const struct error *err, const char *id, void *arg)
+{
     Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     resp.pod_sandbox_id = (char *)id;
-    rpc_reply(call, &resp.base);
+    pending_finish(arg, err, id, &resp.base);
 }
 
 void sandbox_service_run(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -78,15 +84,8 @@ void sandbox_service_run(struct h2_call *call, const ProtobufCMessage *req, void
 
 static void on_stop_done(const struct error *err, const char *id, void *arg)
 {
-    struct h2_call *call = pending_take(arg, err, id);
-    if (!call)
-        return;
-    if (err) {
-        rpc_fail(call, err);
-        return;
-    }
     Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
-    rpc_reply(call, &resp.base);
+    pending_finish(arg, err, id, &resp.base);
 }
 
 void sandbox_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -102,15 +101,8 @@ void sandbox_service_stop(struct h2_call *call, const ProtobufCMessage *req, voi
 
 static void on_remove_done(const struct error *err, const char *id, void *arg)
 {
-    struct h2_call *call = pending_take(arg, err, id);
-    if (!call)
-        return;
-    if (err) {
-        rpc_fail(call, err);
-        return;
-    }
     Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
-    rpc_reply(call, &resp.base);
+    pending_finish(arg, err, id, &resp.base);
 }
 
 void sandbox_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx)

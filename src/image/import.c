@@ -151,12 +151,6 @@ struct importer {
     void *done_arg;
 };
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 static void archive_freep(struct archive **a)
 {
     if (*a)
@@ -213,20 +207,6 @@ static int sha256_text(const void *data, size_t len, char out[72], struct error 
     if (xferlib_sha256_hex(data, len, hex, err) < 0)
         return -1;
     snprintf(out, 72, "sha256:%s", hex);
-    return 0;
-}
-
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
     return 0;
 }
 
@@ -846,7 +826,7 @@ static int synth_manifest(struct tarball *tb, const struct tar_file *cf, json_t 
         return -1;
     *path = xasprintf("m%u.json", tb->n_synth++);
     _cleanup_close_ int fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write_all(fd, text, strlen(text)) < 0)
+    if (fd < 0 || fd_write_all(fd, text, strlen(text)) < 0)
         return error_set(err, code_for_errno(errno), errno, "write manifest");
     return 0;
 }
@@ -995,7 +975,7 @@ static int import_child(void *arg)
         json_decref(o);
     }
     if (out)
-        write_all(1, out, strlen(out));
+        fd_write_all(1, out, strlen(out));
     _exit(err ? 1 : 0);
 }
 

@@ -19,12 +19,6 @@
 
 #define MAX_DESCS 1024
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 static void descriptor_clear(struct descriptor *d)
 {
     free(d->media_type);

@@ -108,9 +108,6 @@ static void curl_urlp(CURLU **u)
 }
 #define _cleanup_curl_url_ __attribute__((cleanup(curl_urlp)))
 
-/* json_decrefp() comes with jansson. */
-#define _cleanup_registry_json_ __attribute__((cleanup(json_decrefp)))
-
 /* A mirror from the config, checked and split once in registry_new(). */
 struct mirror {
     char *base;      /* scheme://authority[/prefix], no trailing slash */
@@ -628,7 +625,7 @@ static char *error_detail(const struct registry_fetch *f, bool *denied)
     if (f->sink != SINK_ERROR || f->body.len == 0)
         return xstrdup("");
     json_error_t jerr;
-    _cleanup_registry_json_ json_t *root = json_loadb(f->body.data, f->body.len, 0, &jerr);
+    _cleanup_json_ json_t *root = json_loadb(f->body.data, f->body.len, 0, &jerr);
     json_t *errors = json_object_get(root, "errors");
     json_t *first = json_array_get(errors, 0);
     if (!json_is_object(first))
@@ -1379,7 +1376,7 @@ static void token_done(struct registry_fetch *f, long status)
         return;
     }
     json_error_t jerr;
-    _cleanup_registry_json_ json_t *root =
+    _cleanup_json_ json_t *root =
         json_loadb(f->body.data ? f->body.data : "", f->body.len, 0, &jerr);
     const char *token = json_string_value(json_object_get(root, "token"));
     if (!token || !*token)

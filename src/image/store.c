@@ -59,12 +59,6 @@ struct store_ingest {
     struct xferlib_hash md; /* holds libcrypto for the ingest's life */
 };
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 static const char *hex_of(const char *digest)
 {
     return str_has_prefix(digest, "sha256:") ? digest + 7 : digest;

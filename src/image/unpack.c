@@ -164,20 +164,6 @@ static char *split_path(const char *path, char **base)
     return copy;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* ---- digest ---- */
 
 /* "sha256:<64 hex>" or "sha512:<128 hex>", lower case, as OCI digests are written. */
@@ -807,7 +793,7 @@ static __attribute__((noreturn)) void child_report_fail(const struct error *e)
             *p = ' ';
     }
     char *line = xasprintf("code=%d msg=%s\n", e ? e->grpc_code : GRPC_INTERNAL, msg);
-    (void)write_all(2, line, strlen(line));
+    (void)fd_write_all(2, line, strlen(line));
     _exit(1);
 }
 
@@ -877,7 +863,7 @@ static int extract_child_main(void *arg)
         child_report_fail(err);
     char line[64];
     int n = snprintf(line, sizeof(line), "size=%" PRIu64 "\n", size);
-    _exit(write_all(1, line, (size_t)n) < 0 ? 1 : 0);
+    _exit(fd_write_all(1, line, (size_t)n) < 0 ? 1 : 0);
 }
 
 static int cleanup_child_main(void *arg)

@@ -45,12 +45,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_local_ __attribute__((cleanup(json_decref_p)))
-
 static bool plugin_installed(const struct config *cfg, const char *type)
 {
     for (size_t i = 0; i < cfg->n_cni_bin_dirs; i++) {
@@ -79,7 +73,7 @@ static int parse_one(const char *path, json_t **out, struct error **err)
     if (!text)
         return -1;
     json_error_t jerr;
-    _cleanup_json_local_ json_t *doc = json_loadb(text, len, 0, &jerr);
+    _cleanup_json_ json_t *doc = json_loadb(text, len, 0, &jerr);
     if (!doc)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s: invalid JSON at line %d: %s", path,
                          jerr.line, jerr.text);
@@ -150,7 +144,7 @@ int cni_network_load(const struct config *cfg, struct cni_network *net, struct e
         return -1;
 
     _cleanup_error_ struct error *first = NULL;
-    _cleanup_json_local_ json_t *doc = NULL;
+    _cleanup_json_ json_t *doc = NULL;
     _cleanup_free_ char *path = NULL;
     for (size_t i = 0; i < files.n && !doc; i++) {
         free(path);
@@ -277,7 +271,7 @@ int cni_result_parse(const char *json, size_t len, const char *ifname, struct cn
 {
     memset(out, 0, sizeof(*out));
     json_error_t jerr;
-    _cleanup_json_local_ json_t *doc = json_loadb(json, len, 0, &jerr);
+    _cleanup_json_ json_t *doc = json_loadb(json, len, 0, &jerr);
     if (!json_is_object(doc))
         return error_set(err, GRPC_INTERNAL, 0, "CNI result is not a JSON object");
     return result_parse_doc(doc, ifname, out);
@@ -438,7 +432,7 @@ static bool version_at_least_0_4(const char *v)
 static char *plugin_stdin(const struct cni_op *op, bool with_prev, size_t *len)
 {
     json_t *plugin = json_array_get(op->plugins, op->idx);
-    _cleanup_json_local_ json_t *conf = json_deep_copy(plugin);
+    _cleanup_json_ json_t *conf = json_deep_copy(plugin);
     json_object_set_new(conf, "name", json_string(op->net_name));
     json_object_set_new(conf, "cniVersion", json_string(op->version));
     if (with_prev && op->result)
@@ -549,7 +543,7 @@ static int plugin_failure(const char *type, const char *cmd, const struct child_
                           struct error **err)
 {
     json_error_t jerr;
-    _cleanup_json_local_ json_t *doc = json_loadb(res->out, res->out_len, 0, &jerr);
+    _cleanup_json_ json_t *doc = json_loadb(res->out, res->out_len, 0, &jerr);
     const char *msg = json_string_value(json_object_get(doc, "msg"));
     const char *details = json_string_value(json_object_get(doc, "details"));
     json_t *code = json_object_get(doc, "code");
@@ -636,7 +630,7 @@ static int cache_write(const struct cni_op *op, struct error **err)
         xstrndup(op->cache_path, strrchr(op->cache_path, '/') - op->cache_path);
     if (mkdir_p(dir, 0700, err) < 0)
         return -1;
-    _cleanup_json_local_ json_t *doc = json_pack(
+    _cleanup_json_ json_t *doc = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:O}", "kind", CNI_CACHE_KIND, "containerId", op->id, "ifName",
         op->ifname, "networkName", op->net_name, "cniVersion", op->version, "result", op->result);
     assert_state(doc);
@@ -658,7 +652,7 @@ static json_t *cache_read(const struct cni_op *op)
         return NULL;
     }
     json_error_t jerr;
-    _cleanup_json_local_ json_t *doc = json_loadb(text, len, 0, &jerr);
+    _cleanup_json_ json_t *doc = json_loadb(text, len, 0, &jerr);
     const char *kind = json_string_value(json_object_get(doc, "kind"));
     const char *net = json_string_value(json_object_get(doc, "networkName"));
     const char *ifname = json_string_value(json_object_get(doc, "ifName"));
@@ -780,7 +774,7 @@ static json_t *json_uint(uint64_t v)
 
 static int port_mappings_json(const struct cni_pod *pod, json_t **out, struct error **err)
 {
-    _cleanup_json_local_ json_t *a = json_array();
+    _cleanup_json_ json_t *a = json_array();
     for (size_t i = 0; i < pod->n_port_mappings; i++) {
         const struct cni_port_mapping *m = &pod->port_mappings[i];
         if (m->host_port <= 0)
@@ -809,7 +803,7 @@ static int port_mappings_json(const struct cni_pod *pod, json_t **out, struct er
 /* The capability arguments this pod offers. */
 static int capability_args(const struct cni_pod *pod, json_t **out, struct error **err)
 {
-    _cleanup_json_local_ json_t *caps = json_object();
+    _cleanup_json_ json_t *caps = json_object();
     json_t *ports = NULL;
     if (port_mappings_json(pod, &ports, err) < 0)
         return -1;

@@ -33,12 +33,6 @@
 #define MAX_DEVICES 16384
 #define MAX_CAP 40 /* CAP_CHECKPOINT_RESTORE, the last one we have a name for */
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 static void closedirp(DIR **d)
 {
     if (*d)
@@ -234,7 +228,7 @@ char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, st
 /* Reading small files                                                      */
 
 /* Read a regular file from an open fd, at most OCI_SPEC_FILE_MAX bytes. */
-static char *read_fd_capped(int fd, const char *what, size_t *len, struct error **err)
+static char *read_spec_fd(int fd, const char *what, size_t *len, struct error **err)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
@@ -245,27 +239,7 @@ static char *read_fd_capped(int fd, const char *what, size_t *len, struct error 
         return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %d bytes", what,
                          OCI_SPEC_FILE_MAX),
                NULL;
-    struct buf b;
-    buf_init(&b, OCI_SPEC_FILE_MAX);
-    char chunk[8192];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            buf_free(&b);
-            return error_set(err, GRPC_INTERNAL, errno, "read %s", what), NULL;
-        }
-        if (n == 0)
-            break;
-        if (buf_append(&b, chunk, (size_t)n) < 0) {
-            buf_free(&b);
-            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %d bytes", what,
-                             OCI_SPEC_FILE_MAX),
-                   NULL;
-        }
-    }
-    return buf_take_str(&b, len);
+    return read_fd_capped(fd, what, OCI_SPEC_FILE_MAX, len, err);
 }
 
 bool oci_spec_no_openat2;
@@ -391,7 +365,7 @@ static int read_in_root(int rootfd, const char *rel, char **text, struct error *
     }
     _cleanup_free_ char *what = xasprintf("/%s in the image", rel);
     size_t len = 0;
-    *text = read_fd_capped(fd, what, &len, err);
+    *text = read_spec_fd(fd, what, &len, err);
     return *text ? 0 : -1;
 }
 
@@ -1812,7 +1786,7 @@ static json_t *load_localhost_profile(const char *ref, const char *root, struct 
         return error_set(err, GRPC_INVALID_ARGUMENT, errno, "seccomp profile %s", ref), NULL;
     size_t len = 0;
     _cleanup_free_ char *what = xasprintf("seccomp profile %s", ref);
-    _cleanup_free_ char *text = read_fd_capped(fd, what, &len, err);
+    _cleanup_free_ char *text = read_spec_fd(fd, what, &len, err);
     if (!text)
         return NULL;
     json_error_t jerr;

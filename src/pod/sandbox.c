@@ -77,12 +77,6 @@
 #define DNS_MAX_LEN 1024
 #define HOSTNAME_MAX 64
 
-static inline void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 struct sb {
     struct sandbox pub;      /* first: callers get &sb->pub */
     char *record_path;       /* <root_dir>/sandboxes/<id>.json */

@@ -35,12 +35,6 @@
 static char tmp[64];
 static bool have_dev; /* device nodes could be made (root) */
 
-static void json_decref_p(json_t **j)
-{
-    json_decref(*j);
-}
-#define _cleanup_json_ __attribute__((cleanup(json_decref_p)))
-
 static char *tpath(const char *rel)
 {
     return xasprintf("%s/%s", tmp, rel);
