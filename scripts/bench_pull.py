@@ -365,6 +365,11 @@ class Target:
 class Tinycrid(Target):
     name = "tinycrid"
 
+    def state_dir(self):
+        # Short (tinycrid refuses a state dir over 25 characters: container sockets
+        # live under it), so outside self.dir: /tmp/tcp.XXXXXX/s<run>.
+        return os.path.join(self.bench.work, "s" + self.dir.rsplit("-", 1)[1])
+
     def start(self):
         self.sock = os.path.join(self.dir, "sock", "tinycri.sock")
         self.root = os.path.join(self.dir, "root")
@@ -374,7 +379,7 @@ class Tinycrid(Target):
         cp.optionxform = str
         cp.read_dict({
             "server": {"socket": self.sock, "root_dir": self.root,
-                       "state_dir": os.path.join(self.dir, "state"), "log_level": "warn"},
+                       "state_dir": self.state_dir(), "log_level": "warn"},
             "cni": {"conf_dir": cni},
             "image": {"max_concurrent_downloads": str(DOWNLOADS)},
             "registry." + self.bench.host: {"insecure": "true"},
