@@ -312,10 +312,15 @@ def daemon_config(images, extra=None):
 
 
 @pytest.fixture
-def ctrs(daemon, api, pod_network, pushed_images):
+def ctrs(request, daemon, api, pod_network, pushed_images):
     """A started daemon (runc default), the pod network and the busybox image pulled.
-    At the end: every container and pod removed, nothing left on disk or running."""
+    At the end: every container and pod removed, nothing left on disk or running.
+    Parametrized indirectly with {"state_subdir": name}: the daemon's state dir is
+    <tmp>/state/<name> instead."""
     d = daemon(start=False)
+    sub = getattr(request, "param", {}).get("state_subdir")
+    if sub:
+        d.state = os.path.join(d.state, sub)
     c = Ctrs(d, api, pushed_images)
     d.write_cni("10-test.conflist", conflist(c.ipam_dir))
     d.write_config(daemon_config(pushed_images))
@@ -627,6 +632,53 @@ def test_reopen_container_log(ctrs):
         ctrs.rt.ReopenContainerLog(ctrs.pb.ReopenContainerLogRequest(container_id=cid),
                                    timeout=10)
     assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("ctrs", [{"state_subdir": "x" * 60}], indirect=True)
+def test_long_state_dir(ctrs):
+    """Container sockets under a state dir too long for a socket address
+    (<state_dir>/ctr/<64-hex id>/console.sock > 107 bytes) are reached through
+    /proc/<pid>/fd: tty and non-tty containers run and ReopenContainerLog works."""
+    assert len(os.path.join(ctrs.d.state, "ctr", "0" * 64, "console.sock")) > 107
+    handlers = ["runc"]
+    if not ensure_hugetlb_v1():
+        handlers.append("crun")
+    for handler in handlers:
+        pod_name = "long" + handler
+        pod = ctrs.run_pod(pod_name, handler=handler)
+        cfg = ctrs.config("tty", command=["sh", "-c", "tty; while true; do sleep 1; done"])
+        cfg.tty = True
+        cfg.stdin = True
+        tty_id = ctrs.rt.CreateContainer(
+            ctrs.pb.CreateContainerRequest(pod_sandbox_id=pod, config=cfg,
+                                           sandbox_config=ctrs.pods[pod]),
+            timeout=CALL_TIMEOUT).container_id
+        ctrs.start(tty_id)
+        plain = ctrs.run(pod, "plain", command=["sh", "-c",
+                                                "i=0; while true; do echo tick$i; "
+                                                "i=$((i+1)); sleep 0.1; done"])
+        assert ctrs.info(tty_id)["runtime"] == handler
+        assert ctrs.state(tty_id) == ctrs.pb.CONTAINER_RUNNING
+        assert ctrs.state(plain) == ctrs.pb.CONTAINER_RUNNING
+        tty_log = ctrs.log_path(pod_name, "tty")
+        wait_until(lambda: os.path.exists(tty_log) and any(
+            "/dev/" in r[3] for r in read_records(tty_log)), 10, what="the tty's output")
+        assert ctrs.out(tty_id, "echo", "hi") == "hi\n"
+        for cid, name in ((plain, "plain"), (tty_id, "tty")):
+            path = ctrs.log_path(pod_name, name)
+            wait_until(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 10,
+                       what="the first log lines")
+            os.rename(path, path + ".1")
+            ctrs.rt.ReopenContainerLog(ctrs.pb.ReopenContainerLogRequest(container_id=cid),
+                                       timeout=10)
+            assert os.path.exists(path)
+        path = ctrs.log_path(pod_name, "plain")
+        wait_until(lambda: os.path.getsize(path) > 0, 10, what="lines in the reopened log")
+        assert int(read_records(path)[0][3][4:]) > int(read_records(path + ".1")[-1][3][4:])
+        for cid in (tty_id, plain):
+            ctrs.stop(cid)
+            assert ctrs.state(cid) == ctrs.pb.CONTAINER_EXITED
+            ctrs.remove(cid)
 
 
 # --------------------------------------------------------------------------

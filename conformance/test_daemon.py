@@ -195,19 +195,6 @@ def test_restart_after_clean_stop(daemon):
 # One instance per root
 # --------------------------------------------------------------------------
 
-def test_too_long_state_dir_is_refused_at_startup(daemon):
-    """Container sockets live under the state dir: a path that cannot hold them is
-    refused when the daemon starts, not at every CreateContainer."""
-    d = daemon(start=False)
-    long_state = os.path.join(d.state, "x" * 40)
-    d.start(wait=False, args=["--socket", d.socket, "--root", d.root, "--state-dir", long_state])
-    rc = d.wait_exit(10)
-    err = d.stderr_text()
-    assert rc == 1, "exit status %d, stderr:\n%s" % (rc, err)
-    assert "state_dir %s is too long" % long_state in err, err
-    assert not os.path.lexists(d.socket)
-
-
 def test_second_instance_on_same_root_refuses(daemon):
     first = daemon()
     second = daemon(start=False, config={"server": {"root_dir": first.root}})

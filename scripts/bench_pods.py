@@ -442,9 +442,9 @@ class Tinycrid(Runtime):
     def start(self):
         self.sock = os.path.join(self.dir, "sock", "tinycri.sock")
         self.root = os.path.join(self.dir, "root")
-        # The keeper puts sockets in <state_dir>/ctr/<64-hex id>/: with sun_path's 108
-        # bytes, state_dir may have at most 25 characters (tinycrid accepts a longer
-        # one at start-up, and then every CreateContainer fails).
+        # The keeper puts sockets in <state_dir>/ctr/<64-hex id>/; a short state dir
+        # keeps their plain paths within sun_path's 108 bytes (longer ones go through
+        # /proc/<pid>/fd), so both runtimes are measured on the common path.
         self.state = os.path.join(self.bench.work, "ts")
         if len(self.state) > STATE_DIR_MAX:
             raise BenchError("tinycrid's state dir %s is longer than %d characters"

@@ -366,8 +366,7 @@ class Tinycrid(Target):
     name = "tinycrid"
 
     def state_dir(self):
-        # Short (tinycrid refuses a state dir over 25 characters: container sockets
-        # live under it), so outside self.dir: /tmp/tcp.XXXXXX/s<run>.
+        # Short, outside self.dir: /tmp/tcp.XXXXXX/s<run>.
         return os.path.join(self.bench.work, "s" + self.dir.rsplit("-", 1)[1])
 
     def start(self):

@@ -13,10 +13,17 @@
  *                  [--stdin-once] [--cgroup-path PATH]
  *
  * bundle, runtime-root, state-dir and log-path must be absolute (the keeper
- * chdirs to /, so it never pins a directory). runtime is a path or a name
- * looked up in PATH. state-dir must exist (the daemon creates it, 0700) and be
- * short enough for "<state-dir>/console.sock" to fit a socket address (107
- * bytes). cgroup-path is the container's cgroupfs path (linux.cgroupsPath), used
+ * chdirs to /). runtime is a path or a name looked up in PATH. state-dir must
+ * exist (the daemon creates it, 0700); its length is limited only by PATH_MAX
+ * (its file names must fit). The keeper holds an O_PATH fd on state-dir for its
+ * whole life: a socket path under a long state-dir does not fit a socket
+ * address (107 bytes), so such sockets are bound as
+ * /proc/self/fd/<dirfd>/<name>, and the runtime is given
+ * /proc/<keeper pid>/fd/<dirfd>/console.sock (the runtime runs as root and
+ * can resolve the keeper's fd link); paths that fit are used as they are.
+ * A client of ctl.sock must do the same for a long state-dir (tinycrid
+ * connects through /proc/self/fd/<its own O_PATH fd on state-dir>).
+ * cgroup-path is the container's cgroupfs path (linux.cgroupsPath), used
  * only for OOM detection; systemd "slice:prefix:name" paths are not supported.
  *
  * Start-up:
@@ -40,10 +47,10 @@
  *   Whatever arrives on them before `create` exits is the runtime's own output
  *   (the init cannot run user code before `start`): it is captured for the
  *   error report, not logged.
- * - With --tty, also passes --console-socket <state-dir>/console.sock and
- *   receives the pty master over SCM_RIGHTS; the runtime's stdout/stderr go to
- *   a capture pipe. The pty master is read as the container's stdout (tty
- *   output has no stderr) and is the container's stdin.
+ * - With --tty, also passes --console-socket <state-dir>/console.sock (or its
+ *   /proc/<keeper pid>/fd/<dirfd> form, see above) and receives the pty master over SCM_RIGHTS; the
+ * runtime's stdout/stderr go to a capture pipe. The pty master is read as the container's stdout
+ * (tty output has no stderr) and is the container's stdin.
  * - Reports on fd 3 one line: "created pid=<init pid>\n" on success, or
  *   "error <message>\n" (one line, the runtime's output capped to its last
  *   2 KiB) on failure, and then exits 1 without touching the container: the
@@ -140,8 +147,9 @@
 #define MAX_CLIENTS 4
 #define CLIENT_LINE_MAX 128
 #define DRAIN_TIMEOUT_MS 2000
-/* Every state file name fits; checked against --state-dir at start-up. */
-#define STATE_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+/* Every state file path fits; checked against --state-dir at start-up. Socket
+ * addresses are shorter: see sock_addr(). */
+#define STATE_PATH_MAX PATH_MAX
 #define MSG_MAX 3072
 
 enum keeper_state {
@@ -175,6 +183,7 @@ struct keeper {
     struct opts o;
     int status_fd;    /* pipe to the daemon, -1 once reported */
     int sig_fd;       /* signalfd for SIGCHLD */
+    int dir_fd;       /* O_PATH fd on state-dir: short socket addresses */
     int ctl_fd;       /* listening control socket */
     int console_fd;   /* listening console socket (tty), -1 once the master arrived */
     int console_conn; /* accepted runtime connection on it */
@@ -259,6 +268,23 @@ static char *state_path(char *out, const char *name)
 {
     snprintf(out, STATE_PATH_MAX, "%s/%s", k.o.state_dir, name);
     return out;
+}
+
+/*
+ * The address of the socket <state-dir>/<name> as seen by process pid ("self"
+ * for the keeper): the path itself when it fits sun_path, else
+ * /proc/<pid>/fd/<dirfd>/<name>, resolved like any path. -1 if even that is too long.
+ */
+static int sock_addr(char out[sizeof(((struct sockaddr_un *)0)->sun_path)], const char *pid,
+                     const char *name)
+{
+    size_t size = sizeof(((struct sockaddr_un *)0)->sun_path);
+    if ((size_t)snprintf(out, size, "%s/%s", k.o.state_dir, name) < size)
+        return 0;
+    if ((size_t)snprintf(out, size, "/proc/%s/fd/%d/%s", pid, k.dir_fd, name) < size)
+        return 0;
+    errno = ENAMETOOLONG;
+    return -1;
 }
 
 /*
@@ -424,9 +450,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         fprintf(stderr, "tinycri-keeper: invalid container id\n");
         usage();
     }
-    /* The longest state file name is "console.sock" (and ".keeper.json.tmp"). */
-    if (strlen(o->state_dir) + sizeof("/console.sock") > STATE_PATH_MAX) {
-        fprintf(stderr, "tinycri-keeper: --state-dir is too long for a socket path\n");
+    /* The longest state file name is ".keeper.json.tmp" (".exit.json.tmp" and
+     * "console.sock" are shorter); sockets are bound through dir_fd if need be. */
+    if (strlen(o->state_dir) + sizeof("/.keeper.json.tmp") > STATE_PATH_MAX) {
+        fprintf(stderr, "tinycri-keeper: --state-dir is too long\n");
         usage();
     }
 }
@@ -475,10 +502,13 @@ static void setup_process(void)
     saved_umask = umask(027);
 }
 
-static int listen_unix(const char *path)
+/* Listen on <state-dir>/<name>; its path goes to path (STATE_PATH_MAX bytes). */
+static int listen_unix(char *path, const char *name)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    state_path(path, name);
+    if (sock_addr(addr.sun_path, "self", name) < 0)
+        return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return -1;
@@ -523,6 +553,7 @@ static void start_create(void)
 {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     char pid_path[STATE_PATH_MAX], console_path[STATE_PATH_MAX];
+    char console_arg[sizeof(((struct sockaddr_un *)0)->sun_path)];
     state_path(pid_path, "pid");
     unlink(pid_path);
 
@@ -540,9 +571,14 @@ static void start_create(void)
         /* The runtime's stdout and stderr share one capture pipe. */
         err[0] = -1;
         err[1] = out[1];
-        k.console_fd = listen_unix(state_path(console_path, "console.sock"));
+        k.console_fd = listen_unix(console_path, "console.sock");
         if (k.console_fd < 0)
             fail("listen on %s: %s", console_path, strerror(errno));
+        /* The runtime is another process: "self" would be itself. */
+        char pid[24];
+        snprintf(pid, sizeof(pid), "%d", (int)getpid());
+        if (sock_addr(console_arg, pid, "console.sock") < 0)
+            fail("console socket %s: %s", console_path, strerror(errno));
     } else if (pipe2(err, O_CLOEXEC) < 0) {
         fail("pipe: %s", strerror(errno));
     }
@@ -559,7 +595,7 @@ static void start_create(void)
     argv[n++] = pid_path;
     if (k.o.tty) {
         argv[n++] = (char *)"--console-socket";
-        argv[n++] = console_path;
+        argv[n++] = console_arg;
     }
     argv[n++] = (char *)k.o.id;
     argv[n] = NULL;
@@ -1176,7 +1212,7 @@ static int pod_init_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    k.status_fd = k.sig_fd = k.ctl_fd = k.console_fd = k.console_conn = -1;
+    k.status_fd = k.sig_fd = k.dir_fd = k.ctl_fd = k.console_fd = k.console_conn = -1;
     k.out_fd = k.err_fd = k.in_fd = k.rt_fd = -1;
     k.oom_before = -1;
     for (int i = 0; i < MAX_CLIENTS; i++)
@@ -1190,8 +1226,11 @@ int main(int argc, char **argv)
 
     if (ctr_log_open(&log_writer, k.o.log_path, k.o.tty, NULL) < 0)
         fail("open log %s: %s", k.o.log_path, strerror(errno));
+    k.dir_fd = open(k.o.state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (k.dir_fd < 0)
+        fail("open %s: %s", k.o.state_dir, strerror(errno));
     char path[STATE_PATH_MAX];
-    k.ctl_fd = listen_unix(state_path(path, "ctl.sock"));
+    k.ctl_fd = listen_unix(path, "ctl.sock");
     if (k.ctl_fd < 0)
         fail("listen on %s: %s", path, strerror(errno));
 

@@ -52,6 +52,8 @@ extern char **environ;
 #define KEEPER_EXIT_GRACE_MS 5000
 #define REOPEN_TIMEOUT_MS 5000
 #define EXIT_CODE_UNKNOWN 255
+/* A sane cap; container sockets do not depend on it (see container_reopen_log). */
+#define STATE_DIR_MAX 512
 #define EXIT_CODE_START_ERROR 128
 #define MOUNT_DATA_MAX 4000 /* one page, less a margin */
 
@@ -1990,10 +1992,18 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
     if (c->state != CONTAINER_RUNNING || c->keeper_pidfd < 0)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
                          c->id, container_state_name(c->state));
+    /* A long state dir does not fit sun_path: connect through an O_PATH fd on it
+     * (the path is resolved at connect time; the fd can go right after). */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    _cleanup_close_ int dir_fd = -1;
     if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", c->state_dir) >=
-        sizeof(sa.sun_path))
-        return error_set(err, GRPC_INTERNAL, 0, "control socket path too long");
+        sizeof(sa.sun_path)) {
+        dir_fd = open(c->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+            return error_set(err, errno == ENOENT ? GRPC_FAILED_PRECONDITION : GRPC_INTERNAL, errno,
+                             "container %s: open %s", c->id, c->state_dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", dir_fd);
+    }
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return error_set(err, GRPC_INTERNAL, errno, "socket");
@@ -2355,16 +2365,13 @@ int container_init(const struct config *cfg, struct store *store, struct error *
     ctrs.store = store;
     ctrs.records_dir = path_in(cfg->root_dir, "containers");
     ctrs.states_dir = path_in(cfg->state_dir, "ctr");
-    /* The keeper's sockets live in <state_dir>/ctr/<64-hex id>/console.sock, and a unix
-     * socket path has 108 bytes: say so at start-up rather than at every CreateContainer. */
-    size_t longest = strlen(ctrs.states_dir) + 1 + 64 + sizeof("/console.sock");
-    if (longest > sizeof(((struct sockaddr_un *)0)->sun_path))
+    /* The keeper's sockets under <state_dir>/ctr/<64-hex id> are reached through
+     * /proc/self/fd when the path does not fit sun_path; only keep the state file
+     * paths (and the runtime's) far from PATH_MAX. */
+    if (strlen(cfg->state_dir) > STATE_DIR_MAX)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "state_dir %s is too long: container sockets under it would exceed the "
-                         "%zu-byte unix socket path limit (use at most %zu characters)",
-                         cfg->state_dir, sizeof(((struct sockaddr_un *)0)->sun_path),
-                         strlen(cfg->state_dir) + sizeof(((struct sockaddr_un *)0)->sun_path) -
-                             longest);
+                         "state_dir %s is too long (at most %d characters)", cfg->state_dir,
+                         STATE_DIR_MAX);
     if (strpbrk(cfg->root_dir, ",:") || strpbrk(store_root(store), ",:"))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "root_dir %s: overlay mounts cannot use a path with ',' or ':'",
