@@ -148,8 +148,15 @@ static int curl_load(struct error **err)
         return error_set(err, GRPC_INTERNAL, 0, "%s: curl_global_init failed", lib.curl_soname);
     }
     lib.curl = so;
-    if (!in_child()) /* a child's stderr lines are relayed as warnings */
+    if (!in_child()) { /* a child's stderr lines are relayed as warnings */
         log_debug("loaded lib=%s", lib.curl_soname);
+        /* Without an asynchronous resolver, curl resolves names inside the loop. */
+        const curl_version_info_data *v = xcurl.version_info(CURLVERSION_NOW);
+        if (!v || !(v->features & CURL_VERSION_ASYNCHDNS))
+            log_warn("lib=%s has no asynchronous DNS resolver: registry name lookups will "
+                     "block the daemon while they run",
+                     lib.curl_soname);
+    }
     return 0;
 }
 

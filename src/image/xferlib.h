@@ -62,6 +62,7 @@ struct error;
 #define XFERLIB_CURL_FUNCS(X)                                                                      \
     X(global_init)                                                                                 \
     X(global_cleanup)                                                                              \
+    X(version_info)                                                                                \
     X(easy_init)                                                                                   \
     X(easy_cleanup)                                                                                \
     X(easy_setopt)                                                                                 \
