@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -280,6 +281,27 @@ char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct e
         }
     }
     return buf_take_str(&b, len);
+}
+
+char *libexec_path(const char *name, const char *env_var)
+{
+    const char *env = getenv(env_var);
+    if (env && *env)
+        return xstrdup(env);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            char *path = xasprintf("%s/%s", self, name);
+            if (access(path, X_OK) == 0)
+                return path;
+            free(path);
+        }
+    }
+    return xasprintf("%s/%s", LIBEXECDIR, name);
 }
 
 bool str_has_prefix(const char *s, const char *prefix)

@@ -105,6 +105,12 @@ char *read_file_capped(const char *path, size_t cap, size_t *len, struct error *
 /* Read an open fd to EOF, at most cap bytes (RESOURCE_EXHAUSTED beyond); what names it. */
 char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct error **err);
 
+/*
+ * Where a helper binary of ours is (owned): the path in env_var when set, else
+ * beside the running daemon (a build tree), else in LIBEXECDIR (an install).
+ */
+char *libexec_path(const char *name, const char *env_var);
+
 /* Does the string start/end with the given prefix/suffix? */
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);

@@ -167,20 +167,6 @@ static Runtime__V1__PodSandboxState pb_state(enum sandbox_state s)
 
 /* ---- PodSandboxStatus ---- */
 
-static const char *mode_text(Runtime__V1__NamespaceMode m)
-{
-    switch (m) {
-    case RUNTIME__V1__NAMESPACE_MODE__POD:
-        return "POD";
-    case RUNTIME__V1__NAMESPACE_MODE__CONTAINER:
-        return "CONTAINER";
-    case RUNTIME__V1__NAMESPACE_MODE__NODE:
-        return "NODE";
-    default:
-        return "TARGET";
-    }
-}
-
 static void json_set_opt(json_t *o, const char *key, const char *value)
 {
     json_object_set_new(o, key, value ? json_string(value) : json_null());
@@ -216,8 +202,10 @@ static char *verbose_info(const struct sandbox *sb, const Runtime__V1__Namespace
     json_object_set_new(cfg, "hostname", json_string(c->hostname ? c->hostname : ""));
     json_object_set_new(cfg, "logDirectory", json_string(c->log_directory ? c->log_directory : ""));
     json_object_set_new(cfg, "namespaceOptions",
-                        json_pack("{s:s, s:s, s:s}", "network", mode_text(ns->network), "pid",
-                                  mode_text(ns->pid), "ipc", mode_text(ns->ipc)));
+                        json_pack("{s:s, s:s, s:s}", "network",
+                                  sandbox_namespace_mode_name(ns->network), "pid",
+                                  sandbox_namespace_mode_name(ns->pid), "ipc",
+                                  sandbox_namespace_mode_name(ns->ipc)));
     json_t *ports = json_array();
     for (size_t i = 0; i < c->n_port_mappings; i++) {
         const Runtime__V1__PortMapping *p = c->port_mappings[i];

@@ -292,34 +292,6 @@ static void tarball_clear(struct tarball *tb)
     memset(tb, 0, sizeof(*tb));
 }
 
-static int code_for_errno(int e)
-{
-    switch (e) {
-    case ENOSPC:
-    case EDQUOT:
-        return GRPC_RESOURCE_EXHAUSTED;
-    case EIO:
-    case ENOMEM:
-    case EROFS:
-    case EMFILE:
-    case ENFILE:
-    case EPERM:
-    case EACCES:
-    case EBADF:
-        return GRPC_INTERNAL;
-    default:
-        return GRPC_INVALID_ARGUMENT;
-    }
-}
-
-static int archive_fail(struct error **err, struct archive *a, const char *what)
-{
-    int e = archive_errno(a);
-    const char *msg = archive_error_string(a);
-    _cleanup_free_ char *safe = printable(msg ? msg : "unknown error");
-    return error_set(err, code_for_errno(e), 0, "%s: %s", what, safe);
-}
-
 static void tarball_add(struct tarball *tb, struct tar_file f)
 {
     if (tb->n == tb->alloc) {
@@ -343,7 +315,7 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
         if (n == 0)
             break;
         if (n < 0) {
-            rc = archive_fail(err, ar, "read tarball");
+            rc = unpack_archive_fail(err, ar, "read tarball");
             break;
         }
         *total += n;
@@ -354,7 +326,7 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
         }
         xferlib_hash_update(&md, block, (size_t)n);
         if (archive_write_data(aw, block, (size_t)n) != n) {
-            rc = archive_fail(err, aw, "write staged file");
+            rc = unpack_archive_fail(err, aw, "write staged file");
             break;
         }
     }
@@ -403,11 +375,11 @@ static int extract_entry(struct archive *ar, struct archive *aw, struct archive_
     archive_entry_set_pathname(e, dest);
     archive_entry_set_perm(e, type == AE_IFDIR ? 0700 : 0600);
     if (archive_write_header(aw, e) < ARCHIVE_OK)
-        return archive_fail(err, aw, "extract");
+        return unpack_archive_fail(err, aw, "extract");
     struct tar_file f = {.path = steal_ptr(&path), .is_dir = type == AE_IFDIR, .size = size};
     int rc = type == AE_IFREG ? copy_data(ar, aw, &f, total, err) : 0;
     if (rc == 0 && archive_write_finish_entry(aw) < ARCHIVE_OK)
-        rc = archive_fail(err, aw, "extract");
+        rc = unpack_archive_fail(err, aw, "extract");
     tarball_add(tb, f);
     return rc;
 }
@@ -428,7 +400,7 @@ static int extract(int fd, struct tarball *tb, struct error **err)
     archive_read_support_format_tar(ar);
     archive_write_disk_set_options(aw, EXTRACT_FLAGS);
     if (archive_read_open_fd(ar, fd, READ_BLOCK) != ARCHIVE_OK)
-        return archive_fail(err, ar, "not a tar archive");
+        return unpack_archive_fail(err, ar, "not a tar archive");
     if (mkdir(TREE, 0700) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "mkdir " TREE);
     int64_t total = 0;
@@ -438,7 +410,7 @@ static int extract(int fd, struct tarball *tb, struct error **err)
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN)
-            return archive_fail(err, ar, "read tarball");
+            return unpack_archive_fail(err, ar, "read tarball");
         if (count >= MAX_ENTRIES)
             return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "tarball has more than %d entries",
                              MAX_ENTRIES);
@@ -446,7 +418,7 @@ static int extract(int fd, struct tarball *tb, struct error **err)
             return -1;
     }
     if (archive_write_close(aw) != ARCHIVE_OK)
-        return archive_fail(err, aw, "extract");
+        return unpack_archive_fail(err, aw, "extract");
     if (tb->n == 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "empty tarball");
     qsort(tb->files, tb->n, sizeof(*tb->files), cmp_file);
@@ -827,7 +799,7 @@ static int synth_manifest(struct tarball *tb, const struct tar_file *cf, json_t 
     *path = xasprintf("m%u.json", tb->n_synth++);
     _cleanup_close_ int fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || fd_write_all(fd, text, strlen(text)) < 0)
-        return error_set(err, code_for_errno(errno), errno, "write manifest");
+        return error_set(err, unpack_errno_code(errno), errno, "write manifest");
     return 0;
 }
 

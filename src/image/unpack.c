@@ -102,11 +102,12 @@ static char *printable(const char *s)
  * of what libarchive refuses (errno 0 for its security checks, EINVAL,
  * ENAMETOOLONG, ...) comes from the layer's content.
  */
-static int code_for_errno(int e)
+int unpack_errno_code(int e)
 {
     switch (e) {
     case ENOSPC:
     case EDQUOT:
+        return GRPC_RESOURCE_EXHAUSTED;
     case EIO:
     case ENOMEM:
     case EROFS:
@@ -122,12 +123,12 @@ static int code_for_errno(int e)
     }
 }
 
-static int archive_fail(struct error **err, struct archive *a, const char *what)
+int unpack_archive_fail(struct error **err, struct archive *a, const char *what)
 {
     int e = archive_errno(a);
     const char *msg = archive_error_string(a);
     _cleanup_free_ char *safe = printable(msg ? msg : "unknown error");
-    return error_set(err, code_for_errno(e), e > 0 ? e : 0, "%s: %s", what, safe);
+    return error_set(err, unpack_errno_code(e), e > 0 ? e : 0, "%s: %s", what, safe);
 }
 
 /* Not absolute, not empty, and no ".." component. */
@@ -213,7 +214,7 @@ static int open_dir_nofollow(int base_fd, const char *dir, bool create, struct e
         int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0 && errno == ENOENT && create) {
             if (mkdirat(fd, c, 0755) < 0 && errno != EEXIST)
-                return error_set(err, code_for_errno(errno), errno, "mkdir %s", c);
+                return error_set(err, unpack_errno_code(errno), errno, "mkdir %s", c);
             next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (next < 0 && (errno == ELOOP || errno == ENOTDIR)) {
@@ -222,7 +223,7 @@ static int open_dir_nofollow(int base_fd, const char *dir, bool create, struct e
                              "unsafe path in layer: %s is not a directory", safe);
         }
         if (next < 0)
-            return error_set(err, code_for_errno(errno), errno, "open %s", c);
+            return error_set(err, unpack_errno_code(errno), errno, "open %s", c);
         close(fd);
         fd = next;
     }
@@ -369,7 +370,7 @@ static int decompressor_pull(struct decompressor *d, const void **buf, size_t *s
             break;
         }
         if (r < ARCHIVE_WARN)
-            return archive_fail(&d->err, d->raw, "corrupt layer");
+            return unpack_archive_fail(&d->err, d->raw, "corrupt layer");
         if (offset != d->offset)
             return error_set(&d->err, GRPC_INVALID_ARGUMENT, 0, "corrupt layer: hole in stream");
         if (*size == 0)
@@ -443,7 +444,7 @@ static int tar_fail(struct extractor *x, struct error **err)
             *err = steal_ptr(&x->dec.err);
         return -1;
     }
-    return archive_fail(err, x->tar, "corrupt layer");
+    return unpack_archive_fail(err, x->tar, "corrupt layer");
 }
 
 static int unsafe_path(struct error **err, const char *path)
@@ -530,7 +531,7 @@ static int apply_whiteout(struct extractor *x, const char *path, const char *dir
     }
     if (mknodat(dir_fd, name, S_IFCHR | 0000, makedev(0, 0)) < 0 && errno != EEXIST) {
         _cleanup_free_ char *safe = printable(path);
-        return error_set(err, code_for_errno(errno), errno, "whiteout %s", safe);
+        return error_set(err, unpack_errno_code(errno), errno, "whiteout %s", safe);
     }
     return 0;
 }
@@ -543,7 +544,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     if (r < ARCHIVE_WARN) {
         _cleanup_free_ char *safe = printable(path);
         what = xasprintf("extract %s", safe);
-        return archive_fail(err, x->disk, what);
+        return unpack_archive_fail(err, x->disk, what);
     }
     if (r == ARCHIVE_WARN)
         warn_entry(x, path, x->disk);
@@ -560,7 +561,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
         if (w < ARCHIVE_WARN) {
             _cleanup_free_ char *safe = printable(path);
             what = xasprintf("write %s", safe);
-            return archive_fail(err, x->disk, what);
+            return unpack_archive_fail(err, x->disk, what);
         }
         if (w == ARCHIVE_WARN)
             warn_entry(x, path, x->disk);
@@ -570,7 +571,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     if (r < ARCHIVE_WARN) {
         _cleanup_free_ char *safe = printable(path);
         what = xasprintf("finish %s", safe);
-        return archive_fail(err, x->disk, what);
+        return unpack_archive_fail(err, x->disk, what);
     }
     if (r == ARCHIVE_WARN)
         warn_entry(x, path, x->disk);
@@ -646,10 +647,10 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
     if (archive_read_support_filter_gzip(x->dec.raw) != ARCHIVE_OK ||
         archive_read_support_filter_zstd(x->dec.raw) != ARCHIVE_OK ||
         archive_read_support_format_raw(x->dec.raw) != ARCHIVE_OK)
-        return archive_fail(err, x->dec.raw, "libarchive lacks built-in gzip or zstd");
+        return unpack_archive_fail(err, x->dec.raw, "libarchive lacks built-in gzip or zstd");
     if (archive_read_open_fd(x->dec.raw, blob_fd, READ_BLOCK) != ARCHIVE_OK ||
         archive_read_next_header(x->dec.raw, &e) < ARCHIVE_WARN)
-        return archive_fail(err, x->dec.raw, "corrupt layer");
+        return unpack_archive_fail(err, x->dec.raw, "corrupt layer");
     if (diff_id) {
         enum xferlib_hash_algo algo;
         bool ok = digest_algo(diff_id, &algo); /* unpack_extract_fd() checked it */
@@ -663,7 +664,7 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
     if (!x->tar || !x->disk)
         return error_set(err, GRPC_INTERNAL, ENOMEM, "archive_read_new");
     if (archive_read_support_format_tar(x->tar) != ARCHIVE_OK)
-        return archive_fail(err, x->tar, "libarchive lacks tar");
+        return unpack_archive_fail(err, x->tar, "libarchive lacks tar");
     if (archive_read_open(x->tar, &x->dec, NULL, on_tar_read, NULL) != ARCHIVE_OK)
         return tar_fail(x, err);
     /*
@@ -673,7 +674,7 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
      * so owners are the numeric ids of the tar.
      */
     if (archive_write_disk_set_options(x->disk, EXTRACT_FLAGS) != ARCHIVE_OK)
-        return archive_fail(err, x->disk, "set extract options");
+        return unpack_archive_fail(err, x->disk, "set extract options");
 
     for (;;) {
         int r = archive_read_next_header(x->tar, &e);
@@ -704,7 +705,7 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
     /* Directory modes and times are applied here, after their contents. */
     r = archive_write_close(x->disk);
     if (r < ARCHIVE_WARN)
-        return archive_fail(err, x->disk, "finish layer");
+        return unpack_archive_fail(err, x->disk, "finish layer");
     if (r == ARCHIVE_WARN)
         warn_entry(x, ".", x->disk);
     if (x->warnings > MAX_WARNINGS_LOGGED)

@@ -50,4 +50,15 @@ void unpack_cancel(struct unpack_op *op);
 int unpack_extract_fd(int blob_fd, const char *base, const char *diff_id, uint64_t *size,
                       struct error **err);
 
+struct archive;
+
+/*
+ * How libarchive failures map to gRPC codes, shared with image import: a full
+ * disk is RESOURCE_EXHAUSTED, local I/O trouble INTERNAL, anything else a bad
+ * archive (INVALID_ARGUMENT). unpack_archive_fail() sets *err from the archive's
+ * error (message made printable) and returns -1.
+ */
+int unpack_errno_code(int e);
+int unpack_archive_fail(struct error **err, struct archive *a, const char *what);
+
 #endif

@@ -2247,27 +2247,6 @@ const struct sandbox_container_hooks container_sandbox_hooks = {
 /* start-up and shutdown                                                   */
 /* ---------------------------------------------------------------------- */
 
-static char *find_keeper(void)
-{
-    const char *env = getenv("TINYCRI_KEEPER");
-    if (env && *env)
-        return xstrdup(env);
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = '\0';
-            char *p = xasprintf("%s/tinycri-keeper", self);
-            if (access(p, X_OK) == 0)
-                return p;
-            free(p);
-        }
-    }
-    return xstrdup(LIBEXECDIR "/tinycri-keeper");
-}
-
 /* Is pid a keeper for this container? (/proc/<pid>/cmdline has the binary and --id <id>) */
 static bool is_keeper_of(int pid, const char *id)
 {
@@ -2378,7 +2357,7 @@ int container_init(const struct config *cfg, struct store *store, struct error *
                          cfg->root_dir);
     if (mkdir_p(ctrs.records_dir, 0700, err) < 0 || mkdir_p(ctrs.states_dir, 0700, err) < 0)
         return -1;
-    ctrs.keeper_path = find_keeper();
+    ctrs.keeper_path = libexec_path("tinycri-keeper", "TINYCRI_KEEPER");
     if (access(ctrs.keeper_path, X_OK) < 0)
         log_warn("tinycri-keeper not found at %s: containers cannot be created", ctrs.keeper_path);
     else

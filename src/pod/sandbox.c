@@ -255,7 +255,7 @@ static bool same_metadata(const Runtime__V1__PodSandboxMetadata *a,
 
 /* ---- validation ---- */
 
-static const char *mode_name(Runtime__V1__NamespaceMode m)
+const char *sandbox_namespace_mode_name(Runtime__V1__NamespaceMode m)
 {
     switch (m) {
     case RUNTIME__V1__NAMESPACE_MODE__POD:
@@ -387,14 +387,16 @@ static int validate(const Runtime__V1__PodSandboxConfig *c, const char *handler,
             o->network != RUNTIME__V1__NAMESPACE_MODE__NODE)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "network namespace mode %s is not valid for a sandbox",
-                             mode_name(o->network));
+                             sandbox_namespace_mode_name(o->network));
         if (o->ipc != RUNTIME__V1__NAMESPACE_MODE__POD &&
             o->ipc != RUNTIME__V1__NAMESPACE_MODE__NODE)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "ipc namespace mode %s is not valid for a sandbox", mode_name(o->ipc));
+                             "ipc namespace mode %s is not valid for a sandbox",
+                             sandbox_namespace_mode_name(o->ipc));
         if (o->pid == RUNTIME__V1__NAMESPACE_MODE__TARGET || (int)o->pid < 0 || o->pid > 3)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "pid namespace mode %s is not valid for a sandbox", mode_name(o->pid));
+                             "pid namespace mode %s is not valid for a sandbox",
+                             sandbox_namespace_mode_name(o->pid));
         const Runtime__V1__UserNamespace *u = o->userns_options;
         if (u && u->mode == RUNTIME__V1__NAMESPACE_MODE__POD && (u->n_uids || u->n_gids))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
@@ -1770,28 +1772,6 @@ int sandbox_remove(const char *id_or_prefix, sandbox_done_cb done, void *arg, st
 /* start-up and shutdown                                                   */
 /* ====================================================================== */
 
-static char *find_keeper(void)
-{
-    const char *env = getenv("TINYCRI_KEEPER");
-    if (env && *env)
-        return xstrdup(env);
-    /* A build tree has the keeper beside tinycrid; an install has it in libexecdir. */
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = '\0';
-            char *path = xasprintf("%s/tinycri-keeper", self);
-            if (access(path, X_OK) == 0)
-                return path;
-            free(path);
-        }
-    }
-    return xstrdup(LIBEXECDIR "/tinycri-keeper");
-}
-
 /* Check a loaded sandbox against what survived; persist when that changed it. */
 static void reconcile(struct sb *s)
 {
@@ -1874,7 +1854,7 @@ int sandbox_init(const struct config *cfg, const struct sandbox_container_hooks 
     g.files_dir = xasprintf("%s/sandboxes", cfg->state_dir);
     g.netns_dir = xasprintf("%s/netns", cfg->state_dir);
     g.cni_cache_dir = xasprintf("%s/cni-cache", cfg->state_dir);
-    g.keeper = find_keeper();
+    g.keeper = libexec_path("tinycri-keeper", "TINYCRI_KEEPER");
     if (mkdir_p(g.records_dir, 0700, err) < 0 || mkdir_p(g.files_dir, 0700, err) < 0 ||
         mkdir_p(g.cni_cache_dir, 0700, err) < 0)
         return error_prefix(err, "sandbox directories");

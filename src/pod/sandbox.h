@@ -140,4 +140,7 @@ struct sandbox *sandbox_find(const char *id_or_prefix);
 /* Iterate: returns the i-th sandbox or NULL past the end. */
 struct sandbox *sandbox_at(size_t i);
 
+/* "POD", "CONTAINER", "NODE", "TARGET" ("unknown" for anything else). */
+const char *sandbox_namespace_mode_name(Runtime__V1__NamespaceMode m);
+
 #endif
