@@ -317,6 +317,39 @@ class Sampler(threading.Thread):
         self.sample()  # the state at the reply counts too
 
 
+def containerd_config_head(d):
+    """The part of a private containerd 1.6 config both benchmarks share: its own
+    root, state, sockets and opt dir under d, no debug or metrics listener, and the
+    snapshotters that cannot work here disabled. The CRI plugin section follows."""
+    return """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs",
+]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = "{d}/containerd-ttrpc.sock"
+
+[debug]
+  address = ""
+  level = "warn"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+""".format(d=d)
+
+
 # --------------------------------------------------------------------------
 # The daemons
 # --------------------------------------------------------------------------
@@ -402,33 +435,7 @@ class Containerd(Target):
         host = self.bench.host
         conf = os.path.join(d, "config.toml")
         with open(conf, "w") as f:
-            f.write("""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs",
-]
-
-[grpc]
-  address = "{d}/containerd.sock"
-
-[ttrpc]
-  address = "{d}/containerd-ttrpc.sock"
-
-[debug]
-  address = ""
-  level = "warn"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
+            f.write(containerd_config_head(d) + """[plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
   disable_cgroup = false
   stream_server_address = "127.0.0.1"
