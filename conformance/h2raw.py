@@ -73,12 +73,17 @@ def hpack_literal(name, value):
     return b"\x00" + hpack_string(name) + hpack_string(value)
 
 
-def grpc_headers(path, extra=()):
+def grpc_headers(path, extra=(), authority="localhost"):
     """The header block of a gRPC request; extra: more (name, value) pairs."""
-    return b"".join(hpack_literal(k, v) for k, v in [
-        (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+    return header_block([
+        (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority),
         ("content-type", "application/grpc"), ("te", "trailers"),
     ] + list(extra))
+
+
+def header_block(fields):
+    """A header block of exactly these (name, value) pairs, in this order, unchecked."""
+    return b"".join(hpack_literal(k, v) for k, v in fields)
 
 
 def grpc_message(msg):

@@ -12,7 +12,7 @@ import pytest
 from conftest import MiB, RPC_TIMEOUT, unix_connect, wait_until
 
 from h2raw import (ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM,
-                   SETTINGS, frame, grpc_headers, grpc_message, read_frame)
+                   SETTINGS, Conn, frame, grpc_headers, grpc_message, header_block, read_frame)
 
 
 VERSION = "/runtime.v1.RuntimeService/Version"
@@ -137,6 +137,104 @@ def test_raw_grpc_call_without_library(daemon, api):
         assert got_data, "no response message"
     finally:
         s.close()
+
+
+# --------------------------------------------------------------------------
+# What real clients send (grpc-go: kubelet, crictl; grpc-core; grpc-java)
+# --------------------------------------------------------------------------
+
+PROTOCOL_ERROR = 1
+
+
+def raw_version_call(d, api, fields, stream=1, conn=None):
+    """One Version call with exactly this header block; returns (conn, stream)."""
+    if conn is None:
+        conn = Conn(unix_connect(d.socket))
+        conn.start()
+    body = grpc_message(api.pb2.VersionRequest(version="v1").SerializeToString())
+    conn.send(frame(HEADERS, END_HEADERS, stream, header_block(fields))
+              + frame(DATA, END_STREAM, stream, body))
+    assert conn.wait_stream(stream), "connection closed before stream %d ended" % stream
+    return conn, stream
+
+
+def assert_version_ok(conn, api, stream):
+    assert stream not in conn.resets, "stream reset with error %d" % conn.resets[stream]
+    assert conn.grpc_status(stream) == (0, "")
+    msgs = conn.grpc_messages(stream)
+    assert len(msgs) == 1
+    assert api.pb2.VersionResponse.FromString(msgs[0]).runtime_name == "tinycri"
+
+
+BASE = [(":method", "POST"), (":scheme", "http"), (":path", VERSION)]
+GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
+
+
+@pytest.mark.parametrize("authority", [
+    "/run/tinycri/tinycri.sock",            # grpc-go: the dial target's path
+    "%2Frun%2Ftinycri%2Ftinycri.sock",      # grpc-go, percent-encoded (newer versions)
+    "localhost",                            # grpc-core, grpcio
+    "unix:/tmp/x.sock", "[::1]:0", "",
+    "a" * 2000,                             # long, within the header caps
+])
+def test_any_authority_is_accepted(daemon, api, authority):
+    """grpc-go sends the unix socket path as :authority: nghttp2's HTTP checks refused it,
+    so no kubelet and no crictl could make a call."""
+    d = daemon()
+    conn, st = raw_version_call(d, api, BASE + [(":authority", authority)] + GRPC)
+    assert_version_ok(conn, api, st)
+    conn.sock.close()
+
+
+def test_what_kubelet_sends_is_accepted(daemon, api):
+    """kubelet's header block: socket-path authority, user-agent, grpc-accept-encoding,
+    a grpc-timeout, and metadata; every grpc-timeout unit on one connection."""
+    d = daemon()
+    conn = None
+    for i, timeout in enumerate(["1H", "2M", "120S", "2000m", "2000000u", "99999999n",
+                                 "99999999S"]):
+        fields = BASE + [(":authority", "/var/run/tinycri/tinycri.sock")] + GRPC + [
+            ("user-agent", "grpc-go/1.51.0"),
+            ("grpc-accept-encoding", "gzip"),
+            ("grpc-timeout", timeout),
+            ("x-kubelet-trace", "abc;q=1, \"quoted\""),
+            ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ("bin-metadata-bin", "AAEC"),
+        ]
+        conn, st = raw_version_call(d, api, fields, stream=2 * i + 1, conn=conn)
+        assert_version_ok(conn, api, st)
+    # grpc-go as crictl builds it: a user-agent of another shape, host instead of :authority.
+    fields = BASE + GRPC + [("host", "/run/x.sock"), ("user-agent", "crictl/1.26 grpc-go/1.51")]
+    conn, st = raw_version_call(d, api, fields, stream=99, conn=conn)
+    assert_version_ok(conn, api, st)
+    conn.sock.close()
+
+
+@pytest.mark.parametrize("fields,why", [
+    (BASE[1:] + GRPC, "no :method"),
+    ([BASE[0], BASE[2]] + GRPC, "no :scheme"),
+    (BASE[:2] + GRPC, "no :path"),
+    (BASE + [(":path", VERSION)] + GRPC, "repeated :path"),
+    (BASE + [(":status", "200")] + GRPC, "response pseudo-header in a request"),
+    (BASE[:1] + GRPC + BASE[1:], "pseudo-header after a regular one"),
+    (BASE + [("Content-Type", "application/grpc"), ("te", "trailers")], "upper-case name"),
+    (BASE + GRPC + [("connection", "keep-alive")], "connection-specific header"),
+    (BASE + GRPC + [("transfer-encoding", "chunked")], "connection-specific header"),
+    (BASE + [("content-type", "application/grpc"), ("te", "gzip")], "te other than trailers"),
+    (BASE + GRPC + [("x-bad", "a\r\nb")], "CR LF in a value"),
+    (BASE + GRPC + [("x-bad", "a\0b")], "NUL in a value"),
+])
+def test_malformed_request_is_reset_and_connection_survives(daemon, api, fields, why):
+    """What HTTP/2 calls malformed still is: the stream is reset with PROTOCOL_ERROR, and
+    the next call on the same connection works."""
+    d = daemon()
+    conn, st = raw_version_call(d, api, fields, stream=1)
+    assert conn.resets.get(st) == PROTOCOL_ERROR, "%s: not reset (%r)" % (why, conn.headers)
+    conn, st = raw_version_call(d, api, BASE + [(":authority", "/x.sock")] + GRPC, stream=3,
+                                conn=conn)
+    assert_version_ok(conn, api, st)
+    conn.sock.close()
+    assert_healthy(d)
 
 
 def test_http1_request_is_refused_and_connection_closed(daemon):

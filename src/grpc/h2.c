@@ -65,6 +65,15 @@ enum call_reject {
     REJECT_NONE,
     REJECT_HEADERS_TOO_LARGE,
     REJECT_BAD_TIMEOUT,
+    REJECT_MALFORMED, /* RFC 9113 8.1.1: answered with RST_STREAM(PROTOCOL_ERROR) */
+};
+
+/* Request pseudo-header fields seen so far (bits of h2_call.pseudo). */
+enum pseudo_header {
+    PSEUDO_METHOD = 1 << 0,
+    PSEUDO_SCHEME = 1 << 1,
+    PSEUDO_PATH = 1 << 2,
+    PSEUDO_AUTHORITY = 1 << 3,
 };
 
 enum content_type {
@@ -87,6 +96,9 @@ struct h2_call {
     bool is_post;
     enum content_type content_type;
     enum call_reject reject;
+    const char *malformed; /* why, when reject is REJECT_MALFORMED */
+    unsigned pseudo;       /* enum pseudo_header bits */
+    bool regular_seen;     /* a regular header field came: no pseudo-header may follow */
     size_t header_bytes;
     bool has_timeout;
     int64_t timeout_ns;
@@ -655,10 +667,39 @@ static void on_deadline(void *arg)
     call_end_and_cancel(call, 200, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
+/*
+ * A request HTTP/2 calls malformed: reset its stream with PROTOCOL_ERROR, as
+ * nghttp2's own checks (off, see h2_server_new) and grpc-go's server do. The
+ * connection and its other calls go on.
+ */
+static void call_reset_malformed(struct h2_call *call)
+{
+    void (*cb)(uint64_t, void *);
+    void *cb_arg;
+    log_debug("malformed request conn=%" PRIu64 " stream=%" PRId32 " reason=\"%s\"", call->conn->id,
+              call->stream_id, call->malformed);
+    call_mark_finished(call, &cb, &cb_arg);
+    /* Nothing registers a cancel callback before dispatch. */
+    assert_state(cb == NULL);
+    nghttp2_submit_rst_stream(call->conn->session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_PROTOCOL_ERROR);
+    conn_schedule_flush(call->conn);
+}
+
 static void call_on_headers(struct h2_call *call)
 {
     if (call->state != CALL_RECV)
         return;
+    if (call->reject != REJECT_MALFORMED &&
+        (call->pseudo & (PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH)) !=
+            (PSEUDO_METHOD | PSEUDO_SCHEME | PSEUDO_PATH)) {
+        call->reject = REJECT_MALFORMED;
+        call->malformed = "missing :method, :scheme or :path";
+    }
+    if (call->reject == REJECT_MALFORMED) {
+        call_reset_malformed(call);
+        return;
+    }
     /* A non-gRPC client gets an HTTP status it understands (gRPC HTTP/2 spec). */
     if (call->reject == REJECT_HEADERS_TOO_LARGE) {
         call_end_and_cancel(call, 200, GRPC_RESOURCE_EXHAUSTED, "request header list too large");
@@ -761,6 +802,65 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+static unsigned pseudo_bit(const uint8_t *name, size_t len)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } known[] = {
+        {":method", PSEUDO_METHOD},
+        {":scheme", PSEUDO_SCHEME},
+        {":path", PSEUDO_PATH},
+        {":authority", PSEUDO_AUTHORITY},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+        if (header_is(name, len, known[i].name))
+            return known[i].bit;
+    }
+    return 0;
+}
+
+/*
+ * The HTTP/2 request rules that matter to a gRPC server (RFC 9113 8.2 and
+ * 8.3), checked here because nghttp2's own checks are off: they refuse the
+ * socket path that grpc-go (kubelet, crictl) sends as :authority. Any
+ * :authority and host value is accepted, within the header size caps.
+ * Returns why the field makes the request malformed, or NULL.
+ */
+static const char *header_malformed(struct h2_call *call, const uint8_t *name, size_t namelen,
+                                    const uint8_t *value, size_t valuelen)
+{
+    static const char *const connection_specific[] = {
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+    };
+    if (!nghttp2_check_header_name(name, namelen))
+        return "invalid header field name";
+    if (!nghttp2_check_header_value(value, valuelen))
+        return "invalid header field value";
+    if (name[0] == ':') {
+        unsigned bit = pseudo_bit(name, namelen);
+        if (!bit)
+            return "unknown pseudo-header field";
+        if (call->regular_seen)
+            return "pseudo-header field after a regular one";
+        if (call->pseudo & bit)
+            return "repeated pseudo-header field";
+        if (bit != PSEUDO_AUTHORITY && valuelen == 0)
+            return "empty pseudo-header field";
+        call->pseudo |= bit;
+        return NULL;
+    }
+    call->regular_seen = true;
+    for (size_t i = 0; i < ARRAY_SIZE(connection_specific); i++) {
+        if (header_is(name, namelen, connection_specific[i]))
+            return "connection-specific header field";
+    }
+    if (header_is(name, namelen, "te") &&
+        !(valuelen == 8 && strncasecmp((const char *)value, "trailers", 8) == 0))
+        return "te other than trailers";
+    return NULL;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data)
@@ -778,6 +878,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     if (namelen + valuelen > MAX_HEADER_FIELD ||
         call->header_bytes > c->srv->opts.max_header_list) {
         call->reject = REJECT_HEADERS_TOO_LARGE;
+        return 0;
+    }
+    if (call->reject == REJECT_MALFORMED)
+        return 0;
+    const char *why = header_malformed(call, name, namelen, value, valuelen);
+    if (why) {
+        call->reject = REJECT_MALFORMED;
+        call->malformed = why;
         return 0;
     }
     if (header_is(name, namelen, ":method")) {
@@ -1293,6 +1401,11 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
     nghttp2_session_callbacks_set_on_stream_close_callback(s->callbacks, on_stream_close);
     nghttp2_session_callbacks_set_error_callback2(s->callbacks, on_error);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(s->callbacks, on_invalid_frame);
+    /*
+     * nghttp2's HTTP messaging checks refuse an :authority holding a '/', the
+     * socket path grpc-go sends; header_malformed() applies the rest of them.
+     */
+    nghttp2_option_set_no_http_messaging(s->option, 1);
     /* Closed streams are of no use to us; do not keep them for the priority tree. */
     nghttp2_option_set_no_closed_streams(s->option, 1);
 
