@@ -715,6 +715,86 @@ def test_exec_timeout(ctrs):
                what="the abandoned exec to be killed")
 
 
+# An init that reaps adopted children, as a pod's shared-PID init does: busybox sh waits
+# with waitpid(-1) between loop iterations.
+REAPING_INIT = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+def exec_leftovers(ctrs, cid, marks):
+    """Processes of the container's PID namespace that are zombies or carry one of marks."""
+    ps = ctrs.out(cid, "ps", "-o", "pid,stat,args")
+    bad = []
+    for line in ps.splitlines()[1:]:
+        fields = line.split(None, 2)
+        if len(fields) < 3 or "ps -o" in fields[2]:
+            continue
+        if fields[1].startswith("Z") or any(m in fields[2] for m in marks):
+            bad.append(line.strip())
+    return bad
+
+
+@pytest.mark.parametrize("handler", ["runc", "crun"])
+@pytest.mark.parametrize("pid_mode", ["POD", "CONTAINER"])
+def test_exec_ended_early_leaves_no_process_and_no_zombie(ctrs, handler, pid_mode):
+    """An ExecSync that times out, whose client deadline passes, or whose client cancels:
+    the process and everything it started are killed and reaped, in a pod with a shared PID
+    namespace and without; a zombie left to the host's init would stay in the pod forever."""
+    if handler == "crun":
+        why = ensure_hugetlb_v1()
+        if why:
+            pytest.skip("hugetlb cannot be mounted on cgroup v1 for crun: %s" % why)
+    pb = ctrs.pb
+    pod = ctrs.run_pod("execkill", handler=handler, pid=pid_mode)
+    ns = pb.NamespaceOption(network=pb.POD, ipc=pb.POD,
+                            pid=pb.POD if pid_mode == "POD" else pb.CONTAINER)
+    # A container's own PID namespace has the container as init: it must reap what is
+    # orphaned to it (the tree case), as the pod-init does for a shared namespace.
+    cid = ctrs.run(pod, "x", command=REAPING_INIT, namespace_options=ns)
+
+    def ended(how, *cmd):
+        t0 = time.monotonic()
+        if how == "timeout":
+            with pytest.raises(grpc.RpcError) as ei:
+                ctrs.exec(cid, *cmd, timeout=1, deadline=20)
+            assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, ei.value.details()
+        elif how == "deadline":
+            with pytest.raises(grpc.RpcError) as ei:
+                ctrs.exec(cid, *cmd, deadline=1)
+            assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        else:
+            f = ctrs.rt.ExecSync.future(pb.ExecSyncRequest(container_id=cid, cmd=list(cmd)),
+                                        timeout=20)
+            wait_until(lambda: any(cmd[-1] in p for p in
+                                   ctrs.out(cid, "ps", "-o", "args").splitlines()),
+                       10, what="the exec to start")
+            f.cancel()
+            assert f.cancelled()
+        assert time.monotonic() - t0 < 8
+        marks = [m for m in ("4321", "4322", "4323") if any(m in c for c in cmd)]
+        wait_until(lambda: not exec_leftovers(ctrs, cid, marks), 5,
+                   what=lambda: "the %s exec to leave nothing: %s"
+                   % (how, exec_leftovers(ctrs, cid, marks)))
+
+    for how in ("timeout", "deadline", "cancel"):
+        ended(how, "sleep", "4321")
+        ended(how, "sh", "-c", "sleep 4322 & sleep 4323; echo unreachable")
+    # The container itself is untouched, and exec still works.
+    assert ctrs.state(cid) == pb.CONTAINER_RUNNING
+    assert ctrs.out(cid, "echo", "alive").strip() == "alive"
+
+
+def test_exec_timeout_does_not_wait_for_a_sleeping_main_process(ctrs):
+    """The container's init is a plain sleep that reaps nothing: the timed-out exec'd
+    process is still reaped (by the runtime, which must outlive it)."""
+    pod = ctrs.run_pod("execsleep")
+    cid = ctrs.run(pod, "x", command=SLEEP)
+    with pytest.raises(grpc.RpcError) as ei:
+        ctrs.exec(cid, "sleep", "4321", timeout=1, deadline=20)
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_until(lambda: not exec_leftovers(ctrs, cid, ["4321"]), 5,
+               what=lambda: "nothing left: %s" % exec_leftovers(ctrs, cid, ["4321"]))
+
+
 def test_exec_output_is_capped(ctrs):
     pod = ctrs.run_pod("execcap")
     cid = ctrs.run(pod, "x", command=SLEEP)

@@ -1781,8 +1781,8 @@ static void exec_op_retire(struct exec_op *eo)
     if (eo->next)
         eo->next->prev = eo->prev;
     eo->prev = eo->next = NULL;
+    /* The pid file belongs to the runtime call, which may outlive us (see runtime_op_cancel). */
     unlink(eo->process_path);
-    unlink(eo->pid_path);
     loop_defer_free(exec_op_free, eo);
 }
 

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/proc.h"
 #include "core/util.h"
 #include "pod/runtime.h"
 
@@ -29,8 +30,14 @@
 #define KILL_TIMEOUT_MS 15000
 #define DELETE_TIMEOUT_MS 30000
 #define STATE_TIMEOUT_MS 15000
-/* After the exec deadline, how long the killed runtime gets to exit before SIGKILL. */
+/*
+ * After an exec's deadline or cancel: how long the runtime gets to reap the
+ * killed process and exit before it is SIGKILLed itself, and how often the
+ * process tree is killed again meanwhile (the pid file may come late).
+ */
 #define EXEC_KILL_GRACE_MS 2000
+#define EXEC_KILL_POLL_MS 50
+#define PID_FILE_MAX 64
 #define MOUNTINFO_MAX (1024 * 1024)
 #define MESSAGE_MAX 1024
 
@@ -54,16 +61,31 @@ enum verb {
 
 static const char *const verb_names[] = {"start", "kill", "delete", "state", "exec"};
 
+/*
+ * An exec is ended by killing its process tree, never the runtime first: the
+ * runtime is the exec'd process's parent and must live to reap it, or the
+ * process would be orphaned to the host's init as a zombie visible in the pod.
+ */
+enum exec_phase {
+    EXEC_RUNNING, /* the runtime runs the process; waits for its exit or the deadline */
+    EXEC_KILLING, /* the tree is killed (again every poll); waits for the runtime to exit */
+    EXEC_FORCING, /* the grace ran out: the runtime was SIGKILLed; waits for its exit */
+};
+
 struct runtime_op {
     struct runtime_op *prev, *next;
     enum verb verb;
     char *what; /* "runc start <id>", for messages */
-    char *pid_file;
     struct child *child;
-    struct loop_timer *timer; /* exec: the caller's deadline, then the kill grace */
-    bool timed_out;
-    runtime_done_cb cb;
+    runtime_done_cb cb; /* NULL once cancelled: the op finishes on its own, silently */
     void *arg;
+    /* exec only */
+    enum exec_phase phase;
+    char *pid_file;           /* owned: removed with the op */
+    pid_t exec_pid;           /* the exec'd process, once its pid file was read; 0 before */
+    int exec_pidfd;           /* ...and its pidfd; -1 before */
+    struct loop_timer *timer; /* the caller's deadline, then the kill polls */
+    int64_t kill_deadline_ns; /* when EXEC_KILLING gives up on the runtime */
 };
 
 static struct {
@@ -302,17 +324,91 @@ int runtime_init(const struct config *cfg, struct error **err)
     return 0;
 }
 
-/* Kill the exec'd process named in the pid file (the runtime's child in the container). */
-static void kill_pid_file(const char *path)
+/* Is pid the runtime process or one of its descendants (a few levels up at most)? */
+static bool is_under(pid_t pid, pid_t runtime_pid)
 {
-    _cleanup_error_ struct error *tmp = NULL;
-    _cleanup_free_ char *text = read_file_capped(path, 64, NULL, &tmp);
-    long pid = text ? strtol(text, NULL, 10) : 0;
-    if (pid <= 1)
+    for (int depth = 0; depth < 4 && pid > 1; depth++) {
+        pid = proc_parent(pid);
+        if (pid == runtime_pid)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Open the exec'd process once the runtime has written its pid file. The
+ * pidfd pins it, so later kills can never hit a recycled pid; the process
+ * must sit under the runtime process when it is opened.
+ */
+static void exec_open_process(struct runtime_op *op)
+{
+    if (op->exec_pidfd >= 0 || !op->child)
         return;
-    _cleanup_close_ int fd = pidfd_open((pid_t)pid, 0);
-    if (fd >= 0 && pidfd_send_signal(fd, SIGKILL, NULL, 0) < 0)
-        log_debug("kill exec process pid=%ld errno=%d", pid, errno);
+    _cleanup_error_ struct error *tmp = NULL;
+    _cleanup_free_ char *text = read_file_capped(op->pid_file, PID_FILE_MAX, NULL, &tmp);
+    char *end = NULL;
+    long pid = text ? strtol(text, &end, 10) : 0;
+    if (pid <= 1 || end == text || (*end && *end != '\n'))
+        return;
+    int fd = pidfd_open((pid_t)pid, 0);
+    if (fd < 0)
+        return;
+    if (!is_under((pid_t)pid, child_pid(op->child))) {
+        close(fd);
+        return;
+    }
+    op->exec_pid = (pid_t)pid;
+    op->exec_pidfd = fd;
+}
+
+/* Kill the exec'd process and everything it started (all of it stopped first). */
+static void exec_kill_tree(struct runtime_op *op)
+{
+    exec_open_process(op);
+    if (op->exec_pidfd < 0)
+        return;
+    /* Signal 0: the process has not been reaped, so its pid is still its own. */
+    if (pidfd_send_signal(op->exec_pidfd, 0, NULL, 0) < 0)
+        return;
+    size_t n = proc_kill_tree(op->exec_pid, op->exec_pidfd);
+    if (n)
+        log_debug("exec process tree killed call=\"%s\" processes=%zu", op->what, n);
+}
+
+/* Deadline or cancel: kill the tree and give the runtime the grace to reap it and exit. */
+static void exec_begin_kill(struct runtime_op *op)
+{
+    if (op->phase != EXEC_RUNNING || !op->child)
+        return;
+    op->phase = EXEC_KILLING;
+    op->kill_deadline_ns = now_monotonic_ns() + (int64_t)EXEC_KILL_GRACE_MS * 1000000;
+    exec_kill_tree(op);
+    loop_timer_arm(op->timer, EXEC_KILL_POLL_MS);
+}
+
+static void on_exec_timer(void *arg)
+{
+    struct runtime_op *op = arg;
+    if (!op->child)
+        return;
+    switch (op->phase) {
+    case EXEC_RUNNING: /* the caller's deadline */
+        exec_begin_kill(op);
+        break;
+    case EXEC_KILLING:
+        exec_kill_tree(op);
+        if (now_monotonic_ns() < op->kill_deadline_ns) {
+            loop_timer_arm(op->timer, EXEC_KILL_POLL_MS);
+            break;
+        }
+        log_warn("runtime did not exit after its exec process was killed; killing it call=\"%s\"",
+                 op->what);
+        op->phase = EXEC_FORCING;
+        child_signal(op->child, SIGKILL);
+        break;
+    case EXEC_FORCING:
+        break;
+    }
 }
 
 static void op_free(struct runtime_op *op)
@@ -324,21 +420,37 @@ static void op_free(struct runtime_op *op)
     if (op->next)
         op->next->prev = op->prev;
     loop_timer_free(op->timer);
+    if (op->exec_pidfd >= 0)
+        close(op->exec_pidfd);
+    if (op->pid_file)
+        unlink(op->pid_file);
     free(op->what);
     free(op->pid_file);
     free(op);
+}
+
+/* Kill the op's processes now and free it; cb does not run. */
+static void op_abort(struct runtime_op *op)
+{
+    if (op->verb == VERB_EXEC)
+        exec_kill_tree(op);
+    if (op->child)
+        child_cancel(op->child);
+    op_free(op);
 }
 
 void runtime_op_cancel(struct runtime_op *op)
 {
     if (!op)
         return;
-    /* An exec'd process would outlive its runtime process. */
-    if (op->verb == VERB_EXEC && op->child)
-        kill_pid_file(op->pid_file);
-    if (op->child)
-        child_cancel(op->child);
-    op_free(op);
+    if (op->verb != VERB_EXEC || !op->child) {
+        op_abort(op);
+        return;
+    }
+    /* The exec ends as a timed-out one does, but nobody hears of it. */
+    op->cb = NULL;
+    op->arg = NULL;
+    exec_begin_kill(op);
 }
 
 void runtime_shutdown(void)
@@ -351,9 +463,10 @@ void runtime_shutdown(void)
         void *arg = op->arg;
         struct error *err = NULL;
         error_set(&err, GRPC_UNAVAILABLE, 0, "%s: tinycrid is shutting down", op->what);
-        runtime_op_cancel(op);
+        op_abort(op);
         struct runtime_result res = {.err = err};
-        cb(&res, arg);
+        if (cb)
+            cb(&res, arg);
         error_free(err);
     }
     for (size_t i = 0; i < drv.n; i++) {
@@ -434,9 +547,14 @@ static void on_op_done(const struct child_result *res, void *arg)
     _cleanup_error_ struct error *err = NULL;
     bool ok = res->exited && res->exit_code == 0;
 
+    if (!op->cb) {
+        /* Cancelled: the runtime has reaped what it ran; nobody waits for the result. */
+        op_free(op);
+        return;
+    }
     switch (op->verb) {
     case VERB_EXEC:
-        if (op->timed_out) {
+        if (op->phase != EXEC_RUNNING) {
             r.timed_out = true;
             error_set(&err, GRPC_DEADLINE_EXCEEDED, 0, "%s: timed out", op->what);
         } else if (res->timed_out) {
@@ -512,6 +630,7 @@ static struct runtime_op *op_run(enum verb verb, const char *handler, const char
 
     struct runtime_op *op = xcalloc(1, sizeof(*op));
     op->verb = verb;
+    op->exec_pidfd = -1;
     op->what = xasprintf("%s %s %s", h->rt->name, verb_names[verb], id);
     op->cb = cb;
     op->arg = arg;
@@ -565,22 +684,6 @@ struct runtime_op *runtime_state(const char *handler, const char *id, runtime_do
     return op_run(VERB_STATE, handler, id, tail, ARRAY_SIZE(tail), &o, cb, arg, err);
 }
 
-static void on_exec_deadline(void *arg)
-{
-    struct runtime_op *op = arg;
-    if (!op->child)
-        return;
-    if (!op->timed_out) {
-        op->timed_out = true;
-        kill_pid_file(op->pid_file);
-        /* The runtime exits once its process is gone; give it a moment, then force it. */
-        child_signal(op->child, SIGKILL);
-        loop_timer_arm(op->timer, EXEC_KILL_GRACE_MS);
-        return;
-    }
-    child_signal(op->child, SIGKILL);
-}
-
 struct runtime_op *runtime_exec(const char *handler, const char *id,
                                 const struct runtime_exec_opts *opts, runtime_done_cb cb, void *arg,
                                 struct error **err)
@@ -593,10 +696,9 @@ struct runtime_op *runtime_exec(const char *handler, const char *id,
     if (!op)
         return NULL;
     op->pid_file = xstrdup(opts->pid_file);
-    if (opts->timeout_ms > 0) {
-        op->timer = loop_timer_new(on_exec_deadline, op);
+    op->timer = loop_timer_new(on_exec_timer, op);
+    if (opts->timeout_ms > 0)
         loop_timer_arm(op->timer, opts->timeout_ms);
-    }
     return op;
 }
 

@@ -102,7 +102,12 @@ struct runtime_op *runtime_exec(const char *handler, const char *id,
                                 const struct runtime_exec_opts *opts, runtime_done_cb cb, void *arg,
                                 struct error **err);
 
-/* Forget an operation: its process (for exec, also the exec'd one) is killed; cb never runs. */
+/*
+ * Forget an operation; cb never runs. Its runtime process is killed, except
+ * for exec: there the exec'd process and everything it started are killed and
+ * the runtime lives on (briefly, off the books) to reap them, as after a
+ * deadline, so nothing is left as a zombie.
+ */
 void runtime_op_cancel(struct runtime_op *op);
 
 /*
