@@ -30,7 +30,7 @@ import pytest
 from google.protobuf import json_format
 
 from conftest import REPO, wait_until
-from test_containers import SLEEP, Ctrs, ctrs, daemon_config, pod_network  # noqa: F401
+from test_containers import SLEEP, ctrs, pod_network  # noqa: F401 (fixtures)
 from test_runtime import unbuilt_methods
 
 KiB = 1024
@@ -409,7 +409,6 @@ def test_pod_and_container_rpcs(ctrs, go):
 def test_200_concurrent_calls_on_one_connection(ctrs, go):
     """kubelet's mix of calls, 200 in flight at once on one ClientConn (more than the
     daemon's 128 concurrent streams: grpc-go queues the rest)."""
-    pb = ctrs.pb
     g = go(ctrs.d)
     pod = ctrs.run_pod("conc")
     cid = ctrs.run(pod, "c", command=SLEEP)
