@@ -989,8 +989,12 @@ static int start_mount(struct create_op *op, struct error **err)
     return op->mount ? 0 : -1;
 }
 
-/* The target container's pid namespace for namespace_options.pid == TARGET. */
-static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, struct error **err)
+/*
+ * The target container's pid namespace for namespace_options.pid == TARGET:
+ * a running container of the same pod (as the CRI asks and containerd checks).
+ */
+static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, const char *sandbox_id,
+                           struct error **err)
 {
     const Runtime__V1__LinuxContainerConfig *lc = config->linux;
     const Runtime__V1__NamespaceOption *nso =
@@ -998,6 +1002,12 @@ static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, struct er
     if (!nso || nso->pid != RUNTIME__V1__NAMESPACE_MODE__TARGET)
         return NULL;
     struct container *t = container_find(nso->target_id);
+    if (t && strcmp(t->sandbox_id, sandbox_id) != 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "linux.security_context.namespace_options.target_id: container %s "
+                         "belongs to another pod",
+                         nso->target_id),
+               NULL;
     if (!t || t->state != CONTAINER_RUNNING || t->pid <= 0)
         return error_set(err, GRPC_NOT_FOUND, 0, "target container %s is not running",
                          nso->target_id),
@@ -1013,7 +1023,7 @@ static int write_bundle(struct create_op *op, char **cgroup_path, struct error *
     if (!sb || strcmp(sb->id, c->sandbox_id) != 0)
         return error_set(err, GRPC_NOT_FOUND, 0, "sandbox %s is gone", c->sandbox_id);
     _cleanup_error_ struct error *terr = NULL;
-    _cleanup_free_ char *target = target_pid_ns(c->config, &terr);
+    _cleanup_free_ char *target = target_pid_ns(c->config, sb->id, &terr);
     if (terr)
         return error_set(err, terr->grpc_code, 0, "%s", terr->msg);
     _cleanup_free_ char *rootfs = rootfs_path(c);
@@ -1445,15 +1455,6 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "sandbox %s is not ready", sb->id);
     if (is_being_stopped(sb->id))
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "pod sandbox %s is being stopped",
-                         sb->id);
-    const Runtime__V1__LinuxContainerSecurityContext *sc =
-        config->linux ? config->linux->security_context : NULL;
-    if ((!sc || !sc->namespace_options ||
-         sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__POD) &&
-        !sb->pid_ns_path)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
-                         "the container wants the pod's PID namespace (pid mode POD) but sandbox "
-                         "%s has none",
                          sb->id);
     const char *reason = NULL;
     const char *handler = runtime_handler_name(sb->runtime_handler);

@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "pod/oci_spec.h"
+#include "pod/sandbox.h"
 #include "pod/seccomp_default.h"
 
 #define DEFAULT_PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -702,13 +703,30 @@ struct mount_entry {
     size_t order;
 };
 
+#define NS_NET 0
+#define NS_IPC 1
+#define NS_PID 2
+
+/* Where one of the container's namespaces comes from. */
+enum ns_source {
+    NS_HOST, /* the host's: no linux.namespaces entry */
+    NS_JOIN, /* join path */
+    NS_NEW,  /* a new one of its own */
+};
+
+struct ns_choice {
+    enum ns_source source;
+    const char *path; /* NS_JOIN: borrowed from the input */
+};
+
 struct build {
     const struct oci_spec_input *in;
     const Runtime__V1__ContainerConfig *ctr;
     const Runtime__V1__LinuxContainerSecurityContext *sc; /* NULL: none given */
     const Runtime__V1__LinuxContainerResources *res;      /* NULL: none given */
     const Runtime__V1__NamespaceOption *nso;              /* NULL: all POD */
-    const json_t *img;                                    /* NULL: empty image config */
+    struct ns_choice ns[3]; /* [NS_NET] (and UTS), [NS_IPC], [NS_PID] */
+    const json_t *img;      /* NULL: empty image config */
     bool privileged;
     bool cgroup_v2;
     uint64_t host_caps; /* what "ALL" means */
@@ -733,22 +751,26 @@ static void build_clear(struct build *b)
     json_decref(b->spec);
 }
 
-static Runtime__V1__NamespaceMode ns_mode(const struct build *b, int which)
+/* The mode a NamespaceOption gives one namespace; absent options mean POD (the CRI default). */
+static Runtime__V1__NamespaceMode mode_of(const Runtime__V1__NamespaceOption *o, int which)
 {
-    if (!b->nso)
+    if (!o)
         return RUNTIME__V1__NAMESPACE_MODE__POD;
     switch (which) {
-    case 0:
-        return b->nso->network;
-    case 1:
-        return b->nso->ipc;
+    case NS_NET:
+        return o->network;
+    case NS_IPC:
+        return o->ipc;
     default:
-        return b->nso->pid;
+        return o->pid;
     }
 }
-#define NS_NET 0
-#define NS_IPC 1
-#define NS_PID 2
+
+static const Runtime__V1__NamespaceOption *pod_ns_options(const Runtime__V1__PodSandboxConfig *pod)
+{
+    const Runtime__V1__LinuxPodSandboxConfig *pl = pod->linux;
+    return pl && pl->security_context ? pl->security_context->namespace_options : NULL;
+}
 
 static bool detect_cgroup_v2(enum oci_spec_tristate t)
 {
@@ -1170,8 +1192,8 @@ static int add_sandbox_files(struct build *b, struct error **err)
         if (is_set(files[i].src) && !cri_mounts_path(b, files[i].dst) &&
             add_bind(b, files[i].dst, files[i].src, "rprivate", ro, err) < 0)
             return -1;
-    const char *shm =
-        ns_mode(b, NS_IPC) == RUNTIME__V1__NAMESPACE_MODE__NODE ? "/dev/shm" : b->in->shm_dir;
+    /* The host's IPC namespace goes with the host's /dev/shm. */
+    const char *shm = b->ns[NS_IPC].source == NS_HOST ? "/dev/shm" : b->in->shm_dir;
     if (is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
         add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
         return -1;
@@ -1664,59 +1686,104 @@ static int add_ns(json_t *arr, const char *type, const char *path, struct error 
     return 0;
 }
 
-static int need_path(const char *path, const char *what, struct error **err)
+static const char *const ns_field[] = {
+    [NS_NET] = "network",
+    [NS_IPC] = "ipc",
+    [NS_PID] = "pid",
+};
+
+/*
+ * Resolve the container's namespaces against its pod's, as containerd's CRI
+ * plugin does (WithPodNamespaces): for network (with UTS), IPC and PID, both
+ * POD and NODE mean what the pod has, since the pod's modes are what was
+ * admitted for the pod and bound its containers: a host-network pod gives
+ * the host's network and UTS namespaces, a host-IPC pod the host's IPC
+ * namespace and /dev/shm, a pod with pid POD its shared PID namespace, pid
+ * NODE the host's, pid CONTAINER a new one. A container's pid CONTAINER is a
+ * new PID namespace whatever the pod has, TARGET the target container's.
+ */
+static int resolve_namespaces(struct build *b, struct error **err)
 {
-    if (!is_set(path))
-        return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the container", what);
+    const Runtime__V1__NamespaceMode POD = RUNTIME__V1__NAMESPACE_MODE__POD,
+                                     NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
+                                     CONTAINER = RUNTIME__V1__NAMESPACE_MODE__CONTAINER,
+                                     TARGET = RUNTIME__V1__NAMESPACE_MODE__TARGET;
+    const Runtime__V1__NamespaceOption *pod_nso = pod_ns_options(b->in->pod);
+    const char *const pod_paths[] = {
+        [NS_NET] = b->in->netns_path,
+        [NS_IPC] = b->in->ipc_ns_path,
+        [NS_PID] = b->in->pid_ns_path,
+    };
+    for (int i = NS_NET; i <= NS_PID; i++) {
+        Runtime__V1__NamespaceMode mine = mode_of(b->nso, i), pods = mode_of(pod_nso, i);
+        struct ns_choice *ch = &b->ns[i];
+        if (i == NS_PID && mine == CONTAINER) {
+            ch->source = NS_NEW;
+            continue;
+        }
+        if (i == NS_PID && mine == TARGET) {
+            if (!is_set(b->in->target_pid_ns_path))
+                return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
+                                 b->nso->target_id ? b->nso->target_id : "");
+            *ch = (struct ns_choice){NS_JOIN, b->in->target_pid_ns_path};
+            continue;
+        }
+        if (mine != POD && mine != NODE)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "linux.security_context.namespace_options.%s: mode %s is not "
+                             "supported for a container (%s)",
+                             ns_field[i], sandbox_namespace_mode_name(mine),
+                             i == NS_PID ? "POD, CONTAINER, NODE or TARGET" : "POD or NODE");
+        if (pods == NODE) {
+            ch->source = NS_HOST;
+        } else if (pods == CONTAINER && i == NS_PID) {
+            ch->source = NS_NEW;
+        } else if (pods == POD) {
+            if (!is_set(pod_paths[i]))
+                return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the pod",
+                                 ns_field[i]);
+            *ch = (struct ns_choice){NS_JOIN, pod_paths[i]};
+        } else {
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "the pod's %s namespace mode %s is not valid for a sandbox",
+                             ns_field[i], sandbox_namespace_mode_name(pods));
+        }
+    }
+    const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
+    if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
     return 0;
+}
+
+static int add_ns_choice(json_t *arr, const char *type, const struct ns_choice *ch,
+                         struct error **err)
+{
+    switch (ch->source) {
+    case NS_HOST:
+        return 0;
+    case NS_NEW:
+        return add_ns(arr, type, NULL, err);
+    case NS_JOIN:
+        break;
+    }
+    return add_ns(arr, type, ch->path, err);
 }
 
 static int build_namespaces(struct build *b, struct error **err)
 {
-    const Runtime__V1__NamespaceMode net = ns_mode(b, NS_NET), ipc = ns_mode(b, NS_IPC),
-                                     pid = ns_mode(b, NS_PID);
-    const Runtime__V1__NamespaceMode NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
-                                     POD = RUNTIME__V1__NAMESPACE_MODE__POD;
-    if ((net != NODE && net != POD) || (ipc != NODE && ipc != POD))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "network and IPC namespaces must be POD or NODE");
-    const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
-    if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
-
     json_t *arr = json_array();
     json_object_set_new(b->linux, "namespaces", arr);
-    switch (pid) {
-    case RUNTIME__V1__NAMESPACE_MODE__POD:
-        if (need_path(b->in->pid_ns_path, "pid", err) < 0 ||
-            add_ns(arr, "pid", b->in->pid_ns_path, err) < 0)
-            return -1;
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__CONTAINER:
-        add_ns(arr, "pid", NULL, err);
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__TARGET:
-        if (!is_set(b->in->target_pid_ns_path))
-            return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
-                             b->nso->target_id ? b->nso->target_id : "");
-        if (add_ns(arr, "pid", b->in->target_pid_ns_path, err) < 0)
-            return -1;
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__NODE:
-        break;
-    default:
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown pid namespace mode %d", (int)pid);
+    /* The UTS namespace goes with the network one: a host-network pod has the host's name. */
+    struct ns_choice uts = b->ns[NS_NET];
+    if (uts.source == NS_JOIN) {
+        if (!is_set(b->in->uts_ns_path))
+            return error_set(err, GRPC_INTERNAL, 0, "no UTS namespace path for the pod");
+        uts.path = b->in->uts_ns_path;
     }
-    if (ipc == POD && (need_path(b->in->ipc_ns_path, "IPC", err) < 0 ||
-                       add_ns(arr, "ipc", b->in->ipc_ns_path, err) < 0))
-        return -1;
-    /* Host network means host UTS too (kubelet's rule for hostNetwork pods). */
-    if (net == POD && (need_path(b->in->uts_ns_path, "UTS", err) < 0 ||
-                       add_ns(arr, "uts", b->in->uts_ns_path, err) < 0))
-        return -1;
-    add_ns(arr, "mount", NULL, err);
-    if (net == POD && (need_path(b->in->netns_path, "network", err) < 0 ||
-                       add_ns(arr, "network", b->in->netns_path, err) < 0))
+    if (add_ns_choice(arr, "pid", &b->ns[NS_PID], err) < 0 ||
+        add_ns_choice(arr, "ipc", &b->ns[NS_IPC], err) < 0 ||
+        add_ns_choice(arr, "uts", &uts, err) < 0 || add_ns(arr, "mount", NULL, err) < 0 ||
+        add_ns_choice(arr, "network", &b->ns[NS_NET], err) < 0)
         return -1;
     /* A cgroup namespace hides the host's hierarchy; only meaningful on v2. */
     if (b->cgroup_v2 && !b->privileged)
@@ -2018,7 +2085,7 @@ json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
                              "privileged container in a sandbox that is not privileged"),
                    NULL;
     }
-    if (compute_caps(&b, err) < 0)
+    if (compute_caps(&b, err) < 0 || resolve_namespaces(&b, err) < 0)
         return NULL;
 
     b.spec = json_object();

@@ -17,6 +17,15 @@
  *    path, resources, devices, the pod's sysctls, masked and read-only
  *    paths, seccomp.
  *
+ * Namespaces follow containerd's rule (WithPodNamespaces): for network (with
+ * UTS), IPC and PID, a container's POD and NODE both mean what its pod has,
+ * since the pod's modes are what was admitted and bound its containers. A
+ * host-network pod gives the host's network and UTS namespaces, a host-IPC
+ * pod the host's IPC namespace and /dev/shm, a pod with pid POD its shared
+ * PID namespace, pid NODE the host's, pid CONTAINER a new one. A container's
+ * pid CONTAINER is always a new PID namespace, TARGET the target's. Absent
+ * namespace options mean POD (the CRI default).
+ *
  * As in containerd, "ALL" capabilities and privileged containers get the
  * capabilities the daemon itself holds (its CapEff), since a runtime cannot
  * grant more; privileged containers also get every host device, writable
@@ -87,7 +96,7 @@ struct oci_spec_host {
 /*
  * Everything the builder needs. All pointers are borrowed for the call.
  * Namespace files are the sandbox's pinned namespaces; a NULL one is only
- * allowed where the mode makes it unused (NODE, or pid CONTAINER).
+ * allowed where the pod's mode makes it unused (NODE, or pid CONTAINER).
  * Sandbox files (hostname_file...) that are NULL are simply not mounted.
  */
 struct oci_spec_input {
@@ -121,7 +130,8 @@ struct oci_spec_input {
  * INVALID_ARGUMENT for anything wrong in the request or the image (no
  * command, unknown user or group, bad capability name, missing mount or
  * device host path, bad seccomp profile, privileged container in an
- * unprivileged sandbox, unsupported feature such as user namespaces),
+ * unprivileged sandbox, a container network or IPC mode other than POD or
+ * NODE, unsupported feature such as user namespaces),
  * UNIMPLEMENTED for image mounts and CDI devices, FAILED_PRECONDITION for a
  * propagated mount whose host mount does not propagate, NOT_FOUND when a
  * TARGET pid namespace is not given, RESOURCE_EXHAUSTED for over-large image
