@@ -1975,23 +1975,51 @@ static const char *const default_readonly[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
 };
 
-static int path_list(json_t *linux, const char *key, char *const *cri, size_t n,
-                     const char *const *defaults, struct error **err)
+/*
+ * linux.maskedPaths or readonlyPaths from a CRI list, used as sent (as
+ * containerd and CRI-O do): kubelet sends the runtime's default lists for
+ * procMount Default and empty ones for Unmasked, and proto3 cannot tell an
+ * empty list from an absent one, so an empty list means none.
+ */
+static int path_list(json_t *linux, const char *key, const char *field, char *const *cri, size_t n,
+                     struct error **err)
 {
-    if (n == 0) {
-        json_object_set_new(linux, key, str_array(defaults));
-        return 0;
-    }
     json_t *a = json_array();
     json_object_set_new(linux, key, a);
     for (size_t i = 0; i < n; i++) {
-        if (!is_set(cri[i]) || cri[i][0] != '/')
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s entry \"%s\" is not absolute", key,
-                             cri[i] ? cri[i] : "");
-        if (append_str(a, cri[i], key, err) < 0)
+        if (!is_set(cri[i]) || cri[i][0] != '/' || has_dotdot(cri[i]))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "linux.security_context.%s[%zu]: \"%s\" is not an absolute path "
+                             "without \"..\"",
+                             field, i, cri[i] ? cri[i] : "");
+        if (append_str(a, cri[i], field, err) < 0)
             return -1;
     }
     return 0;
+}
+
+/*
+ * Masked and read-only paths: none for privileged containers; the CRI lists
+ * when a security context is given (kubelet always gives one); the runtime
+ * defaults when the container has no security context at all (linux absent
+ * or linux: {}), which only a hand-written request has: it asked for no
+ * unmasked /proc, so it keeps the defaults.
+ */
+static int build_path_lists(struct build *b, struct error **err)
+{
+    if (b->privileged)
+        return 0;
+    if (!b->sc) {
+        json_object_set_new(b->linux, "maskedPaths", str_array(default_masked));
+        json_object_set_new(b->linux, "readonlyPaths", str_array(default_readonly));
+        return 0;
+    }
+    const Runtime__V1__LinuxContainerSecurityContext *sc = b->sc;
+    if (path_list(b->linux, "maskedPaths", "masked_paths", sc->masked_paths, sc->n_masked_paths,
+                  err) < 0)
+        return -1;
+    return path_list(b->linux, "readonlyPaths", "readonly_paths", sc->readonly_paths,
+                     sc->n_readonly_paths, err);
 }
 
 static int build_linux(struct build *b, struct error **err)
@@ -2021,14 +2049,8 @@ static int build_linux(struct build *b, struct error **err)
                 return -1;
         }
     }
-    if (!b->privileged) {
-        char *const *none = NULL;
-        if (path_list(b->linux, "maskedPaths", b->sc ? b->sc->masked_paths : none,
-                      b->sc ? b->sc->n_masked_paths : 0, default_masked, err) < 0 ||
-            path_list(b->linux, "readonlyPaths", b->sc ? b->sc->readonly_paths : none,
-                      b->sc ? b->sc->n_readonly_paths : 0, default_readonly, err) < 0)
-            return -1;
-    }
+    if (build_path_lists(b, err) < 0)
+        return -1;
     if (b->rootfs_propagation)
         json_object_set_new(b->linux, "rootfsPropagation", json_string(b->rootfs_propagation));
     return 0;

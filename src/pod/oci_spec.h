@@ -26,6 +26,12 @@
  * pid CONTAINER is always a new PID namespace, TARGET the target's. Absent
  * namespace options mean POD (the CRI default).
  *
+ * Masked and read-only paths are the CRI lists as sent, as in containerd and
+ * CRI-O: kubelet sends the defaults for procMount Default and empty lists for
+ * Unmasked (an empty list means none). Only a container without any security
+ * context (linux absent or empty), which kubelet never sends, gets the
+ * defaults unasked. Privileged containers get none.
+ *
  * As in containerd, "ALL" capabilities and privileged containers get the
  * capabilities the daemon itself holds (its CapEff), since a runtime cannot
  * grant more; privileged containers also get every host device, writable
@@ -131,7 +137,8 @@ struct oci_spec_input {
  * command, unknown user or group, bad capability name, missing mount or
  * device host path, bad seccomp profile, privileged container in an
  * unprivileged sandbox, a container network or IPC mode other than POD or
- * NODE, unsupported feature such as user namespaces),
+ * NODE, a masked or read-only path that is not absolute, unsupported feature
+ * such as user namespaces),
  * UNIMPLEMENTED for image mounts and CDI devices, FAILED_PRECONDITION for a
  * propagated mount whose host mount does not propagate, NOT_FOUND when a
  * TARGET pid namespace is not given, RESOURCE_EXHAUSTED for over-large image

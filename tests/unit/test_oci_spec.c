@@ -183,6 +183,24 @@ static const char *fx_path(struct fx *f, const char *rel)
     return f->paths[f->n_paths++];
 }
 
+/* The lists kubelet sends for procMount Default (the runtime's defaults). */
+static char *kubelet_masked[] = {
+    S("/proc/acpi"),
+    S("/proc/asound"),
+    S("/proc/kcore"),
+    S("/proc/keys"),
+    S("/proc/latency_stats"),
+    S("/proc/timer_list"),
+    S("/proc/timer_stats"),
+    S("/proc/sched_debug"),
+    S("/proc/scsi"),
+    S("/sys/firmware"),
+    S("/sys/devices/virtual/powercap"),
+};
+static char *kubelet_readonly[] = {
+    S("/proc/bus"), S("/proc/fs"), S("/proc/irq"), S("/proc/sys"), S("/proc/sysrq-trigger"),
+};
+
 static void fx_init(struct fx *f)
 {
     memset(f, 0, sizeof(*f));
@@ -209,6 +227,10 @@ static void fx_init(struct fx *f)
     f->image.user_specified_image = S("docker.io/library/busybox:latest");
     f->ctr.image = &f->image;
     f->sc.namespace_options = &f->nso;
+    f->sc.masked_paths = kubelet_masked;
+    f->sc.n_masked_paths = ARRAY_SIZE(kubelet_masked);
+    f->sc.readonly_paths = kubelet_readonly;
+    f->sc.n_readonly_paths = ARRAY_SIZE(kubelet_readonly);
     f->lc.security_context = &f->sc;
     f->ctr.linux = &f->lc;
 
@@ -1505,20 +1527,72 @@ static void test_devices_errors(void **state)
     fx_clear(&f);
 }
 
+static void expect_path_lists(struct fx *f, size_t masked, size_t readonly)
+{
+    json_t *spec = build_ok(f);
+    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), masked);
+    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), readonly);
+    json_decref(spec);
+}
+
+/*
+ * Masked and read-only paths are the CRI lists as sent (kubelet: the defaults
+ * for procMount Default, empty lists for Unmasked); only a container without
+ * any security context gets the defaults unasked.
+ */
 static void test_masked_paths_from_cri(void **state)
 {
     struct fx f;
     fx_init(&f);
+    expect_path_lists(&f, 11, 5); /* Default */
     static char *masked[] = {S("/proc/kcore")};
     f.sc.masked_paths = masked;
     f.sc.n_masked_paths = 1;
+    expect_path_lists(&f, 1, 5);
+    /* Unmasked: kubelet sends both lists empty. */
+    f.sc.n_masked_paths = 0;
+    f.sc.n_readonly_paths = 0;
     json_t *spec = build_ok(&f);
-    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), 1);
-    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), 5);
+    assert_true(json_is_array(jget(spec, "linux.maskedPaths")));
+    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), 0);
+    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), 0);
     json_decref(spec);
+    /* No security context at all (linux: {}, or no linux): the defaults. */
+    f.lc.security_context = NULL;
+    expect_path_lists(&f, 11, 5);
+    spec = build_ok(&f);
+    assert_true(array_has_str(jget(spec, "linux.maskedPaths"), "/proc/kcore"));
+    assert_true(array_has_str(jget(spec, "linux.readonlyPaths"), "/proc/sys"));
+    json_decref(spec);
+    f.ctr.linux = NULL;
+    expect_path_lists(&f, 11, 5);
+    f.ctr.linux = &f.lc;
+    f.lc.security_context = &f.sc;
+
     static char *bad[] = {S("proc/kcore")};
     f.sc.masked_paths = bad;
-    expect_fail(&f, GRPC_INVALID_ARGUMENT, "proc/kcore");
+    f.sc.n_masked_paths = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "linux.security_context.masked_paths[0]: \"proc/kcore\"");
+    f.sc.n_masked_paths = 0;
+    static char *bad_ro[] = {S("/proc/sys"), S("/proc/../etc")};
+    f.sc.readonly_paths = bad_ro;
+    f.sc.n_readonly_paths = 2;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "linux.security_context.readonly_paths[1]");
+    static char *empty[] = {S("")};
+    f.sc.readonly_paths = empty;
+    f.sc.n_readonly_paths = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "readonly_paths[0]");
+    /* Privileged: none, whatever was sent. */
+    f.sc.n_readonly_paths = 0;
+    f.sc.masked_paths = kubelet_masked;
+    f.sc.n_masked_paths = ARRAY_SIZE(kubelet_masked);
+    f.sc.privileged = true;
+    f.psc.privileged = true;
+    spec = build_ok(&f);
+    assert_null(jget(spec, "linux.maskedPaths"));
+    assert_null(jget(spec, "linux.readonlyPaths"));
+    json_decref(spec);
     fx_clear(&f);
 }
 
