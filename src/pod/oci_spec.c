@@ -282,9 +282,9 @@ static int walk_dirs(int rootfd, char *const *dirs, size_t n)
  * openat2(RESOLVE_IN_ROOT) done by hand, for kernels before 5.6 (and
  * valgrind): one component at a time with O_NOFOLLOW, symlink targets
  * re-resolved from the root when absolute, ".." never above the root.
- * Returns an fd, or -1 with errno.
+ * Returns an fd opened with flags, or -1 with errno.
  */
-static int open_in_root_portable(int rootfd, const char *rel)
+static int open_in_root_portable(int rootfd, const char *rel, int flags)
 {
     _cleanup_strv_ struct strv todo = {0}; /* next component last */
     _cleanup_strv_ struct strv dirs = {0}; /* directories resolved below root */
@@ -325,7 +325,7 @@ static int open_in_root_portable(int rootfd, const char *rel)
             continue;
         }
         if (todo.n == 0)
-            return openat(cur, comp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+            return openat(cur, comp, flags | O_CLOEXEC | O_NOFOLLOW);
         if (!S_ISDIR(st.st_mode)) {
             errno = ENOTDIR;
             return -1;
@@ -342,6 +342,22 @@ static int open_in_root_portable(int rootfd, const char *rel)
     return -1;
 }
 
+int oci_spec_open_in_root(int rootfd, const char *path, int flags)
+{
+    while (*path == '/')
+        path++;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = -1;
+    if (!oci_spec_no_openat2)
+        fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
+        fd = open_in_root_portable(rootfd, path, flags);
+    return fd;
+}
+
 /*
  * Read <root>/<rel> with every path component resolved inside root. A
  * missing file is not an error: *text stays NULL.
@@ -349,15 +365,7 @@ static int open_in_root_portable(int rootfd, const char *rel)
 static int read_in_root(int rootfd, const char *rel, char **text, struct error **err)
 {
     *text = NULL;
-    struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd = -1;
-    if (!oci_spec_no_openat2)
-        fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
-    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
-        fd = open_in_root_portable(rootfd, rel);
+    int fd = oci_spec_open_in_root(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     _cleanup_close_ int owned = fd;
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
@@ -1144,10 +1152,10 @@ static bool has_mount(const struct build *b, const char *clean_dst)
     return false;
 }
 
-static bool cri_mounts_path(const struct build *b, const char *path)
+static bool ctr_mounts_path(const Runtime__V1__ContainerConfig *ctr, const char *path)
 {
-    for (size_t i = 0; i < b->ctr->n_mounts; i++) {
-        const char *cp = b->ctr->mounts[i]->container_path;
+    for (size_t i = 0; i < ctr->n_mounts; i++) {
+        const char *cp = ctr->mounts[i]->container_path;
         if (!is_set(cp))
             continue;
         _cleanup_free_ char *clean = path_clean(cp);
@@ -1155,6 +1163,11 @@ static bool cri_mounts_path(const struct build *b, const char *path)
             return true;
     }
     return false;
+}
+
+static bool cri_mounts_path(const struct build *b, const char *path)
+{
+    return ctr_mounts_path(b->ctr, path);
 }
 
 static void push_mount(struct build *b, char *clean_dst, json_t *obj)
@@ -1205,18 +1218,41 @@ static int cmp_str(const void *x, const void *y)
     return strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
-static int add_image_volumes(struct build *b, struct error **err)
+/* Where the pod's files go; they win over an image volume at the same path. */
+static bool is_sandbox_file(const char *clean)
 {
-    const json_t *vols = b->img ? json_object_get(b->img, "Volumes") : NULL;
+    static const char *const files[] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+                                        "/dev/shm"};
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+        if (strcmp(clean, files[i]) == 0)
+            return true;
+    return false;
+}
+
+void oci_spec_volumes_clear(struct oci_spec_volumes *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->paths[i]);
+        free(v->names[i]);
+    }
+    free(v->paths);
+    free(v->names);
+    *v = (struct oci_spec_volumes){0};
+}
+
+int oci_spec_image_volumes(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
+                           struct oci_spec_volumes *out, struct error **err)
+{
+    *out = (struct oci_spec_volumes){0};
+    const json_t *img = image_cfg(image_config);
+    const json_t *vols = img ? json_object_get(img, "Volumes") : NULL;
     if (!vols || json_is_null(vols))
         return 0;
     if (!json_is_object(vols))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image config Volumes is not an object");
-    if (!b->in->volumes_dir || json_object_size(vols) == 0)
-        return 0;
     /* Sorted, so the spec does not depend on hash order. */
     size_t n = json_object_size(vols), i = 0;
-    _cleanup_free_ const char **keys = xcalloc(n, sizeof(*keys));
+    _cleanup_free_ const char **keys = xcalloc(n ? n : 1, sizeof(*keys));
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)vols, key, val)
@@ -1224,17 +1260,49 @@ static int add_image_volumes(struct build *b, struct error **err)
         keys[i++] = key;
     }
     qsort(keys, n, sizeof(*keys), cmp_str);
+    struct oci_spec_volumes v = {
+        .paths = xcalloc(n ? n : 1, sizeof(char *)),
+        .names = xcalloc(n ? n : 1, sizeof(char *)),
+    };
     for (i = 0; i < n; i++) {
-        _cleanup_free_ char *name = oci_spec_volume_name(keys[i], err);
-        if (!name)
+        char *name = oci_spec_volume_name(keys[i], err);
+        if (!name) {
+            oci_spec_volumes_clear(&v);
             return error_prefix(err, "image volume");
-        _cleanup_free_ char *clean = path_clean(keys[i]);
-        if (cri_mounts_path(b, clean) || has_mount(b, clean))
+        }
+        char *clean = path_clean(keys[i]);
+        if (ctr_mounts_path(ctr, clean) || is_sandbox_file(clean)) {
+            free(name);
+            free(clean);
             continue;
-        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, name);
+        }
+        v.paths[v.n] = clean;
+        v.names[v.n++] = name;
+    }
+    *out = v;
+    return 0;
+}
+
+static void volumes_clearp(struct oci_spec_volumes *v)
+{
+    oci_spec_volumes_clear(v);
+}
+
+static int add_image_volumes(struct build *b, struct error **err)
+{
+    struct oci_spec_volumes vols __attribute__((cleanup(volumes_clearp))) = {0};
+    if (oci_spec_image_volumes(b->ctr, b->in->image_config, &vols, err) < 0)
+        return -1;
+    if (!b->in->volumes_dir)
+        return 0;
+    for (size_t i = 0; i < vols.n; i++) {
+        if (has_mount(b, vols.paths[i]))
+            continue;
+        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, vols.names[i]);
+        /* Normally made and seeded by pod/volume already. */
         if (mkdir_p(src, 0755, err) < 0)
-            return error_prefix(err, "image volume %s", keys[i]);
-        if (add_bind(b, clean, src, "rprivate", "rw", err) < 0)
+            return error_prefix(err, "image volume %s", vols.paths[i]);
+        if (add_bind(b, vols.paths[i], src, "rprivate", "rw", err) < 0)
             return -1;
     }
     return 0;

@@ -12,7 +12,8 @@
  *    oomScoreAdj;
  *  - root (the mounted rootfs, read-only on request), the default mounts,
  *    the sandbox's /etc/hostname, /etc/hosts, /etc/resolv.conf and /dev/shm,
- *    the CRI mounts and one fresh directory per image-declared volume;
+ *    the CRI mounts and one directory per image-declared volume (seeded with
+ *    the image's content by pod/volume before the spec is built);
  *  - linux: namespaces (joined through the sandbox's pinned files), cgroups
  *    path, resources, devices, the pod's sysctls, masked and read-only
  *    paths, seccomp.
@@ -214,5 +215,33 @@ char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, st
  * the root, a ".." component, or a name longer than 255 bytes.
  */
 char *oci_spec_volume_name(const char *container_path, struct error **err);
+
+/* Image volumes a container gets: parallel arrays of n owned strings. */
+struct oci_spec_volumes {
+    char **paths; /* cleaned absolute container paths, sorted */
+    char **names; /* oci_spec_volume_name() of each */
+    size_t n;
+};
+
+void oci_spec_volumes_clear(struct oci_spec_volumes *v);
+
+/*
+ * The image config's Volumes (image_config as for oci_spec_input) minus those
+ * a CRI mount of ctr covers (the mount wins) and the pod's /etc/hostname,
+ * /etc/hosts, /etc/resolv.conf and /dev/shm, sorted. Fills *out (clear it
+ * with oci_spec_volumes_clear()); INVALID_ARGUMENT for a Volumes member that
+ * is not an object or a path oci_spec_volume_name() refuses.
+ */
+int oci_spec_image_volumes(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
+                           struct oci_spec_volumes *out, struct error **err);
+
+/*
+ * Open <rootfd>/<path> (a leading '/' is ignored) with every component,
+ * symlink targets included, resolved inside rootfd: openat2(RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS), or the same walk by hand where openat2 is missing
+ * (or oci_spec_no_openat2 is set). flags as for openat(); O_CLOEXEC is added.
+ * Returns an fd, or -1 with errno.
+ */
+int oci_spec_open_in_root(int rootfd, const char *path, int flags);
 
 #endif

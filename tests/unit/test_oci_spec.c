@@ -652,6 +652,42 @@ static void test_golden_image_volumes(void **state)
 /* ------------------------------------------------------------------------ */
 /* process.args                                                             */
 
+/* The volume list pod/volume seeds: sorted, cleaned, minus CRI mounts and the pod's files. */
+static void test_image_volume_list(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    set_image_config(&f, json_pack("{s:{s:{s:{}, s:{}, s:{}, s:{}, s:{}}}}", "config", "Volumes",
+                                   "/var/lib/redis/", "/data", "/cache", "/etc/hosts", "/dev/shm"));
+    static Runtime__V1__Mount m = RUNTIME__V1__MOUNT__INIT;
+    m.container_path = S("/cache/");
+    m.host_path = S(fx_path(&f, "host/cache"));
+    static Runtime__V1__Mount *mounts[] = {&m};
+    f.ctr.mounts = mounts;
+    f.ctr.n_mounts = 1;
+    struct oci_spec_volumes v;
+    struct error *err = NULL;
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), 0);
+    assert_int_equal(v.n, 2);
+    assert_string_equal(v.paths[0], "/data");
+    assert_string_equal(v.names[0], "data");
+    assert_string_equal(v.paths[1], "/var/lib/redis");
+    assert_string_equal(v.names[1], "var_lib_redis");
+    oci_spec_volumes_clear(&v);
+    assert_int_equal(v.n, 0);
+    /* No config, no Volumes, null Volumes: none. */
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, NULL, &v, &err), 0);
+    assert_int_equal(v.n, 0);
+    set_image_config(&f, json_pack("{s:{s:n}}", "config", "Volumes"));
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), 0);
+    assert_int_equal(v.n, 0);
+    set_image_config(&f, json_pack("{s:{s:{s:{}}}}", "config", "Volumes", "relative"));
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    error_free(err);
+    fx_clear(&f);
+}
+
 static void test_args_table(void **state)
 {
     static char *c_cmd[] = {S("/bin/echo")};
@@ -1821,6 +1857,7 @@ int main(void)
         cmocka_unit_test(test_golden_privileged),
         cmocka_unit_test(test_golden_full),
         cmocka_unit_test(test_golden_image_volumes),
+        cmocka_unit_test(test_image_volume_list),
         cmocka_unit_test(test_args_table),
         cmocka_unit_test(test_no_command),
         cmocka_unit_test(test_user_resolution),
