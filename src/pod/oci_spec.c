@@ -1819,7 +1819,9 @@ static int resolve_namespaces(struct build *b, struct error **err)
     }
     const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
     if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "linux.security_context.namespace_options.userns_options: user namespaces "
+                         "are not supported");
     return 0;
 }
 
