@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from conftest import channel_options, wait_until
-from test_containers import SLEEP, Ctrs, ctrs, keeper_pids, pod_network  # noqa: F401
+from test_containers import SLEEP, ctrs, keeper_pids, pod_network  # noqa: F401
 
 READY_TIMEOUT = 15.0
 
