@@ -377,7 +377,9 @@ def test_create_start_exec_stop_remove(ctrs):
     assert st.created_at > 0 and st.started_at == 0 and st.finished_at == 0
     assert st.metadata.name == "sleeper"
     assert st.image.image == ctrs.image_ref
-    assert st.image_ref == ctrs.image_id
+    # image_ref: the digested reference (kubelet's imageID), as containerd and CRI-O give
+    assert st.image_ref == "%s/busybox@%s" % (ctrs.images.host, ctrs.images["busybox"].digest)
+    assert st.image_id == ctrs.image_id
     assert dict(st.labels) == {"app": "x"} and dict(st.annotations) == {"note": "y"}
     assert st.log_path == ctrs.log_path("life", "sleeper")
 

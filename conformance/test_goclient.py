@@ -346,7 +346,8 @@ def test_pod_and_container_rpcs(ctrs, go):
     cid = r.msg(pb.CreateContainerResponse).container_id
     st = g.call("ContainerStatus", {"container_id": cid}).msg(pb.ContainerStatusResponse).status
     assert st.state == pb.CONTAINER_CREATED and st.metadata.name == "goctr"
-    assert dict(st.labels) == {"app": "go"} and st.image_ref == ctrs.image_id
+    assert dict(st.labels) == {"app": "go"} and st.image_id == ctrs.image_id
+    assert st.image_ref == "%s/busybox@%s" % (ctrs.images.host, ctrs.images["busybox"].digest)
 
     assert g.call("StartContainer", {"container_id": cid}, timeout=CALL_TIMEOUT).ok() == {}
     st = g.call("ContainerStatus", {"container_id": cid, "verbose": True})

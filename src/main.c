@@ -359,7 +359,7 @@ static int start(struct daemon *d, struct error **err)
     if (image_service_init(&d->is, &d->cfg, err) < 0)
         return -1;
     /* containers: records and live keepers (needs the image store) */
-    container_service_init(&d->cfg);
+    container_service_init(&d->cfg, d->is.store);
     if (container_init(&d->cfg, d->is.store, err) < 0)
         return -1;
     d->router = cri_methods_router_new(&d->rs, &d->is);
