@@ -21,6 +21,7 @@ and the FORWARD guard keeps their traffic on this machine). Pods created
 through crictl are handed to that fixture's cleanup, which then checks that
 no container, keeper or mount is left. Needs root.
 """
+import base64
 import calendar
 import json
 import os
@@ -71,11 +72,12 @@ def table(text):
 
 
 class Crictl:
-    """crictl against one daemon, with a config file of its own."""
+    """crictl against one daemon, with a config file of its own. ctrs (a Ctrs, for
+    the busybox image and the log root) is needed for pods and containers only."""
 
-    def __init__(self, ctrs):
+    def __init__(self, d, ctrs=None):
         self.ctrs = ctrs
-        self.d = ctrs.d
+        self.d = d
         self.binary = crictl_binary()
         self.endpoint = "unix://" + self.d.socket
         self.dir = os.path.join(self.d.tmp, "crictl")
@@ -186,7 +188,7 @@ class Crictl:
 
 @pytest.fixture
 def cr(ctrs):
-    c = Crictl(ctrs)
+    c = Crictl(ctrs.d, ctrs)
     yield c
     if ctrs.d.alive():
         # Hand the pods crictl made to the ctrs fixture's cleanup and checks.
@@ -326,6 +328,27 @@ def test_pull_by_tag_digest_and_default_tag(cr, pushed_images):
     assert_grpc_error(err, "NotFound", "no-such-tag")
 
 
+def test_pull_with_credentials(daemon, basic_registry, pushed_images):
+    """pull --creds USER:PASS and --auth BASE64 against a registry with Basic auth."""
+    img = pushed_images["busybox-docker"]
+    basic_registry.ensure("crictl-auth", "latest", img)
+    d = daemon(config={"registry." + basic_registry.host: {"insecure": "true"}})
+    cr = Crictl(d)
+    ref = basic_registry.ref("crictl-auth")
+    err = cr.fails("pull", ref)
+    assert re.search(r"code = (Unauthenticated|PermissionDenied) desc = ", err), err
+    err = cr.fails("pull", "--creds", basic_registry.username + ":wrong", ref)
+    assert re.search(r"code = (Unauthenticated|PermissionDenied) desc = ", err), err
+    assert cr.out("images", "-q") == ""
+    creds = "%s:%s" % (basic_registry.username, basic_registry.password)
+    assert cr.out("pull", "--creds", creds, ref).strip() == "Image is up to date for %s" % img.id
+    cr.out("rmi", ref)
+    blob = base64.b64encode(creds.encode()).decode()
+    assert cr.out("pull", "--auth", blob, ref).strip() == "Image is up to date for %s" % img.id
+    assert cr.ids("images", "-q") == [img.id]
+    assert basic_registry.password not in d.stderr_text()
+
+
 def test_images_with_two_tags_and_rmi(cr, pushed_images):
     host = pushed_images.host
     img = pushed_images["busybox-docker"]
@@ -436,7 +459,7 @@ linux:
   security_context:
     namespace_options:
       network: 0
-      pid: 0
+      pid: 1
       ipc: 0
 """
 
@@ -467,18 +490,26 @@ def test_runp_json_and_yaml(cr):
     assert st["annotations"] == {"note": "hello"}
     assert st["runtimeHandler"] == "runc"
     assert st["linux"]["namespaces"]["options"]["network"] == "POD"
+    assert st["linux"]["namespaces"]["options"]["pid"] == "CONTAINER"
     assert st["network"]["ip"].startswith("10.90.")
     assert t0 - 5 <= parse_time(st["createdAt"]) <= time.time() + 5
     info = data["info"]
     assert info["config"]["hostname"] == "yamlpod-host"
     assert info["runtimeHandler"] == "runc"
-    assert os.path.exists(info["netNamespace"])
+    # No pause process: a pod with its own PID namespace per container (kubelet's
+    # default) has no pid; its network namespace is entered by path (README).
+    assert info["pid"] == 0
+    assert cr.json("inspectp", a)["info"]["pid"] > 0  # pod-init of a shared PID namespace
+    addrs = subprocess.run(["nsenter", "--net=" + info["netNamespace"], "ip", "-o", "-4", "addr"],
+                           capture_output=True, text=True, check=True).stdout
+    assert " %s/" % st["network"]["ip"] in addrs
     text = cr.out("inspectp", "-o", "table", b)
     assert "Name: yamlpod\n" in text and "IP Addresses: %s\n" % st["network"]["ip"] in text
     assert "\tapp -> web\n" in text
 
     # The pod's files are what the config asked for.
-    cid = cr.out("create", b, cr.ctr_json("probe"), path).strip()
+    own_pid_ns = {"security_context": {"namespace_options": {"pid": 1}}}
+    cid = cr.out("create", b, cr.ctr_json("probe", linux=own_pid_ns), path).strip()
     cr.start(cid)
     assert cr.out("exec", "-s", cid, "hostname").split() == ["yamlpod-host"]
     resolv = cr.out("exec", "-s", cid, "cat", "/etc/resolv.conf")
@@ -489,6 +520,9 @@ def test_runp_json_and_yaml(cr):
     assert_grpc_error(err, "AlreadyExists", "docpod")
     err = cr.fails("runp", "--runtime", "nosuch", cr.pod_json("other"))
     assert_grpc_error(err, "InvalidArgument", '"nosuch"')
+    # metadata as kubelet always sends it: name, namespace and uid
+    err = cr.fails("runp", cr.write("bare.json", {"metadata": {"name": "bare"}}))
+    assert_grpc_error(err, "InvalidArgument", "metadata.namespace is required")
 
 
 def test_pods_filters(cr):
@@ -682,7 +716,7 @@ def test_truncated_ids(cr):
 
 def test_create_errors(cr, pushed_images):
     pod = cr.runp("errs")
-    cr.create(pod, "errs", "dup")
+    cid0 = cr.create(pod, "errs", "dup")
     err = cr.fails("create", pod, cr.ctr_json("dup"), os.path.join(cr.dir, "pod-errs.json"))
     assert_grpc_error(err, "AlreadyExists", "dup")
     err = cr.fails("create", pod, cr.ctr_json("noimg", image=pushed_images.ref("user-uid")),
@@ -692,10 +726,18 @@ def test_create_errors(cr, pushed_images):
     assert_grpc_error(err, "NotFound", "0" * 64)
     err = cr.fails("start", "f" * 64)
     assert_grpc_error(err, "NotFound")
+    cr.start(cid0)
+    err = cr.fails("start", cid0)
+    assert_grpc_error(err, "FailedPrecondition", cid0)
+    # a stopped pod takes no new containers
+    cr.out("stopp", pod)
+    err = cr.fails("create", pod, cr.ctr_json("late"), os.path.join(cr.dir, "pod-errs.json"))
+    assert_grpc_error(err, "FailedPrecondition", pod)
     # --with-pull pulls first
+    pod = cr.runp("errs2")
     cid = cr.out("create", "--with-pull", pod, cr.ctr_json("pulled",
                                                           image=pushed_images.ref("user-uid")),
-                 os.path.join(cr.dir, "pod-errs.json")).strip()
+                 os.path.join(cr.dir, "pod-errs2.json")).strip()
     assert ID64.match(cid)
     assert pushed_images["user-uid"].id in cr.ids("images", "-q")
 
@@ -735,6 +777,17 @@ def test_logs(cr):
     cr.wait_exited(again)
     assert cr.out("logs", again) == "second\n"
     assert cr.out("logs", "-p", again) == lines
+
+    # lines over the keeper's 16 KiB record size come back whole; an unterminated
+    # last line comes back as it was written
+    long = cr.run_ctr(pod, "logs", "long", command=[
+        "sh", "-c", "head -c 40000 /dev/zero | tr '\\0' a; echo; printf 'no newline'"])
+    cr.wait_exited(long)
+    with open(cr.log_path("logs", "long")) as f:
+        tags = [ln.split(" ", 3)[2] for ln in f.read().splitlines()]
+    assert tags.count("P") >= 3 and tags[-1] == "P", tags
+    assert cr.out("logs", long) == "a" * 40000 + "\nno newline"
+    assert cr.out("logs", "--tail", "1", long) == "no newline"
 
     # a pod without a log directory: crictl says so
     nolog = cr.runp("nolog", log_directory="")
