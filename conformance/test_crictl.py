@@ -362,9 +362,21 @@ def test_images_with_two_tags_and_rmi(cr, pushed_images):
     assert st["id"] == img.id
     assert sorted(st["repoTags"]) == ["%s/crictl-tags:1.0" % host,
                                       "%s/crictl-tags:latest" % host]
+    # The same image from a second repository: a container's imageRef is the digested
+    # reference in the repository it named.
+    cr.out("pull", pushed_images.ref("busybox-docker"))
+    st = cr.json("inspecti", img.id)["status"]
+    assert sorted(st["repoDigests"]) == ["%s/busybox-docker@%s" % (host, img.digest),
+                                         "%s/crictl-tags@%s" % (host, img.digest)]
+    pod = cr.runp("tags")
+    for repo in ("crictl-tags", "busybox-docker"):
+        cid = cr.run_ctr(pod, "tags", repo, image="%s/%s:latest" % (host, repo))
+        assert cr.inspect(cid)["status"]["imageRef"] == "%s/%s@%s" % (host, repo, img.digest)
+    cr.out("rmp", "-f", pod)
     # crictl rmi prints every tag of the image it removed
     out = cr.out("rmi", "%s/crictl-tags:1.0" % host)
-    assert sorted(out.splitlines()) == ["Deleted: %s/crictl-tags:1.0" % host,
+    assert sorted(out.splitlines()) == ["Deleted: %s/busybox-docker:latest" % host,
+                                        "Deleted: %s/crictl-tags:1.0" % host,
                                         "Deleted: %s/crictl-tags:latest" % host]
     assert img.id not in cr.ids("images", "-q")
     err = cr.fails("rmi", "%s/crictl-tags:1.0" % host)
@@ -586,7 +598,14 @@ def test_container_lifecycle(cr, pushed_images):
     # ContainerStatus.image_ref is the digested reference (kubelet's pod status imageID)
     assert st["imageRef"] == "%s/busybox@%s" % (pushed_images.host,
                                                 pushed_images["busybox"].digest)
-    assert info["pid"] > 0 and info["runtime"] == "runc" and info["sandboxId"] == pod
+    assert info["pid"] > 0 and info["runtime"] == "runc" and info["sandboxID"] == pod
+    # runtimeSpec (the OCI config), as containerd and CRI-O show it
+    spec = info["runtimeSpec"]
+    assert spec["process"]["args"] == ["sh", "-c", "echo started; exec sleep 3600"]
+    assert "GREETING=hello" in spec["process"]["env"] and spec["process"]["cwd"] == "/tmp"
+    netns = [n for n in spec["linux"]["namespaces"] if n["type"] == "network"]
+    assert netns == [{"type": "network",
+                      "path": cr.json("inspectp", pod)["info"]["netNamespace"]}]
     assert cr.out("inspect", "-o", "go-template", "--template", "{{.info.pid}}",
                   cid).strip() == str(info["pid"])
     text = cr.out("inspect", "-o", "table", cid)
@@ -598,6 +617,9 @@ def test_container_lifecycle(cr, pushed_images):
         ["hello", "/tmp"]
     p = cr.run("exec", "-s", cid, "sh", "-c", "echo out; echo err >&2")
     assert p.stdout == "out\n\nerr\n\n"  # crictl prints stdout, then stderr, each + "\n"
+    # 6 MB in one reply: grpc-go's flow control and the daemon's agree
+    p = cr.run("exec", "-s", cid, "sh", "-c", "head -c 6000000 /dev/zero | tr '\\0' x")
+    assert p.stdout == "x" * 6000000 + "\n\n"
     p = cr.run("exec", "-s", cid, "sh", "-c", "echo out; echo oops >&2; exit 3", check=False)
     assert p.returncode == 1
     assert "command 'sh -c echo out; echo oops >&2; exit 3' exited with 3: oops" in p.stderr
@@ -887,7 +909,7 @@ def test_run_one_shot(cr, pushed_images):
     assert st["state"] == "CONTAINER_RUNNING" and st["metadata"]["name"] == "main"
     pods = cr.json("pods")["items"]
     assert [(p["metadata"]["name"], p["runtimeHandler"]) for p in pods] == [("oneshot", "")]
-    assert cr.inspect(cid)["info"]["sandboxId"] == pods[0]["id"]
+    assert cr.inspect(cid)["info"]["sandboxID"] == pods[0]["id"]
     wait_until(lambda: cr.out("logs", cid) == "ran\n", 10, what="the log line")
 
     # --runtime, and an image that is pulled on the way

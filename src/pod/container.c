@@ -2107,7 +2107,9 @@ char *container_info_json(const struct container *c)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(c->id));
-    json_object_set_new(o, "sandboxId", json_string(c->sandbox_id));
+    /* sandboxID, pid and runtimeSpec: the keys containerd and CRI-O both give (and scripts
+     * read through crictl inspect). */
+    json_object_set_new(o, "sandboxID", json_string(c->sandbox_id));
     json_object_set_new(o, "pid", json_integer(c->pid));
     json_object_set_new(o, "keeperPid", json_integer(c->keeper_pid));
     json_object_set_new(o, "keeperAlive", json_boolean(c->keeper_pidfd >= 0));
@@ -2123,6 +2125,17 @@ char *container_info_json(const struct container *c)
     json_object_set_new(o, "logPath", json_string(c->log_path));
     json_object_set_new(o, "imageId", json_string(c->image_id));
     json_object_set_new(o, "stopSignal", json_integer(c->stop_signal));
+    _cleanup_free_ char *bundle_config = path_in(c->state_dir, "config.json");
+    size_t len = 0;
+    _cleanup_error_ struct error *tmp = NULL;
+    _cleanup_free_ char *spec_text = read_file_capped(bundle_config, BUNDLE_CONFIG_MAX, &len, &tmp);
+    json_t *spec = spec_text ? json_loadb(spec_text, len, 0, NULL) : NULL;
+    if (json_is_object(spec))
+        json_object_set_new(o, "runtimeSpec", spec);
+    else
+        json_decref(spec);
+    if (tmp)
+        log_debug("verbose info without runtimeSpec container=%s: %s", c->id, tmp->msg);
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return text;

@@ -172,7 +172,11 @@ void container_exec_cancel(void *arg);
 /* ReopenContainerLog: FAILED_PRECONDITION unless RUNNING; asks the keeper to reopen. */
 int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err);
 
-/* Verbose ContainerStatus info (owned JSON text). */
+/*
+ * Verbose ContainerStatus info (owned JSON text): ids, pids, runtime, paths, and
+ * "sandboxID", "pid" and "runtimeSpec" (the bundle's config.json, when readable)
+ * as containerd and CRI-O name them.
+ */
 char *container_info_json(const struct container *c);
 
 /* Does a container use this image id or layer chain id? (image GC claims) */
