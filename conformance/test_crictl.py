@@ -27,6 +27,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -826,12 +827,15 @@ def test_logs_follow(cr):
     p = subprocess.Popen([cr.binary, "--config", cr.config, "logs", "-f", cid],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
+    killer = threading.Timer(30, p.kill)  # never hang the suite on a stuck crictl
+    killer.start()
     try:
         first = p.stdout.readline()
         assert first == "first\n"
         assert cr.state(cid) == "CONTAINER_RUNNING"  # it was printed while running
         out, err = p.communicate(timeout=30)
     finally:
+        killer.cancel()
         if p.poll() is None:
             p.kill()
             p.wait()
@@ -848,11 +852,15 @@ def test_logs_follow(cr):
 
 def test_stop_grace_and_exit_reasons(cr):
     pod = cr.runp("stop")
-    stubborn = cr.run_ctr(pod, "stop", "stubborn", command=["sh", "-c", "trap '' TERM; sleep 1000"])
-    polite = cr.run_ctr(pod, "stop", "polite",
-                        command=["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"])
+    # Each shell says when its trap is set; before that, SIGTERM would just kill it.
+    stubborn = cr.run_ctr(pod, "stop", "stubborn", command=[
+        "sh", "-c", "trap '' TERM; touch /ready; sleep 1000"])
+    polite = cr.run_ctr(pod, "stop", "polite", command=[
+        "sh", "-c", "trap 'exit 0' TERM; touch /ready; sleep 1000 & wait"])
     failing = cr.run_ctr(pod, "stop", "failing", command=["sh", "-c", "exit 3"])
-    time.sleep(0.3)  # let the shells install their traps
+    for cid in (stubborn, polite):
+        wait_until(lambda: cr.run("exec", "-s", cid, "test", "-e", "/ready",
+                                  check=False).returncode == 0, 10, what="the trap")
     t0 = time.monotonic()
     cr.out("stop", "-t", "2", stubborn)
     assert 1.5 <= time.monotonic() - t0 < 15
