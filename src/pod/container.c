@@ -1738,13 +1738,12 @@ static void on_kill_timer(void *arg)
         send_kill(c, SIGKILL);
 }
 
-int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
-                   struct error **err)
+/* Stop c; a CREATED container is killed (EXITED) too when kill_created. */
+static int stop_container(struct container *c, int64_t timeout_s, bool kill_created,
+                          container_done_cb cb, void *arg)
 {
-    struct container *c = container_find(id);
-    if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
-    if (c->state == CONTAINER_EXITED) {
+    if (c->state == CONTAINER_EXITED ||
+        (c->state == CONTAINER_CREATED && !c->start_op && !kill_created)) {
         cb(NULL, arg);
         return 0;
     }
@@ -1766,6 +1765,20 @@ int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void
     }
     send_kill(c, sig);
     return 0;
+}
+
+int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
+                   struct error **err)
+{
+    struct container *c = container_find(id);
+    if (!c)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    /*
+     * Nothing runs before a start, so there is nothing to stop: a created
+     * container stays CREATED (and may still be started), as in containerd.
+     * Removal deletes it through the runtime; a pod's stop kills it.
+     */
+    return stop_container(c, timeout_s, false, cb, arg);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2290,11 +2303,12 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     }
     for (size_t i = 0; i < n; i++) {
         g->pending++;
-        struct error *err = NULL;
-        if (container_stop(ids[i], 0, on_group_member_stopped, g, &err) < 0) {
-            on_group_member_stopped(err, g);
-            error_free(err);
-        }
+        /* A stopped pod runs nothing: its created containers are killed as well. */
+        struct container *c = container_find(ids[i]);
+        if (c)
+            stop_container(c, 0, true, on_group_member_stopped, g);
+        else
+            on_group_member_stopped(NULL, g); /* removed by an earlier stop's callback */
         free(ids[i]);
     }
     group_release(g);

@@ -143,7 +143,8 @@ int container_start(const char *id, container_done_cb cb, void *arg, struct erro
 
 /*
  * StopContainer: the stop signal, then SIGKILL after timeout_s (0: SIGKILL at
- * once); cb when EXITED. Done at once for an EXITED container. NOT_FOUND.
+ * once); cb when EXITED. Done at once for an EXITED container, and for a
+ * CREATED one not being started (it stays CREATED). NOT_FOUND.
  */
 int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
                    struct error **err);

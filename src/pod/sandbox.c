@@ -373,6 +373,11 @@ static int validate(const Runtime__V1__PodSandboxConfig *c, const char *handler,
     if (!c)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "config is required");
     const Runtime__V1__PodSandboxMetadata *m = c->metadata;
+    /*
+     * containerd takes a pod without namespace or uid, but then kubelet's and
+     * crictl's CRI client refuse its PodSandboxStatus ("metadata.Name,
+     * metadata.Namespace or metadata.Uid is not in metadata"): refuse it here.
+     */
     if (!m || !*m->name)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "metadata.name is required");
     if (!*m->namespace_)
