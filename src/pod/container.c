@@ -320,6 +320,33 @@ struct container *container_find(const char *id)
 }
 
 /* ---------------------------------------------------------------------- */
+/* events                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static struct {
+    container_event_cb cb;
+    void *arg;
+} listeners[CONTAINER_EVENT_LISTENERS];
+
+void container_add_event_listener(container_event_cb cb, void *arg)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(listeners); i++) {
+        if (!listeners[i].cb) {
+            listeners[i].cb = cb;
+            listeners[i].arg = arg;
+            return;
+        }
+    }
+    assert_state(!"too many container event listeners");
+}
+
+static void emit(const struct container *c, enum container_event ev)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(listeners) && listeners[i].cb; i++)
+        listeners[i].cb(c, ev, listeners[i].arg);
+}
+
+/* ---------------------------------------------------------------------- */
 /* records                                                                 */
 /* ---------------------------------------------------------------------- */
 
@@ -465,8 +492,12 @@ int container_set_state(struct container *c, enum container_state s, struct erro
     log_info("container state container=%s from=%s to=%s", c->id, container_state_name(old),
              container_state_name(s));
     save_or_log(c);
-    if (s == CONTAINER_EXITED)
+    if (s == CONTAINER_RUNNING)
+        emit(c, CONTAINER_EVENT_STARTED);
+    if (s == CONTAINER_EXITED) {
+        emit(c, CONTAINER_EVENT_STOPPED);
         after_exit(c);
+    }
     return 0;
 }
 
@@ -816,6 +847,7 @@ static void container_detach_and_teardown(struct container *c, void (*cb)(void *
     if (persist_remove(rec, &tmp) < 0)
         log_warn("could not remove the record container=%s: %s", c->id, tmp->msg);
     table_del(c);
+    emit(c, CONTAINER_EVENT_DELETED);
     notify_waiters(c, NULL);
     int pidfd = c->keeper_pidfd >= 0 ? dup(c->keeper_pidfd) : -1;
     if (pidfd >= 0)
@@ -1364,6 +1396,7 @@ static int create_finish(struct create_op *op, struct error **err)
              "keeper=%d",
              c->id, c->sandbox_id, c->config->metadata->name, c->image_ref, c->runtime, c->pid,
              c->keeper_pid);
+    emit(c, CONTAINER_EVENT_CREATED);
     if (c->keeper_pidfd < 0)
         keeper_gone(c);
     return 0;
@@ -2152,6 +2185,31 @@ char *container_info_json(const struct container *c)
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return text;
+}
+
+int container_set_resources(const char *id, const Runtime__V1__LinuxContainerResources *r,
+                            struct error **err)
+{
+    struct container *c = container_find(id);
+    if (!c || strcmp(c->id, id) != 0)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    /* A deep copy made the way configs are held: unpacked, freed with the config. */
+    size_t len = protobuf_c_message_get_packed_size(&r->base);
+    _cleanup_free_ uint8_t *packed = xmalloc(len ? len : 1);
+    protobuf_c_message_pack(&r->base, packed);
+    Runtime__V1__LinuxContainerResources *copy =
+        runtime__v1__linux_container_resources__unpack(NULL, len, packed);
+    if (!copy)
+        return error_set(err, GRPC_INTERNAL, 0, "copy the resources of %s", id);
+    Runtime__V1__ContainerConfig *cfg = c->config;
+    if (!cfg->linux) {
+        cfg->linux = xmalloc(sizeof(*cfg->linux));
+        runtime__v1__linux_container_config__init(cfg->linux);
+    }
+    if (cfg->linux->resources)
+        protobuf_c_message_free_unpacked(&cfg->linux->resources->base, NULL);
+    cfg->linux->resources = copy;
+    return container_save(c, err);
 }
 
 static bool uses(const struct container *c, const char *key)

@@ -1666,11 +1666,10 @@ static bool valid_cpuset(const char *s)
     return true;
 }
 
-static int build_resources(struct build *b, struct error **err)
+/* Set the OCI linux.resources keys for r (cpu, memory, hugepageLimits, unified) in res. */
+static int resources_into(json_t *res, const Runtime__V1__LinuxContainerResources *r,
+                          struct error **err)
 {
-    const Runtime__V1__LinuxContainerResources *r = b->res;
-    if (!r)
-        return 0;
     if (r->cpu_shares < 0 || r->cpu_period < 0 || r->memory_limit_in_bytes < 0 ||
         r->memory_swap_limit_in_bytes < -1)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "negative resource limit");
@@ -1692,7 +1691,7 @@ static int build_resources(struct build *b, struct error **err)
         json_object_set_new(cpu, sets[i][0], json_string(sets[i][1]));
     }
     if (json_object_size(cpu))
-        json_object_set_new(b->resources, "cpu", cpu);
+        json_object_set_new(res, "cpu", cpu);
     else
         json_decref(cpu);
 
@@ -1705,13 +1704,13 @@ static int build_resources(struct build *b, struct error **err)
     if (r->memory_swap_limit_in_bytes)
         json_object_set_new(mem, "swap", json_integer(r->memory_swap_limit_in_bytes));
     if (json_object_size(mem))
-        json_object_set_new(b->resources, "memory", mem);
+        json_object_set_new(res, "memory", mem);
     else
         json_decref(mem);
 
     if (r->n_hugepage_limits) {
         json_t *hp = json_array();
-        json_object_set_new(b->resources, "hugepageLimits", hp);
+        json_object_set_new(res, "hugepageLimits", hp);
         for (size_t i = 0; i < r->n_hugepage_limits; i++) {
             const Runtime__V1__HugepageLimit *h = r->hugepage_limits[i];
             if (!is_set(h->page_size) ||
@@ -1726,7 +1725,7 @@ static int build_resources(struct build *b, struct error **err)
     }
     if (r->n_unified) {
         json_t *u = json_object();
-        json_object_set_new(b->resources, "unified", u);
+        json_object_set_new(res, "unified", u);
         for (size_t i = 0; i < r->n_unified; i++) {
             const char *k = r->unified[i]->key, *v = r->unified[i]->value;
             if (!is_set(k) || strchr(k, '/') || k[0] == '.')
@@ -1740,6 +1739,21 @@ static int build_resources(struct build *b, struct error **err)
         }
     }
     return 0;
+}
+
+static int build_resources(struct build *b, struct error **err)
+{
+    return b->res ? resources_into(b->resources, b->res, err) : 0;
+}
+
+json_t *oci_spec_resources(const Runtime__V1__LinuxContainerResources *r, struct error **err)
+{
+    json_t *res = json_object();
+    if (r && resources_into(res, r, err) < 0) {
+        json_decref(res);
+        return NULL;
+    }
+    return res;
 }
 
 /* --- namespaces --- */

@@ -61,6 +61,7 @@
 #include "pod/cni.h"
 #include "pod/nsfs.h"
 #include "pod/sandbox.h"
+#include "pod/stats.h"
 
 #define RECORD_MAX (4 * 1024 * 1024)
 #define HOST_FILE_MAX (64 * 1024)
@@ -1635,6 +1636,8 @@ static void sbop_advance(struct sb_op *op)
     case SBOP_POD_INIT:
         assert_state(s);
         pod_init_kill(s);
+        /* Its network counters hold the namespace: let it go with the pod. */
+        stats_pod_forget(s->pub.id);
         if (s->pub.state == SANDBOX_READY) {
             s->pub.state = SANDBOX_NOTREADY;
             log_info("sandbox stopped sandbox=%s", s->pub.id);
