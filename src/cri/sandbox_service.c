@@ -16,6 +16,7 @@
 #include "api.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/pb_json.h"
 #include "core/util.h"
 #include "cri/container_service.h"
 #include "cri/list_reply.h"
@@ -171,7 +172,7 @@ static void json_set_opt(json_t *o, const char *key, const char *value)
     json_object_set_new(o, key, value ? json_string(value) : json_null());
 }
 
-static char *verbose_info(const struct sandbox *sb, const Runtime__V1__NamespaceOption *ns)
+static char *verbose_info(const struct sandbox *sb)
 {
     const Runtime__V1__PodSandboxConfig *c = sb->config;
     json_t *o = json_object();
@@ -193,32 +194,8 @@ static char *verbose_info(const struct sandbox *sb, const Runtime__V1__Namespace
         json_array_append_new(ips, json_string(sb->ips[i]));
     json_object_set_new(o, "ips", ips);
     json_object_set_new(o, "networkReady", json_boolean(sb->network_ready));
-    json_t *cfg = json_object();
-    json_object_set_new(cfg, "metadata",
-                        json_pack("{s:s, s:s, s:s, s:I}", "name", c->metadata->name, "namespace",
-                                  c->metadata->namespace_, "uid", c->metadata->uid, "attempt",
-                                  (json_int_t)c->metadata->attempt));
-    json_object_set_new(cfg, "hostname", json_string(c->hostname ? c->hostname : ""));
-    json_object_set_new(cfg, "logDirectory", json_string(c->log_directory ? c->log_directory : ""));
-    json_object_set_new(cfg, "namespaceOptions",
-                        json_pack("{s:s, s:s, s:s}", "network",
-                                  sandbox_namespace_mode_name(ns->network), "pid",
-                                  sandbox_namespace_mode_name(ns->pid), "ipc",
-                                  sandbox_namespace_mode_name(ns->ipc)));
-    json_t *ports = json_array();
-    for (size_t i = 0; i < c->n_port_mappings; i++) {
-        const Runtime__V1__PortMapping *p = c->port_mappings[i];
-        json_array_append_new(ports, json_pack("{s:i, s:i, s:i, s:s}", "protocol", (int)p->protocol,
-                                               "containerPort", p->container_port, "hostPort",
-                                               p->host_port, "hostIp", p->host_ip));
-    }
-    json_object_set_new(cfg, "portMappings", ports);
-    json_t *sysctls = json_object();
-    for (size_t i = 0; c->linux && i < c->linux->n_sysctls; i++)
-        json_object_set_new(sysctls, c->linux->sysctls[i]->key,
-                            json_string(c->linux->sysctls[i]->value));
-    json_object_set_new(cfg, "sysctls", sysctls);
-    json_object_set_new(o, "config", cfg);
+    /* The whole config as containerd gives it (Go's JSON of the CRI struct). */
+    json_object_set_new(o, "config", pb_json(&c->base));
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     assert_state(text);
@@ -319,7 +296,7 @@ void sandbox_service_status(struct h2_call *call, const ProtobufCMessage *req, v
         RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
     Runtime__V1__PodSandboxStatusResponse__InfoEntry *entries[1] = {&entry};
     if (r->verbose) {
-        info = verbose_info(sb, &m.nsopt);
+        info = verbose_info(sb);
         entry.key = (char *)"info";
         entry.value = info;
         resp.n_info = 1;

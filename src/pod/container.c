@@ -32,6 +32,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/pb_json.h"
 #include "core/persist.h"
 #include "core/util.h"
 #include "image/store.h"
@@ -2171,6 +2172,17 @@ char *container_info_json(const struct container *c)
     json_object_set_new(o, "logPath", json_string(c->log_path));
     json_object_set_new(o, "imageId", json_string(c->image_id));
     json_object_set_new(o, "stopSignal", json_integer(c->stop_signal));
+    /* The rest of containerd's keys: the CRI config as Go prints it, the runtime's options. */
+    json_object_set_new(o, "config", pb_json(&c->config->base));
+    json_object_set_new(o, "removing", json_false());
+    json_object_set_new(o, "snapshotKey", json_string(c->id));
+    json_object_set_new(o, "snapshotter", json_string("overlayfs"));
+    json_object_set_new(o, "runtimeHandler", json_string(c->runtime));
+    json_object_set_new(o, "runtimeType", json_string(c->runtime));
+    json_object_set_new(o, "runtimeOptions",
+                        json_pack("{s:s, s:s, s:b}", "binary_name", path ? path : "", "root",
+                                  root ? root : "", "systemd_cgroup",
+                                  ctrs.cfg && ctrs.cfg->cgroup_driver == CGROUP_DRIVER_SYSTEMD));
     _cleanup_free_ char *bundle_config = path_in(c->state_dir, "config.json");
     size_t len = 0;
     _cleanup_error_ struct error *tmp = NULL;
