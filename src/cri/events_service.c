@@ -104,12 +104,8 @@ static uint8_t *pack_event(const struct container *c, enum container_event e, si
     return buf;
 }
 
-static void on_container_event(const struct container *c, enum container_event e, void *arg)
+void events_service_deliver(const uint8_t *msg, size_t len)
 {
-    if (!ev.n)
-        return;
-    size_t len = 0;
-    _cleanup_free_ uint8_t *buf = pack_event(c, e, &len);
     ev.sent++;
     for (struct subscriber *s = ev.subs, *next; s; s = next) {
         next = s->next;
@@ -118,6 +114,7 @@ static void on_container_event(const struct container *c, enum container_event e
             sub_remove(s);
             continue;
         }
+        /* One event always fits; past the backlog, a client that stopped reading goes. */
         size_t pending = h2_call_out_pending(call);
         if (pending && pending + len + 5 > EVENTS_BACKLOG_MAX) {
             log_warn("container events subscriber too slow, cut off call=%" PRIu64
@@ -128,11 +125,20 @@ static void on_container_event(const struct container *c, enum container_event e
             continue;
         }
         _cleanup_error_ struct error *err = NULL;
-        if (h2_call_send(call, buf, len, &err) < 0) {
+        if (h2_call_send(call, msg, len, &err) < 0) {
             rpc_fail(call, err);
             sub_remove(s);
         }
     }
+}
+
+static void on_container_event(const struct container *c, enum container_event e, void *arg)
+{
+    if (!ev.n)
+        return;
+    size_t len = 0;
+    _cleanup_free_ uint8_t *buf = pack_event(c, e, &len);
+    events_service_deliver(buf, len);
     log_debug("container event container=%s type=%s subscribers=%zu bytes=%zu", c->id,
               protobuf_c_enum_descriptor_get_value(&runtime__v1__container_event_type__descriptor,
                                                    (int)event_type(e))

@@ -16,6 +16,7 @@
 #define TINYCRI_CRI_EVENTS_SERVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "grpc/router.h"
 
@@ -33,7 +34,14 @@ void events_service_close_all(void);
 
 void events_service_get(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 
-/* Subscribers now (tests, verbose Status). */
+/*
+ * Queue one packed ContainerEventResponse on every subscriber (cutting off
+ * those past the backlog). The container listener calls it for each event;
+ * exposed for tests/unit/test_events.c.
+ */
+void events_service_deliver(const uint8_t *msg, size_t len);
+
+/* Subscribers now (tests). */
 size_t events_service_subscribers(void);
 
 #endif

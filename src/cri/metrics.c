@@ -95,7 +95,6 @@ static const struct metric_desc table[METRIC_N] = {
                          "Number of bytes that are consumed by the container on this filesystem.",
                          GAUGE,
                          {BASE, "device"}},
-    [METRIC_FS_INODES] = {"container_fs_inodes_total", "Number of Inodes", GAUGE, {BASE, "device"}},
     [METRIC_NET_RX_BYTES] = {"container_network_receive_bytes_total",
                              "Cumulative count of bytes received",
                              COUNTER,
@@ -249,7 +248,6 @@ void metrics_add_container(struct metric_set *set, const struct metric_subject *
     if (s->has_fs) {
         const char *dev[] = {who->device ? who->device : "", NULL};
         add(set, METRIC_FS_USAGE, who, s->fs_ts_ns, s->fs_bytes, dev);
-        add(set, METRIC_FS_INODES, who, s->fs_ts_ns, s->fs_inodes, dev);
     }
 }
 
