@@ -230,11 +230,13 @@ struct ctr_msg {
     struct stats_ctr_sample sample;
 };
 
-static void ctr_sample(const struct container *c, struct stats_ctr_sample *s)
+/* detail: the metrics' figures too. */
+static void ctr_sample(const struct container *c, struct stats_ctr_sample *s, bool detail)
 {
     char upper[4096];
     struct stats_ctr_input in;
     ctr_input(c, &in, upper, sizeof(upper));
+    in.detail = detail;
     stats_container_sample(&in, s);
 }
 
@@ -340,7 +342,7 @@ static void container_worker(struct h2_call *call, const ProtobufCMessage *req, 
     }
     struct ctr_msg m;
     memset(&m, 0, sizeof(m));
-    ctr_sample(c, &m.sample);
+    ctr_sample(c, &m.sample, false);
     ctr_msg_fill(&m, c);
     Runtime__V1__ContainerStatsResponse resp = RUNTIME__V1__CONTAINER_STATS_RESPONSE__INIT;
     resp.stats = &m.st;
@@ -388,7 +390,7 @@ static void list_containers_worker(struct h2_call *call, const ProtobufCMessage 
     _cleanup_free_ struct ctr_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
     _cleanup_free_ Runtime__V1__ContainerStats **ptrs = xcalloc(n + 1, sizeof(*ptrs));
     for (size_t i = 0; i < n; i++) {
-        ctr_sample(match[i], &msgs[i].sample);
+        ctr_sample(match[i], &msgs[i].sample, false);
         ctr_msg_fill(&msgs[i], match[i]);
         ptrs[i] = &msgs[i].st;
     }
@@ -472,10 +474,11 @@ struct pod_msg {
     struct stats_pod_sample sample;
 };
 
-static void pod_sample(const struct sandbox *sb, struct stats_pod_sample *s)
+static void pod_sample(const struct sandbox *sb, struct stats_pod_sample *s, bool detail)
 {
     struct stats_pod_input in;
     pod_input(sb, &in);
+    in.detail = detail;
     stats_pod_sample(&in, s);
 }
 
@@ -541,7 +544,7 @@ static void pod_msg_fill(struct pod_msg *m, const struct sandbox *sb,
     bool all_rates = true;
     uint64_t cores = 0;
     for (size_t i = 0; i < n; i++) {
-        ctr_sample(cs[i], &m->ctrs[i].sample);
+        ctr_sample(cs[i], &m->ctrs[i].sample, false);
         ctr_msg_fill(&m->ctrs[i], cs[i]);
         m->ctr_ptrs[i] = &m->ctrs[i].st;
         const struct stats_ctr_sample *s = &m->ctrs[i].sample;
@@ -621,7 +624,7 @@ static void pod_worker(struct h2_call *call, const ProtobufCMessage *req, bool m
     size_t first, n = by_pod_range(&bp, sb->id, &first);
     struct pod_msg m;
     memset(&m, 0, sizeof(m));
-    pod_sample(sb, &m.sample);
+    pod_sample(sb, &m.sample, false);
     pod_msg_fill(&m, sb, bp.items + first, n);
     Runtime__V1__PodSandboxStatsResponse resp = RUNTIME__V1__POD_SANDBOX_STATS_RESPONSE__INIT;
     resp.stats = &m.st;
@@ -682,7 +685,7 @@ static void list_pods_worker(struct h2_call *call, const ProtobufCMessage *req, 
     _cleanup_free_ Runtime__V1__PodSandboxStats **ptrs = xcalloc(n + 1, sizeof(*ptrs));
     for (size_t i = 0; i < n; i++) {
         size_t first, k = by_pod_range(&bp, match[i]->id, &first);
-        pod_sample(match[i], &msgs[i].sample);
+        pod_sample(match[i], &msgs[i].sample, false);
         pod_msg_fill(&msgs[i], match[i], bp.items + first, k);
         ptrs[i] = &msgs[i].st;
     }
@@ -736,7 +739,7 @@ static void pod_metrics_fill(struct pod_metrics_msg *m, const struct sandbox *sb
                                  .namespace_ = md->namespace_,
                                  .pod = md->name,
                                  .device = svc.layers_mount};
-    pod_sample(sb, &m->pod_sample);
+    pod_sample(sb, &m->pod_sample, true);
     metrics_add_pod(&m->pod_set, &pod, &m->pod_sample);
     m->pm.n_metrics = m->pod_set.n;
     m->pm.metrics = m->pod_set.ptrs;
@@ -747,7 +750,7 @@ static void pod_metrics_fill(struct pod_metrics_msg *m, const struct sandbox *sb
     for (size_t i = 0; i < n; i++) {
         const struct container *c = cs[i];
         struct stats_ctr_sample s;
-        ctr_sample(c, &s);
+        ctr_sample(c, &s, true);
         struct metric_subject who = pod;
         who.container = c->config->metadata->name;
         who.id = c->id;

@@ -444,7 +444,7 @@ static bool read_number(const char *dir, const char *name, uint64_t *value)
 }
 
 static int read_cpu(const struct cgroup_layout *l, const struct cgroup_paths *p,
-                    struct cgroup_stats *s)
+                    struct cgroup_stats *s, bool detail)
 {
     char buf[CGROUP_FILE_MAX];
     if (l->v1[CGROUP_CPUACCT]) {
@@ -452,6 +452,8 @@ static int read_cpu(const struct cgroup_layout *l, const struct cgroup_paths *p,
         if (!read_number(dir, "cpuacct.usage", &s->cpu_usage_ns))
             return 0;
         s->have |= CGROUP_HAVE_CPU;
+        if (!detail)
+            return 0;
         if (!read_number(dir, "cpuacct.usage_user", &s->cpu_user_ns) ||
             !read_number(dir, "cpuacct.usage_sys", &s->cpu_system_ns)) {
             /* Older kernels: cpuacct.stat in USER_HZ ticks. */
@@ -498,7 +500,7 @@ static uint64_t sub0(uint64_t a, uint64_t b)
     return a > b ? a - b : 0;
 }
 
-static void read_memory_v1(const char *dir, struct cgroup_stats *s)
+static void read_memory_v1(const char *dir, struct cgroup_stats *s, bool detail)
 {
     char buf[CGROUP_FILE_MAX];
     if (!read_number(dir, "memory.usage_in_bytes", &s->mem_usage) ||
@@ -515,9 +517,11 @@ static void read_memory_v1(const char *dir, struct cgroup_stats *s)
     s->mem_working_set = sub0(s->mem_usage, s->mem_inactive_file);
     if (!read_number(dir, "memory.limit_in_bytes", &s->mem_limit))
         s->mem_limit = CGROUP_UNLIMITED;
-    read_number(dir, "memory.max_usage_in_bytes", &s->mem_max_usage);
-    read_number(dir, "memory.failcnt", &s->mem_failcnt);
-    read_number(dir, "memory.kmem.usage_in_bytes", &s->mem_kernel);
+    if (detail) {
+        read_number(dir, "memory.max_usage_in_bytes", &s->mem_max_usage);
+        read_number(dir, "memory.failcnt", &s->mem_failcnt);
+        read_number(dir, "memory.kmem.usage_in_bytes", &s->mem_kernel);
+    }
     s->have |= CGROUP_HAVE_MEMORY;
     uint64_t memsw, memsw_limit;
     if (read_number(dir, "memory.memsw.usage_in_bytes", &memsw) &&
@@ -530,7 +534,7 @@ static void read_memory_v1(const char *dir, struct cgroup_stats *s)
     }
 }
 
-static void read_memory_v2(const char *dir, struct cgroup_stats *s)
+static void read_memory_v2(const char *dir, struct cgroup_stats *s, bool detail)
 {
     char buf[CGROUP_FILE_MAX];
     if (!read_number(dir, "memory.current", &s->mem_usage) ||
@@ -553,9 +557,11 @@ static void read_memory_v2(const char *dir, struct cgroup_stats *s)
     s->mem_working_set = sub0(s->mem_usage, s->mem_inactive_file);
     if (!read_number(dir, "memory.max", &s->mem_limit))
         s->mem_limit = CGROUP_UNLIMITED;
-    read_number(dir, "memory.peak", &s->mem_max_usage);
-    if (read_small(dir, "memory.events", buf, sizeof(buf)) >= 0)
-        cgroup_parse_keyed(buf, "max", &s->mem_failcnt);
+    if (detail) {
+        read_number(dir, "memory.peak", &s->mem_max_usage);
+        if (read_small(dir, "memory.events", buf, sizeof(buf)) >= 0)
+            cgroup_parse_keyed(buf, "max", &s->mem_failcnt);
+    }
     s->have |= CGROUP_HAVE_MEMORY;
     if (read_number(dir, "memory.swap.current", &s->swap_usage)) {
         if (!read_number(dir, "memory.swap.max", &s->swap_limit))
@@ -564,23 +570,25 @@ static void read_memory_v2(const char *dir, struct cgroup_stats *s)
     }
 }
 
-int cgroup_stats_read(const struct cgroup_layout *l, const struct cgroup_paths *p,
+int cgroup_stats_read(const struct cgroup_layout *l, const struct cgroup_paths *p, bool detail,
                       struct cgroup_stats *s, struct error **err)
 {
     memset(s, 0, sizeof(*s));
     s->mem_limit = s->swap_limit = s->pids_max = CGROUP_UNLIMITED;
-    read_cpu(l, p, s);
+    read_cpu(l, p, s, detail);
     _cleanup_free_ char *mem = cgroup_dir(l, p, CGROUP_MEMORY);
     if (mem && l->v1[CGROUP_MEMORY])
-        read_memory_v1(mem, s);
+        read_memory_v1(mem, s, detail);
     else if (mem)
-        read_memory_v2(mem, s);
+        read_memory_v2(mem, s, detail);
     _cleanup_free_ char *pids = cgroup_dir(l, p, CGROUP_PIDS);
     if (read_number(pids, "pids.current", &s->pids_current)) {
-        if (!read_number(pids, "pids.max", &s->pids_max))
+        if (detail && !read_number(pids, "pids.max", &s->pids_max))
             s->pids_max = CGROUP_UNLIMITED;
         s->have |= CGROUP_HAVE_PIDS;
     }
+    if (detail)
+        s->have |= CGROUP_HAVE_DETAIL;
     if (!(s->have & (CGROUP_HAVE_CPU | CGROUP_HAVE_MEMORY)))
         return error_set(err, GRPC_NOT_FOUND, 0, "no readable cgroup");
     return 0;

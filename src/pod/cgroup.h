@@ -116,6 +116,9 @@ enum {
     CGROUP_HAVE_MEMORY = 1u << 2,   /* mem_* and the page faults */
     CGROUP_HAVE_SWAP = 1u << 3,     /* swap_usage, swap_limit */
     CGROUP_HAVE_PIDS = 1u << 4,     /* pids_current, pids_max */
+    /* The details asked for (cpu_user_ns, cpu_system_ns, the CFS throttling on v1,
+     * mem_max_usage, mem_failcnt, mem_kernel, pids_max) were read. */
+    CGROUP_HAVE_DETAIL = 1u << 5,
 };
 
 #define CGROUP_UNLIMITED UINT64_MAX
@@ -149,12 +152,15 @@ struct cgroup_stats {
 
 /*
  * Read a cgroup's figures. Each file is read with one bounded read (at most
- * CGROUP_FILE_MAX bytes; a longer file is an error). Figures whose files are
- * missing are left out (their bit stays clear); errors: NOT_FOUND when the
- * cgroup's memory and CPU files are all missing (the cgroup is gone).
+ * CGROUP_FILE_MAX bytes; a longer file is an error). Without detail only what
+ * the stats RPCs carry is read (on v1: cpuacct.usage, memory.usage_in_bytes,
+ * memory.stat, memory.limit_in_bytes, memsw usage and limit, pids.current);
+ * detail adds what the metrics have besides. Figures whose files are missing
+ * are left out (their bit stays clear); errors: NOT_FOUND when the cgroup's
+ * memory and CPU files are all missing (the cgroup is gone).
  */
 #define CGROUP_FILE_MAX 8192
-int cgroup_stats_read(const struct cgroup_layout *l, const struct cgroup_paths *p,
+int cgroup_stats_read(const struct cgroup_layout *l, const struct cgroup_paths *p, bool detail,
                       struct cgroup_stats *s, struct error **err);
 
 /* Add b's figures into a (a pod's total from its containers'). */

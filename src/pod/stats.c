@@ -41,6 +41,14 @@
 #define NET_BATCH 200
 #define PROC_CGROUP_MAX (64 * 1024)
 
+/* The last cgroup reading of an entry, served again while fresh. */
+struct sample {
+    bool valid;
+    int64_t mono; /* when it was read */
+    int64_t real;
+    struct cgroup_stats cg;
+};
+
 struct ctr_entry {
     char *id;
     bool have_paths;
@@ -51,6 +59,7 @@ struct ctr_entry {
     uint64_t base_cpu;
     bool has_rate;
     uint64_t nano_cores;
+    struct sample cached;
     char *upper;
     bool fs_known;
     int64_t fs_real;
@@ -76,6 +85,7 @@ struct pod_entry {
     uint64_t base_cpu;
     bool has_rate;
     uint64_t nano_cores;
+    struct sample cached;
 };
 
 struct stats_waiter {
@@ -363,6 +373,28 @@ bool stats_container_pending(const struct stats_ctr_input *in)
     return !e->fs_known && (e->fs_queued || e->fs_walking);
 }
 
+/* Is the last reading young enough, and detailed enough, to serve again? */
+static bool is_fresh(const struct sample *c, bool detail)
+{
+    return c->valid && now_monotonic_ns() - c->mono < STATS_FRESH_MS * NS_PER_MS &&
+           (!detail || (c->cg.have & CGROUP_HAVE_DETAIL));
+}
+
+/* Read paths' cgroup into c (valid when it could), updating the rate. */
+static void read_sample(struct sample *c, const struct cgroup_layout *l,
+                        const struct cgroup_paths *paths, bool detail, bool *has_base,
+                        int64_t *base_mono, uint64_t *base_cpu, bool *has_rate,
+                        uint64_t *nano_cores)
+{
+    _cleanup_error_ struct error *err = NULL;
+    c->valid = cgroup_stats_read(l, paths, detail, &c->cg, &err) == 0;
+    c->mono = now_monotonic_ns();
+    c->real = now_realtime_ns();
+    if (c->valid && (c->cg.have & CGROUP_HAVE_CPU))
+        rate_update(has_base, base_mono, base_cpu, has_rate, nano_cores, c->cg.cpu_usage_ns,
+                    c->mono);
+}
+
 void stats_container_sample(const struct stats_ctr_input *in, struct stats_ctr_sample *out)
 {
     memset(out, 0, sizeof(*out));
@@ -371,14 +403,20 @@ void stats_container_sample(const struct stats_ctr_input *in, struct stats_ctr_s
         return;
     struct ctr_entry *e = ctr_get(in->id);
     const struct cgroup_layout *l = cgroup_host_layout();
+    if (!in->live)
+        e->cached.valid = false;
     if (in->live && l) {
-        find_ctr_paths(e, in);
-        _cleanup_error_ struct error *err = NULL;
-        if (e->have_paths && cgroup_stats_read(l, &e->paths, &out->cg, &err) == 0) {
+        if (!is_fresh(&e->cached, in->detail)) {
+            find_ctr_paths(e, in);
+            e->cached.valid = false;
+            if (e->have_paths)
+                read_sample(&e->cached, l, &e->paths, in->detail, &e->has_base, &e->base_mono,
+                            &e->base_cpu, &e->has_rate, &e->nano_cores);
+        }
+        if (e->cached.valid) {
             out->has_cgroup = true;
-            if (out->cg.have & CGROUP_HAVE_CPU)
-                rate_update(&e->has_base, &e->base_mono, &e->base_cpu, &e->has_rate, &e->nano_cores,
-                            out->cg.cpu_usage_ns, now_monotonic_ns());
+            out->cg = e->cached.cg;
+            out->ts_ns = e->cached.real;
             out->has_rate = e->has_rate;
             out->nano_cores = e->nano_cores;
         }
@@ -663,20 +701,24 @@ void stats_pod_sample(const struct stats_pod_input *in, struct stats_pod_sample 
             cgroup_paths_clear(&e->paths);
             free(e->paths_parent);
             e->paths_parent = xstrdup(parent);
+            const char *base = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
             _cleanup_free_ char *path =
-                in->systemd ? cgroup_systemd_slice_path(
-                                  strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent)
-                            : cgroup_path_from_oci(parent, false);
+                in->systemd ? cgroup_systemd_slice_path(base) : cgroup_path_from_oci(parent, false);
             e->have_paths = path != NULL;
+            e->cached.valid = false;
             if (path)
                 cgroup_paths_same(path, &e->paths);
         }
-        _cleanup_error_ struct error *err = NULL;
-        if (e->have_paths && cgroup_stats_read(l, &e->paths, &out->cg, &err) == 0) {
+        if (!is_fresh(&e->cached, in->detail)) {
+            e->cached.valid = false;
+            if (e->have_paths)
+                read_sample(&e->cached, l, &e->paths, in->detail, &e->has_base, &e->base_mono,
+                            &e->base_cpu, &e->has_rate, &e->nano_cores);
+        }
+        if (e->cached.valid) {
             out->has_cgroup = true;
-            if (out->cg.have & CGROUP_HAVE_CPU)
-                rate_update(&e->has_base, &e->base_mono, &e->base_cpu, &e->has_rate, &e->nano_cores,
-                            out->cg.cpu_usage_ns, now_monotonic_ns());
+            out->cg = e->cached.cg;
+            out->ts_ns = e->cached.real;
             out->has_rate = e->has_rate;
             out->nano_cores = e->nano_cores;
         }

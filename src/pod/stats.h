@@ -3,10 +3,13 @@
  * Samples behind the stats and metrics RPCs, kept per container and per pod
  * so that kubelet's polling costs next to nothing:
  *
- *  - CPU, memory and processes are read from the cgroup at each call
- *    (pod/cgroup: a few bounded reads). A container's cgroup is found once,
- *    from /proc/<pid>/cgroup of its init while it lives (right for any
- *    runtime and cgroup driver), else from the cgroupsPath it was given.
+ *  - CPU, memory and processes are read from the cgroup (pod/cgroup: a few
+ *    bounded reads), and the sample is kept for STATS_FRESH_MS: kubelet asks
+ *    ListContainerStats and ListPodSandboxStats (which has the containers
+ *    too) back to back, and the second reads nothing again. A container's
+ *    cgroup is found once, from /proc/<pid>/cgroup of its init while it
+ *    lives (right for any runtime and cgroup driver), else from the
+ *    cgroupsPath it was given.
  *  - nano-cores is the rate between this CPU sample and the last one at
  *    least STATS_RATE_MIN_MS older (a faster caller gets the last rate).
  *  - The writable layer's bytes and inodes are counted by a child process
@@ -35,6 +38,7 @@
 #include "pod/cgroup.h"
 
 #define STATS_RATE_MIN_MS 1000
+#define STATS_FRESH_MS 1000
 #define STATS_FS_MAX_AGE_MS 10000
 #define STATS_WALK_BATCH 256
 /* A pod's /proc/net/dev: one line per interface; beyond this it is cut (logged). */
@@ -51,6 +55,7 @@ struct stats_ctr_input {
     const char *cgroup_parent; /* the pod's; "" or NULL for none */
     bool systemd;              /* cgroup driver */
     const char *upper_dir;     /* the writable layer; NULL: none */
+    bool detail;               /* the metrics' figures too (CGROUP_HAVE_DETAIL) */
 };
 
 struct stats_ctr_sample {
@@ -87,6 +92,7 @@ struct stats_pod_input {
     const char *netns_path;    /* pinned network namespace; NULL for host network */
     const char *cgroup_parent; /* "" or NULL: the pod has no cgroup of its own */
     bool systemd;
+    bool detail; /* the metrics' figures too */
 };
 
 struct stats_iface {

@@ -234,9 +234,9 @@ static void test_stats_v1(void **state)
     load_paths("v1", &p);
     struct cgroup_stats s;
     _cleanup_error_ struct error *err = NULL;
-    assert_int_equal(cgroup_stats_read(&l, &p, &s, &err), 0);
+    assert_int_equal(cgroup_stats_read(&l, &p, true, &s, &err), 0);
     assert_int_equal(s.have, CGROUP_HAVE_CPU | CGROUP_HAVE_THROTTLE | CGROUP_HAVE_MEMORY |
-                                 CGROUP_HAVE_SWAP | CGROUP_HAVE_PIDS);
+                                 CGROUP_HAVE_SWAP | CGROUP_HAVE_PIDS | CGROUP_HAVE_DETAIL);
     assert_int_equal(s.cpu_usage_ns, 3500000000ULL);
     assert_int_equal(s.cpu_user_ns, 2500000000ULL);
     assert_int_equal(s.cpu_system_ns, 1000000000ULL);
@@ -263,15 +263,26 @@ static void test_stats_v1(void **state)
     /* The pod's own cgroup: 2^63 rounded to a page means no limit; no CPU files there. */
     struct cgroup_paths pod;
     cgroup_paths_same("/kubepods/burstable/pod1234", &pod);
-    assert_int_equal(cgroup_stats_read(&l, &pod, &s, &err), 0);
-    assert_int_equal(s.have, CGROUP_HAVE_MEMORY);
+    assert_int_equal(cgroup_stats_read(&l, &pod, true, &s, &err), 0);
+    assert_int_equal(s.have, CGROUP_HAVE_MEMORY | CGROUP_HAVE_DETAIL);
     assert_true(s.mem_limit == CGROUP_UNLIMITED);
     assert_int_equal(s.mem_working_set, 60 * MiB);
     cgroup_paths_clear(&pod);
 
+    /* Without detail: what the stats RPCs carry, and no more files read. */
+    assert_int_equal(cgroup_stats_read(&l, &p, false, &s, &err), 0);
+    assert_int_equal(s.have,
+                     CGROUP_HAVE_CPU | CGROUP_HAVE_MEMORY | CGROUP_HAVE_SWAP | CGROUP_HAVE_PIDS);
+    assert_int_equal(s.cpu_usage_ns, 3500000000ULL);
+    assert_int_equal(s.mem_working_set, 60 * MiB);
+    assert_int_equal(s.swap_usage, 2 * MiB);
+    assert_int_equal(s.cpu_user_ns, 0);
+    assert_int_equal(s.mem_max_usage, 0);
+    assert_int_equal(s.pids_current, 4);
+
     /* A cgroup that is gone. */
     cgroup_paths_same("/kubepods/gone", &pod);
-    assert_int_equal(cgroup_stats_read(&l, &pod, &s, &err), -1);
+    assert_int_equal(cgroup_stats_read(&l, &pod, true, &s, &err), -1);
     assert_int_equal(err->grpc_code, GRPC_NOT_FOUND);
     cgroup_paths_clear(&pod);
     cgroup_paths_clear(&p);
@@ -286,9 +297,9 @@ static void test_stats_v2(void **state)
     load_paths("v2", &p);
     struct cgroup_stats s;
     _cleanup_error_ struct error *err = NULL;
-    assert_int_equal(cgroup_stats_read(&l, &p, &s, &err), 0);
+    assert_int_equal(cgroup_stats_read(&l, &p, true, &s, &err), 0);
     assert_int_equal(s.have, CGROUP_HAVE_CPU | CGROUP_HAVE_THROTTLE | CGROUP_HAVE_MEMORY |
-                                 CGROUP_HAVE_SWAP | CGROUP_HAVE_PIDS);
+                                 CGROUP_HAVE_SWAP | CGROUP_HAVE_PIDS | CGROUP_HAVE_DETAIL);
     assert_int_equal(s.cpu_usage_ns, 4200000000ULL);
     assert_int_equal(s.cpu_user_ns, 3000000000ULL);
     assert_int_equal(s.cpu_system_ns, 1200000000ULL);
@@ -322,7 +333,7 @@ static void test_stats_hybrid(void **state)
     load_paths("hybrid", &p);
     struct cgroup_stats s;
     _cleanup_error_ struct error *err = NULL;
-    assert_int_equal(cgroup_stats_read(&l, &p, &s, &err), 0);
+    assert_int_equal(cgroup_stats_read(&l, &p, true, &s, &err), 0);
     /* cpuacct is on v1: cgroup2's cpu.stat (always there) must not win. */
     assert_int_equal(s.cpu_usage_ns, 1000000000ULL);
     /* No usage_user/usage_sys: cpuacct.stat's USER_HZ ticks. */
