@@ -1293,8 +1293,8 @@ static void on_unpacked(const struct error *err, uint64_t size, void *arg)
     job->running--;
     /* A pull may have made the same layer meanwhile: what counts is that it exists. */
     if (err && !store_has_layer(job->im->st, l->chain_id)) {
-        struct error *e = NULL;
-        error_set(&e, err->grpc_code, 0, "layer %s: %s", l->digest, err->msg);
+        struct error *e = error_dup(err);
+        error_prefix(&e, "layer %s", l->digest);
         job_fail(job, e);
         return;
     }

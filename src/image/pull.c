@@ -159,13 +159,6 @@ static int sha256_digest(const void *data, size_t len, char out[72], struct erro
     return 0;
 }
 
-static struct error *error_copy(const struct error *e)
-{
-    struct error *c = NULL;
-    error_set(&c, e->grpc_code, 0, "%s", e->msg);
-    return c;
-}
-
 static struct pull_op *find_pull(struct puller *p, uint64_t id)
 {
     for (struct pull_op *op = p->pulls; op; op = op->next) {
@@ -423,7 +416,7 @@ static void pull_fail(struct pull_op *op, struct error *err)
 static void pull_on_job(struct pull_op *op, const struct job *j, const struct error *err)
 {
     if (err) {
-        struct error *e = error_copy(err);
+        struct error *e = error_dup(err);
         error_prefix(&e, "%s %s", j->kind == JOB_BLOB ? "config" : "layer", j->digest);
         pull_fail(op, e);
         return;
@@ -439,7 +432,7 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
     op->fetch = NULL;
     struct error *e = NULL;
     if (err) {
-        pull_fail(op, error_copy(err));
+        pull_fail(op, error_dup(err));
         return;
     }
     char digest[72];

@@ -1068,7 +1068,7 @@ static int write_bundle(struct create_op *op, char **cgroup_path, struct error *
     _cleanup_error_ struct error *terr = NULL;
     _cleanup_free_ char *target = target_pid_ns(c->config, sb->id, &terr);
     if (terr)
-        return error_set(err, terr->grpc_code, 0, "%s", terr->msg);
+        return error_copy(err, terr);
     _cleanup_free_ char *rootfs = rootfs_path(c);
     _cleanup_free_ char *volumes = path_in(c->root_dir, "volumes");
     struct oci_spec_input in = {
@@ -1649,7 +1649,7 @@ static void on_started(const struct runtime_result *res, void *arg)
         error_set(&err, GRPC_NOT_FOUND, 0, "container %s was removed while starting", ca->id);
     } else if (res->err) {
         c->start_op = NULL;
-        error_set(&err, res->err->grpc_code, 0, "%s", res->err->msg);
+        error_copy(&err, res->err);
         set_str(&c->reason, "StartError");
         set_str(&c->message, res->err->msg);
         if (c->state == CONTAINER_CREATED) {
@@ -2230,11 +2230,7 @@ static void group_release(struct stop_group *g)
 static void on_group_member_stopped(const struct error *err, void *arg)
 {
     struct stop_group *g = arg;
-    if (err && !g->err) {
-        g->err = xcalloc(1, sizeof(*g->err));
-        g->err->grpc_code = err->grpc_code;
-        g->err->msg = xstrdup(err->msg);
-    }
+    error_copy(&g->err, err);
     group_release(g);
 }
 

@@ -185,12 +185,6 @@ static struct {
                        * pods leaves no mount behind, even when killed) */
 } g;
 
-static void copy_error(struct error **dst, const struct error *src)
-{
-    if (!*dst && src)
-        error_set(dst, src->grpc_code, 0, "%s", src->msg);
-}
-
 /* ---- config helpers ---- */
 
 static const Runtime__V1__NamespaceOption *ns_options(const Runtime__V1__PodSandboxConfig *c)
@@ -1076,7 +1070,7 @@ static void on_cni_added(const struct error *err, const struct cni_result *res, 
     struct run_op *op = arg;
     op->cni = NULL;
     if (err) {
-        copy_error(&op->err, err);
+        error_copy(&op->err, err);
         /* cni_add rolled back what it had set up. */
         op->sb->pub.network_ready = false;
         run_step(op);
@@ -1093,7 +1087,7 @@ static void on_cni_undone(const struct error *err, const struct cni_result *res,
     struct run_op *op = arg;
     op->cni = NULL;
     if (err)
-        copy_error(&op->undo_err, err);
+        error_copy(&op->undo_err, err);
     else
         op->sb->pub.network_ready = false;
     run_step(op);
@@ -1104,7 +1098,7 @@ static void on_pinned(const struct error *err, const struct nsfs_paths *paths, v
     struct run_op *op = arg;
     op->pin = NULL;
     if (err) {
-        copy_error(&op->err, err);
+        error_copy(&op->err, err);
     } else {
         struct sandbox *p = &op->sb->pub;
         p->netns_path = paths->net ? xstrdup(paths->net) : NULL;
@@ -1118,7 +1112,7 @@ static void on_sysctls_done(const struct error *err, void *arg)
 {
     struct run_op *op = arg;
     op->sysctl = NULL;
-    copy_error(&op->err, err);
+    error_copy(&op->err, err);
     run_step(op);
 }
 
@@ -1553,7 +1547,7 @@ static void on_containers_stopped(const struct error *err, void *arg)
         return;
     op->hook_pending = false;
     if (err) {
-        copy_error(&op->err, err);
+        error_copy(&op->err, err);
         error_prefix(&op->err, "stop containers");
     }
     sbop_step(op);
@@ -1563,7 +1557,7 @@ static void on_cni_deleted(const struct error *err, const struct cni_result *res
 {
     struct sb_op *op = arg;
     op->cni = NULL;
-    copy_error(&op->err, err);
+    error_copy(&op->err, err);
     sbop_step(op);
 }
 

@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "helpers.h"
 
 #define SAFETY_MS 5000
 #define MS_NS 1000000LL
@@ -37,46 +38,6 @@
 static char *const *argv_of(const char **v)
 {
     return (char *const *)v;
-}
-
-/* ---- loop helpers ---- */
-
-static bool safety_fired;
-
-static void on_safety(void *arg)
-{
-    safety_fired = true;
-    loop_exit();
-}
-
-/* Run until something calls loop_exit(); fail if the safety timer has to. */
-static void run_loop(int64_t safety_ms)
-{
-    struct loop_timer *t = loop_timer_new(on_safety, NULL);
-    safety_fired = false;
-    loop_timer_arm(t, safety_ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(safety_fired);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-/* Run for ms milliseconds. */
-static void run_loop_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-}
-
-static int64_t elapsed_ms(int64_t start_ns)
-{
-    return (now_monotonic_ns() - start_ns) / MS_NS;
 }
 
 static int count_fds(void)
@@ -523,25 +484,6 @@ static void test_child_signal(void **state)
     capture_free(&cap);
 }
 
-static void on_poll_no_children(void *arg)
-{
-    struct loop_timer *t = *(struct loop_timer **)arg;
-    if (child_count() == 0)
-        loop_exit();
-    else
-        loop_timer_arm(t, 5);
-}
-
-/* Run until child_count() drops to zero. */
-static void run_until_no_children(void)
-{
-    struct loop_timer *poll = NULL;
-    poll = loop_timer_new(on_poll_no_children, &poll);
-    loop_timer_arm(poll, 0);
-    run_loop(SAFETY_MS);
-    loop_timer_free(poll);
-}
-
 static void test_child_cancel(void **state)
 {
     struct capture a = {0}, b = {0};
@@ -556,7 +498,7 @@ static void test_child_cancel(void **state)
     child_cancel(cb);
     child_cancel(cb); /* twice is harmless */
     int64_t start = now_monotonic_ns();
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_true(elapsed_ms(start) < 2000);
     /* Past the (cancelled) deadline too: still nothing. */
     run_loop_for(150);
@@ -654,7 +596,7 @@ static void test_child_no_fd_leak(void **state)
     struct child_opts o = {.argv = ARGV("/bin/sleep", "10")};
     pending = 0;
     child_cancel(spawn(&o, &unused));
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     run_loop_for(10); /* let the deferred frees run */
     assert_int_equal(unused.calls, 0);
 

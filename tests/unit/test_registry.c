@@ -41,6 +41,7 @@
 #include "image/ref.h"
 #include "image/registry.h"
 #include "image/xferlib.h"
+#include "helpers.h"
 
 #define SAFETY_MS 15000
 #define MS_NS 1000000LL
@@ -437,37 +438,11 @@ static void on_blob_done(const struct error *err, void *arg)
     done_one();
 }
 
-static bool safety_fired;
-
-static void on_safety(void *arg)
-{
-    safety_fired = true;
-    loop_exit();
-}
-
 /* Run until every expected callback came; fail if the safety timer has to stop the loop. */
 static void run_until_done(void)
 {
-    struct loop_timer *t = loop_timer_new(on_safety, NULL);
-    safety_fired = false;
-    loop_timer_arm(t, SAFETY_MS);
     if (T.pending > 0)
-        assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(safety_fired);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-static void run_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
+        run_loop(SAFETY_MS);
 }
 
 static void reg_new(void)
@@ -1296,7 +1271,7 @@ static void test_manifest_not_limited(void **state)
     registry_fetch_cancel(T.res[0].f);
     T.pending = 1;
     fetch_blob(3, digests[3], BLOB_LEN, 0, NULL);
-    run_for(200);
+    run_loop_for(200);
     assert_int_equal(T.res[0].done_calls, 0);
     assert_int_equal(T.res[1].done_calls, 0);
     assert_int_equal(srv.n_reqs, 3); /* blob 0, the manifest, blob 3 */
@@ -1309,7 +1284,7 @@ static void test_cancel_in_data_callback(void **state)
     reg_new();
     struct result *r = fetch_blob(0, digests[0], BLOB_LEN, 0, NULL);
     r->cancel_in_data = true;
-    run_for(300);
+    run_loop_for(300);
     assert_true(r->data_calls >= 1);
     assert_int_equal(r->done_calls, 0);
     /* The client goes on working. */
@@ -1386,12 +1361,12 @@ static void test_free_with_fetches_in_flight(void **state)
     fetch_blob(0, digests[0], BLOB_LEN, 0, NULL);
     fetch_blob(1, digests[1], BLOB_LEN, 0, NULL);
     fetch_manifest(2, NULL, NULL);
-    run_for(200);
+    run_loop_for(200);
     assert_int_equal(srv.n_held, 2);
     assert_int_equal(count_inheritable_fds(), 0);
     registry_free(T.reg);
     T.reg = NULL;
-    run_for(100);
+    run_loop_for(100);
     for (int i = 0; i < 3; i++)
         assert_int_equal(T.res[i].done_calls, 0);
     assert_int_equal(srv.n_held, 0); /* the client hung up */
@@ -1411,7 +1386,7 @@ static void test_libcurl_only_while_fetching(void **state)
     run_until_done();
     assert_int_equal(r->code, 0);
     assert_int_equal(token_hits, 1);
-    run_for(300);
+    run_loop_for(300);
     assert_false(xferlib_is_loaded());
 
     /* Loaded again, with a new multi whose socketpair does not leak into children. */
@@ -1430,7 +1405,7 @@ static void test_libcurl_only_while_fetching(void **state)
     assert_null(registry_fetch_manifest(T.reg, &ref, NULL, &junk, on_manifest, &T.res[2], &err));
     assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
     error_free(err);
-    run_for(300);
+    run_loop_for(300);
     assert_false(xferlib_is_loaded());
 }
 
