@@ -44,6 +44,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -301,52 +302,6 @@ static bool has_basic_creds(const struct creds *c)
 static bool has_any_creds(const struct creds *c)
 {
     return has_basic_creds(c) || c->identity_token || c->registry_token;
-}
-
-static int b64_value(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 with optional padding; NULL when malformed. */
-static char *base64_decode(const char *in)
-{
-    size_t len = strlen(in);
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    char *out = xcalloc(1, len * 3 / 4 + 1); /* zeroed: secret_free() reads up to a NUL */
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0) {
-            secret_free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[n] = '\0';
-    if (strlen(out) != n) { /* a NUL inside */
-        secret_free(out);
-        return NULL;
-    }
-    return out;
 }
 
 /* Only while a fetch exists: the multi's xferlib reference keeps libcrypto loaded. */
@@ -1951,10 +1906,14 @@ static int creds_from_auth(struct creds *c, const struct registry_auth *a, struc
         c->username = xstrdup(a->username);
         c->password = xstrdup(a->password ? a->password : "");
     } else if (a->auth && *a->auth) {
-        char *plain = base64_decode(a->auth);
-        char *colon = plain ? strchr(plain, ':') : NULL;
+        size_t len = 0;
+        char *plain = (char *)base64_decode(a->auth, &len);
+        /* A NUL inside would cut the password short: refused with the rest. */
+        char *colon = plain && strlen(plain) == len ? strchr(plain, ':') : NULL;
         if (!colon) {
-            secret_free(plain);
+            if (plain)
+                explicit_bzero(plain, len);
+            free(plain);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "auth is not base64 of \"user:password\"");
         }

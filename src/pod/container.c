@@ -28,6 +28,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -84,51 +85,6 @@ static struct {
 /* ---------------------------------------------------------------------- */
 /* small helpers                                                           */
 /* ---------------------------------------------------------------------- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *base64_encode(const uint8_t *data, size_t len)
-{
-    char *out = xmalloc((len + 2) / 3 * 4 + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < len)
-            v |= data[i + 2];
-        out[o++] = b64_chars[(v >> 18) & 63];
-        out[o++] = b64_chars[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64_chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static uint8_t *base64_decode(const char *s, size_t *len)
-{
-    size_t n = strlen(s);
-    uint8_t *out = xmalloc(n / 4 * 3 + 3);
-    size_t o = 0;
-    uint32_t v = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n && s[i] != '='; i++) {
-        const char *p = strchr(b64_chars, s[i]);
-        if (!p || !s[i]) {
-            free(out);
-            return NULL;
-        }
-        v = (v << 6) | (uint32_t)(p - b64_chars);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(v >> bits);
-        }
-    }
-    *len = o;
-    return out;
-}
 
 static char *new_id(void)
 {

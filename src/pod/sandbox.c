@@ -52,6 +52,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -432,62 +433,6 @@ static int validate(const Runtime__V1__PodSandboxConfig *c, const char *handler,
             return error_prefix(err, "annotation %s", keys[i]);
     }
     return 0;
-}
-
-/* ---- base64 (the record keeps the config as packed protobuf) ---- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *base64_encode(const uint8_t *in, size_t len)
-{
-    char *out = xmalloc((len + 2) / 3 * 4 + 1);
-    char *o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        *o++ = b64_chars[(v >> 18) & 63];
-        *o++ = b64_chars[(v >> 12) & 63];
-        *o++ = i + 1 < len ? b64_chars[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < len ? b64_chars[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static uint8_t *base64_decode(const char *in, size_t *out_len)
-{
-    size_t len = strlen(in);
-    if (len % 4)
-        return NULL;
-    uint8_t *out = xmalloc(len / 4 * 3 + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (size_t j = 0; j < 4; j++) {
-            const char *p = in[i + j] ? strchr(b64_chars, in[i + j]) : NULL;
-            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-                pad++;
-                v <<= 6;
-                continue;
-            }
-            if (!p || pad) {
-                free(out);
-                return NULL;
-            }
-            v = v << 6 | (uint32_t)(p - b64_chars);
-        }
-        out[n++] = (uint8_t)(v >> 16);
-        if (pad < 2)
-            out[n++] = (uint8_t)(v >> 8);
-        if (pad < 1)
-            out[n++] = (uint8_t)v;
-    }
-    *out_len = n;
-    return out;
 }
 
 /* ---- the sandbox object and its record ---- */
