@@ -13,6 +13,7 @@
 #include "api.pb-c.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "cri/container_service.h"
@@ -222,7 +223,7 @@ static bool is_named_by_id(const struct container *c)
     if (str_has_prefix(named, "sha256:"))
         named += strlen("sha256:");
     size_t len = strlen(named);
-    if (len < 12 || strspn(named, "0123456789abcdef") != len)
+    if (len < 12 || !id_is_hex(named, len))
         return false;
     return str_has_prefix(c->image_id + strlen("sha256:"), named);
 }

@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
@@ -776,7 +777,7 @@ static int check_config_name(const char *name, const struct tar_file *f, struct 
     size_t n = strlen(base);
     if (str_has_suffix(base, ".json"))
         n -= 5;
-    if (n != 64 || strspn(base, "0123456789abcdef") < 64)
+    if (n != ID_LEN || !id_is_hex(base, ID_LEN))
         return 0;
     if (strncmp(base, f->digest + 7, 64))
         return error_set(err, GRPC_DATA_LOSS, 0, "config %.64s has digest %s", base, f->digest);

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
@@ -520,22 +521,13 @@ static bool has_str(char *const *v, size_t n, const char *s)
     return false;
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    }
-    return true;
-}
-
 const struct store_image *store_image_find(const struct store *s, const char *key)
 {
     if (!key || !*key)
         return NULL;
     const char *hex = hex_of(key);
     size_t hlen = strlen(hex);
-    bool id_like = hlen >= 12 && hlen <= 64 && is_hex(hex, hlen);
+    bool id_like = hlen >= 12 && hlen <= 64 && id_is_hex(hex, hlen);
     const struct store_image *prefix_hit = NULL;
     size_t prefix_hits = 0;
     for (size_t i = 0; i < s->n_imgs; i++) {

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
@@ -181,7 +182,7 @@ static bool digest_algo(const char *digest, enum xferlib_hash_algo *algo)
         return false;
     }
     const char *hex = strchr(digest, ':') + 1;
-    return strlen(hex) == hex_len && strspn(hex, "0123456789abcdef") == hex_len;
+    return strlen(hex) == hex_len && id_is_hex(hex, hex_len);
 }
 
 static int check_diff_id(const char *diff_id, struct error **err)

@@ -31,6 +31,7 @@
 #include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
@@ -83,31 +84,6 @@ static struct {
 } ctrs;
 
 /* ---------------------------------------------------------------------- */
-/* small helpers                                                           */
-/* ---------------------------------------------------------------------- */
-
-static char *new_id(void)
-{
-    uint8_t raw[32];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_state(n > 0);
-        got += (size_t)n;
-    }
-    char *id = xmalloc(65);
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(id + 2 * i, 3, "%02x", raw[i]);
-    return id;
-}
-
-static bool is_id(const char *s)
-{
-    return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
-}
-
 static void set_str(char **field, const char *value)
 {
     char *v = xstrdup(value ? value : "");
@@ -350,7 +326,7 @@ static struct container *record_load(const char *path, struct error **err)
     if (!json_is_object(o))
         return error_set(err, GRPC_DATA_LOSS, 0, "%s: %s", path, jerr.text), NULL;
     const char *id = jstr(o, "id");
-    if (!is_id(id))
+    if (!id_is_valid(id))
         return error_set(err, GRPC_DATA_LOSS, 0, "%s: bad id", path), NULL;
     size_t plen = 0;
     _cleanup_free_ uint8_t *packed = base64_decode(jstr(o, "config"), &plen);
@@ -1503,7 +1479,9 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     if (!image_config)
         return -1;
 
-    _cleanup_free_ char *id = new_id();
+    char id[ID_LEN + 1];
+    if (id_new(id, err) < 0)
+        return -1;
     struct container *c = container_new(id);
     c->sandbox_id = xstrdup(sb->id);
     c->config = config_dup(config);
@@ -2367,7 +2345,7 @@ static void clean_orphans(const char *dir)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!is_id(e->d_name) || has_record(e->d_name))
+        if (!id_is_valid(e->d_name) || has_record(e->d_name))
             continue;
         /* Both directories of one id go in one teardown: skip the second sighting. */
         bool seen = false;

@@ -55,6 +55,7 @@
 #include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
@@ -112,7 +113,7 @@ struct run_op {
     struct run_op *next;
     enum run_state state;
     struct sb *sb; /* owned until COMMIT hands it to the table */
-    char id[65];
+    char id[ID_LEN + 1];
     struct loop_timer *kick;
     struct child *child;
     int pod_init_pid; /* reported by the keeper; adopted in RUN_POD_INIT_WAIT */
@@ -551,17 +552,6 @@ static int sb_persist(const struct sb *s, struct error **err)
     if (persist_write(s->record_path, text, strlen(text), 0600, err) < 0)
         return error_prefix(err, "save sandbox %s", p->id);
     return 0;
-}
-
-static bool is_valid_id(const char *id)
-{
-    if (!id || strlen(id) != 64)
-        return false;
-    for (const char *p = id; *p; p++) {
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    }
-    return true;
 }
 
 static char *json_str_dup(const json_t *o, const char *key)
@@ -1365,23 +1355,6 @@ static void run_step(struct run_op *op)
     loop_defer_free(run_op_free, op);
 }
 
-static int new_id(char out[65], struct error **err)
-{
-    uint8_t raw[32];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return error_set(err, GRPC_INTERNAL, errno, "getrandom");
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
 static bool name_in_use(const Runtime__V1__PodSandboxMetadata *m)
 {
     for (size_t i = 0; i < g.n_items; i++) {
@@ -1406,8 +1379,8 @@ int sandbox_run(const Runtime__V1__PodSandboxConfig *config, const char *runtime
         return error_set(err, GRPC_ALREADY_EXISTS, 0,
                          "a sandbox named %s_%s_%s_%u already exists (name reserved)", m->name,
                          m->namespace_, m->uid, m->attempt);
-    char id[65];
-    if (new_id(id, err) < 0)
+    char id[ID_LEN + 1];
+    if (id_new(id, err) < 0)
         return -1;
     struct sb *s = sb_new(id);
     struct sandbox *p = &s->pub;
@@ -1768,7 +1741,7 @@ static int load_records(struct error **err)
         _cleanup_free_ char *id = xstrndup(name, strlen(name) - strlen(".json"));
         _cleanup_free_ char *path = xasprintf("%s/%s", g.records_dir, name);
         struct error *tmp = NULL;
-        if (!is_valid_id(id)) {
+        if (!id_is_valid(id)) {
             log_warn("skipping sandbox record with a bad name path=%s", path);
             continue;
         }
