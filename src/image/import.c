@@ -43,6 +43,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/persist.h"
 #include "core/util.h"
 #include "image/import.h"
@@ -62,7 +63,6 @@
 #define MAX_TAGS 64
 #define MAX_SYMLINK_HOPS 8
 #define MAX_INDEX_HOPS 2
-#define MAX_NAME_IN_MSG 200
 #define OUT_CAP (1024 * 1024)
 #define RECORDS_MAX (4 * 1024 * 1024)
 #define OCI_LAYOUT_MAX 4096
@@ -178,29 +178,6 @@ static void image_ref_clearp(struct image_ref *r)
 #define _cleanup_image_ref_ __attribute__((cleanup(image_ref_clearp)))
 
 /* ---- small helpers ---- */
-
-/* A copy of an untrusted name fit for a message: control bytes escaped, long names cut. */
-static char *printable(const char *s)
-{
-    struct buf b;
-    buf_init(&b, 4 * MAX_NAME_IN_MSG + 8);
-    size_t n = 0;
-    for (; s[n] && n < MAX_NAME_IN_MSG; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (c < 0x20 || c == 0x7f || c == '\\' || c == '"') {
-            char esc[8];
-            snprintf(esc, sizeof(esc), "\\x%02x", c);
-            buf_append(&b, esc, 4);
-        } else {
-            buf_append(&b, &s[n], 1);
-        }
-    }
-    if (s[n])
-        buf_append(&b, "...", 3);
-    char *out = buf_take_str(&b, NULL);
-    buf_free(&b);
-    return out;
-}
 
 static int sha256_text(const void *data, size_t len, char out[72], struct error **err)
 {
@@ -344,7 +321,7 @@ static int extract_entry(struct archive *ar, struct archive *aw, struct archive_
     const char *name = archive_entry_pathname(e);
     if (!name)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "tarball entry without a name");
-    _cleanup_free_ char *safe = printable(name);
+    _cleanup_free_ char *safe = text_safe(name, TEXT_SAFE_MAX);
     _cleanup_free_ char *path = NULL;
     if (normalise_path(name, false, &path) < 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
@@ -426,7 +403,7 @@ static int extract(int fd, struct tarball *tb, struct error **err)
     for (size_t i = 1; i < tb->n; i++) {
         const struct tar_file *a = &tb->files[i - 1], *b = &tb->files[i];
         if (!strcmp(a->path, b->path) && !(a->is_dir && b->is_dir)) {
-            _cleanup_free_ char *safe = printable(a->path);
+            _cleanup_free_ char *safe = text_safe(a->path, TEXT_SAFE_MAX);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "tarball has %s twice", safe);
         }
     }
@@ -443,7 +420,7 @@ static const struct tar_file *find_file(const struct tarball *tb, const char *pa
 static const struct tar_file *resolve(const struct tarball *tb, const char *path,
                                       struct error **err)
 {
-    _cleanup_free_ char *safe = printable(path);
+    _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
     _cleanup_free_ char *cur = NULL;
     if (normalise_path(path, false, &cur) < 0 || !*cur)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad path %s", safe), NULL;
@@ -473,7 +450,7 @@ static const struct tar_file *resolve(const struct tarball *tb, const char *path
 static char *read_staged(const struct tar_file *f, size_t cap, size_t *len, struct error **err)
 {
     if (f->size > (int64_t)cap) {
-        _cleanup_free_ char *safe = printable(f->path);
+        _cleanup_free_ char *safe = text_safe(f->path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %zu bytes", safe, cap),
                NULL;
     }
@@ -566,12 +543,12 @@ static char *tag_of(struct tarball *tb, const char *s, struct image_ref *ref_out
     struct image_ref ref;
     _cleanup_error_ struct error *e = NULL;
     if (image_ref_parse(s, &ref, &e) < 0) {
-        _cleanup_free_ char *safe = printable(s);
+        _cleanup_free_ char *safe = text_safe(s, TEXT_SAFE_MAX);
         add_warning(tb, "ignoring image name %s: %s", safe, e->msg);
         return NULL;
     }
     if (!ref.tag) {
-        _cleanup_free_ char *safe = printable(s);
+        _cleanup_free_ char *safe = text_safe(s, TEXT_SAFE_MAX);
         add_warning(tb, "ignoring image name %s: no tag", safe);
         image_ref_clear(&ref);
         return NULL;
@@ -1208,8 +1185,7 @@ static int read_description(struct import_job *job, const struct child_result *r
     }
     json_t *images = json_object_get(doc, "images");
     if (res->exit_code != 0 || !json_is_array(images)) {
-        _cleanup_free_ char *tail =
-            printable(res->err_len > 200 ? res->err + res->err_len - 200 : res->err);
+        _cleanup_free_ char *tail = text_safe_tail(res->err, 200);
         return error_set(err, GRPC_INTERNAL, 0, "import child exited with status %d: %s",
                          res->exit_code, tail);
     }

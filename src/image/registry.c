@@ -49,6 +49,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "image/ref.h"
 #include "image/registry.h"
@@ -350,17 +351,6 @@ static bool is_repo_path(const char *s)
     return true;
 }
 
-/* Printable ASCII only, at most max characters, for text from a server going into a message. */
-static char *sanitize(const char *s, size_t max)
-{
-    size_t len = strnlen(s, max);
-    char *out = xstrndup(s, len);
-    for (char *p = out; *p; p++)
-        if (*p < 0x20 || *p > 0x7e)
-            *p = '?';
-    return out;
-}
-
 /* Parse an absolute http(s) URL: its authority (host[:port]) and whether it is https. */
 static char *url_authority(const char *url, unsigned flags, bool *https, char **path)
 {
@@ -597,8 +587,8 @@ static char *error_detail(const struct registry_fetch *f, bool *denied)
     }
     const char *code = json_string_value(json_object_get(first, "code"));
     const char *message = json_string_value(json_object_get(first, "message"));
-    _cleanup_free_ char *c = sanitize(code ? code : "", 64);
-    _cleanup_free_ char *m = sanitize(message ? message : "", ERROR_DETAIL_MAX);
+    _cleanup_free_ char *c = text_safe(code ? code : "", 64);
+    _cleanup_free_ char *m = text_safe(message ? message : "", ERROR_DETAIL_MAX);
     if (!*c && !*m)
         return xstrdup("");
     return xasprintf(" (%s%s%s)", c, *c && *m ? ": " : "", m);

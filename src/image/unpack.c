@@ -37,6 +37,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "image/unpack.h"
 #include "image/xferlib.h"
@@ -48,7 +49,6 @@
 #define MAX_XATTR_NAME_LEN 255          /* XATTR_NAME_MAX */
 #define MAX_XATTR_VALUE_LEN (64 * 1024) /* XATTR_SIZE_MAX */
 #define MAX_WARNINGS_LOGGED 10
-#define MAX_NAME_IN_MSG 256
 #define READ_BLOCK (64 * 1024)
 
 #define WHITEOUT_PREFIX ".wh."
@@ -70,33 +70,6 @@ static void closedirp(DIR **d)
 #define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
 
 /* ---- small helpers ---- */
-
-/*
- * A copy of an entry name fit for an error message: control bytes escaped,
- * long names cut. Names come from the layer, so they may hold anything.
- */
-static char *printable(const char *s)
-{
-    struct buf b;
-    buf_init(&b, 4 * MAX_NAME_IN_MSG + 8);
-    size_t n = 0;
-    for (; s[n] && n < MAX_NAME_IN_MSG; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            char esc[8];
-            snprintf(esc, sizeof(esc), "\\x%02x", c);
-            buf_append(&b, esc, 4);
-        } else {
-            buf_append(&b, &s[n], 1);
-        }
-    }
-    if (s[n])
-        buf_append(&b, "...", 3);
-    buf_append(&b, "", 1);
-    char *out = buf_take_str(&b, NULL);
-    buf_free(&b);
-    return out;
-}
 
 /*
  * Errors the host causes (full disk, I/O, no memory) are INTERNAL; the rest
@@ -128,7 +101,7 @@ int unpack_archive_fail(struct error **err, struct archive *a, const char *what)
 {
     int e = archive_errno(a);
     const char *msg = archive_error_string(a);
-    _cleanup_free_ char *safe = printable(msg ? msg : "unknown error");
+    _cleanup_free_ char *safe = text_safe(msg ? msg : "unknown error", TEXT_SAFE_MAX);
     return error_set(err, unpack_errno_code(e), e > 0 ? e : 0, "%s: %s", what, safe);
 }
 
@@ -189,7 +162,7 @@ static int check_diff_id(const char *diff_id, struct error **err)
 {
     enum xferlib_hash_algo algo;
     if (diff_id && !digest_algo(diff_id, &algo)) {
-        _cleanup_free_ char *safe = printable(diff_id);
+        _cleanup_free_ char *safe = text_safe(diff_id, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad diff_id %s", safe);
     }
     return 0;
@@ -219,7 +192,7 @@ static int open_dir_nofollow(int base_fd, const char *dir, bool create, struct e
             next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (next < 0 && (errno == ELOOP || errno == ENOTDIR)) {
-            _cleanup_free_ char *safe = printable(dir);
+            _cleanup_free_ char *safe = text_safe(dir, TEXT_SAFE_MAX);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "unsafe path in layer: %s is not a directory", safe);
         }
@@ -432,8 +405,8 @@ static void warn_entry(struct extractor *x, const char *path, struct archive *a)
     if (x->warnings++ >= MAX_WARNINGS_LOGGED)
         return;
     const char *msg = archive_error_string(a);
-    _cleanup_free_ char *safe_path = printable(path);
-    _cleanup_free_ char *safe_msg = printable(msg ? msg : "unknown");
+    _cleanup_free_ char *safe_path = text_safe(path, TEXT_SAFE_MAX);
+    _cleanup_free_ char *safe_msg = text_safe(msg ? msg : "unknown", TEXT_SAFE_MAX);
     log_warn("layer entry not fully restored path=\"%s\" reason=\"%s\"", safe_path, safe_msg);
 }
 
@@ -450,7 +423,7 @@ static int tar_fail(struct extractor *x, struct error **err)
 
 static int unsafe_path(struct error **err, const char *path)
 {
-    _cleanup_free_ char *safe = printable(path);
+    _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
     return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unsafe path in layer: %s", safe);
 }
 
@@ -468,7 +441,7 @@ static int filter_xattrs(struct archive_entry *e, const char *path, struct error
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
         if (++count > MAX_XATTRS_PER_ENTRY || strlen(name) > MAX_XATTR_NAME_LEN ||
             size > MAX_XATTR_VALUE_LEN) {
-            _cleanup_free_ char *safe = printable(path);
+            _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "xattrs too large in layer: %s", safe);
         }
         if (str_has_prefix(name, OVERLAY_XATTR_PREFIX))
@@ -527,11 +500,11 @@ static int apply_whiteout(struct extractor *x, const char *path, const char *dir
         return unsafe_path(err, path);
     _cleanup_close_ int dir_fd = open_dir_nofollow(x->base_fd, dir, true, err);
     if (dir_fd < 0) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_prefix(err, "whiteout %s", safe);
     }
     if (mknodat(dir_fd, name, S_IFCHR | 0000, makedev(0, 0)) < 0 && errno != EEXIST) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, unpack_errno_code(errno), errno, "whiteout %s", safe);
     }
     return 0;
@@ -543,7 +516,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     _cleanup_free_ char *what = NULL;
     int r = archive_write_header(x->disk, e);
     if (r < ARCHIVE_WARN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("extract %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
@@ -560,7 +533,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
             return tar_fail(x, err);
         la_ssize_t w = archive_write_data_block(x->disk, buf, size, offset);
         if (w < ARCHIVE_WARN) {
-            _cleanup_free_ char *safe = printable(path);
+            _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             what = xasprintf("write %s", safe);
             return unpack_archive_fail(err, x->disk, what);
         }
@@ -570,7 +543,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     }
     r = archive_write_finish_entry(x->disk);
     if (r < ARCHIVE_WARN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("finish %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
@@ -586,7 +559,7 @@ static int extract_entry(struct extractor *x, struct archive_entry *e, struct er
     if (!path)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "entry without a name in layer");
     if (strlen(path) > MAX_PATH_LEN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "path too long in layer: %s", safe);
     }
     if (!is_safe_relpath(path))
@@ -596,7 +569,7 @@ static int extract_entry(struct extractor *x, struct archive_entry *e, struct er
         return unsafe_path(err, path);
     const char *symlink = archive_entry_symlink(e);
     if (symlink && strlen(symlink) > MAX_PATH_LEN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "symlink target too long in layer: %s",
                          safe);
     }
@@ -614,7 +587,7 @@ static int mark_opaque_dirs(struct extractor *x, struct error **err)
 {
     for (size_t i = 0; i < x->n_opaque; i++) {
         const char *dir = x->opaque_dirs[i];
-        _cleanup_free_ char *safe = printable(dir);
+        _cleanup_free_ char *safe = text_safe(dir, TEXT_SAFE_MAX);
         _cleanup_close_ int fd = open_dir_nofollow(x->base_fd, dir, true, err);
         if (fd < 0)
             return error_prefix(err, "opaque whiteout in %s", safe);
