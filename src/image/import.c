@@ -43,6 +43,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/text.h"
 #include "core/persist.h"
 #include "core/util.h"
@@ -227,13 +228,6 @@ static int normalise_path(const char *in, bool dotdot, char **out)
     p[len] = '\0';
     *out = steal_ptr(&p);
     return 0;
-}
-
-/* A staging-relative path the child reported: relative, no "..". */
-static bool is_safe_relpath(const char *p)
-{
-    _cleanup_free_ char *norm = NULL;
-    return p && normalise_path(p, false, &norm) == 0 && *norm && strcmp(norm, p) == 0;
 }
 
 /* ======================================================================
@@ -1152,7 +1146,7 @@ static int read_image(struct import_job *job, json_t *o, struct error **err)
     {
         const char *digest = digest_at(b, "digest");
         const char *path = json_string_value(json_object_get(b, "path"));
-        if (!digest || !is_safe_relpath(path))
+        if (!digest || !path || strlen(path) > MAX_PATH_LEN || !path_is_clean_relpath(path))
             return bad_description(err);
         job->blobs = xrealloc(job->blobs, (job->n_blobs + 1) * sizeof(*job->blobs));
         job->blobs[job->n_blobs++] = (struct import_blob){xstrdup(digest), xstrdup(path)};

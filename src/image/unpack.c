@@ -37,6 +37,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/text.h"
 #include "core/util.h"
 #include "image/unpack.h"
@@ -103,22 +104,6 @@ int unpack_archive_fail(struct error **err, struct archive *a, const char *what)
     const char *msg = archive_error_string(a);
     _cleanup_free_ char *safe = text_safe(msg ? msg : "unknown error", TEXT_SAFE_MAX);
     return error_set(err, unpack_errno_code(e), e > 0 ? e : 0, "%s: %s", what, safe);
-}
-
-/* Not absolute, not empty, and no ".." component. */
-static bool is_safe_relpath(const char *p)
-{
-    if (p[0] == '\0' || p[0] == '/')
-        return false;
-    for (const char *c = p; *c;) {
-        size_t len = strcspn(c, "/");
-        if (len == 2 && c[0] == '.' && c[1] == '.')
-            return false;
-        c += len;
-        while (*c == '/')
-            c++;
-    }
-    return true;
 }
 
 /* Split "a/b/c/" into a newly allocated "a/b" ("." for none) and a pointer to "c" in *base. */
@@ -562,10 +547,10 @@ static int extract_entry(struct extractor *x, struct archive_entry *e, struct er
         _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "path too long in layer: %s", safe);
     }
-    if (!is_safe_relpath(path))
+    if (!path_is_safe_relpath(path))
         return unsafe_path(err, path);
     const char *hardlink = archive_entry_hardlink(e);
-    if (hardlink && (strlen(hardlink) > MAX_PATH_LEN || !is_safe_relpath(hardlink)))
+    if (hardlink && (strlen(hardlink) > MAX_PATH_LEN || !path_is_safe_relpath(hardlink)))
         return unsafe_path(err, path);
     const char *symlink = archive_entry_symlink(e);
     if (symlink && strlen(symlink) > MAX_PATH_LEN) {

@@ -34,6 +34,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/persist.h"
 #include "core/util.h"
 #include "image/store.h"
@@ -1396,15 +1397,6 @@ static bool name_taken(const char *sandbox_id, const Runtime__V1__ContainerMetad
     return false;
 }
 
-static bool has_dotdot(const char *p)
-{
-    for (const char *s = p; (s = strstr(s, "..")) != NULL; s += 2) {
-        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-            return true;
-    }
-    return false;
-}
-
 static Runtime__V1__ContainerConfig *config_dup(const Runtime__V1__ContainerConfig *config)
 {
     size_t len = protobuf_c_message_get_packed_size(&config->base);
@@ -1472,7 +1464,7 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     if (log_dir && *log_dir && log_dir[0] != '/')
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "log directory %s is not absolute",
                          log_dir);
-    if (config->log_path && has_dotdot(config->log_path))
+    if (config->log_path && path_has_dotdot(config->log_path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "log path %s has a \"..\" component",
                          config->log_path);
     _cleanup_json_ json_t *image_config = image_config_json(img, err);

@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/util.h"
 #include "pod/nsfs.h"
 
@@ -72,19 +73,6 @@ static char **paths_slot(struct nsfs_paths *p, int flag)
 static const char *paths_peek(const struct nsfs_paths *p, int flag)
 {
     return *paths_slot((struct nsfs_paths *)p, flag);
-}
-
-/* The id becomes one directory name under dir. */
-static bool is_valid_id(const char *id)
-{
-    size_t len = id ? strlen(id) : 0;
-    if (len == 0 || len > NSFS_ID_MAX || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-        return false;
-    for (const char *p = id; *p; p++) {
-        if (*p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f)
-            return false;
-    }
-    return true;
 }
 
 int nsfs_prepare_dir(const char *dir, struct error **err)
@@ -315,7 +303,7 @@ struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags
                                    void *arg, struct error **err)
 {
     assert_state(done);
-    if (!is_valid_id(id))
+    if (!id || !path_is_name(id, NSFS_ID_MAX))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces"), NULL;
     if (ns_flags & ~NSFS_SUPPORTED)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
@@ -373,7 +361,7 @@ void nsfs_pin_cancel(struct nsfs_pin_op *op)
 
 int nsfs_unpin(const char *dir, const char *id, struct error **err)
 {
-    if (!is_valid_id(id))
+    if (!id || !path_is_name(id, NSFS_ID_MAX))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces");
     _cleanup_free_ char *pod_dir = xasprintf("%s/%s", dir, id);
     for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {

@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/util.h"
 #include "pod/oci_spec.h"
 #include "pod/sandbox.h"
@@ -144,14 +145,6 @@ static char *path_clean(const char *p)
     return out;
 }
 
-static bool has_dotdot(const char *p)
-{
-    for (const char *s = p; (s = strstr(s, "..")); s += 2)
-        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-            return true;
-    return false;
-}
-
 static size_t path_depth(const char *clean)
 {
     size_t n = 1;
@@ -167,7 +160,7 @@ char *oci_spec_volume_name(const char *container_path, struct error **err)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is not absolute",
                          container_path ? container_path : "(null)"),
                NULL;
-    if (has_dotdot(container_path))
+    if (path_has_dotdot(container_path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s has a \"..\"",
                          container_path),
                NULL;
@@ -205,7 +198,7 @@ char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, st
 {
     if (!is_set(id) || strchr(id, '/') || strchr(id, ':'))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid container id for a cgroup"), NULL;
-    if (is_set(parent) && has_dotdot(parent))
+    if (is_set(parent) && path_has_dotdot(parent))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "cgroup parent %s has a \"..\"", parent),
                NULL;
     if (systemd) {
@@ -2057,7 +2050,7 @@ static int path_list(json_t *linux, const char *key, const char *field, char *co
     json_t *a = json_array();
     json_object_set_new(linux, key, a);
     for (size_t i = 0; i < n; i++) {
-        if (!is_set(cri[i]) || cri[i][0] != '/' || has_dotdot(cri[i]))
+        if (!is_set(cri[i]) || cri[i][0] != '/' || path_has_dotdot(cri[i]))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "linux.security_context.%s[%zu]: \"%s\" is not an absolute path "
                              "without \"..\"",
