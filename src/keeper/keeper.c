@@ -138,6 +138,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "keeper/ctr_log.h"
 
 #define STATUS_FD 3
@@ -240,29 +241,6 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int set_nonblock(int fd)
-{
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -1;
-    return 0;
-}
-
 /* <state-dir>/<name> into out (STATE_PATH_MAX bytes; lengths checked at start-up). */
 static char *state_path(char *out, const char *name)
 {
@@ -299,7 +277,7 @@ static int write_state_file(const char *name, const char *text)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+    if (fd_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -326,7 +304,7 @@ static void report(const char *line)
 {
     if (k.status_fd < 0)
         return;
-    if (write_all(k.status_fd, line, strlen(line)) < 0)
+    if (fd_write_all(k.status_fd, line, strlen(line)) < 0)
         diag("write status fd: %s", strerror(errno));
     close_fd(&k.status_fd);
 }
@@ -618,9 +596,10 @@ static void start_create(void)
         k.out_fd = out[0];
         k.err_fd = err[0];
     }
-    if ((k.out_fd >= 0 && set_nonblock(k.out_fd) < 0) ||
-        (k.err_fd >= 0 && set_nonblock(k.err_fd) < 0) ||
-        (k.rt_fd >= 0 && set_nonblock(k.rt_fd) < 0) || (k.in_fd >= 0 && set_nonblock(k.in_fd) < 0))
+    if ((k.out_fd >= 0 && fd_set_nonblock(k.out_fd, true) < 0) ||
+        (k.err_fd >= 0 && fd_set_nonblock(k.err_fd, true) < 0) ||
+        (k.rt_fd >= 0 && fd_set_nonblock(k.rt_fd, true) < 0) ||
+        (k.in_fd >= 0 && fd_set_nonblock(k.in_fd, true) < 0))
         fail("fcntl O_NONBLOCK: %s", strerror(errno));
 }
 
@@ -680,7 +659,7 @@ static int receive_console(void)
         fail("the runtime sent no pty master on the console socket");
     int master;
     memcpy(&master, CMSG_DATA(c), sizeof(int));
-    if (set_nonblock(master) < 0)
+    if (fd_set_nonblock(master, true) < 0)
         fail("fcntl O_NONBLOCK: %s", strerror(errno));
     k.out_fd = master;
     char path[STATE_PATH_MAX];
