@@ -96,6 +96,12 @@ void fclosep(FILE **f)
         fclose(*f);
 }
 
+void closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
+}
+
 void util_die_invariant(const char *file, int line, const char *what)
 {
     fprintf(stderr, "level=fatal msg=\"internal invariant broken\" file=%s line=%d cond=\"%s\"\n",

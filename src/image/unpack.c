@@ -63,13 +63,6 @@
      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |       \
      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR)
 
-static void closedirp(DIR **d)
-{
-    if (*d)
-        closedir(*d);
-}
-#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
-
 /* ---- small helpers ---- */
 
 /*

@@ -35,13 +35,6 @@
 #define MAX_DEVICES 16384
 #define MAX_CAP 40 /* CAP_CHECKPOINT_RESTORE, the last one we have a name for */
 
-static void closedirp(DIR **d)
-{
-    if (*d)
-        closedir(*d);
-}
-#define _cleanup_dir_ __attribute__((cleanup(closedirp)))
-
 static bool is_set(const char *s)
 {
     return s && *s;
@@ -1525,7 +1518,7 @@ static int add_device_dir(struct dev_ctx *d, const char *host_dir, const char *c
 {
     if (depth > MAX_DEV_DEPTH)
         return 0;
-    _cleanup_dir_ DIR *dir = opendir(host_dir);
+    _cleanup_closedir_ DIR *dir = opendir(host_dir);
     if (!dir)
         return error_set(err, GRPC_INTERNAL, errno, "open device directory %s", host_dir);
     _cleanup_strv_ struct strv names = {0};
