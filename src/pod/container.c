@@ -36,6 +36,7 @@
 #include "core/loop.h"
 #include "core/path.h"
 #include "core/persist.h"
+#include "core/table.h"
 #include "core/util.h"
 #include "image/store.h"
 #include "pod/container.h"
@@ -74,8 +75,7 @@ static struct {
     char *records_dir; /* <root_dir>/containers */
     char *states_dir;  /* <state_dir>/ctr */
     char *keeper_path;
-    struct container **items;
-    size_t n, alloc;
+    struct table table; /* struct container */
     struct create_op *creates;
     struct teardown *teardowns;
     struct exec_op *execs;
@@ -208,48 +208,19 @@ static void container_free(void *obj)
     free(c);
 }
 
-static void table_add(struct container *c)
+static const char *ctr_id(const void *item)
 {
-    if (ctrs.n == ctrs.alloc) {
-        ctrs.alloc = ctrs.alloc ? ctrs.alloc * 2 : 16;
-        ctrs.items = xrealloc(ctrs.items, ctrs.alloc * sizeof(*ctrs.items));
-    }
-    ctrs.items[ctrs.n++] = c;
-}
-
-static void table_del(struct container *c)
-{
-    for (size_t i = 0; i < ctrs.n; i++) {
-        if (ctrs.items[i] == c) {
-            memmove(&ctrs.items[i], &ctrs.items[i + 1], (ctrs.n - i - 1) * sizeof(*ctrs.items));
-            ctrs.n--;
-            return;
-        }
-    }
+    return ((const struct container *)item)->id;
 }
 
 struct container *container_at(size_t i)
 {
-    return i < ctrs.n ? ctrs.items[i] : NULL;
+    return table_at(&ctrs.table, i);
 }
 
-struct container *container_find(const char *id)
+struct container *container_find(const char *id_or_prefix)
 {
-    if (!id || !*id)
-        return NULL;
-    struct container *found = NULL;
-    size_t len = strlen(id);
-    for (size_t i = 0; i < ctrs.n; i++) {
-        struct container *c = ctrs.items[i];
-        if (strcmp(c->id, id) == 0)
-            return c;
-        if (strncmp(c->id, id, len) == 0) {
-            if (found)
-                return NULL; /* ambiguous */
-            found = c;
-        }
-    }
-    return found;
+    return table_find_prefix(&ctrs.table, id_or_prefix);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -748,7 +719,7 @@ static void container_detach_and_teardown(struct container *c, void (*cb)(void *
     _cleanup_error_ struct error *tmp = NULL;
     if (persist_remove(rec, &tmp) < 0)
         log_warn("could not remove the record container=%s: %s", c->id, tmp->msg);
-    table_del(c);
+    table_remove(&ctrs.table, c);
     notify_waiters(c, NULL);
     int pidfd = c->keeper_pidfd >= 0 ? dup(c->keeper_pidfd) : -1;
     if (pidfd >= 0)
@@ -1284,7 +1255,7 @@ static int create_finish(struct create_op *op, struct error **err)
     if (container_save(c, err) < 0)
         return -1;
     op->c = NULL;
-    table_add(c);
+    table_add(&ctrs.table, c);
     if (op->keeper_ev) {
         event_free(op->keeper_ev);
         op->keeper_ev = NULL;
@@ -1380,8 +1351,8 @@ static void create_step(struct create_op *op)
 
 static bool name_taken(const char *sandbox_id, const Runtime__V1__ContainerMetadata *m)
 {
-    for (size_t i = 0; i < ctrs.n; i++) {
-        const struct container *c = ctrs.items[i];
+    for (size_t i = 0; i < ctrs.table.n; i++) {
+        const struct container *c = container_at(i);
         if (strcmp(c->sandbox_id, sandbox_id) == 0 &&
             strcmp(c->config->metadata->name, m->name) == 0 &&
             c->config->metadata->attempt == m->attempt)
@@ -2093,8 +2064,8 @@ static bool uses(const struct container *c, const char *key)
 
 bool container_uses(const char *key)
 {
-    for (size_t i = 0; i < ctrs.n; i++) {
-        if (uses(ctrs.items[i], key))
+    for (size_t i = 0; i < ctrs.table.n; i++) {
+        if (uses(container_at(i), key))
             return true;
     }
     for (const struct create_op *op = ctrs.creates; op; op = op->next) {
@@ -2217,11 +2188,11 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     fail_creates_of(sandbox_id, "stopped", g);
     /* Collect ids first: a stop may change the table. */
     size_t n = 0;
-    _cleanup_free_ char **ids = xcalloc(ctrs.n + 1, sizeof(char *));
-    for (size_t i = 0; i < ctrs.n; i++) {
-        if (strcmp(ctrs.items[i]->sandbox_id, sandbox_id) == 0 &&
-            ctrs.items[i]->state != CONTAINER_EXITED)
-            ids[n++] = xstrdup(ctrs.items[i]->id);
+    _cleanup_free_ char **ids = xcalloc(ctrs.table.n + 1, sizeof(char *));
+    for (size_t i = 0; i < ctrs.table.n; i++) {
+        const struct container *c = container_at(i);
+        if (strcmp(c->sandbox_id, sandbox_id) == 0 && c->state != CONTAINER_EXITED)
+            ids[n++] = xstrdup(c->id);
     }
     for (size_t i = 0; i < n; i++) {
         g->pending++;
@@ -2240,8 +2211,8 @@ static int hook_remove_all(const char *sandbox_id, struct error **err)
 {
     /* Normally none are left after stop_all; their undo goes on in the background. */
     fail_creates_of(sandbox_id, "removed", NULL);
-    for (size_t i = 0; i < ctrs.n;) {
-        struct container *c = ctrs.items[i];
+    for (size_t i = 0; i < ctrs.table.n;) {
+        struct container *c = container_at(i);
         if (strcmp(c->sandbox_id, sandbox_id) != 0) {
             i++;
             continue;
@@ -2322,11 +2293,7 @@ static void reconcile(struct container *c)
 
 static bool has_record(const char *id)
 {
-    for (size_t i = 0; i < ctrs.n; i++) {
-        if (strcmp(ctrs.items[i]->id, id) == 0)
-            return true;
-    }
-    return false;
+    return table_find(&ctrs.table, id) != NULL;
 }
 
 /* Directories an interrupted create or remove left behind (no record): remove them. */
@@ -2355,6 +2322,7 @@ int container_init(const struct config *cfg, struct store *store, struct error *
 {
     ctrs.cfg = cfg;
     ctrs.store = store;
+    ctrs.table = (struct table)TABLE_INIT(ctr_id);
     ctrs.records_dir = path_in(cfg->root_dir, "containers");
     ctrs.states_dir = path_in(cfg->state_dir, "ctr");
     /* The keeper's sockets under <state_dir>/ctr/<64-hex id> are reached through
@@ -2391,14 +2359,14 @@ int container_init(const struct config *cfg, struct store *store, struct error *
             log_error("skipping unreadable container record path=%s: %s", path, lerr->msg);
             continue;
         }
-        table_add(c);
+        table_add(&ctrs.table, c);
     }
     closedir(d);
-    for (size_t i = 0; i < ctrs.n; i++)
-        reconcile(ctrs.items[i]);
+    for (size_t i = 0; i < ctrs.table.n; i++)
+        reconcile(container_at(i));
     clean_orphans(ctrs.records_dir);
     clean_orphans(ctrs.states_dir);
-    log_info("containers loaded count=%zu", ctrs.n);
+    log_info("containers loaded count=%zu", ctrs.table.n);
     return 0;
 }
 
@@ -2433,12 +2401,12 @@ void container_shutdown(void)
     }
     while (ctrs.reopens)
         reopen_finish(ctrs.reopens, err);
-    for (size_t i = 0; i < ctrs.n; i++) {
-        notify_waiters(ctrs.items[i], err);
-        container_free(ctrs.items[i]);
+    for (size_t i = 0; i < ctrs.table.n; i++) {
+        notify_waiters(container_at(i), err);
+        container_free(container_at(i));
     }
     error_free(err);
-    free(ctrs.items);
+    table_clear(&ctrs.table);
     free(ctrs.records_dir);
     free(ctrs.states_dir);
     free(ctrs.keeper_path);

@@ -59,6 +59,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
+#include "core/table.h"
 #include "core/util.h"
 #include "pod/cni.h"
 #include "pod/nsfs.h"
@@ -178,8 +179,7 @@ static struct {
     char *netns_dir;     /* <state_dir>/netns */
     char *cni_cache_dir; /* <state_dir>/cni-cache */
     char *keeper;        /* the pod-init binary */
-    struct sb **items;
-    size_t n_items, alloc_items;
+    struct table table;  /* struct sb */
     struct run_op *runs;
     struct sb_op *ops;
     uint64_t next_seq;
@@ -617,61 +617,26 @@ static struct sb *sb_from_record(const char *id, const char *text, size_t len, s
 
 /* ---- the table ---- */
 
-static void table_add(struct sb *s)
+static const char *sb_id(const void *item)
 {
-    if (g.n_items == g.alloc_items) {
-        g.alloc_items = g.alloc_items ? 2 * g.alloc_items : 16;
-        g.items = xrealloc(g.items, g.alloc_items * sizeof(*g.items));
-    }
-    g.items[g.n_items++] = s;
-}
-
-static void table_remove(struct sb *s)
-{
-    for (size_t i = 0; i < g.n_items; i++) {
-        if (g.items[i] == s) {
-            memmove(&g.items[i], &g.items[i + 1], (g.n_items - i - 1) * sizeof(*g.items));
-            g.n_items--;
-            return;
-        }
-    }
-}
-
-static struct sb *table_find_exact(const char *id)
-{
-    for (size_t i = 0; i < g.n_items; i++) {
-        if (strcmp(g.items[i]->pub.id, id) == 0)
-            return g.items[i];
-    }
-    return NULL;
+    return ((const struct sb *)item)->pub.id;
 }
 
 struct sandbox *sandbox_find(const char *id_or_prefix)
 {
-    if (!id_or_prefix || !*id_or_prefix)
-        return NULL;
-    struct sb *exact = table_find_exact(id_or_prefix);
-    if (exact)
-        return &exact->pub;
-    struct sb *found = NULL;
-    for (size_t i = 0; i < g.n_items; i++) {
-        if (str_has_prefix(g.items[i]->pub.id, id_or_prefix)) {
-            if (found)
-                return NULL; /* ambiguous */
-            found = g.items[i];
-        }
-    }
-    return found ? &found->pub : NULL;
+    struct sb *s = table_find_prefix(&g.table, id_or_prefix);
+    return s ? &s->pub : NULL;
 }
 
 struct sandbox *sandbox_at(size_t i)
 {
-    return i < g.n_items ? &g.items[i]->pub : NULL;
+    struct sb *s = table_at(&g.table, i);
+    return s ? &s->pub : NULL;
 }
 
 size_t sandbox_count(void)
 {
-    return g.n_items;
+    return g.table.n;
 }
 
 /* ---- pod-init ---- */
@@ -710,7 +675,7 @@ static void on_pod_init_exit(evutil_socket_t fd, short what, void *arg)
     log_info("pod-init exited sandbox=%s pid=%d", s->pub.id, s->pub.pod_init_pid);
     pod_init_forget(s);
     /* A made sandbox loses its readiness; one being made fails at COMMIT. */
-    bool in_table = table_find_exact(s->pub.id) == s;
+    bool in_table = table_find(&g.table, s->pub.id) == s;
     if (in_table && s->pub.state == SANDBOX_READY)
         s->pub.state = SANDBOX_NOTREADY;
     struct error *tmp = NULL;
@@ -1175,7 +1140,7 @@ static int run_commit(struct run_op *op, struct error **err)
         s->pub.state = SANDBOX_NOTREADY;
         return -1;
     }
-    table_add(steal_ptr(&op->sb));
+    table_add(&g.table, steal_ptr(&op->sb));
     return 0;
 }
 
@@ -1204,7 +1169,7 @@ static void run_keep_notready(struct run_op *op)
         log_warn("sandbox=%s: %s", s->pub.id, tmp->msg);
         error_free(tmp);
     }
-    table_add(steal_ptr(&op->sb));
+    table_add(&g.table, steal_ptr(&op->sb));
 }
 
 /* Everything but the network. */
@@ -1357,8 +1322,9 @@ static void run_step(struct run_op *op)
 
 static bool name_in_use(const Runtime__V1__PodSandboxMetadata *m)
 {
-    for (size_t i = 0; i < g.n_items; i++) {
-        if (same_metadata(g.items[i]->pub.config->metadata, m))
+    for (size_t i = 0; i < g.table.n; i++) {
+        const struct sb *s = g.table.items[i];
+        if (same_metadata(s->pub.config->metadata, m))
             return true;
     }
     for (struct run_op *op = g.runs; op; op = op->next) {
@@ -1513,7 +1479,7 @@ static int sbop_rm_start(struct sb_op *op, const struct sb *s, struct error **er
 
 static void sbop_advance(struct sb_op *op)
 {
-    struct sb *s = table_find_exact(op->id);
+    struct sb *s = table_find(&g.table, op->id);
     switch (op->state) {
     case SBOP_QUEUED:
         if (loop_timer_is_armed(op->kick) || !is_first_for_id(op))
@@ -1612,7 +1578,7 @@ static void sbop_advance(struct sb_op *op)
         if (persist_remove(s->record_path, &op->err) < 0)
             goto fail;
         log_info("sandbox removed sandbox=%s", s->pub.id);
-        table_remove(s);
+        table_remove(&g.table, s);
         loop_defer_free(sb_free_cb, s);
         op->state = SBOP_DONE;
         return;
@@ -1754,7 +1720,7 @@ static int load_records(struct error **err)
             continue;
         }
         reconcile(s);
-        table_add(s);
+        table_add(&g.table, s);
         log_info("sandbox loaded sandbox=%s state=%s", id, sandbox_state_name(s->pub.state));
     }
     closedir(d);
@@ -1765,6 +1731,7 @@ int sandbox_init(const struct config *cfg, const struct sandbox_container_hooks 
                  struct error **err)
 {
     g.cfg = cfg;
+    g.table = (struct table)TABLE_INIT(sb_id);
     if (hooks)
         g.hooks = *hooks;
     g.records_dir = xasprintf("%s/sandboxes", cfg->root_dir);
@@ -1812,9 +1779,9 @@ void sandbox_shutdown(void)
         g.ops = op->next;
         sbop_free(op);
     }
-    for (size_t i = 0; i < g.n_items; i++)
-        sb_free(g.items[i]);
-    free(g.items);
+    for (size_t i = 0; i < g.table.n; i++)
+        sb_free(g.table.items[i]);
+    table_clear(&g.table);
     if (g.netns_ready && !has_records()) {
         if (umount2(g.netns_dir, MNT_DETACH) == 0)
             rmdir(g.netns_dir);
