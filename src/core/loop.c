@@ -711,6 +711,21 @@ undo:
     return NULL;
 }
 
+struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms, child_done_cb cb,
+                          void *arg, struct error **err)
+{
+    _cleanup_free_ char **argv = xcalloc(n + 5, sizeof(char *));
+    size_t k = 0;
+    argv[k++] = (char *)"/bin/rm";
+    argv[k++] = (char *)"-rf";
+    argv[k++] = (char *)"--one-file-system";
+    argv[k++] = (char *)"--";
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = (char *)paths[i];
+    struct child_opts o = {.argv = argv, .timeout_ms = timeout_ms, .out_cap = 4096};
+    return child_spawn(&o, cb, arg, err);
+}
+
 pid_t child_pid(const struct child *c)
 {
     return c->pid;

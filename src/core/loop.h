@@ -122,6 +122,16 @@ typedef void (*child_done_cb)(const struct child_result *res, void *arg);
 struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
                           struct error **err);
 
+/*
+ * Remove the trees at paths[0..n-1] in a child: `rm -rf --one-file-system`,
+ * which never descends into a mount met inside a tree (a bind mount left in
+ * a container's or a pod's directory keeps what it shows; rm then fails and
+ * says so on stderr). Otherwise as child_spawn(), with a deadline of
+ * timeout_ms: a result with exit_code != 0 means something was left.
+ */
+struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms, child_done_cb cb,
+                          void *arg, struct error **err);
+
 pid_t child_pid(const struct child *c);
 
 /* Send a signal through the pidfd (no-op once the child has been reaped). */

@@ -982,13 +982,11 @@ static void on_rm_done(const struct child_result *r, void *arg)
 /* rm -rf in a child: a staging tree may be large. */
 static void remove_staging(struct importer *im, const char *path)
 {
-    char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--", (char *)path, NULL};
-    struct child_opts o = {.argv = argv, .timeout_ms = RM_TIMEOUT_MS};
     struct rm_op *rm = xcalloc(1, sizeof(*rm));
     rm->im = im;
     rm->path = xstrdup(path);
     _cleanup_error_ struct error *err = NULL;
-    rm->child = child_spawn(&o, on_rm_done, rm, &err);
+    rm->child = child_rm_rf(&path, 1, RM_TIMEOUT_MS, on_rm_done, rm, &err);
     if (!rm->child) {
         log_warn("could not remove staging directory path=%s: %s", path, err->msg);
         free(rm->path);

@@ -29,6 +29,7 @@
 
 #define RECORD_MAX (1024 * 1024)
 #define TRASH_PREFIX ".trash-"
+#define RM_TIMEOUT_MS (10LL * 60 * 1000)
 
 struct store {
     char *root;
@@ -131,15 +132,13 @@ static void on_rm_done(const struct child_result *r, void *arg)
 
 static void remove_tree_async(struct store *s, const char *path)
 {
-    char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--", (char *)path, NULL};
-    struct child_opts o = {.argv = argv, .timeout_ms = 10 * 60 * 1000};
     _cleanup_error_ struct error *err = NULL;
     struct store_rm *rm = xcalloc(1, sizeof(*rm));
     rm->s = s;
     rm->path = xstrdup(path);
     rm->next = s->rms;
     s->rms = rm;
-    rm->child = child_spawn(&o, on_rm_done, rm, &err);
+    rm->child = child_rm_rf(&path, 1, RM_TIMEOUT_MS, on_rm_done, rm, &err);
     if (!rm->child) {
         log_warn("could not remove %s: %s", path, err->msg);
         store_rm_free(rm);

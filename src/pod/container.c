@@ -665,10 +665,8 @@ static void teardown_step(struct teardown *td)
             _cleanup_free_ char *rootfs = path_in(td->root_dir, "rootfs");
             if (umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
                 log_warn("umount %s: %s", rootfs, strerror(errno));
-            char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--one-file-system",
-                            td->root_dir,      td->state_dir, NULL};
-            struct child_opts o = {.argv = argv, .timeout_ms = RM_TIMEOUT_MS};
-            td->rm = child_spawn(&o, on_td_removed, td, &tmp);
+            const char *dirs[] = {td->root_dir, td->state_dir};
+            td->rm = child_rm_rf(dirs, ARRAY_SIZE(dirs), RM_TIMEOUT_MS, on_td_removed, td, &tmp);
             if (td->rm)
                 return;
             log_warn("rm not started container=%s: %s", td->id, tmp->msg);

@@ -1471,9 +1471,8 @@ static int sbop_network_start(struct sb_op *op, struct sb *s, struct error **err
 
 static int sbop_rm_start(struct sb_op *op, const struct sb *s, struct error **err)
 {
-    char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--one-file-system", s->dir, NULL};
-    struct child_opts o = {.argv = argv, .timeout_ms = RM_TIMEOUT_MS, .out_cap = 4096};
-    op->rm = child_spawn(&o, on_rm_exit, op, err);
+    const char *dir = s->dir;
+    op->rm = child_rm_rf(&dir, 1, RM_TIMEOUT_MS, on_rm_exit, op, err);
     return op->rm ? 0 : -1;
 }
 

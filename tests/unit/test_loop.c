@@ -19,7 +19,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -615,6 +617,89 @@ static void test_child_spawn_errors(void **state)
     assert_int_equal(child_count(), 0);
 }
 
+/* ---- children: rm -rf ---- */
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void make_tree(const char *top)
+{
+    char *cmd = xasprintf("mkdir -p %s/a/b/c %s/d && echo x >%s/a/b/c/f && ln -s / %s/d/root", top,
+                          top, top, top);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+static void test_child_rm_rf(void **state)
+{
+    char tmpl[] = "/tmp/tinycri-rm-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *one = xasprintf("%s/one", tmpl), *two = xasprintf("%s/two", tmpl);
+    make_tree(one);
+    make_tree(two);
+    struct capture cap = {0};
+    const char *paths[] = {one, two};
+    struct error *err = NULL;
+    pending = 1;
+    assert_non_null(child_rm_rf(paths, 2, SAFETY_MS, on_child_done, &cap, &err));
+    run_loop(SAFETY_MS);
+    assert_true(cap.res.exited);
+    assert_int_equal(cap.res.exit_code, 0);
+    assert_false(exists(one));
+    assert_false(exists(two));
+    assert_true(exists("/")); /* the symlink was removed, not followed */
+    capture_free(&cap);
+    free(one);
+    free(two);
+    rmdir(tmpl);
+}
+
+/* A mount inside a tree keeps its content; rm says so and fails. */
+static void test_child_rm_rf_one_file_system(void **state)
+{
+    char tmpl[] = "/tmp/tinycri-rm-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *top = xasprintf("%s/top", tmpl), *mnt = xasprintf("%s/top/mnt", tmpl);
+    char *kept = xasprintf("%s/top/mnt/kept", tmpl);
+    make_tree(top);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, NULL) < 0) {
+        char *cmd = xasprintf("rm -rf %s", tmpl);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        free(top);
+        free(mnt);
+        free(kept);
+        skip(); /* needs CAP_SYS_ADMIN */
+    }
+    int fd = open(kept, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    struct capture cap = {0};
+    const char *paths[] = {top};
+    struct error *err = NULL;
+    pending = 1;
+    assert_non_null(child_rm_rf(paths, 1, SAFETY_MS, on_child_done, &cap, &err));
+    run_loop(SAFETY_MS);
+    assert_true(cap.res.exited);
+    assert_int_not_equal(cap.res.exit_code, 0);
+    assert_true(exists(kept));
+    char *sub_dir = xasprintf("%s/a", top);
+    assert_false(exists(sub_dir)); /* the rest went */
+    free(sub_dir);
+    assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    capture_free(&cap);
+    char *cmd = xasprintf("rm -rf %s", tmpl);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(top);
+    free(mnt);
+    free(kept);
+}
+
 /* ---- timers ---- */
 
 struct timer_probe {
@@ -913,6 +998,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_child_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_no_fd_leak, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_spawn_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_rm_rf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_rm_rf_one_file_system, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_rearm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_disarm, setup, teardown),
