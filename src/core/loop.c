@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ extern char **environ;
 #define DRAIN_MAX_READS 64
 
 struct defer_item {
-    struct defer_item *next;
+    STAILQ_ENTRY(defer_item) link;
     void (*fn)(void *);
     void *obj;
 };
@@ -82,7 +83,8 @@ struct child_stream {
 };
 
 struct child {
-    struct child *prev, *next; /* every child object not yet destroyed */
+    TAILQ_ENTRY(child) link; /* in loop.children from spawn until destroyed */
+    bool linked;
     enum child_state state;
     pid_t pid;
     int pidfd;
@@ -107,9 +109,8 @@ static struct reactor {
     struct event *sig_ev;
     struct signal_watch sigs[_NSIG];
     struct event *defer_ev;
-    struct defer_item *defer_head;
-    struct defer_item **defer_tail;
-    struct child *children;
+    STAILQ_HEAD(, defer_item) defers;
+    TAILQ_HEAD(, child) children; /* every child object not yet destroyed */
     size_t running;
 } loop = {.sig_fd = -1};
 
@@ -143,11 +144,9 @@ static void close_fd(int *fd)
 
 static void run_deferred(void)
 {
-    while (loop.defer_head) {
-        struct defer_item *d = loop.defer_head;
-        loop.defer_head = d->next;
-        if (!loop.defer_head)
-            loop.defer_tail = &loop.defer_head;
+    struct defer_item *d;
+    while ((d = STAILQ_FIRST(&loop.defers))) {
+        STAILQ_REMOVE_HEAD(&loop.defers, link);
         void (*fn)(void *) = d->fn;
         void *obj = d->obj;
         free(d);
@@ -171,8 +170,7 @@ void loop_defer_free(void (*fn)(void *), void *obj)
     }
     struct defer_item *d = xmalloc(sizeof(*d));
     *d = (struct defer_item){.fn = fn, .obj = obj};
-    *loop.defer_tail = d;
-    loop.defer_tail = &d->next;
+    STAILQ_INSERT_TAIL(&loop.defers, d, link);
     /*
      * All our events share one priority, and libevent drains the active queue
      * before it polls again: the activated event runs after the current
@@ -255,8 +253,8 @@ int loop_init(struct error **err)
 {
     if (loop.base)
         return error_set(err, GRPC_INTERNAL, 0, "loop already initialised");
-    loop.defer_head = NULL;
-    loop.defer_tail = &loop.defer_head;
+    STAILQ_INIT(&loop.defers);
+    TAILQ_INIT(&loop.children);
     sigemptyset(&loop.watched);
     if (sigprocmask(SIG_SETMASK, NULL, &loop.saved_mask) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "read signal mask");
@@ -393,12 +391,8 @@ static void child_destroy(struct child *c)
     buf_free(&c->out.buf);
     buf_free(&c->err.buf);
     free(c->in_data);
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (loop.children == c)
-        loop.children = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->linked)
+        TAILQ_REMOVE(&loop.children, c, link);
     free(c);
 }
 
@@ -696,10 +690,8 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
         }
     }
 
-    c->next = loop.children;
-    if (loop.children)
-        loop.children->prev = c;
-    loop.children = c;
+    TAILQ_INSERT_HEAD(&loop.children, c, link);
+    c->linked = true;
     loop.running++;
     return steal_ptr(&c);
 
@@ -761,7 +753,8 @@ void loop_shutdown(void)
     if (!loop.base)
         return;
     /* The loop is over: kill what is left and reap it with a blocking wait. */
-    for (struct child *c = loop.children; c; c = c->next) {
+    struct child *c;
+    TAILQ_FOREACH (c, &loop.children, link) {
         if (c->state == CHILD_FINISHED)
             continue;
         child_kill(c);
@@ -774,7 +767,7 @@ void loop_shutdown(void)
         child_finish(c);
     }
     run_deferred();
-    assert_state(loop.children == NULL);
+    assert_state(TAILQ_EMPTY(&loop.children));
 
     event_freep(&loop.sig_ev);
     event_freep(&loop.defer_ev);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -85,7 +86,7 @@ enum content_type {
 struct h2_call {
     uint64_t id;
     struct h2_conn *conn;
-    struct h2_call *prev, *next; /* conn->calls */
+    TAILQ_ENTRY(h2_call) link; /* conn->calls */
     int32_t stream_id;
     enum call_state state;
     bool in_table;
@@ -125,12 +126,12 @@ struct h2_call {
 
 struct h2_conn {
     uint64_t id;
-    struct h2_server *srv; /* NULL once closed */
-    struct h2_conn *prev, *next;
-    struct bufferevent *bev; /* NULL once closed */
+    struct h2_server *srv;     /* NULL once closed */
+    TAILQ_ENTRY(h2_conn) link; /* srv->conns until closed */
+    struct bufferevent *bev;   /* NULL once closed */
     nghttp2_session *session;
     struct event *flush_ev;
-    struct h2_call *calls;
+    TAILQ_HEAD(, h2_call) calls;
     size_t held; /* request bytes its calls hold */
     bool closed;
     bool goaway_sent;
@@ -150,7 +151,7 @@ struct h2_server {
     void *arg;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
-    struct h2_conn *conns;
+    TAILQ_HEAD(, h2_conn) conns;
     size_t n_conns;
     size_t n_calls;
     size_t held; /* request bytes held by the calls of all connections */
@@ -497,24 +498,14 @@ static struct h2_call *call_new(struct h2_conn *c, int32_t stream_id)
     /* Room for a reply message being written while the previous one still drains. */
     call->out_cap = 2 * ((size_t)c->srv->opts.max_send_msg + 5);
     table_insert(call);
-    call->next = c->calls;
-    if (c->calls)
-        c->calls->prev = call;
-    c->calls = call;
+    TAILQ_INSERT_HEAD(&c->calls, call, link);
     c->srv->n_calls++;
     return call;
 }
 
 static void call_unlink(struct h2_call *call)
 {
-    struct h2_conn *c = call->conn;
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        c->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-    call->prev = call->next = NULL;
+    TAILQ_REMOVE(&call->conn->calls, call, link);
 }
 
 /*
@@ -1064,8 +1055,8 @@ static void conn_free(void *arg)
 {
     struct h2_conn *c = arg;
     nghttp2_session_del(c->session);
-    while (c->calls) {
-        struct h2_call *call = c->calls;
+    struct h2_call *call;
+    while ((call = TAILQ_FIRST(&c->calls))) {
         call_unlink(call);
         call_free(call);
     }
@@ -1086,12 +1077,7 @@ static void conn_close(struct h2_conn *c, const char *why)
     c->closed = true;
     struct h2_server *s = c->srv;
     log_debug("connection closed conn=%" PRIu64 " reason=\"%s\"", c->id, why);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    TAILQ_REMOVE(&s->conns, c, link);
     s->n_conns--;
     /* What its calls hold is freed with them; it no longer counts for the server. */
     s->held -= c->held;
@@ -1100,13 +1086,14 @@ static void conn_close(struct h2_conn *c, const char *why)
     /* libevent keeps the bufferevent alive while its own callback is running. */
     bufferevent_free(c->bev);
     c->bev = NULL;
-    for (struct h2_call *call = c->calls; call; call = call->next)
+    struct h2_call *call;
+    TAILQ_FOREACH (call, &c->calls, link)
         s->n_calls--;
     server_schedule_check(s);
     c->srv = NULL;
     loop_defer_free(conn_free, c);
     /* Handlers hear last: by now nothing of ours depends on the connection. */
-    for (struct h2_call *call = c->calls; call; call = call->next) {
+    TAILQ_FOREACH (call, &c->calls, link) {
         if (call->state == CALL_FINISHED)
             continue;
         void (*cb)(uint64_t, void *);
@@ -1232,6 +1219,7 @@ static void conn_goaway(struct h2_conn *c)
 static int conn_new(struct h2_server *s, int fd, struct error **err)
 {
     struct h2_conn *c = xcalloc(1, sizeof(*c));
+    TAILQ_INIT(&c->calls);
     c->id = next_conn_id++;
     c->srv = s;
     c->bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -1259,10 +1247,7 @@ static int conn_new(struct h2_server *s, int fd, struct error **err)
     /* The connection window defaults to 64 KiB; widen it so large requests flow. */
     nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
 
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    TAILQ_INSERT_HEAD(&s->conns, c, link);
     s->n_conns++;
     bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
@@ -1333,7 +1318,8 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
         return;
     if (s->n_calls == 0) {
         /* Nothing left to wait for: final GOAWAY now; each connection closes once it is sent. */
-        for (struct h2_conn *c = s->conns; c; c = c->next)
+        struct h2_conn *c;
+        TAILQ_FOREACH (c, &s->conns, link)
             conn_goaway(c);
     }
     if (s->n_conns == 0)
@@ -1343,7 +1329,8 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 static void on_goaway_timer(void *arg)
 {
     struct h2_server *s = arg;
-    for (struct h2_conn *c = s->conns; c; c = c->next)
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link)
         conn_goaway(c);
 }
 
@@ -1351,12 +1338,13 @@ static void on_drain_timeout(void *arg)
 {
     struct h2_server *s = arg;
     log_info("drain timed out, cancelling calls=%zu connections=%zu", s->n_calls, s->n_conns);
-    for (struct h2_conn *c = s->conns; c; c = c->next) {
-        for (struct h2_call *call = c->calls; call; call = call->next)
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link) {
+        struct h2_call *call;
+        TAILQ_FOREACH (call, &c->calls, link)
             call_end_and_cancel(call, 200, GRPC_UNAVAILABLE, "server shutting down");
     }
-    while (s->conns) {
-        struct h2_conn *c = s->conns;
+    while ((c = TAILQ_FIRST(&s->conns))) {
         conn_goaway(c);
         conn_flush(c);
         if (c->closed)
@@ -1371,6 +1359,7 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
                                 h2_dispatch_cb dispatch, void *arg, struct error **err)
 {
     struct h2_server *s = xcalloc(1, sizeof(*s));
+    TAILQ_INIT(&s->conns);
     s->opts = *opts;
     if (!s->opts.max_recv_msg)
         s->opts.max_recv_msg = DEFAULT_MAX_MSG;
@@ -1438,7 +1427,8 @@ void h2_server_drain(struct h2_server *s, int64_t timeout_ms, void (*done)(void 
     evconnlistener_disable(s->listener);
     loop_timer_disarm(s->accept_retry);
     log_info("draining gRPC server connections=%zu calls=%zu", s->n_conns, s->n_calls);
-    for (struct h2_conn *c = s->conns; c; c = c->next) {
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link) {
         nghttp2_submit_shutdown_notice(c->session);
         conn_schedule_flush(c);
     }
@@ -1456,8 +1446,8 @@ void h2_server_free(struct h2_server *s)
     if (s->listener)
         evconnlistener_free(s->listener);
     s->state = SERVER_DRAINED;
-    while (s->conns)
-        conn_close(s->conns, "server stopped");
+    while (!TAILQ_EMPTY(&s->conns))
+        conn_close(TAILQ_FIRST(&s->conns), "server stopped");
     loop_timer_free(s->accept_retry);
     loop_timer_free(s->goaway_timer);
     loop_timer_free(s->drain_timer);
@@ -1488,7 +1478,8 @@ size_t h2_server_held_bytes(const struct h2_server *s)
 size_t h2_server_output_bytes(const struct h2_server *s)
 {
     size_t n = 0;
-    for (const struct h2_conn *c = s->conns; c; c = c->next)
+    const struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link)
         n += evbuffer_get_length(bufferevent_get_output(c->bev));
     return n;
 }

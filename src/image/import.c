@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,25 +128,25 @@ struct import_job {
     struct import_layer *layers;
     size_t n_layers, next_layer, running;
     struct error *err;
-    struct import_job *next;
+    TAILQ_ENTRY(import_job) link; /* im->queue while waiting */
 };
 
-/* A staging directory being removed; im is NULL once the importer is gone. */
+/* A staging directory being removed (the importer cancels it when it goes first). */
 struct rm_op {
     struct importer *im;
     char *path;
     struct child *child;
-    struct rm_op *next;
+    TAILQ_ENTRY(rm_op) link; /* im->rms */
 };
 
 struct importer {
     struct store *st;
     char *dir;
     char *records_path;
-    json_t *records;           /* imports.json "files": name -> {size, mtime_ns, images} */
-    struct import_job *queue;  /* waiting tarballs, in order */
-    struct import_job *active; /* one tarball at a time */
-    struct rm_op *rms;
+    json_t *records;                /* imports.json "files": name -> {size, mtime_ns, images} */
+    TAILQ_HEAD(, import_job) queue; /* waiting tarballs, in order */
+    struct import_job *active;      /* one tarball at a time */
+    TAILQ_HEAD(, rm_op) rms;
     struct loop_timer *kick;
     bool cleaned;      /* staging leftovers of an earlier run removed */
     bool scan_pending; /* a scan's done callback is owed */
@@ -966,15 +967,8 @@ static void on_rm_done(const struct child_result *r, void *arg)
         log_warn("could not remove staging directory path=%s: %.*s", rm->path, (int)r->err_len,
                  r->err);
     struct importer *im = rm->im;
-    if (im) {
-        for (struct rm_op **pp = &im->rms; *pp; pp = &(*pp)->next) {
-            if (*pp == rm) {
-                *pp = rm->next;
-                break;
-            }
-        }
-        loop_timer_arm(im->kick, 0);
-    }
+    TAILQ_REMOVE(&im->rms, rm, link);
+    loop_timer_arm(im->kick, 0);
     free(rm->path);
     free(rm);
 }
@@ -993,8 +987,7 @@ static void remove_staging(struct importer *im, const char *path)
         free(rm);
         return;
     }
-    rm->next = im->rms;
-    im->rms = rm;
+    TAILQ_INSERT_HEAD(&im->rms, rm, link);
 }
 
 static char *staging_parent(const struct importer *im)
@@ -1420,16 +1413,15 @@ static int job_start(struct import_job *job, struct error **err)
 /* Start the next tarball when none runs; report a finished scan. */
 static void pump(struct importer *im)
 {
-    while (!im->active && im->queue) {
-        struct import_job *job = im->queue;
-        im->queue = job->next;
-        job->next = NULL;
+    struct import_job *job;
+    while (!im->active && (job = TAILQ_FIRST(&im->queue))) {
+        TAILQ_REMOVE(&im->queue, job, link);
         im->active = job;
         struct error *err = NULL;
         if (job_start(job, &err) < 0)
             job_fail(job, err);
     }
-    if (im->scan_pending && !im->active && !im->queue && !im->rms) {
+    if (im->scan_pending && !im->active && TAILQ_EMPTY(&im->queue) && TAILQ_EMPTY(&im->rms)) {
         im->scan_pending = false;
         if (im->done_cb)
             im->done_cb(im->done_arg);
@@ -1446,6 +1438,8 @@ static void on_kick(void *arg)
 struct importer *importer_new(struct store *st, const char *import_dir)
 {
     struct importer *im = xcalloc(1, sizeof(*im));
+    TAILQ_INIT(&im->queue);
+    TAILQ_INIT(&im->rms);
     im->st = st;
     im->dir = xstrdup(import_dir);
     im->records_path = xasprintf("%s/" RECORDS_FILE, store_root(st));
@@ -1463,7 +1457,8 @@ static bool is_queued(const struct importer *im, const char *name)
 {
     if (im->active && !strcmp(im->active->name, name))
         return true;
-    for (const struct import_job *j = im->queue; j; j = j->next) {
+    const struct import_job *j;
+    TAILQ_FOREACH (j, &im->queue, link) {
         if (!strcmp(j->name, name))
             return true;
     }
@@ -1543,9 +1538,6 @@ void importer_scan(struct importer *im)
     if (pruned)
         records_save(im);
 
-    struct import_job **tail = &im->queue;
-    while (*tail)
-        tail = &(*tail)->next;
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *name = steal_ptr(&names[i]);
         struct stat st;
@@ -1562,8 +1554,7 @@ void importer_scan(struct importer *im)
         job->state = IMPORT_EXTRACT;
         job->name = steal_ptr(&name);
         job->fd = -1;
-        *tail = job;
-        tail = &job->next;
+        TAILQ_INSERT_TAIL(&im->queue, job, link);
     }
     free(names);
 }
@@ -1608,15 +1599,14 @@ void importer_free(struct importer *im)
         /* Its staging directory is removed by the next start (clean_leftovers). */
         job_free(job);
     }
-    while (im->queue) {
-        job = im->queue;
-        im->queue = job->next;
+    while ((job = TAILQ_FIRST(&im->queue))) {
+        TAILQ_REMOVE(&im->queue, job, link);
         job_free(job);
     }
     /* The daemon is stopping: unfinished removals are left to the next start too. */
-    while (im->rms) {
-        struct rm_op *rm = im->rms;
-        im->rms = rm->next;
+    struct rm_op *rm;
+    while ((rm = TAILQ_FIRST(&im->rms))) {
+        TAILQ_REMOVE(&im->rms, rm, link);
         child_cancel(rm->child);
         free(rm->path);
         free(rm);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -66,8 +67,8 @@ struct job {
     struct unpack_op *unpack;
     uint64_t *waiters;
     size_t n_waiters;
-    bool dead;
-    struct job *next;
+    bool dead; /* out of p->jobs: finished or killed */
+    TAILQ_ENTRY(job) link;
 };
 
 struct pull_op {
@@ -95,15 +96,16 @@ struct pull_op {
     struct error *err;
     pull_done_cb done;
     void *arg;
-    struct pull_op *next;
+    bool detached; /* out of p->pulls and every job */
+    TAILQ_ENTRY(pull_op) link;
 };
 
 struct puller {
     struct store *st;
     struct registry *reg;
     const struct config *cfg;
-    struct pull_op *pulls;
-    struct job *jobs;
+    TAILQ_HEAD(, pull_op) pulls;
+    TAILQ_HEAD(, job) jobs;
     uint64_t next_id;
 };
 
@@ -161,7 +163,8 @@ static int sha256_digest(const void *data, size_t len, char out[72], struct erro
 
 static struct pull_op *find_pull(struct puller *p, uint64_t id)
 {
-    for (struct pull_op *op = p->pulls; op; op = op->next) {
+    struct pull_op *op;
+    TAILQ_FOREACH (op, &p->pulls, link) {
         if (op->id == id)
             return op;
     }
@@ -182,14 +185,13 @@ static void job_free(void *arg)
     free(j);
 }
 
+/* Out of the puller's list, once: the job is dead from now on. */
 static void job_unlink(struct job *j)
 {
-    for (struct job **pp = &j->p->jobs; *pp; pp = &(*pp)->next) {
-        if (*pp == j) {
-            *pp = j->next;
-            return;
-        }
-    }
+    if (j->dead)
+        return;
+    j->dead = true;
+    TAILQ_REMOVE(&j->p->jobs, j, link);
 }
 
 /* Stop whatever the job runs and free it later. */
@@ -203,7 +205,6 @@ static void job_kill(struct job *j)
     j->fetch = NULL;
     j->unpack = NULL;
     j->ingest = NULL;
-    j->dead = true;
     job_unlink(j);
     loop_defer_free(job_free, j);
 }
@@ -248,7 +249,6 @@ static void job_finish(struct job *j, const struct error *err)
 {
     j->fetch = NULL;
     j->unpack = NULL;
-    j->dead = true;
     job_unlink(j);
     size_t n = j->n_waiters;
     _cleanup_free_ uint64_t *ids = xmalloc((n ? n : 1) * sizeof(*ids));
@@ -330,13 +330,14 @@ static int job_start_fetch(struct job *j, struct error **err)
 static int job_want(struct pull_op *op, enum job_kind kind, const char *key,
                     const struct descriptor *d, const char *diff_id, struct error **err)
 {
-    for (struct job *j = op->p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &op->p->jobs, link) {
         if (j->kind == kind && !strcmp(j->key, key)) {
             job_add_waiter(j, op->id);
             return 0;
         }
     }
-    struct job *j = xcalloc(1, sizeof(*j));
+    j = xcalloc(1, sizeof(*j));
     j->p = op->p;
     j->kind = kind;
     j->key = xstrdup(key);
@@ -352,8 +353,7 @@ static int job_want(struct pull_op *op, enum job_kind kind, const char *key,
         return -1;
     }
     job_add_waiter(j, op->id);
-    j->next = op->p->jobs;
-    op->p->jobs = j;
+    TAILQ_INSERT_HEAD(&op->p->jobs, j, link);
     return 0;
 }
 
@@ -385,17 +385,15 @@ static void pull_detach(struct pull_op *op)
 {
     if (op->fetch)
         registry_fetch_cancel(steal_ptr(&op->fetch));
-    for (struct job *j = op->p->jobs, *next; j; j = next) {
-        next = j->next;
+    if (op->detached)
+        return;
+    op->detached = true;
+    for (struct job *j = TAILQ_FIRST(&op->p->jobs), *next; j; j = next) {
+        next = TAILQ_NEXT(j, link);
         if (job_has_waiter(j, op->id))
             job_drop_waiter(j, op->id);
     }
-    for (struct pull_op **pp = &op->p->pulls; *pp; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&op->p->pulls, op, link);
     loop_timer_disarm(op->kick);
     loop_timer_disarm(op->progress);
     loop_timer_disarm(op->deadline);
@@ -479,7 +477,8 @@ static void on_progress(void *arg)
 {
     struct pull_op *op = arg;
     int64_t done = 0;
-    for (struct job *j = op->p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &op->p->jobs, link) {
         if (job_has_waiter(j, op->id) && j->ingest)
             done += store_ingest_offset(j->ingest);
     }
@@ -669,8 +668,7 @@ uint64_t pull_start(struct puller *p, const char *ref, const struct registry_aut
     loop_timer_arm(op->progress, (int64_t)p->cfg->progress_interval_s * 1000);
     if (p->cfg->pull_timeout_s)
         loop_timer_arm(op->deadline, (int64_t)p->cfg->pull_timeout_s * 1000);
-    op->next = p->pulls;
-    p->pulls = op;
+    TAILQ_INSERT_HEAD(&p->pulls, op, link);
     log_info("pull started image=%s pull=%llu", ref, (unsigned long long)op->id);
     return op->id;
 }
@@ -690,11 +688,13 @@ void pull_cancel(struct puller *p, uint64_t pull_id)
 bool puller_uses(const char *key, void *arg)
 {
     struct puller *p = arg;
-    for (struct job *j = p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &p->jobs, link) {
         if (!strcmp(j->key, key) || !strcmp(j->digest, key))
             return true;
     }
-    for (struct pull_op *op = p->pulls; op; op = op->next) {
+    struct pull_op *op;
+    TAILQ_FOREACH (op, &p->pulls, link) {
         if (op->manifest_digest && !strcmp(op->manifest_digest, key))
             return true;
         if (op->top_digest && !strcmp(op->top_digest, key))
@@ -716,6 +716,8 @@ bool puller_uses(const char *key, void *arg)
 struct puller *puller_new(struct store *st, struct registry *reg, const struct config *cfg)
 {
     struct puller *p = xcalloc(1, sizeof(*p));
+    TAILQ_INIT(&p->pulls);
+    TAILQ_INIT(&p->jobs);
     p->st = st;
     p->reg = reg;
     p->cfg = cfg;
@@ -726,9 +728,9 @@ void puller_free(struct puller *p)
 {
     if (!p)
         return;
-    while (p->pulls)
-        pull_cancel(p, p->pulls->id);
-    while (p->jobs)
-        job_kill(p->jobs);
+    while (!TAILQ_EMPTY(&p->pulls))
+        pull_cancel(p, TAILQ_FIRST(&p->pulls)->id);
+    while (!TAILQ_EMPTY(&p->jobs))
+        job_kill(TAILQ_FIRST(&p->jobs));
     free(p);
 }

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,15 +130,15 @@ struct host_cfg {
 
 /* A cached Bearer token. */
 struct token {
-    struct token *next;
-    char *key; /* authority \n scope \n credential identity */
+    TAILQ_ENTRY(token) link; /* newest first */
+    char *key;               /* authority \n scope \n credential identity */
     char *value;
     int64_t expires_ns; /* monotonic */
 };
 
 /* A socket curl asked us to watch. */
 struct sock_watch {
-    struct sock_watch *prev, *next;
+    TAILQ_ENTRY(sock_watch) link;
     struct registry *r;
     curl_socket_t fd;
     struct event *ev;
@@ -151,14 +152,14 @@ struct registry {
     unsigned max_downloads;
     unsigned active_blobs;
     /* Every fetch not yet freed, oldest first; the QUEUED ones form the FIFO. */
-    struct registry_fetch *head, *tail;
+    TAILQ_HEAD(, registry_fetch) fetches;
     uint64_t next_id;
     int curl_depth; /* > 0 while inside libcurl, whose callbacks may be on the stack */
     int cb_depth;   /* > 0 while a caller's done callback runs */
     bool cancels_pending;
-    struct token *tokens;
+    TAILQ_HEAD(token_list, token) tokens;
     size_t n_tokens;
-    struct sock_watch *socks;
+    TAILQ_HEAD(, sock_watch) socks;
 };
 
 struct creds {
@@ -215,7 +216,7 @@ struct response {
 
 struct registry_fetch {
     struct registry *r;
-    struct registry_fetch *prev, *next;
+    TAILQ_ENTRY(registry_fetch) link; /* r->fetches */
     uint64_t id;
     enum fetch_kind kind;
     enum fetch_state state;
@@ -412,25 +413,28 @@ static char *token_key(const struct registry_fetch *f)
     return xasprintf("%s\n%s\nanonymous", ep->authority, f->scope);
 }
 
+static void token_remove(struct registry *r, struct token *t)
+{
+    TAILQ_REMOVE(&r->tokens, t, link);
+    token_free(t);
+    r->n_tokens--;
+}
+
 static void token_prune(struct registry *r)
 {
     int64_t now = now_monotonic_ns();
-    for (struct token **pp = &r->tokens; *pp;) {
-        struct token *t = *pp;
-        if (t->expires_ns <= now) {
-            *pp = t->next;
-            token_free(t);
-            r->n_tokens--;
-        } else {
-            pp = &t->next;
-        }
+    for (struct token *t = TAILQ_FIRST(&r->tokens), *next; t; t = next) {
+        next = TAILQ_NEXT(t, link);
+        if (t->expires_ns <= now)
+            token_remove(r, t);
     }
 }
 
 static const char *token_lookup(struct registry *r, const char *key)
 {
     token_prune(r);
-    for (struct token *t = r->tokens; t; t = t->next)
+    struct token *t;
+    TAILQ_FOREACH (t, &r->tokens, link)
         if (strcmp(t->key, key) == 0)
             return t->value;
     return NULL;
@@ -438,12 +442,10 @@ static const char *token_lookup(struct registry *r, const char *key)
 
 static void token_drop(struct registry *r, const char *key)
 {
-    for (struct token **pp = &r->tokens; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key, key) == 0) {
-            struct token *t = *pp;
-            *pp = t->next;
-            token_free(t);
-            r->n_tokens--;
+    struct token *t;
+    TAILQ_FOREACH (t, &r->tokens, link) {
+        if (strcmp(t->key, key) == 0) {
+            token_remove(r, t);
             return;
         }
     }
@@ -453,22 +455,14 @@ static void token_store(struct registry *r, const char *key, const char *value, 
 {
     token_drop(r, key);
     token_prune(r);
-    if (r->n_tokens >= TOKEN_CACHE_MAX) {
-        /* Newest first: drop the oldest. */
-        struct token **pp = &r->tokens;
-        while ((*pp)->next)
-            pp = &(*pp)->next;
-        token_free(*pp);
-        *pp = NULL;
-        r->n_tokens--;
-    }
+    if (r->n_tokens >= TOKEN_CACHE_MAX) /* newest first: drop the oldest */
+        token_remove(r, TAILQ_LAST(&r->tokens, token_list));
     struct token *t = xcalloc(1, sizeof(*t));
     t->key = xstrdup(key);
     t->value = xstrdup(value);
     /* Stop using a token a little before the registry does. */
     t->expires_ns = now_monotonic_ns() + lifetime_s * NS_PER_S * 9 / 10;
-    t->next = r->tokens;
-    r->tokens = t;
+    TAILQ_INSERT_HEAD(&r->tokens, t, link);
     r->n_tokens++;
 }
 
@@ -644,8 +638,8 @@ static void multi_close(struct registry *r)
     /* Its socket callback may run during the cleanup, and still needs r->multi. */
     xcurl.multi_cleanup(r->multi);
     r->multi = NULL;
-    while (r->socks)
-        sock_watch_free(r, r->socks);
+    while (!TAILQ_EMPTY(&r->socks))
+        sock_watch_free(r, TAILQ_FIRST(&r->socks));
     loop_timer_disarm(r->timer);
     xferlib_release();
     log_debug("registry multi handle cleaned up");
@@ -654,7 +648,7 @@ static void multi_close(struct registry *r)
 /* After the last fetch, once neither libcurl nor a caller's callback is on the stack. */
 static void multi_close_if_idle(struct registry *r)
 {
-    if (!r->head && r->curl_depth == 0 && r->cb_depth == 0)
+    if (TAILQ_EMPTY(&r->fetches) && r->curl_depth == 0 && r->cb_depth == 0)
         multi_close(r);
 }
 
@@ -663,14 +657,7 @@ static void fetch_destroy(struct registry_fetch *f)
     struct registry *r = f->r;
     release_slot(f);
     easy_release(f);
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        r->head = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    else
-        r->tail = f->prev;
+    TAILQ_REMOVE(&r->fetches, f, link);
     loop_timer_free(f->timer);
     endpoint_auth_reset(f);
     for (size_t i = 0; i < f->n_eps; i++) {
@@ -1490,8 +1477,8 @@ static void pump(struct registry *r)
 {
     if (r->curl_depth > 0)
         return;
-    for (struct registry_fetch *f = r->head; f;) {
-        struct registry_fetch *next = f->next;
+    for (struct registry_fetch *f = TAILQ_FIRST(&r->fetches), *next; f;) {
+        next = TAILQ_NEXT(f, link);
         if (f->state == FETCH_QUEUED) {
             if (f->kind == FETCH_BLOB) {
                 if (r->active_blobs >= r->max_downloads) {
@@ -1509,7 +1496,8 @@ static void pump(struct registry *r)
 
 static struct registry_fetch *first_finished(struct registry *r)
 {
-    for (struct registry_fetch *f = r->head; f; f = f->next)
+    struct registry_fetch *f;
+    TAILQ_FOREACH (f, &r->fetches, link)
         if (f->curl_finished)
             return f;
     return NULL;
@@ -1534,11 +1522,10 @@ static void after_curl(struct registry *r)
     }
     if (r->cancels_pending) {
         r->cancels_pending = false;
-        for (struct registry_fetch *f = r->head; f;) {
-            struct registry_fetch *next = f->next;
+        for (struct registry_fetch *f = TAILQ_FIRST(&r->fetches), *next; f; f = next) {
+            next = TAILQ_NEXT(f, link);
             if (f->state == FETCH_CANCELLED)
                 fetch_destroy(f);
-            f = next;
         }
     }
     /* One at a time from the head: a done callback may cancel or add fetches. */
@@ -1572,12 +1559,7 @@ static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 
 static void sock_watch_free(struct registry *r, struct sock_watch *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        r->socks = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    TAILQ_REMOVE(&r->socks, w, link);
     if (w->ev)
         event_free(w->ev);
     free(w);
@@ -1598,10 +1580,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         w = xcalloc(1, sizeof(*w));
         w->r = r;
         w->fd = s;
-        w->next = r->socks;
-        if (r->socks)
-            r->socks->prev = w;
-        r->socks = w;
+        TAILQ_INSERT_HEAD(&r->socks, w, link);
         xcurl.multi_assign(r->multi, s, w);
     }
     if (w->ev) {
@@ -1780,15 +1759,12 @@ static int hosts_copy(struct registry *r, const struct config *cfg, struct error
 
 static void registry_destroy(struct registry *r)
 {
-    while (r->head)
-        fetch_destroy(r->head);
+    while (!TAILQ_EMPTY(&r->fetches))
+        fetch_destroy(TAILQ_FIRST(&r->fetches));
     multi_close(r);
     loop_timer_free(r->timer);
-    while (r->tokens) {
-        struct token *t = r->tokens;
-        r->tokens = t->next;
-        token_free(t);
-    }
+    while (!TAILQ_EMPTY(&r->tokens))
+        token_remove(r, TAILQ_FIRST(&r->tokens));
     for (size_t i = 0; i < r->n_hosts; i++)
         host_cfg_clear(&r->hosts[i]);
     free(r->hosts);
@@ -1867,6 +1843,9 @@ struct registry *registry_new(const struct config *cfg, struct error **err)
     if (!loop_base())
         return error_set(err, GRPC_INTERNAL, 0, "registry: the loop is not initialised"), NULL;
     struct registry *r = xcalloc(1, sizeof(*r));
+    TAILQ_INIT(&r->fetches);
+    TAILQ_INIT(&r->tokens);
+    TAILQ_INIT(&r->socks);
     r->timer = loop_timer_new(on_timeout, r);
     r->max_downloads = cfg && cfg->max_downloads ? cfg->max_downloads : REGISTRY_DEFAULT_DOWNLOADS;
     r->next_id = 1;
@@ -2008,12 +1987,7 @@ static struct registry_fetch *fetch_new(struct registry *r, enum fetch_kind kind
     else
         f->what = xasprintf("blob %s of %s/%s", reference, ref->domain, ref->path);
     /* Linked first so that fetch_destroy() can undo a half-built fetch. */
-    f->prev = r->tail;
-    if (r->tail)
-        r->tail->next = f;
-    else
-        r->head = f;
-    r->tail = f;
+    TAILQ_INSERT_TAIL(&r->fetches, f, link);
     if (endpoints_build(f, ref, auth, err) < 0) {
         fetch_destroy(f);
         return NULL;

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,7 +41,7 @@ struct store {
     struct store_image **imgs;
     size_t n_imgs;
     uint64_t trash_seq;
-    struct store_rm *rms; /* tree removals running in children */
+    TAILQ_HEAD(, store_rm) rms; /* tree removals running in children */
 };
 
 /* One `rm -rf` child; the store owns it until it ends or the store is freed. */
@@ -48,7 +49,7 @@ struct store_rm {
     struct store *s;
     char *path;
     struct child *child;
-    struct store_rm *next;
+    TAILQ_ENTRY(store_rm) link;
 };
 
 struct store_ingest {
@@ -112,12 +113,7 @@ char **store_chain_ids(char *const *diff_ids, size_t n, struct error **err)
 
 static void store_rm_free(struct store_rm *rm)
 {
-    for (struct store_rm **pp = &rm->s->rms; *pp; pp = &(*pp)->next) {
-        if (*pp == rm) {
-            *pp = rm->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&rm->s->rms, rm, link);
     free(rm->path);
     free(rm);
 }
@@ -136,8 +132,7 @@ static void remove_tree_async(struct store *s, const char *path)
     struct store_rm *rm = xcalloc(1, sizeof(*rm));
     rm->s = s;
     rm->path = xstrdup(path);
-    rm->next = s->rms;
-    s->rms = rm;
+    TAILQ_INSERT_HEAD(&s->rms, rm, link);
     rm->child = child_rm_rf(&path, 1, RM_TIMEOUT_MS, on_rm_done, rm, &err);
     if (!rm->child) {
         log_warn("could not remove %s: %s", path, err->msg);
@@ -341,6 +336,7 @@ static void clean_leftovers(struct store *s)
 struct store *store_open(const char *root_dir, struct error **err)
 {
     struct store *s = xcalloc(1, sizeof(*s));
+    TAILQ_INIT(&s->rms);
     s->root = xstrdup(root_dir);
     s->blobs = xasprintf("%s/content/blobs/sha256", root_dir);
     s->ingest = xasprintf("%s/content/ingest", root_dir);
@@ -364,9 +360,10 @@ void store_free(struct store *s)
     if (!s)
         return;
     /* Unfinished removals (the daemon is stopping) are redone by the next start. */
-    while (s->rms) {
-        child_cancel(s->rms->child);
-        store_rm_free(s->rms);
+    struct store_rm *rm;
+    while ((rm = TAILQ_FIRST(&s->rms))) {
+        child_cancel(rm->child);
+        store_rm_free(rm);
     }
     for (size_t i = 0; i < s->n_imgs; i++)
         store_image_free(s->imgs[i]);

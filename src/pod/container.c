@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/pidfd.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,7 +65,7 @@ extern char **environ;
 #define MOUNT_DATA_MAX 4000 /* one page, less a margin */
 
 struct container_exit_waiter {
-    struct container_exit_waiter *next;
+    TAILQ_ENTRY(container_exit_waiter) link;
     container_done_cb cb;
     void *arg;
 };
@@ -76,11 +77,11 @@ static struct {
     char *states_dir;  /* <state_dir>/ctr */
     char *keeper_path;
     struct table table; /* struct container */
-    struct create_op *creates;
-    struct teardown *teardowns;
-    struct exec_op *execs;
-    struct reopen_op *reopens;
-    struct stop_group *stops; /* sandboxes whose stop_all is running */
+    TAILQ_HEAD(, create_op) creates;
+    TAILQ_HEAD(, teardown) teardowns;
+    TAILQ_HEAD(, exec_op) execs;
+    TAILQ_HEAD(, reopen_op) reopens;
+    TAILQ_HEAD(, stop_group) stops; /* sandboxes whose stop_all is running */
     uint64_t exec_seq;
 } ctrs;
 
@@ -153,10 +154,38 @@ static char *rootfs_path(const struct container *c)
 /* objects and the table                                                   */
 /* ---------------------------------------------------------------------- */
 
+static void waiters_free(struct container_exit_waiters *list)
+{
+    struct container_exit_waiter *w;
+    while ((w = TAILQ_FIRST(list))) {
+        TAILQ_REMOVE(list, w, link);
+        free(w);
+    }
+}
+
+/* Move every waiter of from into to (from is empty afterwards). */
+static void waiters_take(struct container_exit_waiters *to, struct container_exit_waiters *from)
+{
+    TAILQ_INIT(to);
+    TAILQ_CONCAT(to, from, link);
+}
+
+/* Tell each waiter of list, newest first, and free it. */
+static void waiters_notify(struct container_exit_waiters *list, const struct error *err)
+{
+    struct container_exit_waiter *w;
+    while ((w = TAILQ_FIRST(list))) {
+        TAILQ_REMOVE(list, w, link);
+        w->cb(err, w->arg);
+        free(w);
+    }
+}
+
 static struct container *container_new(const char *id)
 {
     struct container *c = xcalloc(1, sizeof(*c));
     c->id = xstrdup(id);
+    TAILQ_INIT(&c->waiters);
     c->keeper_pidfd = -1;
     c->root_dir = path_in(ctrs.records_dir, id);
     c->state_dir = path_in(ctrs.states_dir, id);
@@ -185,11 +214,7 @@ static void container_free(void *obj)
         return;
     unwatch_keeper(c);
     loop_timer_free(c->kill_timer);
-    while (c->waiters) {
-        struct container_exit_waiter *w = c->waiters;
-        c->waiters = w->next;
-        free(w);
-    }
+    waiters_free(&c->waiters);
     free(c->id);
     free(c->sandbox_id);
     if (c->config)
@@ -379,20 +404,15 @@ static void add_waiter(struct container *c, container_done_cb cb, void *arg)
     struct container_exit_waiter *w = xcalloc(1, sizeof(*w));
     w->cb = cb;
     w->arg = arg;
-    w->next = c->waiters;
-    c->waiters = w;
+    TAILQ_INSERT_HEAD(&c->waiters, w, link);
 }
 
 /* Tell everyone waiting for the exit (err: the stop failed). c may go away in a callback. */
 static void notify_waiters(struct container *c, const struct error *err)
 {
-    struct container_exit_waiter *w = steal_ptr(&c->waiters);
-    while (w) {
-        struct container_exit_waiter *next = w->next;
-        w->cb(err, w->arg);
-        free(w);
-        w = next;
-    }
+    struct container_exit_waiters list;
+    waiters_take(&list, &c->waiters);
+    waiters_notify(&list, err);
 }
 
 static void on_deleted_after_exit(const struct runtime_result *res, void *arg)
@@ -490,7 +510,7 @@ static void keeper_gone(struct container *c)
     log_warn("keeper gone without an exit record container=%s", c->id);
     container_set_state(c, CONTAINER_UNKNOWN, &err);
     /* A stop in progress would otherwise wait for an exit nobody will report. */
-    if (c->waiters)
+    if (!TAILQ_EMPTY(&c->waiters))
         stop_unknown(c);
 }
 
@@ -530,7 +550,7 @@ enum teardown_state {
 };
 
 struct teardown {
-    struct teardown *prev, *next;
+    TAILQ_ENTRY(teardown) link; /* ctrs.teardowns until retired */
     enum teardown_state state;
     char *id;
     char *runtime; /* NULL: nothing to delete in the runtime */
@@ -563,12 +583,7 @@ static void teardown_free(void *obj)
 /* Out of the list, watchers and children gone; the memory goes once the callers return. */
 static void teardown_retire(struct teardown *td)
 {
-    if (td->prev)
-        td->prev->next = td->next;
-    else
-        ctrs.teardowns = td->next;
-    if (td->next)
-        td->next->prev = td->prev;
+    TAILQ_REMOVE(&ctrs.teardowns, td, link);
     if (td->keeper_ev)
         event_free(td->keeper_ev);
     td->keeper_ev = NULL;
@@ -703,10 +718,7 @@ static void teardown_start(const char *id, const char *runtime, int keeper_pidfd
     td->cb = cb;
     td->arg = arg;
     td->state = TD_DELETE;
-    td->next = ctrs.teardowns;
-    if (ctrs.teardowns)
-        ctrs.teardowns->prev = td;
-    ctrs.teardowns = td;
+    TAILQ_INSERT_HEAD(&ctrs.teardowns, td, link);
     teardown_step(td);
 }
 
@@ -740,7 +752,7 @@ enum create_state {
 };
 
 struct create_op {
-    struct create_op *prev, *next;
+    TAILQ_ENTRY(create_op) link; /* ctrs.creates until retired */
     enum create_state state;
     struct container *c; /* owned until it enters the table */
     json_t *image_config;
@@ -753,7 +765,7 @@ struct create_op {
     int keeper_pidfd; /* -1 before the keeper runs and once it has exited */
     struct event *keeper_ev;
     struct loop_timer *deadline;
-    struct container_exit_waiter *undo_waiters; /* told when the undo has finished */
+    struct container_exit_waiters undo_waiters; /* told when the undo has finished */
     container_created_cb cb;
     void *arg;
 };
@@ -781,12 +793,7 @@ static void create_op_free(void *obj)
 /* Out of the list, watchers and children gone; the memory goes once the callers return. */
 static void create_op_retire(struct create_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        ctrs.creates = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    TAILQ_REMOVE(&ctrs.creates, op, link);
     if (op->status_ev)
         event_free(op->status_ev);
     op->status_ev = NULL;
@@ -813,12 +820,7 @@ static void create_op_retire(struct create_op *op)
 /* Tell those waiting for the undo (err NULL: it ran; else why it was cut short). */
 static void notify_undo_waiters(struct create_op *op, const struct error *err)
 {
-    while (op->undo_waiters) {
-        struct container_exit_waiter *w = op->undo_waiters;
-        op->undo_waiters = w->next;
-        w->cb(err, w->arg);
-        free(w);
-    }
+    waiters_notify(&op->undo_waiters, err);
 }
 
 /* Record the first failure; later ones are consequences. */
@@ -1356,7 +1358,8 @@ static bool name_taken(const char *sandbox_id, const Runtime__V1__ContainerMetad
             c->config->metadata->attempt == m->attempt)
             return true;
     }
-    for (const struct create_op *op = ctrs.creates; op; op = op->next) {
+    const struct create_op *op;
+    TAILQ_FOREACH (op, &ctrs.creates, link) {
         const struct container *c = op->c;
         if (c && strcmp(c->sandbox_id, sandbox_id) == 0 &&
             strcmp(c->config->metadata->name, m->name) == 0 &&
@@ -1472,10 +1475,8 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     op->image_config = json_incref(image_config);
     op->cb = cb;
     op->arg = arg;
-    op->next = ctrs.creates;
-    if (ctrs.creates)
-        ctrs.creates->prev = op;
-    ctrs.creates = op;
+    TAILQ_INIT(&op->undo_waiters);
+    TAILQ_INSERT_HEAD(&ctrs.creates, op, link);
 
     const char *sub[] = {"upper", "work", "rootfs"};
     int rc = mkdir(c->root_dir, 0700) < 0
@@ -1723,7 +1724,8 @@ int container_remove(const char *id, container_done_cb cb, void *arg, struct err
 /* ---------------------------------------------------------------------- */
 
 struct exec_op {
-    struct exec_op *prev, *next;
+    TAILQ_ENTRY(exec_op) link; /* ctrs.execs while linked */
+    bool linked;
     struct runtime_op *op;
     char *id;
     char *process_path;
@@ -1746,13 +1748,9 @@ static void exec_op_free(void *obj)
 /* Out of the list (if in it), files gone; the memory goes once the callers return. */
 static void exec_op_retire(struct exec_op *eo)
 {
-    if (eo->prev)
-        eo->prev->next = eo->next;
-    else if (ctrs.execs == eo)
-        ctrs.execs = eo->next;
-    if (eo->next)
-        eo->next->prev = eo->prev;
-    eo->prev = eo->next = NULL;
+    if (eo->linked)
+        TAILQ_REMOVE(&ctrs.execs, eo, link);
+    eo->linked = false;
     /* The pid file belongs to the runtime call, which may outlive us (see runtime_op_cancel). */
     unlink(eo->process_path);
     loop_defer_free(exec_op_free, eo);
@@ -1760,7 +1758,8 @@ static void exec_op_retire(struct exec_op *eo)
 
 void container_exec_cancel(void *arg)
 {
-    for (struct exec_op *eo = ctrs.execs; eo; eo = eo->next) {
+    struct exec_op *eo;
+    TAILQ_FOREACH (eo, &ctrs.execs, link) {
         if (eo->arg == arg) {
             log_debug("exec cancelled container=%s", eo->id);
             runtime_op_cancel(eo->op);
@@ -1865,10 +1864,8 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         exec_op_retire(eo);
         return -1;
     }
-    eo->next = ctrs.execs;
-    if (ctrs.execs)
-        ctrs.execs->prev = eo;
-    ctrs.execs = eo;
+    TAILQ_INSERT_HEAD(&ctrs.execs, eo, link);
+    eo->linked = true;
     return 0;
 }
 
@@ -1877,7 +1874,7 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
 /* ---------------------------------------------------------------------- */
 
 struct reopen_op {
-    struct reopen_op *prev, *next;
+    TAILQ_ENTRY(reopen_op) link; /* ctrs.reopens until finished */
     char *id;
     int fd;
     struct event *ev;
@@ -1904,13 +1901,7 @@ static void reopen_finish(struct reopen_op *ro, const struct error *err)
 {
     if (!ro->cb)
         return;
-    if (ro->prev)
-        ro->prev->next = ro->next;
-    else
-        ctrs.reopens = ro->next;
-    if (ro->next)
-        ro->next->prev = ro->prev;
-    ro->prev = ro->next = NULL;
+    TAILQ_REMOVE(&ctrs.reopens, ro, link);
     if (ro->ev)
         event_del(ro->ev);
     loop_timer_disarm(ro->timer);
@@ -2000,10 +1991,7 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
         return error_set(err, GRPC_INTERNAL, 0, "watch the keeper connection");
     }
     loop_timer_arm(ro->timer, REOPEN_TIMEOUT_MS);
-    ro->next = ctrs.reopens;
-    if (ctrs.reopens)
-        ctrs.reopens->prev = ro;
-    ctrs.reopens = ro;
+    TAILQ_INSERT_HEAD(&ctrs.reopens, ro, link);
     return 0;
 }
 
@@ -2066,7 +2054,8 @@ bool container_uses(const char *key)
         if (uses(container_at(i), key))
             return true;
     }
-    for (const struct create_op *op = ctrs.creates; op; op = op->next) {
+    const struct create_op *op;
+    TAILQ_FOREACH (op, &ctrs.creates, link) {
         if (op->c && uses(op->c, key))
             return true;
     }
@@ -2078,7 +2067,7 @@ bool container_uses(const char *key)
 /* ---------------------------------------------------------------------- */
 
 struct stop_group {
-    struct stop_group *next; /* in ctrs.stops until done runs */
+    TAILQ_ENTRY(stop_group) link; /* ctrs.stops until done runs */
     char *sandbox_id;
     size_t pending;
     struct error *err;
@@ -2089,7 +2078,8 @@ struct stop_group {
 
 static bool is_being_stopped(const char *sandbox_id)
 {
-    for (const struct stop_group *g = ctrs.stops; g; g = g->next) {
+    const struct stop_group *g;
+    TAILQ_FOREACH (g, &ctrs.stops, link) {
         if (strcmp(g->sandbox_id, sandbox_id) == 0)
             return true;
     }
@@ -2100,12 +2090,7 @@ static void on_group_done(void *arg)
 {
     struct stop_group *g = arg;
     /* New creates are refused until done has run: it marks the sandbox NOTREADY. */
-    for (struct stop_group **pp = &ctrs.stops; *pp; pp = &(*pp)->next) {
-        if (*pp == g) {
-            *pp = g->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&ctrs.stops, g, link);
     g->done(g->err, g->arg);
     error_free(g->err);
     free(g->sandbox_id);
@@ -2140,19 +2125,22 @@ static void fail_creates_of(const char *sandbox_id, const char *doing, struct st
     /* Collect ids first: a failure may finish synchronously and run callbacks. */
     size_t n = 0, alloc = 0;
     _cleanup_free_ char **ids = NULL;
-    for (const struct create_op *op = ctrs.creates; op; op = op->next) {
-        if (strcmp(op->c->sandbox_id, sandbox_id) != 0)
+    const struct create_op *cop;
+    TAILQ_FOREACH (cop, &ctrs.creates, link) {
+        if (strcmp(cop->c->sandbox_id, sandbox_id) != 0)
             continue;
         if (n == alloc) {
             alloc = alloc ? 2 * alloc : 8;
             ids = xrealloc(ids, alloc * sizeof(char *));
         }
-        ids[n++] = xstrdup(op->c->id);
+        ids[n++] = xstrdup(cop->c->id);
     }
     for (size_t i = 0; i < n; i++) {
-        struct create_op *op = ctrs.creates;
-        while (op && strcmp(op->c->id, ids[i]) != 0)
-            op = op->next;
+        struct create_op *op;
+        TAILQ_FOREACH (op, &ctrs.creates, link) {
+            if (strcmp(op->c->id, ids[i]) == 0)
+                break;
+        }
         free(ids[i]);
         if (!op)
             continue;
@@ -2160,8 +2148,7 @@ static void fail_creates_of(const char *sandbox_id, const char *doing, struct st
             struct container_exit_waiter *w = xcalloc(1, sizeof(*w));
             w->cb = on_group_member_stopped;
             w->arg = g;
-            w->next = op->undo_waiters;
-            op->undo_waiters = w;
+            TAILQ_INSERT_HEAD(&op->undo_waiters, w, link);
             g->pending++;
         }
         if (op->fail)
@@ -2181,8 +2168,7 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     g->done = done;
     g->arg = arg;
     g->pending = 1;
-    g->next = ctrs.stops;
-    ctrs.stops = g;
+    TAILQ_INSERT_HEAD(&ctrs.stops, g, link);
     fail_creates_of(sandbox_id, "stopped", g);
     /* Collect ids first: a stop may change the table. */
     size_t n = 0;
@@ -2306,8 +2292,9 @@ static void clean_orphans(const char *dir)
             continue;
         /* Both directories of one id go in one teardown: skip the second sighting. */
         bool seen = false;
-        for (struct teardown *td = ctrs.teardowns; td && !seen; td = td->next)
-            seen = strcmp(td->id, e->d_name) == 0;
+        struct teardown *td;
+        TAILQ_FOREACH (td, &ctrs.teardowns, link)
+            seen = seen || strcmp(td->id, e->d_name) == 0;
         if (seen)
             continue;
         log_info("removing leftovers of an unfinished container container=%s", e->d_name);
@@ -2321,6 +2308,11 @@ int container_init(const struct config *cfg, struct store *store, struct error *
     ctrs.cfg = cfg;
     ctrs.store = store;
     ctrs.table = (struct table)TABLE_INIT(ctr_id);
+    TAILQ_INIT(&ctrs.creates);
+    TAILQ_INIT(&ctrs.teardowns);
+    TAILQ_INIT(&ctrs.execs);
+    TAILQ_INIT(&ctrs.reopens);
+    TAILQ_INIT(&ctrs.stops);
     ctrs.records_dir = path_in(cfg->root_dir, "containers");
     ctrs.states_dir = path_in(cfg->state_dir, "ctr");
     /* The keeper's sockets under <state_dir>/ctr/<64-hex id> are reached through
@@ -2373,8 +2365,8 @@ void container_shutdown(void)
     /* Everyone still waiting hears UNAVAILABLE (the RPC layer is gone by now). */
     struct error *err = NULL;
     error_set(&err, GRPC_UNAVAILABLE, 0, "tinycrid is shutting down");
-    while (ctrs.teardowns) {
-        struct teardown *td = ctrs.teardowns;
+    struct teardown *td;
+    while ((td = TAILQ_FIRST(&ctrs.teardowns))) {
         /* A failed create's undo: the create op below answers for it. */
         void (*cb)(void *) = td->cb == on_undone ? NULL : td->cb;
         void *arg = td->arg;
@@ -2382,23 +2374,23 @@ void container_shutdown(void)
         if (cb)
             cb(arg);
     }
-    while (ctrs.creates) {
+    struct create_op *op;
+    while ((op = TAILQ_FIRST(&ctrs.creates))) {
         /* Its keeper keeps running; the next start removes the leftovers. */
-        struct create_op *op = ctrs.creates;
         create_op_retire(op);
         op->cb(NULL, err, op->arg);
         notify_undo_waiters(op, err);
     }
-    while (ctrs.execs) {
-        struct exec_op *eo = ctrs.execs;
+    struct exec_op *eo;
+    while ((eo = TAILQ_FIRST(&ctrs.execs))) {
         container_exec_cb cb = eo->cb;
         void *arg = eo->arg;
         runtime_op_cancel(eo->op);
         exec_op_retire(eo);
         cb(NULL, err, arg);
     }
-    while (ctrs.reopens)
-        reopen_finish(ctrs.reopens, err);
+    while (!TAILQ_EMPTY(&ctrs.reopens))
+        reopen_finish(TAILQ_FIRST(&ctrs.reopens), err);
     for (size_t i = 0; i < ctrs.table.n; i++) {
         notify_waiters(container_at(i), err);
         container_free(container_at(i));

@@ -38,6 +38,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "api.pb-c.h"
 #include "pod/sandbox.h"
@@ -57,6 +58,7 @@ enum container_state {
 };
 
 struct container_exit_waiter;
+TAILQ_HEAD(container_exit_waiters, container_exit_waiter);
 
 struct container {
     char *id; /* 64 lowercase hex */
@@ -86,7 +88,7 @@ struct container {
     struct event *keeper_ev;
     struct loop_timer *kill_timer;         /* StopContainer's grace period */
     int64_t kill_at_ns;                    /* monotonic; 0 when no SIGKILL is scheduled */
-    struct container_exit_waiter *waiters; /* told when the container is EXITED */
+    struct container_exit_waiters waiters; /* told when the container is EXITED */
     struct runtime_op *start_op;           /* `runtime start` in flight */
 };
 

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/queue.h>
 #include <sys/pidfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -111,7 +112,7 @@ enum run_state {
 };
 
 struct run_op {
-    struct run_op *next;
+    TAILQ_ENTRY(run_op) link; /* g.runs until done */
     enum run_state state;
     struct sb *sb; /* owned until COMMIT hands it to the table */
     char id[ID_LEN + 1];
@@ -154,7 +155,7 @@ enum sbop_state {
 };
 
 struct sb_op {
-    struct sb_op *next; /* g.ops, in arrival order */
+    TAILQ_ENTRY(sb_op) link; /* g.ops, in arrival order, until done */
     uint64_t seq;
     enum sbop_kind kind;
     enum sbop_state state;
@@ -180,8 +181,8 @@ static struct {
     char *cni_cache_dir; /* <state_dir>/cni-cache */
     char *keeper;        /* the pod-init binary */
     struct table table;  /* struct sb */
-    struct run_op *runs;
-    struct sb_op *ops;
+    TAILQ_HEAD(, run_op) runs;
+    TAILQ_HEAD(, sb_op) ops;
     uint64_t next_seq;
     bool netns_ready; /* netns_dir is a shared mount (made on first need: a daemon without
                        * pods leaves no mount behind, even when killed) */
@@ -1304,15 +1305,12 @@ fail:
 
 static void run_step(struct run_op *op)
 {
+    if (op->state == RUN_DONE || op->state == RUN_FAILED)
+        return; /* reported already, freed soon */
     run_advance(op);
     if (op->state != RUN_DONE && op->state != RUN_FAILED)
         return;
-    for (struct run_op **pp = &g.runs; *pp; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&g.runs, op, link);
     if (op->state == RUN_DONE)
         log_info("sandbox ready sandbox=%s", op->id);
     op->done(op->state == RUN_DONE ? NULL : op->err, op->state == RUN_DONE ? op->id : NULL,
@@ -1327,7 +1325,8 @@ static bool name_in_use(const Runtime__V1__PodSandboxMetadata *m)
         if (same_metadata(s->pub.config->metadata, m))
             return true;
     }
-    for (struct run_op *op = g.runs; op; op = op->next) {
+    struct run_op *op;
+    TAILQ_FOREACH (op, &g.runs, link) {
         if (op->sb && same_metadata(op->sb->pub.config->metadata, m))
             return true;
     }
@@ -1372,8 +1371,7 @@ int sandbox_run(const Runtime__V1__PodSandboxConfig *config, const char *runtime
     op->arg = arg;
     op->kick = loop_timer_new(on_run_kick, op);
     loop_timer_arm(op->kick, 0);
-    op->next = g.runs;
-    g.runs = op;
+    TAILQ_INSERT_HEAD(&g.runs, op, link);
     log_info("creating sandbox sandbox=%s pod=%s/%s attempt=%u handler=%s", id, m->namespace_,
              m->name, m->attempt, handler);
     return 0;
@@ -1387,7 +1385,8 @@ static void sbop_step(struct sb_op *op);
 
 static struct sb_op *sbop_by_seq(uint64_t seq)
 {
-    for (struct sb_op *op = g.ops; op; op = op->next) {
+    struct sb_op *op;
+    TAILQ_FOREACH (op, &g.ops, link) {
         if (op->seq == seq)
             return op;
     }
@@ -1396,7 +1395,8 @@ static struct sb_op *sbop_by_seq(uint64_t seq)
 
 static bool is_first_for_id(const struct sb_op *op)
 {
-    for (struct sb_op *o = g.ops; o; o = o->next) {
+    struct sb_op *o;
+    TAILQ_FOREACH (o, &g.ops, link) {
         if (strcmp(o->id, op->id) == 0)
             return o == op;
     }
@@ -1592,20 +1592,16 @@ fail:
 
 static void sbop_step(struct sb_op *op)
 {
-    if (op->stepping)
-        return; /* a synchronous callback: the running step goes on */
+    if (op->stepping || op->state == SBOP_DONE || op->state == SBOP_FAILED)
+        return; /* a synchronous callback: the running step goes on; or reported already */
     op->stepping = true;
     sbop_advance(op);
     op->stepping = false;
     if (op->state != SBOP_DONE && op->state != SBOP_FAILED)
         return;
-    for (struct sb_op **pp = &g.ops; *pp; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
-        }
-    }
-    for (struct sb_op *o = g.ops; o; o = o->next) {
+    TAILQ_REMOVE(&g.ops, op, link);
+    struct sb_op *o;
+    TAILQ_FOREACH (o, &g.ops, link) {
         if (strcmp(o->id, op->id) == 0) {
             loop_timer_arm(o->kick, 0);
             break;
@@ -1631,10 +1627,7 @@ static int sbop_start(enum sbop_kind kind, const char *id_or_prefix, sandbox_don
     op->done = done;
     op->arg = arg;
     op->kick = loop_timer_new(on_sbop_kick, op);
-    struct sb_op **tail = &g.ops;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = op;
+    TAILQ_INSERT_TAIL(&g.ops, op, link);
     if (is_first_for_id(op))
         loop_timer_arm(op->kick, 0);
     return 0;
@@ -1731,6 +1724,8 @@ int sandbox_init(const struct config *cfg, const struct sandbox_container_hooks 
 {
     g.cfg = cfg;
     g.table = (struct table)TABLE_INIT(sb_id);
+    TAILQ_INIT(&g.runs);
+    TAILQ_INIT(&g.ops);
     if (hooks)
         g.hooks = *hooks;
     g.records_dir = xasprintf("%s/sandboxes", cfg->root_dir);
@@ -1768,14 +1763,14 @@ static bool has_records(void)
 
 void sandbox_shutdown(void)
 {
-    while (g.runs) {
-        struct run_op *op = g.runs;
-        g.runs = op->next;
-        run_op_free(op);
+    struct run_op *run;
+    while ((run = TAILQ_FIRST(&g.runs))) {
+        TAILQ_REMOVE(&g.runs, run, link);
+        run_op_free(run);
     }
-    while (g.ops) {
-        struct sb_op *op = g.ops;
-        g.ops = op->next;
+    struct sb_op *op;
+    while ((op = TAILQ_FIRST(&g.ops))) {
+        TAILQ_REMOVE(&g.ops, op, link);
         sbop_free(op);
     }
     for (size_t i = 0; i < g.table.n; i++)
