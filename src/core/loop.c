@@ -114,8 +114,7 @@ static struct reactor {
     size_t running;
 } loop = {.sig_fd = -1};
 
-/* libevent only fails to create an event when malloc fails. */
-static struct event *xevent_new(evutil_socket_t fd, short what, event_callback_fn cb, void *arg)
+struct event *loop_event_new(evutil_socket_t fd, short what, event_callback_fn cb, void *arg)
 {
     struct event *ev = event_new(loop.base, fd, what, cb, arg);
     if (!ev) {
@@ -268,8 +267,8 @@ int loop_init(struct error **err)
         loop_shutdown();
         return -1;
     }
-    loop.sig_ev = xevent_new(loop.sig_fd, EV_READ | EV_PERSIST, on_signalfd, NULL);
-    loop.defer_ev = xevent_new(-1, 0, on_defer, NULL);
+    loop.sig_ev = loop_event_new(loop.sig_fd, EV_READ | EV_PERSIST, on_signalfd, NULL);
+    loop.defer_ev = loop_event_new(-1, 0, on_defer, NULL);
     if (event_add(loop.sig_ev, NULL) < 0) {
         error_set(err, GRPC_INTERNAL, 0, "watch signalfd: event_add failed");
         loop_shutdown();
@@ -305,6 +304,74 @@ void loop_exit(void)
         event_base_loopexit(loop.base, NULL);
 }
 
+/* ---- pidfd watchers ---- */
+
+struct loop_pidfd {
+    int fd;
+    struct event *ev;
+    bool exited;
+    loop_pidfd_cb cb;
+    void *arg;
+};
+
+static void on_pidfd(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop_pidfd *w = arg;
+    /* Our child: reap it. Not ours (adopted after a restart): ECHILD, its parent reaps. */
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    (void)waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+    w->exited = true;
+    w->cb(w->arg);
+}
+
+struct loop_pidfd *loop_watch_pidfd(int pidfd, loop_pidfd_cb cb, void *arg, struct error **err)
+{
+    struct loop_pidfd *w = xcalloc(1, sizeof(*w));
+    w->fd = pidfd;
+    w->cb = cb;
+    w->arg = arg;
+    w->ev = loop_event_new(pidfd, EV_READ, on_pidfd, w);
+    if (event_add(w->ev, NULL) < 0) {
+        loop_pidfd_free(w);
+        return error_set(err, GRPC_INTERNAL, 0, "watch pidfd: event_add failed"), NULL;
+    }
+    return w;
+}
+
+bool loop_pidfd_exited(const struct loop_pidfd *w)
+{
+    return w->exited;
+}
+
+void loop_pidfd_signal(struct loop_pidfd *w, int signo)
+{
+    if (!w->exited && pidfd_send_signal(w->fd, signo, NULL, 0) < 0 && errno != ESRCH)
+        log_debug("pidfd signal failed signo=%d errno=%d", signo, errno);
+}
+
+int loop_pidfd_dup(const struct loop_pidfd *w)
+{
+    return fcntl(w->fd, F_DUPFD_CLOEXEC, 3);
+}
+
+static void pidfd_destroy(void *obj)
+{
+    struct loop_pidfd *w = obj;
+    event_free(w->ev);
+    free(w);
+}
+
+void loop_pidfd_free(struct loop_pidfd *w)
+{
+    if (!w)
+        return;
+    event_del(w->ev);
+    close_fd(&w->fd);
+    /* Its callback may be on the stack: the memory goes before the next poll. */
+    loop_defer_free(pidfd_destroy, w);
+}
+
 /* ---- timers ---- */
 
 static void timer_destroy(void *obj)
@@ -332,7 +399,7 @@ struct loop_timer *loop_timer_new(loop_timer_cb cb, void *arg)
     t->cb = cb;
     t->arg = arg;
     t->phase = TIMER_IDLE;
-    t->ev = xevent_new(-1, 0, on_timer, t);
+    t->ev = loop_event_new(-1, 0, on_timer, t);
     return t;
 }
 
@@ -568,8 +635,8 @@ static __attribute__((noreturn)) void child_fail(const char *what, const char *a
 }
 
 /* In the forked child: async-signal-safe calls only from here to execve. */
-static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, int in_fd,
-                                                 int out_fd, int err_fd)
+static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, int (*fn)(void *),
+                                                 void *fn_arg, int in_fd, int out_fd, int err_fd)
 {
     /* The daemon ignores SIGPIPE and blocks what the signalfd carries; programs expect neither. */
     struct sigaction sa;
@@ -596,6 +663,8 @@ static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, 
     }
     if (opts->cwd && chdir(opts->cwd) < 0)
         child_fail("chdir", opts->cwd, errno);
+    if (fn)
+        _exit(fn(fn_arg) & 0xff);
     if (opts->in_child && opts->in_child(opts->in_child_arg) != 0)
         child_fail("setup", opts->argv[0], 0);
     execve(opts->argv[0], opts->argv, opts->envp ? opts->envp : environ);
@@ -615,13 +684,12 @@ static int pipe_for_child(int *parent_end, int *child_end, bool parent_reads, st
     return 0;
 }
 
-struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
-                          struct error **err)
+/* child_spawn() and child_fork(): fn NULL execs opts->argv, else the child runs fn. */
+static struct child *spawn(const char *what, const struct child_opts *opts, int (*fn)(void *),
+                           void *fn_arg, child_done_cb cb, void *arg, struct error **err)
 {
     if (!loop.base)
         return error_set(err, GRPC_INTERNAL, 0, "spawn: loop not initialised"), NULL;
-    if (!opts || !opts->argv || !opts->argv[0])
-        return error_set(err, GRPC_INTERNAL, 0, "spawn: no argv[0]"), NULL;
 
     size_t cap = opts->out_cap ? opts->out_cap : CHILD_OUT_CAP_DEFAULT;
     _cleanup_child_ struct child *c = xcalloc(1, sizeof(*c));
@@ -636,25 +704,24 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
     _cleanup_close_ int in_child = -1, out_child = -1, err_child = -1;
     if (opts->stdin_data) {
         if (pipe_for_child(&c->in_fd, &in_child, false, err) < 0)
-            return error_prefix(err, "spawn %s: stdin", opts->argv[0]), NULL;
+            return error_prefix(err, "spawn %s: stdin", what), NULL;
         c->in_data = xmalloc(opts->stdin_len);
         memcpy(c->in_data, opts->stdin_data, opts->stdin_len);
         c->in_len = opts->stdin_len;
     } else {
         in_child = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (in_child < 0)
-            return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", opts->argv[0]),
-                   NULL;
+            return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", what), NULL;
     }
     if (pipe_for_child(&c->out.fd, &out_child, true, err) < 0 ||
         pipe_for_child(&c->err.fd, &err_child, true, err) < 0)
-        return error_prefix(err, "spawn %s: output", opts->argv[0]), NULL;
+        return error_prefix(err, "spawn %s: output", what), NULL;
 
     pid_t pid = fork();
     if (pid < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", opts->argv[0]), NULL;
+        return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", what), NULL;
     if (pid == 0)
-        child_exec(opts, in_child, out_child, err_child);
+        child_exec(opts, fn, fn_arg, in_child, out_child, err_child);
     c->pid = pid;
 
     /*
@@ -663,29 +730,29 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
      */
     c->pidfd = pidfd_open(pid, 0);
     if (c->pidfd < 0) {
-        error_set(err, GRPC_INTERNAL, errno, "spawn %s: pidfd_open", opts->argv[0]);
+        error_set(err, GRPC_INTERNAL, errno, "spawn %s: pidfd_open", what);
         goto undo;
     }
-    c->exit_ev = xevent_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
-    c->out.ev = xevent_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
-    c->err.ev = xevent_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
+    c->exit_ev = loop_event_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
+    c->out.ev = loop_event_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
+    c->err.ev = loop_event_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
     if (event_add(c->exit_ev, NULL) < 0 || event_add(c->out.ev, NULL) < 0 ||
         event_add(c->err.ev, NULL) < 0) {
-        error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+        error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
         goto undo;
     }
     if (c->in_fd >= 0) {
-        c->in_ev = xevent_new(c->in_fd, EV_WRITE | EV_PERSIST, on_stdin_writable, c);
+        c->in_ev = loop_event_new(c->in_fd, EV_WRITE | EV_PERSIST, on_stdin_writable, c);
         if (event_add(c->in_ev, NULL) < 0) {
-            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
             goto undo;
         }
     }
     if (opts->timeout_ms > 0) {
         struct timeval tv = ms_to_timeval(opts->timeout_ms);
-        c->deadline_ev = xevent_new(-1, 0, on_child_deadline, c);
+        c->deadline_ev = loop_event_new(-1, 0, on_child_deadline, c);
         if (event_add(c->deadline_ev, &tv) < 0) {
-            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
             goto undo;
         }
     }
@@ -701,6 +768,21 @@ undo:
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
     return NULL;
+}
+
+struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
+                          struct error **err)
+{
+    if (!opts || !opts->argv || !opts->argv[0])
+        return error_set(err, GRPC_INTERNAL, 0, "spawn: no argv[0]"), NULL;
+    return spawn(opts->argv[0], opts, NULL, NULL, cb, arg, err);
+}
+
+struct child *child_fork(const struct child_opts *opts, int (*fn)(void *arg), void *fn_arg,
+                         child_done_cb cb, void *arg, struct error **err)
+{
+    assert_state(fn && !opts->argv && !opts->in_child);
+    return spawn("child", opts, fn, fn_arg, cb, arg, err);
 }
 
 struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms, child_done_cb cb,

@@ -376,15 +376,12 @@ void image_service_fs_info(struct h2_call *call, const ProtobufCMessage *req, vo
         return;
     }
     if (!svc->fs_walk) {
-        char *argv[] = {(char *)"/bin/true", NULL};
         struct child_opts o = {
-            .argv = argv,
             .timeout_ms = FS_WALK_TIMEOUT_MS,
-            .in_child = walk_in_child,
-            .in_child_arg = (void *)svc->cfg->root_dir,
         };
         _cleanup_error_ struct error *err = NULL;
-        svc->fs_walk = child_spawn(&o, on_walk_done, svc, &err);
+        svc->fs_walk =
+            child_fork(&o, walk_in_child, (void *)svc->cfg->root_dir, on_walk_done, svc, &err);
         if (!svc->fs_walk) {
             rpc_fail(call, err);
             return;

@@ -1228,13 +1228,11 @@ static int conn_new(struct h2_server *s, int fd, struct error **err)
         free(c);
         return error_set(err, GRPC_INTERNAL, 0, "bufferevent_socket_new failed");
     }
-    c->flush_ev = event_new(loop_base(), -1, 0, on_flush_event, c);
-    int rv = c->flush_ev ? nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option)
-                         : NGHTTP2_ERR_NOMEM;
+    c->flush_ev = loop_event_new(-1, 0, on_flush_event, c);
+    int rv = nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option);
     if (rv < 0) {
         bufferevent_free(c->bev);
-        if (c->flush_ev)
-            event_free(c->flush_ev);
+        event_free(c->flush_ev);
         free(c);
         return error_set(err, GRPC_INTERNAL, 0, "http2 session: %s", nghttp2_strerror(rv));
     }
@@ -1403,13 +1401,12 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
     s->accept_retry = loop_timer_new(on_accept_retry, s);
     s->goaway_timer = loop_timer_new(on_goaway_timer, s);
     s->drain_timer = loop_timer_new(on_drain_timeout, s);
-    s->check_ev = event_new(loop_base(), -1, 0, on_drain_check, s);
+    s->check_ev = loop_event_new(-1, 0, on_drain_check, s);
     /* Backlog 0: the socket is already listening. */
     s->listener = evconnlistener_new(loop_base(), on_accept, s,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (!s->listener || !s->check_ev) {
-        if (!s->listener)
-            close(listen_fd);
+    if (!s->listener) {
+        close(listen_fd);
         h2_server_free(s);
         return error_set(err, GRPC_INTERNAL, 0, "cannot listen for gRPC connections"), NULL;
     }

@@ -2,10 +2,9 @@
 /*
  * Air-gapped import behind import.h.
  *
- * The risky part runs in a child forked through child_spawn(): its in_child
- * hook does the whole job and _exit()s (the "/bin/true" argv is never run;
- * the daemon has one thread, so libarchive, jansson and malloc are safe
- * after fork). The child inherits the tarball's fd, works in the staging
+ * The risky part runs in a child forked through child_fork(), which does the
+ * whole job and _exit()s (the daemon has one thread, so libarchive, jansson
+ * and malloc are safe after fork). The child inherits the tarball's fd, works in the staging
  * directory (its cwd), extracts the tar into "x/" with libarchive's secure
  * flags, accepting regular files and directories only (symlinks are not
  * created but remembered, and followed lexically inside the tarball, because
@@ -1392,16 +1391,12 @@ static int job_start(struct import_job *job, struct error **err)
     if (!mkdtemp(staging))
         return error_set(err, GRPC_INTERNAL, errno, "create staging directory in %s", parent);
     job->staging = steal_ptr(&staging);
-    char *argv[] = {(char *)"/bin/true", NULL};
     struct child_opts o = {
-        .argv = argv,
         .cwd = job->staging,
         .out_cap = OUT_CAP,
         .timeout_ms = IMPORT_TIMEOUT_MS,
-        .in_child = import_child,
-        .in_child_arg = job,
     };
-    job->child = child_spawn(&o, on_extracted, job, err);
+    job->child = child_fork(&o, import_child, job, on_extracted, job, err);
     close(job->fd);
     job->fd = -1;
     if (!job->child)

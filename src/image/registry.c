@@ -1592,8 +1592,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         flags |= EV_READ;
     if (what & CURL_POLL_OUT)
         flags |= EV_WRITE;
-    w->ev = event_new(loop_base(), s, flags, on_sock_event, w);
-    if (!w->ev || event_add(w->ev, NULL) < 0) {
+    w->ev = loop_event_new(s, flags, on_sock_event, w);
+    if (event_add(w->ev, NULL) < 0) {
         static const char msg[] = "level=fatal msg=\"cannot watch a curl socket\"\n";
         (void)!write(2, msg, sizeof(msg) - 1);
         abort();

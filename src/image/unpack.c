@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Layer unpacking behind unpack.h. The daemon forks a child through
- * child_spawn() and does the whole job in the in_child hook, which never
- * returns (the "/bin/true" argv is never executed): the daemon has one
- * thread, so libarchive and malloc are safe after fork. The child removes a
+ * child_fork(), which does the whole job and never returns: the daemon has
+ * one thread, so libarchive and malloc are safe after fork. The child removes a
  * leftover "<dest>.tmp", creates it, opens the blob, closes every other fd,
  * chroots into the new directory, extracts, syncs the filesystem and exits.
  * It reports "size=<n>" on stdout, or "code=<grpc code> msg=<text>" on
@@ -955,15 +954,10 @@ static void on_cleanup_exit(const struct child_result *res, void *arg)
 static int spawn(struct unpack_op *op, int (*child_main)(void *), child_done_cb cb,
                  struct error **err)
 {
-    /* Never executed: child_main does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = op->timeout_ms,
-        .in_child = child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, cb, op, err);
+    op->child = child_fork(&opts, child_main, op, cb, op, err);
     return op->child ? 0 : -1;
 }
 

@@ -186,7 +186,6 @@ static struct container *container_new(const char *id)
     struct container *c = xcalloc(1, sizeof(*c));
     c->id = xstrdup(id);
     TAILQ_INIT(&c->waiters);
-    c->keeper_pidfd = -1;
     c->root_dir = path_in(ctrs.records_dir, id);
     c->state_dir = path_in(ctrs.states_dir, id);
     c->reason = xstrdup("");
@@ -198,13 +197,7 @@ static struct container *container_new(const char *id)
 
 static void unwatch_keeper(struct container *c)
 {
-    if (c->keeper_ev) {
-        event_free(c->keeper_ev);
-        c->keeper_ev = NULL;
-    }
-    if (c->keeper_pidfd >= 0)
-        close(c->keeper_pidfd);
-    c->keeper_pidfd = -1;
+    loop_pidfd_free(steal_ptr(&c->keeper));
 }
 
 static void container_free(void *obj)
@@ -514,14 +507,10 @@ static void keeper_gone(struct container *c)
         stop_unknown(c);
 }
 
-/* The event belongs to c (freed with it), so c is alive whenever it fires. */
-static void on_keeper_exit(evutil_socket_t fd, short what, void *arg)
+/* The watcher belongs to c (freed with it), so c is alive whenever it fires. */
+static void on_keeper_exit(void *arg)
 {
     struct container *c = arg;
-    /* Our child when we started it; after a restart it is not, and init reaps it. */
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
     log_debug("keeper exited container=%s keeper=%d", c->id, c->keeper_pid);
     keeper_gone(c);
 }
@@ -529,13 +518,8 @@ static void on_keeper_exit(evutil_socket_t fd, short what, void *arg)
 /* Watch the keeper through pidfd (taken, also on failure). */
 static int watch_keeper(struct container *c, int pidfd, struct error **err)
 {
-    c->keeper_pidfd = pidfd;
-    c->keeper_ev = event_new(loop_base(), pidfd, EV_READ, on_keeper_exit, c);
-    if (!c->keeper_ev || event_add(c->keeper_ev, NULL) < 0) {
-        unwatch_keeper(c);
-        return error_set(err, GRPC_INTERNAL, 0, "watch the keeper of %s", c->id);
-    }
-    return 0;
+    c->keeper = loop_watch_pidfd(pidfd, on_keeper_exit, c, err);
+    return c->keeper ? 0 : error_prefix(err, "watch the keeper of %s", c->id);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -556,8 +540,8 @@ struct teardown {
     char *runtime; /* NULL: nothing to delete in the runtime */
     char *root_dir;
     char *state_dir;
-    int keeper_pidfd;
-    struct event *keeper_ev;
+    int keeper_pidfd;          /* until TD_KEEPER watches it; -1: none */
+    struct loop_pidfd *keeper; /* TD_KEEPER: the keeper, until it has exited */
     struct loop_timer *timer;
     bool keeper_killed;
     struct runtime_op *op;
@@ -584,12 +568,9 @@ static void teardown_free(void *obj)
 static void teardown_retire(struct teardown *td)
 {
     TAILQ_REMOVE(&ctrs.teardowns, td, link);
-    if (td->keeper_ev)
-        event_free(td->keeper_ev);
-    td->keeper_ev = NULL;
+    loop_pidfd_free(steal_ptr(&td->keeper));
     if (td->keeper_pidfd >= 0)
-        close(td->keeper_pidfd);
-    td->keeper_pidfd = -1;
+        close(steal_fd(&td->keeper_pidfd));
     loop_timer_free(td->timer);
     td->timer = NULL;
     runtime_op_cancel(td->op);
@@ -610,25 +591,19 @@ static void on_td_deleted(const struct runtime_result *res, void *arg)
     teardown_step(td);
 }
 
-static void on_td_keeper_exit(evutil_socket_t fd, short what, void *arg)
+static void on_td_keeper_exit(void *arg)
 {
     struct teardown *td = arg;
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-    event_free(td->keeper_ev);
-    td->keeper_ev = NULL;
-    close(td->keeper_pidfd);
-    td->keeper_pidfd = -1;
+    loop_pidfd_free(steal_ptr(&td->keeper));
     teardown_step(td);
 }
 
 static void on_td_timer(void *arg)
 {
     struct teardown *td = arg;
-    if (td->keeper_pidfd >= 0 && !td->keeper_killed) {
+    if (td->keeper && !td->keeper_killed) {
         log_warn("keeper still running, killing it container=%s", td->id);
-        pidfd_send_signal(td->keeper_pidfd, SIGKILL, NULL, 0);
+        loop_pidfd_signal(td->keeper, SIGKILL);
         td->keeper_killed = true;
     }
 }
@@ -660,20 +635,21 @@ static void teardown_step(struct teardown *td)
         td->state = TD_KEEPER;
         /* fall through */
     case TD_KEEPER: /* waiting for the keeper's pidfd */
+        if (td->keeper)
+            return;
         if (td->keeper_pidfd >= 0) {
-            if (!td->keeper_ev) {
-                td->keeper_ev =
-                    event_new(loop_base(), td->keeper_pidfd, EV_READ, on_td_keeper_exit, td);
-                if (td->keeper_ev && event_add(td->keeper_ev, NULL) == 0) {
-                    td->timer = loop_timer_new(on_td_timer, td);
-                    loop_timer_arm(td->timer, KEEPER_EXIT_GRACE_MS);
-                    return;
-                }
-                log_warn("cannot watch the keeper container=%s", td->id);
-                pidfd_send_signal(td->keeper_pidfd, SIGKILL, NULL, 0);
-            } else {
+            int pidfd = steal_fd(&td->keeper_pidfd);
+            _cleanup_close_ int spare = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+            td->keeper = loop_watch_pidfd(pidfd, on_td_keeper_exit, td, &tmp);
+            if (td->keeper) {
+                td->timer = loop_timer_new(on_td_timer, td);
+                loop_timer_arm(td->timer, KEEPER_EXIT_GRACE_MS);
                 return;
             }
+            log_warn("cannot watch the keeper, killing it container=%s: %s", td->id, tmp->msg);
+            error_clear(&tmp);
+            if (spare >= 0)
+                pidfd_send_signal(spare, SIGKILL, NULL, 0);
         }
         td->state = TD_REMOVE;
         {
@@ -731,9 +707,7 @@ static void container_detach_and_teardown(struct container *c, void (*cb)(void *
         log_warn("could not remove the record container=%s: %s", c->id, tmp->msg);
     table_remove(&ctrs.table, c);
     notify_waiters(c, NULL);
-    int pidfd = c->keeper_pidfd >= 0 ? dup(c->keeper_pidfd) : -1;
-    if (pidfd >= 0)
-        fd_set_cloexec(pidfd, true);
+    int pidfd = c->keeper ? loop_pidfd_dup(c->keeper) : -1;
     unwatch_keeper(c);
     log_info("container removed container=%s", c->id);
     teardown_start(c->id, c->runtime, pidfd, cb, arg);
@@ -762,8 +736,7 @@ struct create_op {
     int status_fd;      /* read end of the keeper's fd 3; -1 once the line is in */
     struct event *status_ev;
     struct buf status;
-    int keeper_pidfd; /* -1 before the keeper runs and once it has exited */
-    struct event *keeper_ev;
+    struct loop_pidfd *keeper; /* NULL before the keeper runs and once it has exited */
     struct loop_timer *deadline;
     struct container_exit_waiters undo_waiters; /* told when the undo has finished */
     container_created_cb cb;
@@ -800,12 +773,7 @@ static void create_op_retire(struct create_op *op)
     if (op->status_fd >= 0)
         close(op->status_fd);
     op->status_fd = -1;
-    if (op->keeper_ev)
-        event_free(op->keeper_ev);
-    op->keeper_ev = NULL;
-    if (op->keeper_pidfd >= 0)
-        close(op->keeper_pidfd);
-    op->keeper_pidfd = -1;
+    loop_pidfd_free(steal_ptr(&op->keeper));
     if (op->mount)
         child_cancel(op->mount);
     op->mount = NULL;
@@ -889,14 +857,10 @@ static int start_mount(struct create_op *op, struct error **err)
     _cleanup_free_ char *layers_dir = path_in(store_root(ctrs.store), "layers");
     _cleanup_free_ char *target = rootfs_path(c);
     struct mount_args m = {layers_dir, target, text};
-    char *argv[] = {(char *)"/bin/true", NULL};
     struct child_opts o = {
-        .argv = argv,
         .timeout_ms = MOUNT_TIMEOUT_MS,
-        .in_child = mount_in_child,
-        .in_child_arg = &m,
     };
-    op->mount = child_spawn(&o, on_mounted, op, err);
+    op->mount = child_fork(&o, mount_in_child, &m, on_mounted, op, err);
     return op->mount ? 0 : -1;
 }
 
@@ -925,14 +889,10 @@ static int start_seed(struct create_op *op, struct error **err)
     _cleanup_free_ char *rootfs = rootfs_path(c);
     _cleanup_free_ char *volumes = path_in(c->root_dir, "volumes");
     struct volume_job job = {rootfs, volumes, vols.paths, vols.names, vols.n};
-    char *argv[] = {(char *)"/bin/true", NULL};
     struct child_opts o = {
-        .argv = argv,
         .timeout_ms = SEED_TIMEOUT_MS,
-        .in_child = volume_seed_child,
-        .in_child_arg = &job,
     };
-    op->seed = child_spawn(&o, on_seeded, op, err);
+    op->seed = child_fork(&o, volume_seed_child, &job, on_seeded, op, err);
     return op->seed ? 1 : -1;
 }
 
@@ -1053,7 +1013,7 @@ __attribute__((noreturn)) static void exec_keeper(char **argv, int null_fd, int 
 }
 
 static void on_status_readable(evutil_socket_t fd, short what, void *arg);
-static void on_create_keeper_exit(evutil_socket_t fd, short what, void *arg);
+static void on_create_keeper_exit(void *arg);
 
 static int spawn_keeper(struct create_op *op, const char *cgroup_path, struct error **err)
 {
@@ -1115,16 +1075,20 @@ static int spawn_keeper(struct create_op *op, const char *cgroup_path, struct er
             ;
         return -1;
     }
+    op->keeper = loop_watch_pidfd(pidfd, on_create_keeper_exit, op, err);
+    if (!op->keeper) {
+        /* Just forked: killed, it is reaped at once. */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return error_prefix(err, "watch the keeper");
+    }
     c->keeper_pid = pid;
-    op->keeper_pidfd = pidfd;
     op->status_fd = steal_fd(&status_r);
     fd_set_nonblock(op->status_fd, true);
-    op->status_ev =
-        event_new(loop_base(), op->status_fd, EV_READ | EV_PERSIST, on_status_readable, op);
-    op->keeper_ev = event_new(loop_base(), op->keeper_pidfd, EV_READ, on_create_keeper_exit, op);
-    if (!op->status_ev || !op->keeper_ev || event_add(op->status_ev, NULL) < 0 ||
-        event_add(op->keeper_ev, NULL) < 0)
-        return error_set(err, GRPC_INTERNAL, 0, "watch the keeper");
+    op->status_ev = loop_event_new(op->status_fd, EV_READ | EV_PERSIST, on_status_readable, op);
+    if (event_add(op->status_ev, NULL) < 0)
+        return error_set(err, GRPC_INTERNAL, 0, "watch the keeper's status pipe");
     log_debug("keeper started container=%s keeper=%d", c->id, (int)pid);
     return 0;
 }
@@ -1162,16 +1126,10 @@ static void on_status_readable(evutil_socket_t fd, short what, void *arg)
     create_step(op);
 }
 
-static void on_create_keeper_exit(evutil_socket_t fd, short what, void *arg)
+static void on_create_keeper_exit(void *arg)
 {
     struct create_op *op = arg;
-    siginfo_t si;
-    memset(&si, 0, sizeof(si));
-    waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
-    event_free(op->keeper_ev);
-    op->keeper_ev = NULL;
-    close(op->keeper_pidfd);
-    op->keeper_pidfd = -1;
+    loop_pidfd_free(steal_ptr(&op->keeper));
     /* Whatever it wrote before exiting is in the pipe now; EOF follows. */
     read_status(op);
     if (op->status_fd >= 0) {
@@ -1190,8 +1148,8 @@ static void on_create_deadline(void *arg)
     error_set(&e, GRPC_DEADLINE_EXCEEDED, 0, "creating the container took longer than %ds",
               CREATE_TIMEOUT_MS / 1000);
     create_failed(op, e);
-    if (op->keeper_pidfd >= 0)
-        pidfd_send_signal(op->keeper_pidfd, SIGKILL, NULL, 0);
+    if (op->keeper)
+        loop_pidfd_signal(op->keeper, SIGKILL);
     create_step(op);
 }
 
@@ -1256,19 +1214,17 @@ static int create_finish(struct create_op *op, struct error **err)
         return -1;
     op->c = NULL;
     table_add(&ctrs.table, c);
-    if (op->keeper_ev) {
-        event_free(op->keeper_ev);
-        op->keeper_ev = NULL;
-    }
+    /* The container's own watcher takes over the keeper (not when it has exited already). */
     _cleanup_error_ struct error *werr = NULL;
-    int pidfd = steal_fd(&op->keeper_pidfd);
+    int pidfd = op->keeper ? loop_pidfd_dup(op->keeper) : -1;
+    loop_pidfd_free(steal_ptr(&op->keeper));
     if (pidfd >= 0 && watch_keeper(c, pidfd, &werr) < 0)
         log_error("container=%s: %s", c->id, werr->msg);
     log_info("container created container=%s sandbox=%s name=%s image=%s runtime=%s pid=%d "
              "keeper=%d",
              c->id, c->sandbox_id, c->config->metadata->name, c->image_ref, c->runtime, c->pid,
              c->keeper_pid);
-    if (c->keeper_pidfd < 0)
+    if (!c->keeper)
         keeper_gone(c);
     return 0;
 }
@@ -1340,11 +1296,8 @@ static void create_step(struct create_op *op)
         event_free(op->status_ev);
         op->status_ev = NULL;
     }
-    if (op->keeper_ev) {
-        event_free(op->keeper_ev);
-        op->keeper_ev = NULL;
-    }
-    int pidfd = steal_fd(&op->keeper_pidfd);
+    int pidfd = op->keeper ? loop_pidfd_dup(op->keeper) : -1;
+    loop_pidfd_free(steal_ptr(&op->keeper));
     teardown_start(op->c->id, pidfd >= 0 || op->c->keeper_pid > 0 ? op->c->runtime : NULL, pidfd,
                    on_undone, op);
 }
@@ -1470,7 +1423,7 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     struct create_op *op = xcalloc(1, sizeof(*op));
     op->c = c;
     op->state = CREATE_MOUNT;
-    op->status_fd = op->keeper_pidfd = -1;
+    op->status_fd = -1;
     buf_init(&op->status, STATUS_LINE_MAX);
     op->image_config = json_incref(image_config);
     op->cb = cb;
@@ -1567,7 +1520,7 @@ static void on_started(const struct runtime_result *res, void *arg)
             save_or_log(c);
         }
         /* The keeper may have gone while start was in flight (a very short command). */
-        if (c->keeper_pidfd < 0)
+        if (!c->keeper)
             keeper_gone(c);
     }
     ca->cb(err, ca->arg);
@@ -1952,7 +1905,7 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
     struct container *c = container_find(id);
     if (!c)
         return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
-    if (c->state != CONTAINER_RUNNING || c->keeper_pidfd < 0)
+    if (c->state != CONTAINER_RUNNING || !c->keeper)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
                          c->id, container_state_name(c->state));
     /* A long state dir does not fit sun_path: connect through an O_PATH fd on it
@@ -1983,9 +1936,9 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
     ro->fd = steal_fd(&fd);
     ro->cb = cb;
     ro->arg = arg;
-    ro->ev = event_new(loop_base(), ro->fd, EV_READ | EV_PERSIST, on_reopen_readable, ro);
+    ro->ev = loop_event_new(ro->fd, EV_READ | EV_PERSIST, on_reopen_readable, ro);
     ro->timer = loop_timer_new(on_reopen_timeout, ro);
-    if (!ro->ev || event_add(ro->ev, NULL) < 0) {
+    if (event_add(ro->ev, NULL) < 0) {
         ro->cb = NULL;
         reopen_free(ro);
         return error_set(err, GRPC_INTERNAL, 0, "watch the keeper connection");
@@ -2008,7 +1961,7 @@ char *container_info_json(const struct container *c)
     json_object_set_new(o, "sandboxID", json_string(c->sandbox_id));
     json_object_set_new(o, "pid", json_integer(c->pid));
     json_object_set_new(o, "keeperPid", json_integer(c->keeper_pid));
-    json_object_set_new(o, "keeperAlive", json_boolean(c->keeper_pidfd >= 0));
+    json_object_set_new(o, "keeperAlive", json_boolean(c->keeper != NULL));
     json_object_set_new(o, "runtime", json_string(c->runtime));
     const char *path = runtime_handler_path(c->runtime);
     const char *root = runtime_handler_root(c->runtime);

@@ -45,7 +45,7 @@
 
 struct config;
 struct error;
-struct event;
+struct loop_pidfd;
 struct loop_timer;
 struct runtime_op;
 struct store;
@@ -84,8 +84,7 @@ struct container {
     char *state_dir; /* <state_dir>/ctr/<id> */
 
     /* Run time only. */
-    int keeper_pidfd; /* -1 once the keeper has exited */
-    struct event *keeper_ev;
+    struct loop_pidfd *keeper;             /* watches the keeper; NULL once it has exited */
     struct loop_timer *kill_timer;         /* StopContainer's grace period */
     int64_t kill_at_ns;                    /* monotonic; 0 when no SIGKILL is scheduled */
     struct container_exit_waiters waiters; /* told when the container is EXITED */

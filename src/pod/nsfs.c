@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pinned pod namespaces behind nsfs.h. Both pinning and sysctls run in a
- * forked child that does its few syscalls and _exit()s without exec (the
- * "/bin/true" argv is never run); it reports a failure as
+ * child_fork() child that does its few syscalls and _exit()s without exec;
+ * it reports a failure as
  * "code=<grpc code> msg=<text>" on stderr. The pinning child unshare()s, so
  * the daemon never waits on the kernel's namespace locks and never leaves its
  * own namespaces; the sysctl child joins the pinned files.
@@ -326,15 +326,10 @@ struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags
     if (pin_prepare(op, dir, err) < 0)
         goto undo;
 
-    /* Never executed: the child does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = timeout_ms,
-        .in_child = pin_child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, on_pin_exit, op, err);
+    op->child = child_fork(&opts, pin_child_main, op, on_pin_exit, op, err);
     if (!op->child)
         goto undo;
     return steal_ptr(&op);
@@ -608,15 +603,10 @@ struct nsfs_sysctl_op *nsfs_sysctl_apply(const char *net_path, const char *ipc_p
     op->done = done;
     op->arg = arg;
 
-    /* Never executed: the child does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = timeout_ms,
-        .in_child = sysctl_child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, on_sysctl_exit, op, err);
+    op->child = child_fork(&opts, sysctl_child_main, op, on_sysctl_exit, op, err);
     if (!op->child)
         return error_prefix(err, "set sysctls"), NULL;
     return steal_ptr(&op);

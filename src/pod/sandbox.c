@@ -50,7 +50,6 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <event2/event.h>
 #include <jansson.h>
 
 #include "core/base64.h"
@@ -82,12 +81,11 @@
 #define HOSTNAME_MAX 64
 
 struct sb {
-    struct sandbox pub;      /* first: callers get &sb->pub */
-    char *record_path;       /* <root_dir>/sandboxes/<id>.json */
-    char *dir;               /* <state_dir>/sandboxes/<id> */
-    uint64_t pod_init_start; /* start time of pod_init_pid (clock ticks after boot) */
-    int pod_init_pidfd;      /* -1: no pod-init watched */
-    struct event *pod_init_ev;
+    struct sandbox pub;          /* first: callers get &sb->pub */
+    char *record_path;           /* <root_dir>/sandboxes/<id>.json */
+    char *dir;                   /* <state_dir>/sandboxes/<id> */
+    uint64_t pod_init_start;     /* start time of pod_init_pid (clock ticks after boot) */
+    struct loop_pidfd *pod_init; /* NULL: no pod-init watched */
 };
 
 /* ---- RunPodSandbox ---- */
@@ -450,7 +448,6 @@ static struct sb *sb_new(const char *id)
     s->pub.id = xstrdup(id);
     s->pub.state = SANDBOX_NOTREADY;
     s->pub.ips = NULL;
-    s->pod_init_pidfd = -1;
     s->record_path = xasprintf("%s/%s.json", g.records_dir, id);
     s->dir = xasprintf("%s/%s", g.files_dir, id);
     return s;
@@ -458,14 +455,7 @@ static struct sb *sb_new(const char *id)
 
 static void pod_init_forget(struct sb *s)
 {
-    if (s->pod_init_ev) {
-        event_del(s->pod_init_ev);
-        loop_defer_free((void (*)(void *))event_free, s->pod_init_ev);
-        s->pod_init_ev = NULL;
-    }
-    if (s->pod_init_pidfd >= 0)
-        close(s->pod_init_pidfd);
-    s->pod_init_pidfd = -1;
+    loop_pidfd_free(steal_ptr(&s->pod_init));
     s->pub.pod_init_pid = 0;
     s->pod_init_start = 0;
     free(s->pub.pid_ns_path);
@@ -670,7 +660,7 @@ static int proc_start_time(int pid, uint64_t *out)
     return 0;
 }
 
-static void on_pod_init_exit(evutil_socket_t fd, short what, void *arg)
+static void on_pod_init_exit(void *arg)
 {
     struct sb *s = arg;
     log_info("pod-init exited sandbox=%s pid=%d", s->pub.id, s->pub.pod_init_pid);
@@ -701,12 +691,9 @@ static int pod_init_adopt(struct sb *s, int pid, uint64_t start, struct error **
         close(fd);
         return error_set(err, GRPC_INTERNAL, 0, "pod-init pid %d is gone", pid);
     }
-    s->pod_init_pidfd = fd;
-    s->pod_init_ev = event_new(loop_base(), fd, EV_READ, on_pod_init_exit, s);
-    if (!s->pod_init_ev || event_add(s->pod_init_ev, NULL) < 0) {
-        pod_init_forget(s);
-        return error_set(err, GRPC_INTERNAL, 0, "watch pod-init pid %d", pid);
-    }
+    s->pod_init = loop_watch_pidfd(fd, on_pod_init_exit, s, err);
+    if (!s->pod_init)
+        return error_prefix(err, "watch pod-init pid %d", pid);
     s->pub.pod_init_pid = pid;
     s->pod_init_start = now;
     free(s->pub.pid_ns_path);
@@ -716,10 +703,8 @@ static int pod_init_adopt(struct sb *s, int pid, uint64_t start, struct error **
 
 static void pod_init_kill(struct sb *s)
 {
-    if (s->pod_init_pidfd >= 0 && pidfd_send_signal(s->pod_init_pidfd, SIGKILL, NULL, 0) < 0 &&
-        errno != ESRCH)
-        log_warn("kill pod-init sandbox=%s pid=%d: %s", s->pub.id, s->pub.pod_init_pid,
-                 strerror(errno));
+    if (s->pod_init)
+        loop_pidfd_signal(s->pod_init, SIGKILL);
     pod_init_forget(s);
 }
 

@@ -18,8 +18,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -617,6 +619,114 @@ static void test_child_spawn_errors(void **state)
     assert_int_equal(child_count(), 0);
 }
 
+/* ---- children without exec ---- */
+
+static int fork_fn(void *arg)
+{
+    char cwd[256] = "";
+    if (!getcwd(cwd, sizeof(cwd)))
+        return 9;
+    printf("%s %s\n", (const char *)arg, cwd);
+    fflush(stdout);
+    fprintf(stderr, "to stderr\n");
+    return 42;
+}
+
+static int fork_fn_sleeps(void *arg)
+{
+    sleep(30);
+    return 0;
+}
+
+static void test_child_fork(void **state)
+{
+    struct capture a = {0}, b = {0};
+    struct error *err = NULL;
+    struct child_opts oa = {.cwd = "/tmp"};
+    pending = 2;
+    assert_non_null(child_fork(&oa, fork_fn, (void *)"hello", on_child_done, &a, &err));
+    struct child_opts ob = {.timeout_ms = 100};
+    assert_non_null(child_fork(&ob, fork_fn_sleeps, NULL, on_child_done, &b, &err));
+    run_loop(SAFETY_MS);
+    assert_true(a.res.exited);
+    assert_int_equal(a.res.exit_code, 42); /* what fn returned */
+    assert_string_equal(a.res.out, "hello /tmp\n");
+    assert_string_equal(a.res.err, "to stderr\n");
+    assert_false(b.res.exited);
+    assert_true(b.res.timed_out);
+    assert_int_equal(b.res.term_signal, SIGKILL);
+    assert_int_equal(child_count(), 0);
+    capture_free(&a);
+    capture_free(&b);
+}
+
+/* ---- pidfd watchers ---- */
+
+struct pidfd_probe {
+    struct loop_pidfd *w;
+    int calls;
+    bool exited_in_cb;
+    bool free_in_cb;
+};
+
+static void on_pidfd_exit(void *arg)
+{
+    struct pidfd_probe *p = arg;
+    p->calls++;
+    p->exited_in_cb = loop_pidfd_exited(p->w);
+    if (p->free_in_cb) {
+        loop_pidfd_free(p->w);
+        p->w = NULL;
+    }
+    loop_exit();
+}
+
+static pid_t fork_sleeper(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sleep(30);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_watch_pidfd(void **state)
+{
+    struct error *err = NULL;
+    /* Our child: the watcher reaps it. */
+    pid_t pid = fork_sleeper();
+    struct pidfd_probe p = {0};
+    p.w = loop_watch_pidfd(pidfd_open(pid, 0), on_pidfd_exit, &p, &err);
+    assert_non_null(p.w);
+    assert_false(loop_pidfd_exited(p.w));
+    int dup = loop_pidfd_dup(p.w);
+    assert_true(dup >= 0);
+    loop_pidfd_signal(p.w, SIGKILL);
+    run_loop(SAFETY_MS);
+    assert_int_equal(p.calls, 1);
+    assert_true(p.exited_in_cb);
+    assert_true(loop_pidfd_exited(p.w));
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1); /* reaped already */
+    assert_int_equal(errno, ECHILD);
+    loop_pidfd_signal(p.w, SIGKILL); /* a no-op now */
+    loop_pidfd_free(p.w);
+    close(dup);
+
+    /* Freed inside its own callback. */
+    pid = fork_sleeper();
+    struct pidfd_probe q = {.free_in_cb = true};
+    q.w = loop_watch_pidfd(pidfd_open(pid, 0), on_pidfd_exit, &q, &err);
+    assert_non_null(q.w);
+    kill(pid, SIGKILL);
+    run_loop(SAFETY_MS);
+    assert_int_equal(q.calls, 1);
+    assert_null(q.w);
+    run_loop_for(10); /* the deferred free */
+    loop_pidfd_free(NULL);
+}
+
 /* ---- children: rm -rf ---- */
 
 static bool exists(const char *path)
@@ -998,6 +1108,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_child_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_no_fd_leak, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_spawn_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_fork, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_pidfd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_rm_rf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_rm_rf_one_file_system, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_fires_once, setup, teardown),
