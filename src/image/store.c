@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -711,4 +713,74 @@ size_t store_gc(struct store *s, bool (*in_use)(const char *key, void *arg), voi
     removed += n;
     str_array_free(victims, n);
     return removed;
+}
+
+/* ---- usage ---- */
+
+struct store_usage_walk {
+    struct child *child;
+    store_usage_cb cb;
+    void *arg;
+};
+
+struct walk_totals {
+    double bytes;
+    double inodes;
+};
+static struct walk_totals walk_totals; /* in the walking child only */
+
+static int on_walk_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    /* A file with n hard links inside the store is met n times: count 1/n each time. */
+    double share = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 1.0 / (double)st->st_nlink : 1.0;
+    walk_totals.bytes += (double)st->st_blocks * 512.0 * share;
+    walk_totals.inodes += share;
+    return 0;
+}
+
+/* In the forked child: walk the store and print "<bytes> <inodes>". */
+static int walk_in_child(void *arg)
+{
+    const struct store *s = arg;
+    _cleanup_free_ char *content = xasprintf("%s/content", s->root);
+    nftw(content, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    nftw(s->layers, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    printf("%.0f %.0f\n", walk_totals.bytes, walk_totals.inodes);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static void on_walked(const struct child_result *res, void *arg)
+{
+    struct store_usage_walk *w = arg;
+    unsigned long long bytes = 0, inodes = 0;
+    _cleanup_error_ struct error *err = NULL;
+    if (!res->exited || res->exit_code != 0 || sscanf(res->out, "%llu %llu", &bytes, &inodes) != 2)
+        error_set(&err, GRPC_INTERNAL, 0, "could not measure the image store%s",
+                  res->timed_out ? " (timed out)" : "");
+    struct store_usage u = {.bytes = bytes, .inodes = inodes};
+    w->cb(err ? NULL : &u, err, w->arg);
+    free(w);
+}
+
+struct store_usage_walk *store_usage_start(const struct store *s, int64_t timeout_ms,
+                                           store_usage_cb cb, void *arg, struct error **err)
+{
+    struct store_usage_walk *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    struct child_opts o = {.timeout_ms = timeout_ms};
+    w->child = child_fork(&o, walk_in_child, (void *)s, on_walked, w, err);
+    if (!w->child) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void store_usage_cancel(struct store_usage_walk *w)
+{
+    if (!w)
+        return;
+    child_cancel(w->child);
+    free(w);
 }
