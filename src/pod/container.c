@@ -40,6 +40,7 @@
 #include "core/table.h"
 #include "core/util.h"
 #include "image/store.h"
+#include "keeper/protocol.h"
 #include "pod/container.h"
 #include "pod/oci_spec.h"
 #include "pod/runtime.h"
@@ -434,7 +435,7 @@ static void after_exit(struct container *c)
 /* exit.json written by the keeper: fill the exit fields; -1 when missing or unreadable. */
 static int read_exit_record(struct container *c)
 {
-    _cleanup_free_ char *path = path_in(c->state_dir, "exit.json");
+    _cleanup_free_ char *path = path_in(c->state_dir, KEEPER_FILE_EXIT);
     _cleanup_error_ struct error *tmp = NULL;
     size_t len = 0;
     _cleanup_free_ char *text = read_file_capped(path, 4096, &len, &tmp);
@@ -442,13 +443,13 @@ static int read_exit_record(struct container *c)
         return -1;
     json_error_t jerr;
     _cleanup_json_ json_t *o = json_loadb(text, len, 0, &jerr);
-    if (!json_is_object(o) || !json_is_integer(json_object_get(o, "exitCode")))
+    if (!json_is_object(o) || !json_is_integer(json_object_get(o, KEEPER_EXIT_CODE)))
         return -1;
-    c->exit_code = (int)json_integer_value(json_object_get(o, "exitCode"));
-    c->finished_ns = json_integer_value(json_object_get(o, "finishedAt"));
+    c->exit_code = (int)json_integer_value(json_object_get(o, KEEPER_EXIT_CODE));
+    c->finished_ns = json_integer_value(json_object_get(o, KEEPER_EXIT_FINISHED_AT));
     if (c->finished_ns <= 0)
         c->finished_ns = now_realtime_ns();
-    bool oom = json_is_true(json_object_get(o, "oomKilled"));
+    bool oom = json_is_true(json_object_get(o, KEEPER_EXIT_OOM_KILLED));
     /* A start that failed already said why. */
     if (strcmp(c->reason, "StartError") != 0)
         set_str(&c->reason, oom ? "OOMKilled" : c->exit_code == 0 ? "Completed" : "Error");
@@ -1027,31 +1028,31 @@ static int spawn_keeper(struct create_op *op, const char *cgroup_path, struct er
     char *argv[24];
     size_t n = 0;
     argv[n++] = ctrs.keeper_path;
-    argv[n++] = (char *)"--id";
+    argv[n++] = (char *)"--" KEEPER_OPT_ID;
     argv[n++] = c->id;
-    argv[n++] = (char *)"--bundle";
+    argv[n++] = (char *)"--" KEEPER_OPT_BUNDLE;
     argv[n++] = c->state_dir;
-    argv[n++] = (char *)"--runtime";
+    argv[n++] = (char *)"--" KEEPER_OPT_RUNTIME;
     argv[n++] = (char *)rt_path;
-    argv[n++] = (char *)"--runtime-root";
+    argv[n++] = (char *)"--" KEEPER_OPT_RUNTIME_ROOT;
     argv[n++] = (char *)rt_root;
-    argv[n++] = (char *)"--state-dir";
+    argv[n++] = (char *)"--" KEEPER_OPT_STATE_DIR;
     argv[n++] = c->state_dir;
-    argv[n++] = (char *)"--log-path";
+    argv[n++] = (char *)"--" KEEPER_OPT_LOG_PATH;
     argv[n++] = (char *)log;
     if (c->config->tty)
-        argv[n++] = (char *)"--tty";
+        argv[n++] = (char *)"--" KEEPER_OPT_TTY;
     if (c->config->stdin)
-        argv[n++] = (char *)"--stdin";
+        argv[n++] = (char *)"--" KEEPER_OPT_STDIN;
     if (c->config->stdin_once)
-        argv[n++] = (char *)"--stdin-once";
+        argv[n++] = (char *)"--" KEEPER_OPT_STDIN_ONCE;
     if (cgroup_path) {
-        argv[n++] = (char *)"--cgroup-path";
+        argv[n++] = (char *)"--" KEEPER_OPT_CGROUP_PATH;
         argv[n++] = (char *)cgroup_path;
     }
     argv[n] = NULL;
 
-    _cleanup_free_ char *log_file = path_in(c->state_dir, "keeper.log");
+    _cleanup_free_ char *log_file = path_in(c->state_dir, KEEPER_FILE_LOG);
     _cleanup_close_ int log_fd =
         open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -1156,7 +1157,7 @@ static void on_create_deadline(void *arg)
 /* The tail of keeper.log, for an error message (owned; "" when empty). */
 static char *keeper_log_tail(const struct container *c)
 {
-    _cleanup_free_ char *path = path_in(c->state_dir, "keeper.log");
+    _cleanup_free_ char *path = path_in(c->state_dir, KEEPER_FILE_LOG);
     _cleanup_error_ struct error *tmp = NULL;
     size_t len = 0;
     _cleanup_free_ char *text = read_file_capped(path, 64 * 1024, &len, &tmp);
@@ -1180,13 +1181,14 @@ static int parse_status(struct create_op *op, struct error **err)
     size_t len = strcspn(line, "\n");
     int pid = 0;
     char tail;
-    if (sscanf(line, "created pid=%d%c", &pid, &tail) == 2 && tail == '\n' && pid > 1) {
+    if (sscanf(line, KEEPER_STATUS_CREATED "%d%c", &pid, &tail) == 2 && tail == '\n' && pid > 1) {
         op->c->pid = pid;
         return 0;
     }
-    if (str_has_prefix(line, "error "))
-        return error_set(err, GRPC_INTERNAL, 0, "create the container: %.*s", (int)len - 6,
-                         line + 6);
+    size_t head = strlen(KEEPER_STATUS_ERROR);
+    if (str_has_prefix(line, KEEPER_STATUS_ERROR))
+        return error_set(err, GRPC_INTERNAL, 0, "create the container: %.*s", (int)(len - head),
+                         line + head);
     _cleanup_free_ char *tail_text = keeper_log_tail(op->c);
     return error_set(err, GRPC_INTERNAL, 0, "the keeper exited without reporting%s%s",
                      *tail_text ? ": " : "", tail_text);
@@ -1886,9 +1888,11 @@ static void on_reopen_readable(evutil_socket_t fd, short what, void *arg)
         return;
     if (nl)
         *nl = '\0';
-    if (strcmp(ro->line, "ok") != 0)
+    if (strcmp(ro->line, KEEPER_REPLY_OK) != 0)
         error_set(&err, GRPC_INTERNAL, 0, "container %s: keeper: %s", ro->id,
-                  str_has_prefix(ro->line, "error ") ? ro->line + 6 : ro->line);
+                  str_has_prefix(ro->line, KEEPER_REPLY_ERROR)
+                      ? ro->line + strlen(KEEPER_REPLY_ERROR)
+                      : ro->line);
     reopen_finish(ro, err);
 }
 
@@ -1912,13 +1916,13 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
      * (the path is resolved at connect time; the fd can go right after). */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     _cleanup_close_ int dir_fd = -1;
-    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", c->state_dir) >=
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" KEEPER_SOCKET_CTL, c->state_dir) >=
         sizeof(sa.sun_path)) {
         dir_fd = open(c->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
             return error_set(err, errno == ENOENT ? GRPC_FAILED_PRECONDITION : GRPC_INTERNAL, errno,
                              "container %s: open %s", c->id, c->state_dir);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", dir_fd);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" KEEPER_SOCKET_CTL, dir_fd);
     }
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -1928,7 +1932,7 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
                          errno == ENOENT || errno == ECONNREFUSED ? GRPC_FAILED_PRECONDITION
                                                                   : GRPC_UNAVAILABLE,
                          errno, "container %s: connect to the keeper", c->id);
-    static const char cmd[] = "reopen\n";
+    static const char cmd[] = KEEPER_CMD_REOPEN "\n";
     if (send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(cmd) - 1)
         return error_set(err, GRPC_UNAVAILABLE, errno, "container %s: write to the keeper", c->id);
     struct reopen_op *ro = xcalloc(1, sizeof(*ro));
@@ -2177,12 +2181,12 @@ static bool is_keeper_of(int pid, const char *id)
     _cleanup_free_ char *text = read_file_capped(path, 64 * 1024, &len, &tmp);
     if (!text || len == 0)
         return false;
-    if (!strstr(text, "tinycri-keeper"))
+    if (!strstr(text, KEEPER_BINARY))
         return false;
     for (size_t off = 0; off < len;) {
         const char *arg = text + off;
         size_t alen = strlen(arg);
-        if (strcmp(arg, "--id") == 0 && off + alen + 1 < len)
+        if (strcmp(arg, "--" KEEPER_OPT_ID) == 0 && off + alen + 1 < len)
             return strcmp(arg + alen + 1, id) == 0;
         off += alen + 1;
     }
@@ -2281,7 +2285,7 @@ int container_init(const struct config *cfg, struct store *store, struct error *
                          cfg->root_dir);
     if (mkdir_p(ctrs.records_dir, 0700, err) < 0 || mkdir_p(ctrs.states_dir, 0700, err) < 0)
         return -1;
-    ctrs.keeper_path = libexec_path("tinycri-keeper", "TINYCRI_KEEPER");
+    ctrs.keeper_path = libexec_path(KEEPER_BINARY, KEEPER_BINARY_ENV);
     if (access(ctrs.keeper_path, X_OK) < 0)
         log_warn("tinycri-keeper not found at %s: containers cannot be created", ctrs.keeper_path);
     else

@@ -61,6 +61,7 @@
 #include "core/persist.h"
 #include "core/table.h"
 #include "core/util.h"
+#include "keeper/protocol.h"
 #include "pod/cni.h"
 #include "pod/nsfs.h"
 #include "pod/sandbox.h"
@@ -711,7 +712,7 @@ static void pod_init_kill(struct sb *s)
 /* In the keeper's child: the report goes to fd 3, which here is the stdout pipe. */
 static int status_fd_from_stdout(void *arg)
 {
-    return dup2(STDOUT_FILENO, 3) < 0 ? -1 : 0;
+    return dup2(STDOUT_FILENO, KEEPER_STATUS_FD) < 0 ? -1 : 0;
 }
 
 /* ---- local files and mounts ---- */
@@ -934,15 +935,15 @@ static void on_pod_init_reported(const struct child_result *res, void *arg)
     struct run_op *op = arg;
     op->child = NULL;
     int pid = 0;
-    if (sscanf(res->out, "created pid=%d", &pid) == 1 && pid > 0) {
+    if (sscanf(res->out, KEEPER_STATUS_CREATED "%d", &pid) == 1 && pid > 0) {
         /* Adopted in RUN_POD_INIT_WAIT; or killed there when the keeper then failed. */
         op->pod_init_pid = pid;
         if (!res->exited || res->exit_code != 0)
             error_set(&op->err, GRPC_INTERNAL, 0, "pod-init: keeper %s after its report",
                       res->timed_out ? "timed out" : "failed");
-    } else if (str_has_prefix(res->out, "error ")) {
-        size_t n = strcspn(res->out + 6, "\n");
-        error_set(&op->err, GRPC_INTERNAL, 0, "pod-init: %.*s", (int)n, res->out + 6);
+    } else if (str_has_prefix(res->out, KEEPER_STATUS_ERROR)) {
+        const char *msg = res->out + strlen(KEEPER_STATUS_ERROR);
+        error_set(&op->err, GRPC_INTERNAL, 0, "pod-init: %.*s", (int)strcspn(msg, "\n"), msg);
     } else {
         error_set(&op->err, GRPC_INTERNAL, 0, "pod-init: keeper %s (status %d, signal %d): %.*s",
                   res->timed_out ? "timed out" : "failed", res->exit_code, res->term_signal,
@@ -1066,7 +1067,8 @@ static int run_files(struct run_op *op, struct error **err)
 
 static int run_pod_init_start(struct run_op *op, struct error **err)
 {
-    char *argv[] = {g.keeper, (char *)"--pod-init", (char *)"--id", op->sb->pub.id, NULL};
+    char *argv[] = {g.keeper, (char *)"--" KEEPER_OPT_POD_INIT, (char *)"--" KEEPER_OPT_ID,
+                    op->sb->pub.id, NULL};
     struct child_opts o = {
         .argv = argv,
         .out_cap = 4096,
@@ -1717,7 +1719,7 @@ int sandbox_init(const struct config *cfg, const struct sandbox_container_hooks 
     g.files_dir = xasprintf("%s/sandboxes", cfg->state_dir);
     g.netns_dir = xasprintf("%s/netns", cfg->state_dir);
     g.cni_cache_dir = xasprintf("%s/cni-cache", cfg->state_dir);
-    g.keeper = libexec_path("tinycri-keeper", "TINYCRI_KEEPER");
+    g.keeper = libexec_path(KEEPER_BINARY, KEEPER_BINARY_ENV);
     if (mkdir_p(g.records_dir, 0700, err) < 0 || mkdir_p(g.files_dir, 0700, err) < 0 ||
         mkdir_p(g.cni_cache_dir, 0700, err) < 0)
         return error_prefix(err, "sandbox directories");
