@@ -160,10 +160,15 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 
 void loop_defer_free(void (*fn)(void *), void *obj)
 {
+    loop_defer(fn, obj);
+}
+
+void loop_defer(void (*fn)(void *), void *obj)
+{
     if (!fn)
         return;
     if (!loop.base) {
-        /* No loop, so no callback can be using obj. */
+        /* No loop, so no callback can be using obj, nor be on the stack. */
         fn(obj);
         return;
     }

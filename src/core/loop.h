@@ -51,8 +51,16 @@ void loop_exit(void);
 void loop_shutdown(void);
 
 /*
- * Queue fn(obj) to run before the next poll, outside any callback that may
- * still be using obj. Safe to call from any callback.
+ * Queue fn(arg) to run on the loop once the current callback has returned,
+ * before the next poll (in the order queued). Safe from any callback. It is
+ * how an operation keeps the promise that its callback never runs inside
+ * the call that started it. Without a loop, fn runs at once.
+ */
+void loop_defer(void (*fn)(void *), void *arg);
+
+/*
+ * loop_defer() for freeing: fn(obj) runs outside any callback that may
+ * still be using obj.
  */
 void loop_defer_free(void (*fn)(void *), void *obj);
 
