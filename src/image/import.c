@@ -1193,8 +1193,7 @@ static void on_extracted(const struct child_result *res, void *arg)
 {
     struct import_job *job = arg;
     job->child = NULL;
-    if (read_description(job, res, &job->err) < 0)
-        job->state = IMPORT_FAILED;
+    read_description(job, res, &job->err);
     job_step(job);
 }
 
@@ -1257,6 +1256,7 @@ static void on_unpacked(const struct error *err, uint64_t size, void *arg)
         struct error *e = error_dup(err);
         error_prefix(&e, "layer %s", l->digest);
         job_fail(job, e);
+        job_step(job);
         return;
     }
     if (!err)
@@ -1324,51 +1324,59 @@ static void job_end(struct import_job *job)
     loop_timer_arm(im->kick, 0);
 }
 
+/* Fails the one way (image/pull.c says how); below the switch the unpacks still running stop. */
 static void job_step(struct import_job *job)
 {
     struct error *err = NULL;
     switch (job->state) {
-    case IMPORT_EXTRACT:
+    case IMPORT_EXTRACT: /* waiting for the extract child */
         if (job->child)
             return;
-        if (move_blobs(job, &err) < 0 || plan_layers(job, &err) < 0)
+        if (job->err)
             break;
+        if (move_blobs(job, &err) < 0 || plan_layers(job, &err) < 0) {
+            job_fail(job, err);
+            break;
+        }
         job->state = IMPORT_UNPACK;
         /* fall through */
-    case IMPORT_UNPACK:
-        if (start_unpacks(job, &err) < 0)
+    case IMPORT_UNPACK: /* waiting for the layer unpacks */
+        if (job->err)
             break;
+        if (start_unpacks(job, &err) < 0) {
+            job_fail(job, err);
+            break;
+        }
         if (job->running > 0)
             return;
-        if (commit(job, &err) < 0)
+        if (commit(job, &err) < 0) {
+            job_fail(job, err);
             break;
+        }
         job->state = IMPORT_DONE;
-        /* fall through */
-    case IMPORT_DONE:
-    case IMPORT_FAILED:
         job_end(job);
         return;
-    }
-    /* Reached by break: a step failed. */
-    job_fail(job, err);
-}
-
-/* Stop the unpacks still running, then end as failed. */
-static void job_fail(struct import_job *job, struct error *err)
-{
-    if (job->state == IMPORT_DONE || job->state == IMPORT_FAILED) {
-        error_free(err);
+    case IMPORT_DONE:
+    case IMPORT_FAILED: /* ended; freed soon */
         return;
     }
+    /* Failed: the unpacks still running stop (each removes what it left), then the job ends. */
     for (size_t i = 0; i < job->n_layers; i++) {
         if (job->layers[i].op)
             unpack_cancel(steal_ptr(&job->layers[i].op));
     }
     job->running = 0;
-    error_free(job->err);
-    job->err = err;
     job->state = IMPORT_FAILED;
-    job_step(job);
+    job_end(job);
+}
+
+/* Record the first failure; later ones are its consequences. Does not step. */
+static void job_fail(struct import_job *job, struct error *err)
+{
+    if (job->err)
+        error_free(err);
+    else
+        job->err = err;
 }
 
 /* Open the tarball (never blocking: O_NONBLOCK, regular files only) and fork the child. */
@@ -1413,8 +1421,10 @@ static void pump(struct importer *im)
         TAILQ_REMOVE(&im->queue, job, link);
         im->active = job;
         struct error *err = NULL;
-        if (job_start(job, &err) < 0)
+        if (job_start(job, &err) < 0) {
             job_fail(job, err);
+            job_step(job);
+        }
     }
     if (im->scan_pending && !im->active && TAILQ_EMPTY(&im->queue) && TAILQ_EMPTY(&im->rms)) {
         im->scan_pending = false;

@@ -4,10 +4,30 @@
  *
  * A pull walks PULL_START → PULL_MANIFEST → PULL_CONFIG → PULL_LAYERS →
  * PULL_DONE (or PULL_FAILED from anywhere). Event handlers only record what
- * happened and call pull_step(), where every transition lives. Jobs are
- * keyed by blob digest (configs) or layer chain id, hold the ids of the
- * pulls waiting on them, and look those pulls up again when they finish: a
- * pull that was cancelled meanwhile is simply not found. A job nobody waits
+ * happened and call pull_step(), where every transition lives.
+ *
+ * How a state machine fails: the one way, used by every machine in the tree
+ * (pull, import, unpack, cni, sandbox run and stop, container create):
+ * - The operation keeps its first error in op->err (owned). <op>_fail(op, e)
+ *   records e, or frees it when an error is already there (later failures
+ *   are consequences of the first); it does not step.
+ * - Handlers record what happened, a failure through <op>_fail(), then call
+ *   <op>_step(). A step that fails in the switch calls <op>_fail() and
+ *   breaks out of it.
+ * - Each state that waits for something it started first waits for it, also
+ *   after a failure, when it cannot be stopped half-way (a child that may
+ *   still mount, a plugin call to roll back); then `if (op->err) break;`.
+ * - Below the switch is the one failure path: it stops what can be stopped,
+ *   moves to the undo state (or to FAILED when there is nothing to undo),
+ *   and steps on. Reporting happens once, in the final state.
+ * - Cancelling is failing: <op>_cancel() replaces op->err with CANCELLED
+ *   (nobody listens for the first error any more), the machine unwinds as
+ *   for any failure, and the final state reports nothing for CANCELLED.
+ *   A callback pointer is never cleared to mean "cancelled".
+ *
+ * Jobs are keyed by blob digest (configs) or layer chain id, hold the ids of
+ * the pulls waiting on them, and look those pulls up again when they finish:
+ * a pull that was cancelled meanwhile is simply not found. A job nobody waits
  * for any more is cancelled, so a client that gives up stops its transfers.
  */
 #include "autoconf.h"
@@ -399,16 +419,13 @@ static void pull_detach(struct pull_op *op)
     loop_timer_disarm(op->deadline);
 }
 
+/* Record the first failure; later ones are its consequences. Does not step. */
 static void pull_fail(struct pull_op *op, struct error *err)
 {
-    if (op->state == PULL_DONE || op->state == PULL_FAILED) {
+    if (op->err)
         error_free(err);
-        return;
-    }
-    error_free(op->err);
-    op->err = err;
-    op->state = PULL_FAILED;
-    pull_step(op);
+    else
+        op->err = err;
 }
 
 static void pull_on_job(struct pull_op *op, const struct job *j, const struct error *err)
@@ -417,6 +434,7 @@ static void pull_on_job(struct pull_op *op, const struct job *j, const struct er
         struct error *e = error_dup(err);
         error_prefix(&e, "%s %s", j->kind == JOB_BLOB ? "config" : "layer", j->digest);
         pull_fail(op, e);
+        pull_step(op);
         return;
     }
     if (j->kind == JOB_LAYER && op->layers_pending > 0)
@@ -431,11 +449,13 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
     struct error *e = NULL;
     if (err) {
         pull_fail(op, error_dup(err));
+        pull_step(op);
         return;
     }
     char digest[72];
     if (sha256_digest(rm->body, rm->len, digest, &e) < 0) {
         pull_fail(op, e);
+        pull_step(op);
         return;
     }
     if (op->expect_digest && strcmp(op->expect_digest, digest)) {
@@ -452,10 +472,8 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
             op->top_digest = xstrdup(digest);
         op->have_manifest = true;
     }
-    if (e) {
+    if (e)
         pull_fail(op, e);
-        return;
-    }
     pull_step(op);
 }
 
@@ -496,6 +514,7 @@ static void on_deadline(void *arg)
     error_set(&e, GRPC_DEADLINE_EXCEEDED, 0, "pull of %s did not finish within %us", op->input,
               op->p->cfg->pull_timeout_s);
     pull_fail(op, e);
+    pull_step(op);
 }
 
 static bool is_pinned(const struct config *cfg, const char *tagged)
@@ -573,76 +592,101 @@ static int start_layers(struct pull_op *op, struct error **err)
     return 0;
 }
 
+/* The pull is over: leave the jobs, log, report (not a cancelled one), free later. */
+static void pull_finish(struct pull_op *op)
+{
+    pull_detach(op);
+    double secs = (double)(now_monotonic_ns() - op->started_ns) / 1e9;
+    if (op->state == PULL_DONE)
+        log_info("pulled image=%s id=%s seconds=%.2f", op->input, op->m.config.digest, secs);
+    else if (op->err->grpc_code != GRPC_CANCELLED)
+        log_info("pull failed image=%s seconds=%.2f: %s", op->input, secs, op->err->msg);
+    if (op->done && (op->state == PULL_DONE || op->err->grpc_code != GRPC_CANCELLED))
+        op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err, op->arg);
+    loop_defer_free(pull_free, op);
+}
+
 static void pull_step(struct pull_op *op)
 {
     struct error *err = NULL;
     switch (op->state) {
-    case PULL_START:
+    case PULL_START: /* waiting for the kick timer: done never runs inside pull_start() */
+        if (op->err)
+            break;
         op->state = PULL_MANIFEST;
         if (op->ref.digest)
             op->expect_digest = xstrdup(op->ref.digest);
-        if (fetch_manifest(op, op->ref.digest ? op->ref.digest : op->ref.tag, &err) < 0)
+        if (fetch_manifest(op, op->ref.digest ? op->ref.digest : op->ref.tag, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         return;
-    case PULL_MANIFEST:
+    case PULL_MANIFEST: /* waiting for a manifest or index fetch (op->fetch) */
+        if (op->err)
+            break;
         if (!op->have_manifest)
             return;
         if (op->m.is_index) {
             const struct descriptor *d = manifest_select_platform(&op->m, manifest_host_arch(),
                                                                   manifest_host_variant(), &err);
-            if (!d)
-                break;
-            if (++op->hops > MAX_INDEX_HOPS) {
+            if (d && ++op->hops > MAX_INDEX_HOPS)
                 error_set(&err, GRPC_INVALID_ARGUMENT, 0, "image index nests too deeply");
+            if (err) {
+                pull_fail(op, err);
                 break;
             }
             _cleanup_free_ char *next = xstrdup(d->digest);
             free(op->expect_digest);
             op->expect_digest = xstrdup(next);
-            if (fetch_manifest(op, next, &err) < 0)
+            if (fetch_manifest(op, next, &err) < 0) {
+                pull_fail(op, err);
                 break;
+            }
             return;
         }
         if (op->m.config.size > REGISTRY_MANIFEST_MAX) {
             error_set(&err, GRPC_RESOURCE_EXHAUSTED, 0, "image config is %lld bytes (max %d)",
                       (long long)op->m.config.size, REGISTRY_MANIFEST_MAX);
+            pull_fail(op, err);
             break;
         }
         op->state = PULL_CONFIG;
         if (!store_has_blob(op->p->st, op->m.config.digest) &&
-            job_want(op, JOB_BLOB, op->m.config.digest, &op->m.config, NULL, &err) < 0)
+            job_want(op, JOB_BLOB, op->m.config.digest, &op->m.config, NULL, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         /* fall through */
-    case PULL_CONFIG:
+    case PULL_CONFIG: /* waiting for the config blob's job */
+        if (op->err)
+            break;
         if (!store_has_blob(op->p->st, op->m.config.digest))
             return;
         op->state = PULL_LAYERS;
-        if (start_layers(op, &err) < 0)
+        if (start_layers(op, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         /* fall through */
-    case PULL_LAYERS:
+    case PULL_LAYERS: /* waiting for the layer jobs (download, then unpack) */
+        if (op->err)
+            break;
         if (op->layers_pending > 0)
             return;
-        if (pull_commit(op, &err) < 0)
+        if (pull_commit(op, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         op->state = PULL_DONE;
-        /* fall through */
+        pull_finish(op);
+        return;
     case PULL_DONE:
-    case PULL_FAILED: {
-        pull_detach(op);
-        double secs = (double)(now_monotonic_ns() - op->started_ns) / 1e9;
-        if (op->state == PULL_DONE)
-            log_info("pulled image=%s id=%s seconds=%.2f", op->input, op->m.config.digest, secs);
-        else
-            log_info("pull failed image=%s seconds=%.2f: %s", op->input, secs, op->err->msg);
-        if (op->done)
-            op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err, op->arg);
-        loop_defer_free(pull_free, op);
+    case PULL_FAILED: /* reported; freed soon */
         return;
     }
-    }
-    /* Reached by break: a step failed. */
-    pull_fail(op, err);
+    /* Failed (or cancelled): nothing to undo; shared jobs go on for other pulls. */
+    op->state = PULL_FAILED;
+    pull_finish(op);
 }
 
 uint64_t pull_start(struct puller *p, const char *ref, const struct registry_auth *auth,
@@ -679,10 +723,9 @@ void pull_cancel(struct puller *p, uint64_t pull_id)
     if (!op)
         return;
     log_info("pull cancelled image=%s pull=%llu", op->input, (unsigned long long)pull_id);
-    op->done = NULL;
-    pull_detach(op);
-    op->state = PULL_FAILED;
-    loop_defer_free(pull_free, op);
+    error_clear(&op->err);
+    error_set(&op->err, GRPC_CANCELLED, 0, "pull of %s cancelled", op->input);
+    pull_step(op);
 }
 
 bool puller_uses(const char *key, void *arg)

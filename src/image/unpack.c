@@ -695,7 +695,7 @@ int unpack_extract_fd(int blob_fd, const char *base, const char *diff_id, uint64
 
 enum unpack_state {
     UNPACK_EXTRACT, /* extract child running; waiting for its exit */
-    UNPACK_CLEANUP, /* failed or cancelled; cleanup child removing <dest>.tmp */
+    UNPACK_CLEANUP, /* failed or cancelled; cleanup child removing <dest>.tmp; waiting for it */
     UNPACK_DONE,    /* reported; queued for free */
 };
 
@@ -715,9 +715,9 @@ struct unpack_op {
     char *tmp_name;
     int64_t timeout_ms;
     struct child *child; /* the child running now, NULL between children */
-    struct error *err;   /* why it failed */
+    struct error *err;   /* why it failed; CANCELLED once cancelled */
     uint64_t size;
-    unpack_done_cb done; /* NULL once cancelled */
+    unpack_done_cb done;
     void *arg;
 };
 
@@ -974,38 +974,44 @@ static int commit(const struct unpack_op *op, struct error **err)
     return 0;
 }
 
+/* Reported once, in UNPACK_DONE (not a cancelled op); then freed. */
+static void unpack_finish(struct unpack_op *op)
+{
+    op->state = UNPACK_DONE;
+    if (!op->err || op->err->grpc_code != GRPC_CANCELLED)
+        op->done(op->err, op->err ? 0 : op->size, op->arg);
+    loop_defer_free(op_free, op);
+}
+
+/* Fails the one way (image/pull.c says how); below the switch the leftovers go. */
 static void unpack_step(struct unpack_op *op)
 {
-    struct error *tmp = NULL;
+    struct error *e = NULL;
     switch (op->state) {
-    case UNPACK_EXTRACT:
+    case UNPACK_EXTRACT: /* waiting for the extract child */
         if (op->child)
             return;
-        if (!op->err && op->done && commit(op, &op->err) == 0) {
-            op->state = UNPACK_DONE;
+        if (op->err)
             break;
-        }
-        op->state = UNPACK_CLEANUP;
-        if (spawn(op, cleanup_child_main, on_cleanup_exit, &tmp) == 0)
-            return;
-        log_debug("unpack cleanup failed dest=%s: %s", op->dest, tmp->msg);
-        error_free(tmp);
-        op->state = UNPACK_DONE;
-        break;
-    case UNPACK_CLEANUP:
+        if (commit(op, &op->err) < 0)
+            break;
+        unpack_finish(op);
+        return;
+    case UNPACK_CLEANUP: /* waiting for the cleanup child */
         if (op->child)
             return;
-        op->state = UNPACK_DONE;
-        break;
+        unpack_finish(op);
+        return;
     case UNPACK_DONE:
         return;
     }
-    /* UNPACK_DONE: report once (unless cancelled), then free. */
-    unpack_done_cb done = op->done;
-    op->done = NULL;
-    if (done)
-        done(op->err, op->err ? 0 : op->size, op->arg);
-    loop_defer_free(op_free, op);
+    /* Failed or cancelled: "<dest>.tmp" goes, in a child, before the report. */
+    op->state = UNPACK_CLEANUP;
+    if (spawn(op, cleanup_child_main, on_cleanup_exit, &e) == 0)
+        return;
+    log_debug("unpack cleanup failed dest=%s: %s", op->dest, e->msg);
+    error_free(e);
+    unpack_finish(op);
 }
 
 struct unpack_op *unpack_layer(const char *blob_path, const char *dest, const char *diff_id,
@@ -1045,7 +1051,8 @@ void unpack_cancel(struct unpack_op *op)
     if (!op)
         return;
     /* The op lives on until the child is gone and <dest>.tmp removed; done never runs. */
-    op->done = NULL;
+    error_clear(&op->err);
+    error_set(&op->err, GRPC_CANCELLED, 0, "unpack of %s cancelled", op->dest);
     if (op->state == UNPACK_EXTRACT && op->child)
         child_signal(op->child, SIGKILL);
 }

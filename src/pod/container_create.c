@@ -241,8 +241,8 @@ struct create_op {
     json_t *image_config;
     struct child *mount;
     struct child *seed;
-    struct error *fail; /* why it failed, once it has */
-    int status_fd;      /* read end of the keeper's fd 3; -1 once the line is in */
+    struct error *err; /* why it failed, once it has */
+    int status_fd;     /* read end of the keeper's fd 3; -1 once the line is in */
     struct event *status_ev;
     struct buf status;
     struct loop_pidfd *keeper; /* NULL before the keeper runs and once it has exited */
@@ -267,7 +267,7 @@ static void create_op_free(void *obj)
         return;
     buf_free(&op->status);
     json_decref(op->image_config);
-    error_free(op->fail);
+    error_free(op->err);
     ctr_free(op->c);
     free(op);
 }
@@ -301,10 +301,10 @@ static void notify_undo_waiters(struct create_op *op, const struct error *err)
 }
 
 /* Record the first failure; later ones are consequences. */
-static void create_failed(struct create_op *op, struct error *e)
+static void create_fail(struct create_op *op, struct error *e)
 {
-    if (!op->fail)
-        op->fail = e;
+    if (!op->err)
+        op->err = e;
     else
         error_free(e);
 }
@@ -332,7 +332,7 @@ static void on_mounted(const struct child_result *res, void *arg)
         struct error *e = NULL;
         error_set(&e, GRPC_INTERNAL, 0, "mount the rootfs: %.*s", (int)strcspn(res->err, "\n"),
                   res->err_len ? res->err : "the mount child failed");
-        create_failed(op, e);
+        create_fail(op, e);
     }
     create_step(op);
 }
@@ -380,7 +380,7 @@ static void on_seeded(const struct child_result *res, void *arg)
     op->seed = NULL;
     struct error *e = NULL;
     if (volume_seed_result(res, &e) < 0)
-        create_failed(op, e);
+        create_fail(op, e);
     create_step(op);
 }
 
@@ -574,7 +574,7 @@ static void on_create_deadline(void *arg)
     struct error *e = NULL;
     error_set(&e, GRPC_DEADLINE_EXCEEDED, 0, "creating the container took longer than %ds",
               CREATE_TIMEOUT_MS / 1000);
-    create_failed(op, e);
+    create_fail(op, e);
     if (op->keeper)
         loop_pidfd_signal(op->keeper, SIGKILL);
     create_step(op);
@@ -590,9 +590,9 @@ static int parse_status(struct create_op *op, struct error **err)
 static void on_undone(void *arg)
 {
     struct create_op *op = arg;
-    log_info("container create failed container=%s: %s", op->c->pub.id, op->fail->msg);
+    log_info("container create failed container=%s: %s", op->c->pub.id, op->err->msg);
     create_op_retire(op);
-    op->cb(NULL, op->fail, op->arg);
+    op->cb(NULL, op->err, op->arg);
     notify_undo_waiters(op, NULL);
 }
 
@@ -624,6 +624,13 @@ static int create_finish(struct create_op *op, struct error **err)
     return 0;
 }
 
+/*
+ * Fails the one way (image/pull.c says how): create_fail() keeps the first
+ * error; every waiting state waits for its child or keeper first, also after
+ * a failure (a killed mount child may still mount, `runtime delete` must not
+ * overtake `runtime create`), then breaks on op->err; below the switch the
+ * undo (the teardown) takes over, and the caller hears of it once it is done.
+ */
 static void create_step(struct create_op *op)
 {
     _cleanup_free_ char *cgroup_path = NULL;
@@ -633,13 +640,13 @@ static void create_step(struct create_op *op)
                           mount */
         if (op->mount)
             return;
-        if (op->fail)
+        if (op->err)
             break;
         op->state = CREATE_VOLUMES;
         {
             int seeding = start_seed(op, &e);
             if (seeding < 0) {
-                create_failed(op, e);
+                create_fail(op, e);
                 break;
             }
             if (seeding)
@@ -649,14 +656,14 @@ static void create_step(struct create_op *op)
     case CREATE_VOLUMES: /* waiting for the seed child; after a failure, for it to be killed
                             (nothing may write into the volumes once the undo removes them) */
         if (op->seed) {
-            if (op->fail)
+            if (op->err)
                 child_signal(op->seed, SIGKILL);
             return;
         }
-        if (op->fail)
+        if (op->err)
             break;
         if (write_bundle(op, &cgroup_path, &e) < 0 || spawn_keeper(op, cgroup_path, &e) < 0) {
-            create_failed(op, e);
+            create_fail(op, e);
             break;
         }
         op->state = CREATE_KEEPER;
@@ -665,12 +672,12 @@ static void create_step(struct create_op *op)
                            `runtime delete` must not overtake `runtime create` */
         if (op->status_fd >= 0)
             return;
-        if (op->fail)
+        if (op->err)
             break;
         {
             _cleanup_free_ char *id = xstrdup(op->c->pub.id);
             if (parse_status(op, &e) < 0 || create_finish(op, &e) < 0) {
-                create_failed(op, e);
+                create_fail(op, e);
                 break;
             }
             create_op_retire(op);
@@ -903,11 +910,11 @@ void ctr_creates_fail(const char *sandbox_id, const char *doing, container_done_
             TAILQ_INSERT_HEAD(&op->undo_waiters, w, link);
             (*held)++;
         }
-        if (op->fail)
+        if (op->err)
             continue; /* already undoing, or about to */
         struct error *e = NULL;
         error_set(&e, GRPC_FAILED_PRECONDITION, 0, "pod sandbox %s is being %s", sandbox_id, doing);
-        create_failed(op, e);
+        create_fail(op, e);
         create_step(op);
     }
 }

@@ -1169,6 +1169,13 @@ static void run_undo(struct run_op *op)
         run_keep_notready(op);
 }
 
+/*
+ * Fails the one way (image/pull.c says how): a failure is recorded in
+ * op->err (the first one wins), a waiting state waits for its child or
+ * plugin call and then breaks on op->err, and below the switch the undo
+ * states take over. The undo's own failures go to op->undo_err: what they
+ * leave behind is kept NOTREADY (run_keep_notready) for kubelet to remove.
+ */
 static void run_advance(struct run_op *op)
 {
     struct sb *s = op->sb;
@@ -1182,24 +1189,24 @@ static void run_advance(struct run_op *op)
     case RUN_PREPARE:
         op->state = RUN_PIN_WAIT;
         if (run_prepare(op, &op->err) < 0)
-            goto fail;
+            break;
         /* fall through */
     case RUN_PIN_WAIT:
         if (op->pin)
             return;
         if (op->err)
-            goto fail;
+            break;
         op->state = RUN_FILES;
         /* fall through */
     case RUN_FILES:
         if (run_files(op, &op->err) < 0)
-            goto fail;
+            break;
         op->state = RUN_POD_INIT;
         /* fall through */
     case RUN_POD_INIT:
         op->state = RUN_POD_INIT_WAIT;
         if (needs_pod_init(c) && run_pod_init_start(op, &op->err) < 0)
-            goto fail;
+            break;
         /* fall through */
     case RUN_POD_INIT_WAIT:
         if (op->child)
@@ -1207,16 +1214,16 @@ static void run_advance(struct run_op *op)
         if (op->err) {
             if (op->pod_init_pid)
                 kill(op->pod_init_pid, SIGKILL); /* just reported: still that process */
-            goto fail;
+            break;
         }
         if (op->pod_init_pid) {
             if (pod_init_adopt(s, op->pod_init_pid, 0, &op->err) < 0) {
                 /* Just reported, so the pid is still that process if it lives at all. */
                 kill(op->pod_init_pid, SIGKILL);
-                goto fail;
+                break;
             }
             if (sb_persist(s, &op->err) < 0)
-                goto fail;
+                break;
             log_debug("pod-init started sandbox=%s pid=%d", s->pub.id, s->pub.pod_init_pid);
         }
         op->state = RUN_NETWORK;
@@ -1224,13 +1231,13 @@ static void run_advance(struct run_op *op)
     case RUN_NETWORK:
         op->state = RUN_NETWORK_WAIT;
         if (!is_host_network(c) && run_network_start(op, &op->err) < 0)
-            goto fail;
+            break;
         /* fall through */
     case RUN_NETWORK_WAIT:
         if (op->cni)
             return;
         if (op->err)
-            goto fail;
+            break;
         if (op->added.n_ips) {
             ips_clear(&s->pub);
             s->pub.ips = steal_ptr(&op->added.ips);
@@ -1238,24 +1245,24 @@ static void run_advance(struct run_op *op)
             op->added.n_ips = 0;
         }
         if (sb_persist(s, &op->err) < 0)
-            goto fail;
+            break;
         op->state = RUN_SYSCTLS;
         /* fall through */
     case RUN_SYSCTLS:
         op->state = RUN_SYSCTLS_WAIT;
         if (c->linux && c->linux->n_sysctls && run_sysctls_start(op, &op->err) < 0)
-            goto fail;
+            break;
         /* fall through */
     case RUN_SYSCTLS_WAIT:
         if (op->sysctl)
             return;
         if (op->err)
-            goto fail;
+            break;
         op->state = RUN_COMMIT;
         /* fall through */
     case RUN_COMMIT:
         if (run_commit(op, &op->err) < 0)
-            goto fail;
+            break;
         op->state = RUN_DONE;
         return;
     case RUN_UNDO_NETWORK:
@@ -1284,8 +1291,7 @@ static void run_advance(struct run_op *op)
     case RUN_FAILED:
         return;
     }
-    return;
-fail:
+    /* Failed (op->err is set): undo, the network first when it is up. */
     op->state = s->pub.network_ready ? RUN_UNDO_NETWORK : RUN_UNDO;
     run_advance(op);
 }
@@ -1463,6 +1469,7 @@ static int sbop_rm_start(struct sb_op *op, const struct sb *s, struct error **er
     return op->rm ? 0 : -1;
 }
 
+/* Fails the one way (image/pull.c says how); a failed stop or removal undoes nothing. */
 static void sbop_advance(struct sb_op *op)
 {
     struct sb *s = table_find(&g.table, op->id);
@@ -1493,7 +1500,7 @@ static void sbop_advance(struct sb_op *op)
         if (op->hook_pending)
             return;
         if (op->err)
-            goto fail;
+            break;
         op->state = SBOP_POD_INIT;
         /* fall through */
     case SBOP_POD_INIT:
@@ -1504,32 +1511,32 @@ static void sbop_advance(struct sb_op *op)
             log_info("sandbox stopped sandbox=%s", s->pub.id);
         }
         if (sb_persist(s, &op->err) < 0)
-            goto fail;
+            break;
         op->state = SBOP_NETWORK;
         /* fall through */
     case SBOP_NETWORK:
         op->state = SBOP_NETWORK_WAIT;
         if (s->pub.network_ready && sbop_network_start(op, s, &op->err) < 0)
-            goto fail;
+            break;
         /* fall through */
     case SBOP_NETWORK_WAIT:
         if (op->cni)
             return;
         if (op->err)
-            goto fail; /* network_ready stays set: the next Stop retries the DEL */
+            break; /* network_ready stays set: the next Stop retries the DEL */
         if (s->pub.network_ready) {
             s->pub.network_ready = false;
             ips_clear(&s->pub);
             s->pub.ips = xcalloc(1, sizeof(char *));
             if (sb_persist(s, &op->err) < 0)
-                goto fail;
+                break;
             log_debug("sandbox network torn down sandbox=%s", s->pub.id);
         }
         op->state = SBOP_SHM;
         /* fall through */
     case SBOP_SHM:
         if (shm_umount(s, &op->err) < 0)
-            goto fail;
+            break;
         if (op->kind == SBOP_STOP) {
             op->state = SBOP_DONE;
             return;
@@ -1539,7 +1546,7 @@ static void sbop_advance(struct sb_op *op)
     case SBOP_REMOVE_CONTAINERS:
         if (g.hooks.remove_all && g.hooks.remove_all(op->id, &op->err) < 0) {
             error_prefix(&op->err, "remove containers");
-            goto fail;
+            break;
         }
         op->state = SBOP_REMOVE_FILES;
         /* fall through */
@@ -1547,22 +1554,22 @@ static void sbop_advance(struct sb_op *op)
         op->state = SBOP_REMOVE_FILES_WAIT;
         if (remove_local(s, &op->err) < 0) {
             if (op->err->sys_errno != ENOTEMPTY && op->err->sys_errno != EEXIST)
-                goto fail;
+                break;
             error_clear(&op->err);
             if (sbop_rm_start(op, s, &op->err) < 0)
-                goto fail;
+                break;
         }
         /* fall through */
     case SBOP_REMOVE_FILES_WAIT:
         if (op->rm)
             return;
         if (op->err)
-            goto fail;
+            break;
         op->state = SBOP_FORGET;
         /* fall through */
     case SBOP_FORGET:
         if (persist_remove(s->record_path, &op->err) < 0)
-            goto fail;
+            break;
         log_info("sandbox removed sandbox=%s", s->pub.id);
         table_remove(&g.table, s);
         loop_defer_free(sb_free_cb, s);
@@ -1572,8 +1579,7 @@ static void sbop_advance(struct sb_op *op)
     case SBOP_FAILED:
         return;
     }
-    return;
-fail:
+    /* Failed (op->err is set): nothing is undone; the next Stop or Remove retries what is left. */
     op->state = SBOP_FAILED;
 }
 
