@@ -64,6 +64,11 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *xstrdup_nonempty(const char *s)
+{
+    return s && *s ? xstrdup(s) : NULL;
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
     char *p = NULL;

@@ -131,22 +131,15 @@ struct puller {
 
 static void pull_step(struct pull_op *op);
 
-/* ---- small helpers ---- */
-
-static char *dup_or_null(const char *s)
-{
-    return s && *s ? xstrdup(s) : NULL;
-}
-
 static void auth_copy_set(struct auth_copy *a, const struct registry_auth *src)
 {
     memset(a, 0, sizeof(*a));
     if (src) {
-        a->username = dup_or_null(src->username);
-        a->password = dup_or_null(src->password);
-        a->auth = dup_or_null(src->auth);
-        a->identity_token = dup_or_null(src->identity_token);
-        a->registry_token = dup_or_null(src->registry_token);
+        a->username = xstrdup_nonempty(src->username);
+        a->password = xstrdup_nonempty(src->password);
+        a->auth = xstrdup_nonempty(src->auth);
+        a->identity_token = xstrdup_nonempty(src->identity_token);
+        a->registry_token = xstrdup_nonempty(src->registry_token);
     }
     a->view = (struct registry_auth){a->username, a->password, a->auth, a->identity_token,
                                      a->registry_token};
