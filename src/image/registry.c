@@ -81,12 +81,10 @@
 #define AUTH_HEADER_MAX 4096
 #define AUTH_HEADERS_MAX 4
 #define TOKEN_MAX_LEN 16384
-#define TOKEN_CACHE_MAX 64
 #define ERROR_DETAIL_MAX 200
 
 #define TOKEN_DEFAULT_LIFETIME_S 60
 #define MAX_ENDPOINTS (CONFIG_MAX_MIRRORS + 1)
-#define NS_PER_S 1000000000LL
 
 #define MANIFEST_ACCEPT                                                                            \
     "Accept: application/vnd.oci.image.index.v1+json, "                                            \

@@ -52,20 +52,12 @@
 extern char **environ;
 
 #define RECORD_MAX (4 * 1024 * 1024)
-#define IMAGE_CONFIG_MAX (4 * 1024 * 1024)
 #define BUNDLE_CONFIG_MAX (4 * 1024 * 1024)
-#define STATUS_LINE_MAX 4096
-#define CREATE_TIMEOUT_MS (120 * 1000)
-#define MOUNT_TIMEOUT_MS (60 * 1000)
-#define SEED_TIMEOUT_MS (110 * 1000) /* the create deadline comes first */
-#define RM_TIMEOUT_MS (10 * 60 * 1000)
-#define KEEPER_EXIT_GRACE_MS 5000
 #define REOPEN_TIMEOUT_MS 5000
 #define EXIT_CODE_UNKNOWN 255
 /* A sane cap; container sockets do not depend on it (see container_reopen_log). */
 #define STATE_DIR_MAX 512
 #define EXIT_CODE_START_ERROR 128
-#define MOUNT_DATA_MAX 4000 /* one page, less a margin */
 
 struct ctr_module ctrs;
 
