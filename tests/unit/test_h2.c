@@ -34,6 +34,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "grpc/h2.h"
+#include "grpc/h2_codec.h"
 #include "helpers.h"
 
 #define WAIT_MS 10000
@@ -54,6 +55,33 @@ static size_t frame(uint8_t *out, uint8_t flag, const void *msg, uint32_t len)
     if (len)
         memcpy(out + 5, msg, len);
     return 5 + (size_t)len;
+}
+
+/* The prefix the server writes is the one the framer (and every gRPC client) reads. */
+static void test_frame_prefix(void **state)
+{
+    static const uint32_t lens[] = {0, 1, 255, 256, 65536, 0x01020304, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+        uint8_t got[H2_FRAME_PREFIX_LEN], want[H2_FRAME_PREFIX_LEN];
+        h2_frame_prefix(got, lens[i]);
+        frame(want, 0, NULL, 0);
+        want[1] = (uint8_t)(lens[i] >> 24);
+        want[2] = (uint8_t)(lens[i] >> 16);
+        want[3] = (uint8_t)(lens[i] >> 8);
+        want[4] = (uint8_t)lens[i];
+        assert_memory_equal(got, want, sizeof(want));
+    }
+    uint8_t wire[16];
+    h2_frame_prefix(wire, 3);
+    memcpy(wire + H2_FRAME_PREFIX_LEN, "abc", 3);
+    struct h2_framer f;
+    h2_framer_init(&f, 16, NULL);
+    assert_int_equal(h2_framer_feed(&f, wire, 8, NULL), 8);
+    size_t len = 0;
+    _cleanup_free_ uint8_t *msg = h2_framer_take(&f, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(msg, "abc", 3);
+    h2_framer_free(&f);
 }
 
 static void test_framer_split_bytes(void **state)
@@ -1628,6 +1656,7 @@ int main(void)
     log_set_level(getenv("TINYCRI_TEST_QUIET") ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG);
     alarm(300);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frame_prefix),
         cmocka_unit_test(test_framer_split_bytes),
         cmocka_unit_test(test_framer_coalesced),
         cmocka_unit_test(test_framer_prefix_split),
