@@ -53,7 +53,6 @@ enum container_state {
     CONTAINER_UNKNOWN,
 };
 
-
 struct container {
     char *id; /* 64 lowercase hex */
     char *sandbox_id;
