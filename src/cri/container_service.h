@@ -31,7 +31,7 @@ struct container_status_msg {
     Runtime__V1__ContainerStatus st;
     Runtime__V1__ImageSpec spec;
     Runtime__V1__ContainerResources res;
-    void *labels, *annotations, *label_ptrs, *annotation_ptrs;
+    void *label_ptrs, *annotation_ptrs; /* reply_map_dup() blocks */
 };
 void container_status_msg_fill(struct container_status_msg *m, const struct container *c);
 void container_status_msg_clear(struct container_status_msg *m);

@@ -42,12 +42,6 @@ struct sandbox_containers_msg {
 void sandbox_containers_msg_fill(struct sandbox_containers_msg *m, const char *sandbox_id);
 void sandbox_containers_msg_clear(struct sandbox_containers_msg *m);
 
-/*
- * Entries of a map field whose entry type is desc, borrowing keys and values
- * from src (n entries of another map<string,string>). One block: free() it.
- */
-void *cri_map_copy(const ProtobufCMessageDescriptor *desc, size_t n, void *const *src);
-
 void sandbox_service_run(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void sandbox_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void sandbox_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx);

@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "cri/list_reply.h"
 #include "cri/metrics.h"
+#include "cri/reply.h"
 #include "cri/sandbox_service.h"
 #include "cri/stats_service.h"
 #include "grpc/h2.h"
@@ -248,10 +249,11 @@ static void ctr_msg_fill(struct ctr_msg *m, const struct container *c)
     runtime__v1__container_attributes__init(&m->attr);
     m->attr.id = c->id;
     m->attr.metadata = cfg->metadata;
-    m->labels = cri_map_copy(&runtime__v1__container_attributes__labels_entry__descriptor,
-                             cfg->n_labels, (void *const *)cfg->labels);
-    m->annotations = cri_map_copy(&runtime__v1__container_attributes__annotations_entry__descriptor,
-                                  cfg->n_annotations, (void *const *)cfg->annotations);
+    m->labels = reply_map_dup(&runtime__v1__container_attributes__labels_entry__descriptor,
+                              (void *const *)cfg->labels, cfg->n_labels);
+    m->annotations =
+        reply_map_dup(&runtime__v1__container_attributes__annotations_entry__descriptor,
+                      (void *const *)cfg->annotations, cfg->n_annotations);
     m->attr.n_labels = cfg->n_labels;
     m->attr.labels = m->labels;
     m->attr.n_annotations = cfg->n_annotations;
@@ -524,11 +526,11 @@ static void pod_msg_fill(struct pod_msg *m, const struct sandbox *sb,
     runtime__v1__linux_pod_sandbox_stats__init(&m->lx);
     m->attr.id = sb->id;
     m->attr.metadata = cfg->metadata;
-    m->labels = cri_map_copy(&runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
-                             cfg->n_labels, (void *const *)cfg->labels);
+    m->labels = reply_map_dup(&runtime__v1__pod_sandbox_attributes__labels_entry__descriptor,
+                              (void *const *)cfg->labels, cfg->n_labels);
     m->annotations =
-        cri_map_copy(&runtime__v1__pod_sandbox_attributes__annotations_entry__descriptor,
-                     cfg->n_annotations, (void *const *)cfg->annotations);
+        reply_map_dup(&runtime__v1__pod_sandbox_attributes__annotations_entry__descriptor,
+                      (void *const *)cfg->annotations, cfg->n_annotations);
     m->attr.n_labels = cfg->n_labels;
     m->attr.labels = m->labels;
     m->attr.n_annotations = cfg->n_annotations;
