@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The resource update RPCs (resources_service.h). The reply waits for the
- * operation; a caller that left meanwhile gets nothing and the outcome is
- * logged by pod/resources.
+ * operation (cri/reply: a caller that left meanwhile gets nothing, and the
+ * outcome is logged).
  */
 #include "autoconf.h"
 
@@ -11,35 +11,19 @@
 #include "api.pb-c.h"
 #include "core/error.h"
 #include "core/util.h"
+#include "cri/reply.h"
 #include "cri/resources_service.h"
 #include "grpc/h2.h"
 #include "pod/resources.h"
 
-struct pending {
-    uint64_t call_id;
-    const ProtobufCMessageDescriptor *ok;
-};
-
-static void on_done(const struct error *err, void *arg)
+static void on_container_done(const struct error *err, void *arg)
 {
-    struct pending *p = arg;
-    struct h2_call *call = h2_call_lookup(p->call_id);
-    if (call && err) {
-        rpc_fail(call, err);
-    } else if (call) {
-        _cleanup_free_ ProtobufCMessage *msg = xcalloc(1, p->ok->sizeof_message);
-        protobuf_c_message_init(p->ok, msg);
-        rpc_reply(call, msg);
-    }
-    free(p);
+    reply_finish_empty(arg, err, &runtime__v1__update_container_resources_response__descriptor);
 }
 
-static struct pending *pending_new(struct h2_call *call, const ProtobufCMessageDescriptor *ok)
+static void on_pod_done(const struct error *err, void *arg)
 {
-    struct pending *p = xcalloc(1, sizeof(*p));
-    p->call_id = h2_call_id(call);
-    p->ok = ok;
-    return p;
+    reply_finish_empty(arg, err, &runtime__v1__update_pod_sandbox_resources_response__descriptor);
 }
 
 void resources_service_update_container(struct h2_call *call, const ProtobufCMessage *req,
@@ -58,11 +42,10 @@ void resources_service_update_container(struct h2_call *call, const ProtobufCMes
                       "runtime)");
         return;
     }
-    struct pending *p =
-        pending_new(call, &runtime__v1__update_container_resources_response__descriptor);
+    struct reply *rep = reply_new(call, "UpdateContainerResources", r->container_id);
     _cleanup_error_ struct error *err = NULL;
-    if (resources_update_container(r->container_id, r->linux, on_done, p, &err) < 0) {
-        free(p);
+    if (resources_update_container(r->container_id, r->linux, on_container_done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
@@ -81,11 +64,11 @@ void resources_service_update_pod(struct h2_call *call, const ProtobufCMessage *
                       "UpdatePodSandboxResources: resources or overhead is required");
         return;
     }
-    struct pending *p =
-        pending_new(call, &runtime__v1__update_pod_sandbox_resources_response__descriptor);
+    struct reply *rep = reply_new(call, "UpdatePodSandboxResources", r->pod_sandbox_id);
     _cleanup_error_ struct error *err = NULL;
-    if (resources_update_pod(r->pod_sandbox_id, r->overhead, r->resources, on_done, p, &err) < 0) {
-        free(p);
+    if (resources_update_pod(r->pod_sandbox_id, r->overhead, r->resources, on_pod_done, rep, &err) <
+        0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "api.pb-c.h"
 #include "core/config.h"
@@ -29,8 +30,8 @@
 typedef void (*worker_fn)(struct h2_call *call, const ProtobufCMessage *req, bool may_wait);
 
 struct deferred {
-    struct deferred *prev, *next;
-    uint64_t call_id;
+    TAILQ_ENTRY(deferred) link;
+    struct reply *rep; /* the call, looked up again when the figures are in */
     worker_fn fn;
     ProtobufCMessage *req; /* an unpacked copy */
     struct stats_waiter *w;
@@ -39,8 +40,8 @@ struct deferred {
 static struct {
     const struct config *cfg;
     char *layers_mount; /* where writable layers live: <root_dir>/containers */
-    struct deferred *deferreds;
-} svc;
+    TAILQ_HEAD(, deferred) deferreds;
+} svc = {.deferreds = TAILQ_HEAD_INITIALIZER(svc.deferreds)};
 
 /* ---- inputs ---- */
 
@@ -100,12 +101,7 @@ static bool pod_pending(const struct sandbox *sb)
 
 static void deferred_free(struct deferred *d)
 {
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        svc.deferreds = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
+    TAILQ_REMOVE(&svc.deferreds, d, link);
     stats_waiter_cancel(d->w);
     protobuf_c_message_free_unpacked(d->req, NULL);
     free(d);
@@ -115,21 +111,21 @@ static void on_deferred_ready(void *arg)
 {
     struct deferred *d = arg;
     d->w = NULL; /* freed by pod/stats after this callback */
-    struct h2_call *call = h2_call_lookup(d->call_id);
-    if (call) {
-        h2_call_on_cancel(call, NULL, NULL);
+    struct h2_call *call = reply_take_call(steal_ptr(&d->rep));
+    if (call)
         d->fn(call, d->req, false);
-    }
     deferred_free(d);
 }
 
-static void on_deferred_cancelled(uint64_t call_id, void *arg)
+/* The caller left: cri/reply frees the reply. */
+static void on_deferred_cancelled(void *arg)
 {
     deferred_free(arg);
 }
 
 /* Answer later, once first figures are in (or STATS_FIRST_WAIT_MS passed). */
-static void defer(struct h2_call *call, const ProtobufCMessage *req, worker_fn fn)
+static void defer(struct h2_call *call, const char *method, const ProtobufCMessage *req,
+                  worker_fn fn)
 {
     size_t len = protobuf_c_message_get_packed_size(req);
     _cleanup_free_ uint8_t *packed = xmalloc(len ? len : 1);
@@ -140,15 +136,12 @@ static void defer(struct h2_call *call, const ProtobufCMessage *req, worker_fn f
         return;
     }
     struct deferred *d = xcalloc(1, sizeof(*d));
-    d->call_id = h2_call_id(call);
+    d->rep = reply_new(call, method, NULL);
     d->fn = fn;
     d->req = copy;
-    d->next = svc.deferreds;
-    if (svc.deferreds)
-        svc.deferreds->prev = d;
-    svc.deferreds = d;
+    TAILQ_INSERT_TAIL(&svc.deferreds, d, link);
     d->w = stats_wait(STATS_FIRST_WAIT_MS, on_deferred_ready, d);
-    h2_call_on_cancel(call, on_deferred_cancelled, d);
+    reply_cancel_with(d->rep, on_deferred_cancelled, d);
 }
 
 /* ---- messages ---- */
@@ -339,7 +332,7 @@ static void container_worker(struct h2_call *call, const ProtobufCMessage *req, 
         return;
     }
     if (may_wait && ctr_pending(c)) {
-        defer(call, req, container_worker);
+        defer(call, "ContainerStats", req, container_worker);
         return;
     }
     struct ctr_msg m;
@@ -386,7 +379,7 @@ static void list_containers_worker(struct h2_call *call, const ProtobufCMessage 
             pending = ctr_pending(c) || pending;
     }
     if (pending) {
-        defer(call, req, list_containers_worker);
+        defer(call, "ListContainerStats", req, list_containers_worker);
         return;
     }
     _cleanup_free_ struct ctr_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
@@ -620,7 +613,7 @@ static void pod_worker(struct h2_call *call, const ProtobufCMessage *req, bool m
     by_pod_make(&bp);
     if (may_wait && pod_any_pending(sb, &bp)) {
         free(bp.items);
-        defer(call, req, pod_worker);
+        defer(call, "PodSandboxStats", req, pod_worker);
         return;
     }
     size_t first, n = by_pod_range(&bp, sb->id, &first);
@@ -652,6 +645,28 @@ static bool pod_filter_match(const struct sandbox *sb, const Runtime__V1__PodSan
                        (void *const *)f->label_selector, f->n_label_selector);
 }
 
+/*
+ * The sandboxes f selects (NULL: every ready one) into match (*n of them);
+ * true when may_wait and one of them, or one of its containers, still waits
+ * for its first figures.
+ */
+static bool select_pods(const Runtime__V1__PodSandboxStatsFilter *f, const struct by_pod *bp,
+                        bool may_wait, const struct sandbox **match, size_t *n)
+{
+    size_t total = sandbox_count();
+    bool pending = false;
+    *n = 0;
+    for (size_t i = 0; i < total; i++) {
+        const struct sandbox *sb = sandbox_at(i);
+        if (!sb || !pod_filter_match(sb, f))
+            continue;
+        match[(*n)++] = sb;
+        if (may_wait)
+            pending = pod_any_pending(sb, bp) || pending;
+    }
+    return pending;
+}
+
 static const struct list_mode list_pod_mode = {false, "ListPodSandboxStats",
                                                "StreamPodSandboxStats", NULL};
 static const struct list_mode stream_pod_mode = {
@@ -666,21 +681,11 @@ static void list_pods_worker(struct h2_call *call, const ProtobufCMessage *req, 
                : ((const Runtime__V1__ListPodSandboxStatsRequest *)req)->filter;
     struct by_pod bp;
     by_pod_make(&bp);
-    size_t total = sandbox_count();
-    _cleanup_free_ const struct sandbox **match = xcalloc(total + 1, sizeof(*match));
-    size_t n = 0;
-    bool pending = false;
-    for (size_t i = 0; i < total; i++) {
-        const struct sandbox *sb = sandbox_at(i);
-        if (!sb || !pod_filter_match(sb, f))
-            continue;
-        match[n++] = sb;
-        if (may_wait)
-            pending = pod_any_pending(sb, &bp) || pending;
-    }
-    if (pending) {
+    _cleanup_free_ const struct sandbox **match = xcalloc(sandbox_count() + 1, sizeof(*match));
+    size_t n;
+    if (select_pods(f, &bp, may_wait, match, &n)) {
         free(bp.items);
-        defer(call, req, list_pods_worker);
+        defer(call, "ListPodSandboxStats", req, list_pods_worker);
         return;
     }
     _cleanup_free_ struct pod_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
@@ -791,21 +796,11 @@ static void list_metrics_worker(struct h2_call *call, const ProtobufCMessage *re
     bool stream = req->descriptor == &runtime__v1__stream_pod_sandbox_metrics_request__descriptor;
     struct by_pod bp;
     by_pod_make(&bp);
-    size_t total = sandbox_count();
-    _cleanup_free_ const struct sandbox **match = xcalloc(total + 1, sizeof(*match));
-    size_t n = 0;
-    bool pending = false;
-    for (size_t i = 0; i < total; i++) {
-        const struct sandbox *sb = sandbox_at(i);
-        if (!sb || sb->state != SANDBOX_READY)
-            continue;
-        match[n++] = sb;
-        if (may_wait)
-            pending = pod_any_pending(sb, &bp) || pending;
-    }
-    if (pending) {
+    _cleanup_free_ const struct sandbox **match = xcalloc(sandbox_count() + 1, sizeof(*match));
+    size_t n;
+    if (select_pods(NULL, &bp, may_wait, match, &n)) {
         free(bp.items);
-        defer(call, req, list_metrics_worker);
+        defer(call, "ListPodSandboxMetrics", req, list_metrics_worker);
         return;
     }
     _cleanup_free_ struct pod_metrics_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
@@ -889,8 +884,13 @@ void stats_service_init(const struct config *cfg)
 
 void stats_service_shutdown(void)
 {
-    while (svc.deferreds)
-        deferred_free(svc.deferreds);
+    struct deferred *d;
+    while ((d = TAILQ_FIRST(&svc.deferreds))) {
+        struct h2_call *call = reply_take_call(steal_ptr(&d->rep));
+        if (call)
+            rpc_fail_code(call, GRPC_UNAVAILABLE, "tinycrid is shutting down");
+        deferred_free(d);
+    }
     stats_shutdown();
     free(svc.layers_mount);
     svc.layers_mount = NULL;
