@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "api.pb-c.h"
 #include "core/error.h"
@@ -23,31 +24,27 @@
 #include "pod/sandbox.h"
 
 struct subscriber {
-    struct subscriber *prev, *next;
+    TAILQ_ENTRY(subscriber) link;
     uint64_t call_id;
 };
 
 static struct {
-    struct subscriber *subs;
+    TAILQ_HEAD(, subscriber) subs;
     size_t n;
     uint64_t sent; /* events sent, for logs */
-} ev;
+} ev = {.subs = TAILQ_HEAD_INITIALIZER(ev.subs)};
 
 static void sub_remove(struct subscriber *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        ev.subs = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    TAILQ_REMOVE(&ev.subs, s, link);
     ev.n--;
     free(s);
 }
 
 static struct subscriber *sub_find(uint64_t call_id)
 {
-    for (struct subscriber *s = ev.subs; s; s = s->next)
+    struct subscriber *s;
+    TAILQ_FOREACH (s, &ev.subs, link)
         if (s->call_id == call_id)
             return s;
     return NULL;
@@ -107,8 +104,9 @@ static uint8_t *pack_event(const struct container *c, enum container_event e, si
 void events_service_deliver(const uint8_t *msg, size_t len)
 {
     ev.sent++;
-    for (struct subscriber *s = ev.subs, *next; s; s = next) {
-        next = s->next;
+    struct subscriber *next;
+    for (struct subscriber *s = TAILQ_FIRST(&ev.subs); s; s = next) {
+        next = TAILQ_NEXT(s, link);
         struct h2_call *call = h2_call_lookup(s->call_id);
         if (!call) {
             sub_remove(s);
@@ -153,13 +151,14 @@ void events_service_init(void)
 
 void events_service_close_all(void)
 {
-    while (ev.subs) {
-        struct h2_call *call = h2_call_lookup(ev.subs->call_id);
+    struct subscriber *s;
+    while ((s = TAILQ_FIRST(&ev.subs))) {
+        struct h2_call *call = h2_call_lookup(s->call_id);
         if (call && h2_call_out_pending(call))
             h2_call_cut_off(call);
         else if (call)
             rpc_fail_code(call, GRPC_UNAVAILABLE, "tinycrid is shutting down");
-        sub_remove(ev.subs);
+        sub_remove(s);
     }
 }
 
@@ -183,10 +182,7 @@ void events_service_get(struct h2_call *call, const ProtobufCMessage *req, void 
     }
     struct subscriber *s = xcalloc(1, sizeof(*s));
     s->call_id = h2_call_id(call);
-    s->next = ev.subs;
-    if (ev.subs)
-        ev.subs->prev = s;
-    ev.subs = s;
+    TAILQ_INSERT_TAIL(&ev.subs, s, link);
     ev.n++;
     h2_call_on_cancel(call, on_subscriber_gone, NULL);
     log_debug("container events subscriber joined call=%" PRIu64 " subscribers=%zu", s->call_id,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -36,7 +37,7 @@ enum update_state {
 };
 
 struct update_op {
-    struct update_op *prev, *next;
+    TAILQ_ENTRY(update_op) link;
     enum update_state state;
     bool pod;
     char *id;
@@ -53,9 +54,8 @@ struct update_op {
 
 static struct {
     const struct config *cfg;
-    struct update_op *ops; /* oldest first */
-    struct update_op *last;
-} up;
+    TAILQ_HEAD(, update_op) ops; /* oldest first */
+} up = {.ops = TAILQ_HEAD_INITIALIZER(up.ops)};
 
 /* ---- merging ---- */
 
@@ -156,19 +156,15 @@ static void op_free(struct update_op *op)
 
 static void op_unlink(struct update_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        up.ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        up.last = op->prev;
+    TAILQ_REMOVE(&up.ops, op, link);
 }
 
 static bool is_first_for(const struct update_op *op)
 {
-    for (const struct update_op *o = up.ops; o && o != op; o = o->next) {
+    const struct update_op *o;
+    TAILQ_FOREACH (o, &up.ops, link) {
+        if (o == op)
+            break;
         if (o->pod == op->pod && strcmp(o->id, op->id) == 0)
             return false;
     }
@@ -180,7 +176,8 @@ static void op_start(struct update_op *op);
 /* The next queued operation of the same object may go now. */
 static void kick_next(const char *id, bool pod)
 {
-    for (struct update_op *o = up.ops; o; o = o->next) {
+    struct update_op *o;
+    TAILQ_FOREACH (o, &up.ops, link) {
         if (o->pod == pod && strcmp(o->id, id) == 0) {
             if (o->state == UPDATE_QUEUED)
                 loop_timer_arm(o->kick, 0);
@@ -219,12 +216,7 @@ static struct update_op *op_new(const char *id, bool pod, resources_done_cb cb, 
     op->cb = cb;
     op->arg = arg;
     op->kick = loop_timer_new(on_kick, op);
-    op->prev = up.last;
-    if (up.last)
-        up.last->next = op;
-    else
-        up.ops = op;
-    up.last = op;
+    TAILQ_INSERT_TAIL(&up.ops, op, link);
     /* Never inside the caller's call: the callback may run as soon as next turn. */
     loop_timer_arm(op->kick, 0);
     return op;
@@ -338,10 +330,8 @@ static int write_in_child(void *arg)
 {
     const struct cgroup_plan *plan = arg;
     char msg[1024];
-    if (cgroup_write_plan(plan, msg, sizeof(msg)) < 0) {
-        dprintf(2, "%s\n", msg);
-        _exit(1);
-    }
+    if (cgroup_write_plan(plan, msg, sizeof(msg)) < 0)
+        child_exit_errorf(GRPC_INTERNAL, 0, "%s", msg);
     _exit(0);
 }
 
@@ -350,13 +340,8 @@ static void on_pod_written(const struct child_result *res, void *arg)
     struct update_op *op = arg;
     op->child = NULL;
     _cleanup_error_ struct error *err = NULL;
-    if (res->timed_out)
-        error_set(&err, GRPC_DEADLINE_EXCEEDED, 0, "the cgroup of sandbox %s: writes hung", op->id);
-    else if (!res->exited || res->exit_code != 0)
-        error_set(&err, GRPC_INTERNAL, 0, "the cgroup of sandbox %s: %.*s", op->id,
-                  (int)(res->err_len && res->err[res->err_len - 1] == '\n' ? res->err_len - 1
-                                                                           : res->err_len),
-                  res->err_len ? res->err : "the writer failed");
+    _cleanup_free_ char *what = xasprintf("the cgroup of sandbox %s", op->id);
+    child_result_error(res, what, POD_WRITE_TIMEOUT_MS, &err);
     op_finish(op, err);
 }
 
@@ -401,14 +386,8 @@ static int start_pod_update(struct update_op *op, struct error **err)
         return error_set(err, GRPC_NOT_FOUND, 0, "sandbox %s not found", op->id);
     if (plan_pod(sb, op->req, &op->plan, err) < 0)
         return -1;
-    char *argv[] = {(char *)"/bin/true", NULL};
-    struct child_opts o = {
-        .argv = argv,
-        .timeout_ms = POD_WRITE_TIMEOUT_MS,
-        .in_child = write_in_child,
-        .in_child_arg = &op->plan,
-    };
-    op->child = child_spawn(&o, on_pod_written, op, err);
+    struct child_opts o = {.timeout_ms = POD_WRITE_TIMEOUT_MS};
+    op->child = child_fork(&o, write_in_child, &op->plan, on_pod_written, op, err);
     return op->child ? 0 : -1;
 }
 
@@ -462,8 +441,8 @@ void resources_shutdown(void)
     /* Everyone still waiting hears UNAVAILABLE, as container_shutdown() does. */
     struct error *err = NULL;
     error_set(&err, GRPC_UNAVAILABLE, 0, "tinycrid is shutting down");
-    while (up.ops) {
-        struct update_op *op = up.ops;
+    while (!TAILQ_EMPTY(&up.ops)) {
+        struct update_op *op = TAILQ_FIRST(&up.ops);
         op_unlink(op);
         if (op->rt)
             runtime_op_cancel(op->rt);

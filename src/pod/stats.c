@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,7 +90,7 @@ struct pod_entry {
 };
 
 struct stats_waiter {
-    struct stats_waiter *prev, *next;
+    TAILQ_ENTRY(stats_waiter) link;
     struct loop_timer *timer;
     void (*cb)(void *arg);
     void *arg;
@@ -117,8 +118,8 @@ static struct {
     struct batch opening;
     int net_sock; /* our end of the socketpair the net child sends fds on */
     struct loop_timer *kick;
-    struct stats_waiter *waiters;
-} st = {.net_sock = -1};
+    TAILQ_HEAD(, stats_waiter) waiters;
+} st = {.net_sock = -1, .waiters = TAILQ_HEAD_INITIALIZER(st.waiters)};
 
 static void kick(void);
 
@@ -146,6 +147,39 @@ static void batch_clear(struct batch *b)
     free(b->ids);
     free(b->paths);
     memset(b, 0, sizeof(*b));
+}
+
+/*
+ * Move up to max ids from the front of queue into b, each with the path
+ * claim() gives it (claim marks its entry busy; NULL: the entry is gone and
+ * the id is dropped).
+ */
+static void batch_take(struct batch *b, char **queue, size_t *n_queue, size_t max,
+                       const char *(*claim)(const char *id))
+{
+    size_t n = *n_queue < max ? *n_queue : max;
+    b->ids = xcalloc(n + 1, sizeof(char *));
+    b->paths = xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const char *path = claim(queue[i]);
+        if (!path) {
+            free(queue[i]);
+            continue;
+        }
+        b->ids[b->n] = queue[i];
+        b->paths[b->n++] = xstrdup(path);
+    }
+    memmove(queue, queue + n, (*n_queue - n) * sizeof(char *));
+    *n_queue -= n;
+}
+
+/* The batch's child is done (or never started): release(id, now) each entry, then clear b. */
+static void batch_release(struct batch *b, void (*release)(const char *id, int64_t now))
+{
+    int64_t now = now_monotonic_ns();
+    for (size_t i = 0; i < b->n; i++)
+        release(b->ids[i], now);
+    batch_clear(b);
 }
 
 static void ctr_entry_free(void *p)
@@ -243,12 +277,7 @@ static bool is_busy(void)
 
 static void waiter_free(struct stats_waiter *w)
 {
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        st.waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    TAILQ_REMOVE(&st.waiters, w, link);
     loop_timer_free(w->timer);
     free(w);
 }
@@ -267,7 +296,8 @@ static void wake_waiters(void)
 {
     if (is_busy())
         return;
-    for (struct stats_waiter *w = st.waiters; w; w = w->next)
+    struct stats_waiter *w;
+    TAILQ_FOREACH (w, &st.waiters, link)
         loop_timer_arm(w->timer, 0);
 }
 
@@ -278,10 +308,7 @@ struct stats_waiter *stats_wait(int64_t timeout_ms, void (*cb)(void *arg), void 
     w->arg = arg;
     w->timer = loop_timer_new(on_waiter_timer, w);
     loop_timer_arm(w->timer, is_busy() ? timeout_ms : 0);
-    w->next = st.waiters;
-    if (st.waiters)
-        st.waiters->prev = w;
-    st.waiters = w;
+    TAILQ_INSERT_HEAD(&st.waiters, w, link);
     return w;
 }
 
@@ -496,10 +523,20 @@ static int walk_in_child(void *arg)
     _exit(0);
 }
 
+/* A walk of id ended, measured or not. */
+static void walk_release(const char *id, int64_t now)
+{
+    struct ctr_entry *e = tree_find(&st.ctrs, id);
+    if (e) {
+        e->fs_walking = false;
+        e->fs_tried_mono = now;
+    }
+}
+
 static void on_walk_done(const struct child_result *res, void *arg)
 {
     st.walk = NULL;
-    int64_t now = now_monotonic_ns(), real = now_realtime_ns();
+    int64_t real = now_realtime_ns();
     size_t done = 0;
     for (const char *line = res->out; line && *line;) {
         char id[65];
@@ -521,61 +558,34 @@ static void on_walk_done(const struct child_result *res, void *arg)
     if (res->timed_out || !res->exited || res->exit_code != 0)
         log_warn("writable layer walk ended early (%s): %zu of %zu layers measured",
                  res->timed_out ? "timed out" : "failed", done, st.walking.n);
-    for (size_t i = 0; i < st.walking.n; i++) {
-        struct ctr_entry *e = tree_find(&st.ctrs, st.walking.ids[i]);
-        if (e) {
-            e->fs_walking = false;
-            e->fs_tried_mono = now;
-        }
-    }
-    batch_clear(&st.walking);
+    batch_release(&st.walking, walk_release);
     kick();
+}
+
+static const char *walk_claim(const char *id)
+{
+    struct ctr_entry *e = tree_find(&st.ctrs, id);
+    if (!e)
+        return NULL;
+    e->fs_queued = false;
+    e->fs_walking = true;
+    return e->upper;
 }
 
 static void start_walk(void)
 {
     struct batch *b = &st.walking;
-    size_t n = st.n_walk_queue < STATS_WALK_BATCH ? st.n_walk_queue : STATS_WALK_BATCH;
-    b->ids = xcalloc(n + 1, sizeof(char *));
-    b->paths = xcalloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        struct ctr_entry *e = tree_find(&st.ctrs, st.walk_queue[i]);
-        if (!e) {
-            free(st.walk_queue[i]);
-            continue;
-        }
-        e->fs_queued = false;
-        e->fs_walking = true;
-        b->ids[b->n] = st.walk_queue[i];
-        b->paths[b->n++] = xstrdup(e->upper);
-    }
-    memmove(st.walk_queue, st.walk_queue + n, (st.n_walk_queue - n) * sizeof(char *));
-    st.n_walk_queue -= n;
+    batch_take(b, st.walk_queue, &st.n_walk_queue, STATS_WALK_BATCH, walk_claim);
     if (!b->n) {
         batch_clear(b);
         return;
     }
-    char *argv[] = {(char *)"/bin/true", NULL};
-    struct child_opts o = {
-        .argv = argv,
-        .timeout_ms = WALK_TIMEOUT_MS,
-        .out_cap = b->n * WALK_LINE_MAX,
-        .in_child = walk_in_child,
-        .in_child_arg = b,
-    };
+    struct child_opts o = {.timeout_ms = WALK_TIMEOUT_MS, .out_cap = b->n * WALK_LINE_MAX};
     _cleanup_error_ struct error *err = NULL;
-    st.walk = child_spawn(&o, on_walk_done, NULL, &err);
+    st.walk = child_fork(&o, walk_in_child, b, on_walk_done, NULL, &err);
     if (!st.walk) {
         log_warn("cannot start the writable layer walk: %s", err->msg);
-        int64_t now = now_monotonic_ns();
-        for (size_t i = 0; i < b->n; i++) {
-            struct ctr_entry *e = tree_find(&st.ctrs, b->ids[i]);
-            if (e) {
-                e->fs_walking = false;
-                e->fs_tried_mono = now;
-            }
-        }
-        batch_clear(b);
+        batch_release(b, walk_release);
     }
 }
 
@@ -823,6 +833,17 @@ static void net_receive(void)
     }
 }
 
+/* An open of id's counters ended, done or not (a pod without its fd tries again later). */
+static void net_release(const char *id, int64_t now)
+{
+    struct pod_entry *e = tree_find(&st.pods, id);
+    if (!e)
+        return;
+    e->net_opening = false;
+    if (e->net_fd < 0)
+        e->net_tried_mono = now;
+}
+
 static void on_net_done(const struct child_result *res, void *arg)
 {
     st.net = NULL;
@@ -831,38 +852,24 @@ static void on_net_done(const struct child_result *res, void *arg)
     st.net_sock = -1;
     if (res->err_len)
         log_warn("pod network counters: %.*s", (int)res->err_len, res->err);
-    int64_t now = now_monotonic_ns();
-    for (size_t i = 0; i < st.opening.n; i++) {
-        struct pod_entry *e = tree_find(&st.pods, st.opening.ids[i]);
-        if (!e)
-            continue;
-        e->net_opening = false;
-        if (e->net_fd < 0)
-            e->net_tried_mono = now;
-    }
-    batch_clear(&st.opening);
+    batch_release(&st.opening, net_release);
     kick();
+}
+
+static const char *net_claim(const char *id)
+{
+    struct pod_entry *e = tree_find(&st.pods, id);
+    if (!e)
+        return NULL;
+    e->net_queued = false;
+    e->net_opening = true;
+    return e->netns_path;
 }
 
 static void start_net(void)
 {
     struct batch *b = &st.opening;
-    size_t n = st.n_net_queue < NET_BATCH ? st.n_net_queue : NET_BATCH;
-    b->ids = xcalloc(n + 1, sizeof(char *));
-    b->paths = xcalloc(n + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        struct pod_entry *e = tree_find(&st.pods, st.net_queue[i]);
-        if (!e) {
-            free(st.net_queue[i]);
-            continue;
-        }
-        e->net_queued = false;
-        e->net_opening = true;
-        b->ids[b->n] = st.net_queue[i];
-        b->paths[b->n++] = xstrdup(e->netns_path);
-    }
-    memmove(st.net_queue, st.net_queue + n, (st.n_net_queue - n) * sizeof(char *));
-    st.n_net_queue -= n;
+    batch_take(b, st.net_queue, &st.n_net_queue, NET_BATCH, net_claim);
     if (!b->n) {
         batch_clear(b);
         return;
@@ -874,14 +881,8 @@ static void start_net(void)
         error_set(&err, GRPC_INTERNAL, errno, "socketpair");
     } else {
         b->sock = sv[1];
-        char *argv[] = {(char *)"/bin/true", NULL};
-        struct child_opts o = {
-            .argv = argv,
-            .timeout_ms = NET_OPEN_TIMEOUT_MS,
-            .in_child = net_in_child,
-            .in_child_arg = b,
-        };
-        st.net = child_spawn(&o, on_net_done, NULL, &err);
+        struct child_opts o = {.timeout_ms = NET_OPEN_TIMEOUT_MS};
+        st.net = child_fork(&o, net_in_child, b, on_net_done, NULL, &err);
         close(sv[1]);
         b->sock = -1;
         if (st.net)
@@ -891,15 +892,7 @@ static void start_net(void)
     }
     if (!st.net) {
         log_warn("cannot open pod network counters: %s", err->msg);
-        int64_t now = now_monotonic_ns();
-        for (size_t i = 0; i < b->n; i++) {
-            struct pod_entry *e = tree_find(&st.pods, b->ids[i]);
-            if (e) {
-                e->net_opening = false;
-                e->net_tried_mono = now;
-            }
-        }
-        batch_clear(b);
+        batch_release(b, net_release);
     }
 }
 
@@ -940,8 +933,8 @@ void stats_shutdown(void)
         child_cancel(st.net);
     batch_clear(&st.walking);
     batch_clear(&st.opening);
-    while (st.waiters)
-        waiter_free(st.waiters);
+    while (!TAILQ_EMPTY(&st.waiters))
+        waiter_free(TAILQ_FIRST(&st.waiters));
     for (size_t i = 0; i < st.n_walk_queue; i++)
         free(st.walk_queue[i]);
     free(st.walk_queue);
