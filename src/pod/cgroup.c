@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/util.h"
 #include "pod/cgroup.h"
 
@@ -326,15 +327,6 @@ static const char *under_root(const char *path, const char *root)
     return path + n;
 }
 
-static bool has_dotdot(const char *p)
-{
-    for (const char *s = p; (s = strstr(s, "..")) != NULL; s += 2) {
-        if ((s == p || s[-1] == '/') && (s[2] == '/' || s[2] == '\0'))
-            return true;
-    }
-    return false;
-}
-
 char *cgroup_dir(const struct cgroup_layout *l, const struct cgroup_paths *p,
                  enum cgroup_controller c)
 {
@@ -346,7 +338,7 @@ char *cgroup_dir(const struct cgroup_layout *l, const struct cgroup_paths *p,
         mnt = l->v2;
         rel = under_root(p->v2, l->v2_root);
     }
-    if (!mnt || !rel || has_dotdot(rel))
+    if (!mnt || !rel || path_has_dotdot(rel))
         return NULL;
     return xasprintf("%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
 }
@@ -364,30 +356,7 @@ static ssize_t read_small(const char *dir, const char *name, char *buf, size_t c
         errno = ENAMETOOLONG;
         return -1;
     }
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len == cap - 1) {
-            char extra;
-            if (read(fd, &extra, 1) > 0) {
-                errno = EFBIG;
-                return -1;
-            }
-            break;
-        }
-    }
-    buf[len] = '\0';
-    return (ssize_t)len;
+    return read_file_into(path, O_NOFOLLOW, buf, cap, false);
 }
 
 bool cgroup_parse_number(const char *text, uint64_t *value)
