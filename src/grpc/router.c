@@ -199,30 +199,52 @@ const char *router_method_name(const struct router *r, const char *path)
     return rt ? rt->name : NULL;
 }
 
+/* Unpack a request for rt (which has a handler): the field-count guard, then protobuf-c. */
+static ProtobufCMessage *route_unpack(const struct route *rt, const uint8_t *msg, size_t len,
+                                      struct error **err)
+{
+    size_t n_fields = 0;
+    if (count_fields(rt->input, msg, len, 0, &n_fields) < 0)
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
+                         "the %s request has more than %u fields or is nested more than %d deep",
+                         rt->name, MAX_REQUEST_FIELDS, MAX_REQUEST_DEPTH),
+               NULL;
+    ProtobufCMessage *req = protobuf_c_message_unpack(rt->input, NULL, len, msg);
+    if (!req)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "cannot parse the %s request (%zu bytes)",
+                         rt->name, len),
+               NULL;
+    return req;
+}
+
+/* The route of a path that has a handler, or NULL with UNIMPLEMENTED. */
+static const struct route *route_served(const struct router *r, const char *path,
+                                        struct error **err)
+{
+    const struct route *rt = find_route(r, path);
+    if (!rt)
+        return error_set(err, GRPC_UNIMPLEMENTED, 0, "unknown method %s", path), NULL;
+    if (!rt->fn)
+        return error_set(err, GRPC_UNIMPLEMENTED, 0, "not implemented yet: %s", rt->name), NULL;
+    return rt;
+}
+
+ProtobufCMessage *router_unpack(const struct router *r, const char *path, const uint8_t *msg,
+                                size_t len, struct error **err)
+{
+    const struct route *rt = route_served(r, path, err);
+    return rt ? route_unpack(rt, msg, len, err) : NULL;
+}
+
 void router_dispatch(struct h2_call *call, const char *path, const uint8_t *msg, size_t len,
                      void *arg)
 {
     const struct router *r = arg;
-    const struct route *rt = find_route(r, path);
-    if (!rt) {
-        rpc_fail_code(call, GRPC_UNIMPLEMENTED, "unknown method %s", path);
-        return;
-    }
-    if (!rt->fn) {
-        rpc_fail_code(call, GRPC_UNIMPLEMENTED, "not implemented yet: %s", rt->name);
-        return;
-    }
-    size_t n_fields = 0;
-    if (count_fields(rt->input, msg, len, 0, &n_fields) < 0) {
-        rpc_fail_code(call, GRPC_RESOURCE_EXHAUSTED,
-                      "the %s request has more than %u fields or is nested more than %d deep",
-                      rt->name, MAX_REQUEST_FIELDS, MAX_REQUEST_DEPTH);
-        return;
-    }
-    ProtobufCMessage *req = protobuf_c_message_unpack(rt->input, NULL, len, msg);
+    _cleanup_error_ struct error *err = NULL;
+    const struct route *rt = route_served(r, path, &err);
+    ProtobufCMessage *req = rt ? route_unpack(rt, msg, len, &err) : NULL;
     if (!req) {
-        rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "cannot parse the %s request (%zu bytes)",
-                      rt->name, len);
+        rpc_fail(call, err);
         return;
     }
     log_debug("rpc start rpc=%s call=%llu", rt->name, (unsigned long long)h2_call_id(call));
