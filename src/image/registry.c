@@ -529,14 +529,7 @@ static void token_store(struct registry *r, const char *key, const char *value, 
 
 /* ---- WWW-Authenticate ---- */
 
-struct challenge {
-    bool basic;
-    bool bearer;
-    char *realm;   /* of the first Bearer challenge */
-    char *service; /* may stay NULL */
-};
-
-static void challenge_clear(struct challenge *c)
+void registry_challenge_clear(struct registry_challenge *c)
 {
     free(c->realm);
     free(c->service);
@@ -573,7 +566,7 @@ static char *read_value(const char **p)
  * A token followed by '=' is a parameter of the current challenge; any other
  * token starts a new challenge.
  */
-static void parse_challenges(const char *s, struct challenge *c)
+void registry_challenge_parse(const char *s, struct registry_challenge *c)
 {
     enum { SCHEME_NONE, SCHEME_BASIC, SCHEME_BEARER, SCHEME_OTHER } cur = SCHEME_NONE;
     bool first_bearer = false;
@@ -617,15 +610,14 @@ static void parse_challenges(const char *s, struct challenge *c)
 
 /* ---- registry error bodies ---- */
 
-/* " (CODE: message)" from {"errors":[{"code":…,"message":…}]}, or "" (owned). */
-static char *error_detail(const struct registry_fetch *f, bool *denied)
+char *registry_error_detail(const char *body, size_t len, bool *denied)
 {
     if (denied)
         *denied = false;
-    if (f->sink != SINK_ERROR || f->body.len == 0)
+    if (len == 0)
         return xstrdup("");
     json_error_t jerr;
-    _cleanup_json_ json_t *root = json_loadb(f->body.data, f->body.len, 0, &jerr);
+    _cleanup_json_ json_t *root = json_loadb(body, len, 0, &jerr);
     json_t *errors = json_object_get(root, "errors");
     json_t *first = json_array_get(errors, 0);
     if (!json_is_object(first))
@@ -647,6 +639,14 @@ static char *error_detail(const struct registry_fetch *f, bool *denied)
     if (!*c && !*m)
         return xstrdup("");
     return xasprintf(" (%s%s%s)", c, *c && *m ? ": " : "", m);
+}
+
+/* The detail of the error body the fetch received, if it kept one (owned). */
+static char *error_detail(const struct registry_fetch *f, bool *denied)
+{
+    if (f->sink != SINK_ERROR)
+        return registry_error_detail("", 0, denied);
+    return registry_error_detail(f->body.data, f->body.len, denied);
 }
 
 /* ---- fetch lifecycle ---- */
@@ -1353,6 +1353,28 @@ static void status_failed(struct registry_fetch *f, long status, const char *end
     endpoint_failed(f, err);
 }
 
+char *registry_token_parse(const char *body, size_t len, int64_t *lifetime_s)
+{
+    json_error_t jerr;
+    _cleanup_json_ json_t *root = json_loadb(body, len, 0, &jerr);
+    const char *token = json_string_value(json_object_get(root, "token"));
+    if (!token || !*token)
+        token = json_string_value(json_object_get(root, "access_token"));
+    bool ok = token && *token && strlen(token) <= TOKEN_MAX_LEN;
+    /* It goes into a header: visible ASCII only. */
+    for (const char *p = token; ok && *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            ok = false;
+    if (!ok)
+        return NULL;
+    json_t *exp = json_object_get(root, "expires_in");
+    int64_t lifetime = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
+    if (lifetime <= 0)
+        lifetime = TOKEN_DEFAULT_LIFETIME_S;
+    *lifetime_s = lifetime;
+    return xstrdup(token);
+}
+
 static void token_done(struct registry_fetch *f, long status)
 {
     struct endpoint *ep = &f->eps[f->ep];
@@ -1375,30 +1397,17 @@ static void token_done(struct registry_fetch *f, long status)
         status_failed(f, status, name);
         return;
     }
-    json_error_t jerr;
-    _cleanup_json_ json_t *root =
-        json_loadb(f->body.data ? f->body.data : "", f->body.len, 0, &jerr);
-    const char *token = json_string_value(json_object_get(root, "token"));
-    if (!token || !*token)
-        token = json_string_value(json_object_get(root, "access_token"));
-    bool ok = token && *token && strlen(token) <= TOKEN_MAX_LEN;
-    /* It goes into a header: visible ASCII only. */
-    for (const char *p = token; ok && *p; p++)
-        if (*p < 0x21 || *p > 0x7e)
-            ok = false;
-    if (!ok) {
+    int64_t lifetime = 0;
+    char *token = registry_token_parse(f->body.data ? f->body.data : "", f->body.len, &lifetime);
+    if (!token) {
         error_set(&err, GRPC_UNAVAILABLE, 0, "%s: %s sent no usable token", f->what, name);
         endpoint_failed(f, err);
         return;
     }
-    json_t *exp = json_object_get(root, "expires_in");
-    int64_t lifetime = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
-    if (lifetime <= 0)
-        lifetime = TOKEN_DEFAULT_LIFETIME_S;
     _cleanup_free_ char *key = token_key(f);
     token_store(f->r, key, token, lifetime);
     secret_free(f->bearer);
-    f->bearer = xstrdup(token);
+    f->bearer = token;
     f->bearer_cached = false;
     buf_free(&f->body);
     start_request(f);
@@ -1436,19 +1445,19 @@ static void unauthorized(struct registry_fetch *f)
         return;
     }
     f->challenged = true;
-    struct challenge c = {0};
+    struct registry_challenge c = {0};
     for (size_t i = 0; i < f->resp.n_www_auth; i++)
-        parse_challenges(f->resp.www_auth[i], &c);
+        registry_challenge_parse(f->resp.www_auth[i], &c);
     if (c.bearer && c.realm) {
         f->realm = steal_ptr(&c.realm);
         f->service = steal_ptr(&c.service);
-        challenge_clear(&c);
+        registry_challenge_clear(&c);
         if (start_token_request(f, &err) < 0)
             endpoint_failed(f, err);
         return;
     }
     bool basic = c.basic;
-    challenge_clear(&c);
+    registry_challenge_clear(&c);
     if (basic && has_basic_creds(&ep->creds)) {
         f->use_basic = true;
         start_request(f);

@@ -120,4 +120,38 @@ void registry_fetch_cancel(struct registry_fetch *f);
 /* Bytes given to the data callback so far, not counting offset (for progress logs). */
 int64_t registry_fetch_bytes(const struct registry_fetch *f);
 
+/*
+ * ---- Internal: exposed for tests/unit/test_registry.c and tests/fuzz only. ----
+ */
+
+/* What the WWW-Authenticate headers of a 401 offer. */
+struct registry_challenge {
+    bool basic;
+    bool bearer;
+    char *realm;   /* of the first Bearer challenge (owned) */
+    char *service; /* of the first Bearer challenge (owned); may stay NULL */
+};
+
+/*
+ * Add what one WWW-Authenticate value says to c; several values are fed in
+ * turn. Tolerant: anything that does not parse is skipped.
+ */
+void registry_challenge_parse(const char *value, struct registry_challenge *c);
+void registry_challenge_clear(struct registry_challenge *c);
+
+/*
+ * A token endpoint's JSON answer: the "token" (or "access_token") it holds,
+ * owned, when it is usable as a header value (1 to 16384 visible ASCII
+ * characters), with its lifetime in seconds ("expires_in", 60 when absent or
+ * not positive); else NULL.
+ */
+char *registry_token_parse(const char *body, size_t len, int64_t *lifetime_s);
+
+/*
+ * " (CODE: message)" from a registry error body {"errors":[{"code":…,
+ * "message":…}]}, printable ASCII only and capped, or "" (owned). *denied
+ * (when not NULL) tells whether any error has the code DENIED.
+ */
+char *registry_error_detail(const char *body, size_t len, bool *denied);
+
 #endif
