@@ -135,11 +135,17 @@ static size_t packed_count(const ProtobufCFieldDescriptor *f, const uint8_t *p, 
     }
 }
 
+/* The largest field number protobuf allows (2^29 - 1). */
+#define MAX_FIELD_NUMBER ((1u << 29) - 1)
+
 /*
  * Count the fields of a message of type desc in p[0..len), those of nested
  * messages and the elements of packed arrays included, into *n. Returns -1
- * once *n passes MAX_REQUEST_FIELDS or the nesting MAX_REQUEST_DEPTH.
- * Malformed input ends the walk without error: the unpacker rejects it.
+ * once *n passes MAX_REQUEST_FIELDS or the nesting MAX_REQUEST_DEPTH, and -2
+ * for a field number outside 1..2^29-1, which protobuf-c lets through when
+ * its key is an overlong varint ("80 00" is field 0) and then packs as
+ * something else. Other malformed input ends the walk without error: the
+ * unpacker rejects it.
  */
 static int count_fields(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
                         unsigned depth, size_t *n)
@@ -151,6 +157,8 @@ static int count_fields(const ProtobufCMessageDescriptor *desc, const uint8_t *p
         uint64_t key, v;
         if (!read_varint(p, len, &i, &key))
             return 0;
+        if (key >> 3 == 0 || key >> 3 > MAX_FIELD_NUMBER)
+            return -2;
         if (++*n > MAX_REQUEST_FIELDS)
             return -1;
         switch (key & 7) {
@@ -176,8 +184,9 @@ static int count_fields(const ProtobufCMessageDescriptor *desc, const uint8_t *p
                     ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
                     : NULL;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (count_fields(f->descriptor, p + i, (size_t)v, depth + 1, n) < 0)
-                    return -1;
+                int rc = count_fields(f->descriptor, p + i, (size_t)v, depth + 1, n);
+                if (rc < 0)
+                    return rc;
             } else {
                 *n += packed_count(f, p + i, (size_t)v);
                 if (*n > MAX_REQUEST_FIELDS)
@@ -204,12 +213,14 @@ static ProtobufCMessage *route_unpack(const struct route *rt, const uint8_t *msg
                                       struct error **err)
 {
     size_t n_fields = 0;
-    if (count_fields(rt->input, msg, len, 0, &n_fields) < 0)
+    int counted = count_fields(rt->input, msg, len, 0, &n_fields);
+    if (counted == -1)
         return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
                          "the %s request has more than %u fields or is nested more than %d deep",
                          rt->name, MAX_REQUEST_FIELDS, MAX_REQUEST_DEPTH),
                NULL;
-    ProtobufCMessage *req = protobuf_c_message_unpack(rt->input, NULL, len, msg);
+    ProtobufCMessage *req =
+        counted == 0 ? protobuf_c_message_unpack(rt->input, NULL, len, msg) : NULL;
     if (!req)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "cannot parse the %s request (%zu bytes)",
                          rt->name, len),
