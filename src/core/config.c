@@ -38,6 +38,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "core/util.h"
 
 #define DEFAULT_SOCKET "/run/tinycri/tinycri.sock"
@@ -164,37 +165,14 @@ static char *dup_or_null(const char *s)
 static bool is_clean_text(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return false;
-            p++;
-            continue;
-        }
-        size_t more;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x20 || p[i] == 0x7f)
             return false;
-        }
-        for (size_t i = 1; i <= more; i++) {
-            if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
+        size_t len = utf8_char_len(p + i, n - i);
+        if (len == 0)
             return false;
-        p += more + 1;
+        i += len;
     }
     return true;
 }
