@@ -3,8 +3,9 @@
  * Request decoding (grpc/router): the first byte picks a method of the real
  * CRI method table (or a path that is not in it), the rest is the request
  * message. router_unpack() either refuses it (UNIMPLEMENTED, RESOURCE_EXHAUSTED
- * for the field cap, INVALID_ARGUMENT) or gives a message that packs to bytes
- * which unpack again and pack to the same bytes.
+ * for the field cap, INVALID_ARGUMENT) or gives a message whose every string
+ * is valid UTF-8, and that packs to bytes which unpack again and pack to the
+ * same bytes.
  */
 #include "autoconf.h"
 
@@ -14,6 +15,7 @@
 
 #include "api.pb-c.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "core/util.h"
 #include "cri/methods.h"
 #include "fuzz.h"
@@ -44,6 +46,36 @@ static void setup(void)
     paths[n_paths++] = xstrdup("/runtime.v1.RuntimeService/NoSuchMethod");
 }
 
+/* Every string field of m, nested messages included, is UTF-8 without a NUL. */
+static void check_strings(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m + f->offset;
+        size_t n = 1;
+        const void *const *items = (const void *const *)base;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(const void *const *const *)base;
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            if (*(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+                continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            const void *item = items[k];
+            if (!item)
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+                check_strings(item);
+            else
+                FUZZ_CHECK(utf8_is_valid(item, strlen(item)));
+        }
+    }
+}
+
 static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
 {
     *len = protobuf_c_message_get_packed_size(m);
@@ -68,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         error_free(err);
         return 0;
     }
+    check_strings(req);
     size_t len1 = 0, len2 = 0;
     _cleanup_free_ uint8_t *once = pack(req, &len1);
     protobuf_c_message_free_unpacked(req, NULL);
