@@ -7,6 +7,7 @@ were in the daemon's behaviour.
 Needs root (containers, pods, the registries of conftest_images.py).
 """
 import os
+import re
 
 import grpc
 import pytest
@@ -30,6 +31,44 @@ def raw_call(d, path, payload):
     f = d.channel().unary_unary(path, request_serializer=lambda b: b,
                                 response_deserializer=lambda b: b)
     return f(payload, timeout=RPC_TIMEOUT)
+
+
+def logfmt(line):
+    """[(key, value)] of one logfmt line, as a log collector (go-logfmt) reads it."""
+    out = []
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        j = i
+        while j < n and line[j] not in " =":
+            j += 1
+        key = line[i:j]
+        i = j
+        value = None
+        if i < n and line[i] == "=":
+            i += 1
+            if i < n and line[i] == '"':
+                i += 1
+                chars = []
+                while i < n and line[i] != '"':
+                    if line[i] == "\\" and i + 1 < n:
+                        i += 1
+                        chars.append({"n": "\n", "t": "\t"}.get(line[i], line[i]))
+                    else:
+                        chars.append(line[i])
+                    i += 1
+                i += 1
+                value = "".join(chars)
+            else:
+                j = i
+                while j < n and line[j] != " ":
+                    j += 1
+                value = line[i:j]
+                i = j
+        if key:
+            out.append((key, value))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -72,3 +111,21 @@ def test_invalid_utf8_in_a_string_is_refused(daemon):
         raw_call(d, "/runtime.v1.RuntimeService/ContainerStatus", b"\x0a\x01\xff")
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT, ei.value
     assert ei.value.details() == "the ContainerStatus request has invalid UTF-8 in container_id"
+
+
+# --------------------------------------------------------------------------
+# 8. Log forging: a value cannot add keys to a log line
+# --------------------------------------------------------------------------
+
+def test_a_forged_name_stays_one_logfmt_value(ctrs):
+    forged = "x\nlevel=error msg=FORGED"
+    pod = ctrs.run_pod("forge")
+    ctrs.create(pod, forged, command=SLEEP, log_path="forged.log")
+    lines = [l for l in ctrs.d.stderr_text().splitlines() if "FORGED" in l]
+    assert lines, "the container's name was never logged"
+    for line in lines:
+        kv = logfmt(line)
+        keys = [k for k, _ in kv]
+        assert keys.count("level") == 1 and keys.count("msg") == 1, line
+        assert dict(kv)["level"] != "error", line
+        assert ("name", forged) in kv, line

@@ -345,7 +345,7 @@ int rpc_send(struct h2_call *call, const ProtobufCMessage *msg, struct error **e
 void rpc_fail(struct h2_call *call, const struct error *e)
 {
     int code = e->grpc_code == GRPC_OK ? GRPC_UNKNOWN : e->grpc_code;
-    log_debug("rpc failed call=%llu code=%s msg=%s", (unsigned long long)h2_call_id(call),
+    log_debug("rpc failed call=%llu code=%s err=%s", (unsigned long long)h2_call_id(call),
               grpc_code_name(code), e->msg);
     h2_call_finish(call, code, e->msg);
 }
@@ -356,7 +356,7 @@ void rpc_fail_code(struct h2_call *call, int grpc_code, const char *fmt, ...)
     va_start(ap, fmt);
     _cleanup_free_ char *msg = xvasprintf(fmt, ap);
     va_end(ap);
-    log_debug("rpc failed call=%llu code=%s msg=%s", (unsigned long long)h2_call_id(call),
+    log_debug("rpc failed call=%llu code=%s err=%s", (unsigned long long)h2_call_id(call),
               grpc_code_name(grpc_code), msg);
     h2_call_finish(call, grpc_code, msg);
 }
