@@ -6,6 +6,7 @@ were in the daemon's behaviour.
 
 Needs root (containers, pods, the registries of conftest_images.py).
 """
+import base64
 import os
 import re
 
@@ -14,6 +15,7 @@ import pytest
 
 from conftest import RPC_TIMEOUT
 from test_containers import SLEEP, ctrs, pod_network  # noqa: F401 (fixtures)
+from test_images import auth_config, pull_fails, registry_section
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -69,6 +71,35 @@ def logfmt(line):
         if key:
             out.append((key, value))
     return out
+
+
+# --------------------------------------------------------------------------
+# 1. No header injection through credentials
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("registry_token", "tok\r\nX-Injected: 1"),
+    ("username", "u\r\nX-Injected: 1"),
+    ("password", "p\nX-Injected: 1"),
+    ("identity_token", "id\r\nX-Injected: 1"),
+    ("auth", base64.b64encode(b"u:p\r\nX-Injected: 1").decode()),
+])
+def test_control_bytes_in_credentials_are_refused(daemon, pushed_images, registry_proxy, field,
+                                                  value):
+    """A token "tok\r\nX-Injected: 1" reached the registry as Authorization: Bearer tok
+    plus a line X-Injected: 1. Now the pull is refused before any request is made."""
+    d = daemon(config=registry_section(registry_proxy.host))
+    ref = pushed_images.ref("busybox", host=registry_proxy.host)
+    kw = {field: value}
+    if field in ("password", "identity_token"):
+        kw["username"] = "u"
+    e = pull_fails(d, ref, auth_config(**kw))
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details() == "auth.%s has a control character (such as CR or LF)" % field
+    with registry_proxy.lock:
+        log = list(registry_proxy.log)
+    assert not [h for _, _, h, _ in log if "x-injected" in h], "the injected header went out"
+    assert log == [], "requests went out with refused credentials"
 
 
 # --------------------------------------------------------------------------

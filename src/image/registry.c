@@ -1952,8 +1952,40 @@ void registry_free(struct registry *r)
 
 /* ---- fetches ---- */
 
+/* Control bytes would end a header line (CR, LF) or corrupt one. */
+static int check_credential(const char *field, const char *value, struct error **err)
+{
+    for (const char *p = value; p && *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "%s has a control character (such as CR or LF)", field);
+    }
+    return 0;
+}
+
+int registry_auth_check(const struct registry_auth *a, struct error **err)
+{
+    if (!a)
+        return 0;
+    if (check_credential("auth.username", a->username, err) < 0 ||
+        check_credential("auth.password", a->password, err) < 0 ||
+        check_credential("auth.identity_token", a->identity_token, err) < 0 ||
+        check_credential("auth.registry_token", a->registry_token, err) < 0)
+        return -1;
+    if (!a->auth || !*a->auth)
+        return 0;
+    char *plain = base64_decode(a->auth);
+    int rc = plain && strchr(plain, ':') ? check_credential("auth.auth", plain, err)
+                                         : error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                                                     "auth is not base64 of \"user:password\"");
+    secret_free(plain);
+    return rc;
+}
+
 static int creds_from_auth(struct creds *c, const struct registry_auth *a, struct error **err)
 {
+    if (registry_auth_check(a, err) < 0)
+        return -1;
     c->registry_token = dup_nonempty(a->registry_token);
     c->identity_token = dup_nonempty(a->identity_token);
     if (a->username && *a->username) {

@@ -39,6 +39,15 @@ struct registry_auth {
     const char *registry_token; /* bearer token sent as is */
 };
 
+/*
+ * Every credential ends up in a header or a request body: refuse a CR, LF or
+ * other control byte (0x00-0x1f, 0x7f) in any of them, the user and password
+ * inside a base64 auth included, with INVALID_ARGUMENT naming the field
+ * ("auth.registry_token"), never its value. A malformed base64 auth is
+ * INVALID_ARGUMENT too. a may be NULL.
+ */
+int registry_auth_check(const struct registry_auth *a, struct error **err);
+
 struct registry;       /* the client: one per daemon */
 struct registry_fetch; /* one manifest or blob transfer */
 

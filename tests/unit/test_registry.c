@@ -1434,6 +1434,43 @@ static void test_libcurl_only_while_fetching(void **state)
     assert_false(xferlib_is_loaded());
 }
 
+static void expect_auth_refused(const struct registry_auth *a, const char *field)
+{
+    struct error *err = NULL;
+    assert_int_equal(registry_auth_check(a, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    char want[128];
+    snprintf(want, sizeof(want), "%s has a control character (such as CR or LF)", field);
+    assert_string_equal(err->msg, want);
+    error_free(err);
+}
+
+static void test_auth_control_bytes_refused(void **state)
+{
+    /* Every credential ends in a header or a form: no CR, LF or other control byte. */
+    expect_auth_refused(&(struct registry_auth){.registry_token = "tok\r\nX-Injected: 1"},
+                        "auth.registry_token");
+    expect_auth_refused(&(struct registry_auth){.username = "u\n", .password = "p"},
+                        "auth.username");
+    expect_auth_refused(&(struct registry_auth){.username = "u", .password = "p\x7f"},
+                        "auth.password");
+    expect_auth_refused(&(struct registry_auth){.identity_token = "id\t"}, "auth.identity_token");
+    /* base64("u:p\r\nX: 1") */
+    expect_auth_refused(&(struct registry_auth){.auth = "dTpwDQpYOiAx"}, "auth.auth");
+    struct error *err = NULL;
+    assert_int_equal(registry_auth_check(&(struct registry_auth){.auth = "!!"}, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    error_clear(&err);
+    /* Printable credentials, UTF-8 ones included, are fine. */
+    assert_int_equal(registry_auth_check(&(struct registry_auth){.username = "u",
+                                                                 .password = "p \xc3\xa9 !",
+                                                                 .auth = "dTpw",
+                                                                 .registry_token = "a.b-c"},
+                                         NULL),
+                     0);
+    assert_int_equal(registry_auth_check(NULL, NULL), 0);
+}
+
 int main(void)
 {
     note_inherited_fds();
@@ -1488,6 +1525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_callback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_fetches_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_libcurl_only_while_fetching, setup, teardown),
+        cmocka_unit_test(test_auth_control_bytes_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
