@@ -160,3 +160,40 @@ def test_a_forged_name_stays_one_logfmt_value(ctrs):
         assert keys.count("level") == 1 and keys.count("msg") == 1, line
         assert dict(kv)["level"] != "error", line
         assert ("name", forged) in kv, line
+
+
+# --------------------------------------------------------------------------
+# 3. A mount's host_path must be absolute
+# --------------------------------------------------------------------------
+
+def test_relative_host_path_is_refused(ctrs):
+    """{"container_path": "/hostroot", "host_path": "../../.."} gave the container the
+    host's / read-write (resolved against the daemon's working directory)."""
+    pod = ctrs.run_pod("relhost")
+    e = ctrs.create_fails(pod, "c", command=SLEEP,
+                          mounts=[{"container_path": "/hostroot", "host_path": "../../.."}])
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details().endswith('config.mounts[0].host_path "../../.." is not absolute'), e
+    assert list(ctrs.list()) == []
+
+
+# --------------------------------------------------------------------------
+# 7. Paths and values checked, each refusal naming its field
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("container_path,why", [
+    ("/proc", "config.mounts[0].container_path /proc: nothing may be mounted over or inside /proc"),
+    ("/proc/sys", "inside /proc"),
+    ("/", "config.mounts[0].container_path / is the container's root"),
+    ("/a/../etc", 'config.mounts[0].container_path /a/../etc has a ".." component'),
+    ("/a\nb", "config.mounts[0].container_path has a control character"),
+])
+def test_bad_mount_container_paths_are_refused(ctrs, container_path, why):
+    pod = ctrs.run_pod("badmnt")
+    host = os.path.join(ctrs.d.tmp, "vol")
+    os.makedirs(host, exist_ok=True)
+    e = ctrs.create_fails(pod, "c", command=SLEEP,
+                          mounts=[{"container_path": container_path, "host_path": host}])
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert why in e.details(), e
+    assert list(ctrs.list()) == []

@@ -1036,6 +1036,57 @@ static void test_bad_mount_host_path(void **state)
     fx_clear(&f);
 }
 
+static void test_mount_paths_checked(void **state)
+{
+    /* Each refusal names the field (the probe of issue 12 found each one accepted). */
+    struct fx f;
+    fx_init(&f);
+    static Runtime__V1__Mount ok = RUNTIME__V1__MOUNT__INIT;
+    ok.container_path = S("/data");
+    ok.host_path = S(fx_path(&f, "host/data"));
+    static Runtime__V1__Mount m = RUNTIME__V1__MOUNT__INIT;
+    static Runtime__V1__Mount *mounts[] = {&ok, &m};
+    f.ctr.mounts = mounts;
+    f.ctr.n_mounts = 2;
+    m.container_path = S("/hostroot");
+    m.host_path = S("../../..");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].host_path \"../../..\" is not absolute");
+    m.host_path = S("");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].host_path is empty");
+    m.host_path = S(fx_path(&f, "host/data"));
+    m.container_path = S("/");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].container_path / is the container's root");
+    m.container_path = S("//./");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "is the container's root");
+    m.container_path = S("/a/../b");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].container_path /a/../b has a \"..\"");
+    m.container_path = S("/a\nb");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].container_path has a control character");
+    m.container_path = S("/b");
+    m.host_path = S("/tmp\r");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].host_path has a control character");
+    m.host_path = S(fx_path(&f, "host/data"));
+    /* Nothing over /proc or inside it, but for what lxcfs emulates (as runc has it). */
+    m.container_path = S("/proc");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "nothing may be mounted over or inside /proc");
+    m.container_path = S("/proc/1/root");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "inside /proc");
+    m.container_path = S("/proc/meminfo");
+    m.host_path = S(fx_path(&f, "host/hosts"));
+    json_t *spec = build_ok(&f);
+    assert_non_null(find_mount(spec, "/proc/meminfo"));
+    json_decref(spec);
+    m.container_path = S("/procedures");
+    m.host_path = S(fx_path(&f, "host/data"));
+    spec = build_ok(&f);
+    assert_non_null(find_mount(spec, "/procedures"));
+    json_decref(spec);
+    fx_clear(&f);
+}
+
 static void test_mount_propagation_needs_host_support(void **state)
 {
     struct fx f;
@@ -1868,6 +1919,7 @@ int main(void)
         cmocka_unit_test(test_user_from_security_context),
         cmocka_unit_test(test_env_and_cwd),
         cmocka_unit_test(test_bad_mount_host_path),
+        cmocka_unit_test(test_mount_paths_checked),
         cmocka_unit_test(test_mount_propagation_needs_host_support),
         cmocka_unit_test(test_mount_over_dev),
         cmocka_unit_test(test_shm_without_sandbox_dir),
