@@ -197,3 +197,40 @@ def test_bad_mount_container_paths_are_refused(ctrs, container_path, why):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
     assert why in e.details(), e
     assert list(ctrs.list()) == []
+
+
+def test_bad_stop_signal_and_log_path_are_refused(ctrs):
+    pb = ctrs.pb
+    pod = ctrs.run_pod("badval")
+
+    def create(cfg):
+        return ctrs.rt.CreateContainer(pb.CreateContainerRequest(
+            pod_sandbox_id=pod, config=cfg, sandbox_config=ctrs.pods[pod]), timeout=CALL_TIMEOUT)
+    cfg = ctrs.config("c", command=SLEEP)
+    cfg.stop_signal = 99
+    e = fails(create, cfg)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details() == "config.stop_signal 99 is not a signal"
+    cfg = ctrs.config("c", command=SLEEP, log_path="x" * 5000)
+    e = fails(create, cfg)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details().startswith("config.log_path"), e
+    cfg = ctrs.config("c", command=SLEEP, log_path="a\nb.log")
+    e = fails(create, cfg)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert e.details() == "config.log_path has a control character"
+    assert list(ctrs.list()) == []
+
+
+def test_bad_pod_log_directory_is_refused(ctrs):
+    pb = ctrs.pb
+    fifo = os.path.join(ctrs.d.tmp, "fifo")
+    os.mkfifo(fifo)
+    for log_dir, why in (("relative/logs", "config.log_directory relative/logs is not absolute"),
+                         (fifo, "config.log_directory %s exists and is not a directory" % fifo)):
+        cfg = ctrs.pod_config("badlog")
+        cfg.log_directory = log_dir
+        e = fails(ctrs.rt.RunPodSandbox, pb.RunPodSandboxRequest(config=cfg), timeout=CALL_TIMEOUT)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert e.details() == why
+    assert list(ctrs.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=RPC_TIMEOUT).items) == []
