@@ -178,6 +178,50 @@ def test_relative_host_path_is_refused(ctrs):
 
 
 # --------------------------------------------------------------------------
+# 4. AppArmor and SELinux requests are not dropped silently
+# --------------------------------------------------------------------------
+
+def host_has_apparmor():
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read(1) == "Y"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(host_has_apparmor(), reason="the host has AppArmor")
+def test_apparmor_profile_on_a_host_without_apparmor_fails(ctrs):
+    pb = ctrs.pb
+    pod = ctrs.run_pod("aa")
+    local = pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost,
+                               localhost_ref="k8s-apparmor-example-deny-write")
+    e = ctrs.create_fails(pod, "c", command=SLEEP, apparmor=local)
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+    assert "apparmor is not supported" in e.details()
+    e = ctrs.create_fails(pod, "c", command=SLEEP, apparmor_profile="localhost/k8s-x")
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+    # A malformed name is refused as such, whatever the host.
+    bad = pb.SecurityProfile(profile_type=pb.SecurityProfile.Localhost, localhost_ref="../x")
+    e = ctrs.create_fails(pod, "c", command=SLEEP, apparmor=bad)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert "AppArmor profile name ../x" in e.details()
+    # Unconfined asks for nothing.
+    unconfined = pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+    cid = ctrs.run(pod, "ok", command=SLEEP, apparmor=unconfined)
+    assert ctrs.state(cid) == pb.CONTAINER_RUNNING
+
+
+@pytest.mark.skipif(os.path.exists("/sys/fs/selinux/enforce"), reason="the host has SELinux")
+def test_selinux_options_on_a_host_without_selinux_fail(ctrs):
+    pb = ctrs.pb
+    pod = ctrs.run_pod("se")
+    e = ctrs.create_fails(pod, "c", command=SLEEP,
+                          selinux_options=pb.SELinuxOption(level="s0:c123,c456"))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+    assert "selinux is not supported" in e.details()
+
+
+# --------------------------------------------------------------------------
 # 7. Paths and values checked, each refusal naming its field
 # --------------------------------------------------------------------------
 

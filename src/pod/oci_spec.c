@@ -822,6 +822,24 @@ static bool detect_cgroup_v2(enum oci_spec_tristate t)
     return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
+/* As runc's apparmor.IsEnabled(): the module says Y. */
+static bool detect_apparmor(enum oci_spec_tristate t)
+{
+    if (t != OCI_SPEC_DETECT)
+        return t == OCI_SPEC_YES;
+    char c = 0;
+    _cleanup_close_ int fd = open("/sys/module/apparmor/parameters/enabled", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 && read(fd, &c, 1) == 1 && c == 'Y';
+}
+
+/* As libselinux's is_selinux_enabled(): selinuxfs is mounted. */
+static bool detect_selinux(enum oci_spec_tristate t)
+{
+    if (t != OCI_SPEC_DETECT)
+        return t == OCI_SPEC_YES;
+    return access("/sys/fs/selinux/enforce", F_OK) == 0;
+}
+
 /*
  * The capabilities "ALL" and privileged mean: those the daemon holds itself
  * (CapEff of /proc/self/status), as containerd does. A runtime cannot grant
@@ -2078,6 +2096,146 @@ static int seccomp_choice(const struct build *b, enum seccomp_kind *kind, const 
     return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid seccomp profile \"%s\"", path);
 }
 
+/* --- AppArmor and SELinux --- */
+
+/*
+ * A profile name goes into /proc/self/attr/apparmor/exec through the runtime:
+ * printable ASCII without blanks, and no "." or ".." component (the probe's
+ * localhost_ref "../x").
+ */
+static int check_apparmor_name(const char *name, struct error **err)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 255)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "AppArmor profile name must be 1 to 255 bytes");
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "AppArmor profile name has a blank, control or non-ASCII character");
+    for (const char *c = name; *c;) {
+        size_t n = strcspn(c, "/");
+        if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "AppArmor profile name %s has a \".\" or \"..\" component", name);
+        c += n;
+        c += strspn(c, "/");
+    }
+    return 0;
+}
+
+enum apparmor_kind { AA_NONE, AA_DEFAULT, AA_UNCONFINED, AA_LOCALHOST };
+
+/* What the request asks for: the profile field, else the legacy apparmor_profile string. */
+static int apparmor_choice(const struct build *b, enum apparmor_kind *kind, const char **ref,
+                           struct error **err)
+{
+    *kind = AA_NONE;
+    *ref = NULL;
+    const Runtime__V1__SecurityProfile *sp = b->sc ? b->sc->apparmor : NULL;
+    if (sp) {
+        if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
+            is_set(sp->localhost_ref))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "apparmor localhost_ref is only valid with a Localhost profile");
+        switch (sp->profile_type) {
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault:
+            *kind = AA_DEFAULT;
+            return 0;
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
+            *kind = AA_UNCONFINED;
+            return 0;
+        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
+            *kind = AA_LOCALHOST;
+            *ref = sp->localhost_ref ? sp->localhost_ref : "";
+            /* containerd trims the old prefix too, should a client send it here. */
+            if (str_has_prefix(*ref, "localhost/"))
+                *ref += strlen("localhost/");
+            return check_apparmor_name(*ref, err);
+        default:
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown apparmor profile type %d",
+                             (int)sp->profile_type);
+        }
+    }
+    const char *legacy = b->sc ? b->sc->apparmor_profile : NULL;
+    if (!is_set(legacy))
+        return 0;
+    if (strcmp(legacy, "unconfined") == 0) {
+        *kind = AA_UNCONFINED;
+        return 0;
+    }
+    if (strcmp(legacy, "runtime/default") == 0) {
+        *kind = AA_DEFAULT;
+        return 0;
+    }
+    if (str_has_prefix(legacy, "localhost/")) {
+        *kind = AA_LOCALHOST;
+        *ref = legacy + strlen("localhost/");
+        return check_apparmor_name(*ref, err);
+    }
+    return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid apparmor_profile \"%s\"", legacy);
+}
+
+/*
+ * AppArmor as containerd has it on a host without AppArmor: asking for any
+ * profile but Unconfined fails the create instead of running the container
+ * unconfined without a word. With AppArmor, a Localhost profile is set on
+ * the process (the runtime fails when it is not loaded); there is no default
+ * profile of ours to load, so RuntimeDefault is refused rather than dropped.
+ * A privileged container runs unconfined, as with containerd.
+ */
+static int build_apparmor(struct build *b, struct error **err)
+{
+    enum apparmor_kind kind;
+    const char *ref;
+    if (apparmor_choice(b, &kind, &ref, err) < 0)
+        return -1;
+    if (kind == AA_NONE || kind == AA_UNCONFINED)
+        return 0;
+    if (!detect_apparmor(b->in->host.apparmor))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "apparmor is not supported: this host has no AppArmor, and the "
+                         "container asks for the %s profile",
+                         kind == AA_DEFAULT ? "RuntimeDefault" : ref);
+    if (b->privileged)
+        return 0;
+    if (kind == AA_DEFAULT)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "the RuntimeDefault AppArmor profile is not supported; use a Localhost "
+                         "profile or Unconfined");
+    return set_str(b->process, "apparmorProfile", ref, "apparmor profile", err);
+}
+
+/*
+ * SELinux options name a label; tinycri applies none. Rather than run the
+ * container with another label than asked, the create fails: SELinux off
+ * on this host, or labels not supported. The values are checked first.
+ */
+static int build_selinux(struct build *b, struct error **err)
+{
+    const Runtime__V1__SELinuxOption *o = b->sc ? b->sc->selinux_options : NULL;
+    if (!o || (!is_set(o->user) && !is_set(o->role) && !is_set(o->type) && !is_set(o->level)))
+        return 0;
+    const struct {
+        const char *name, *value;
+    } parts[] = {{"user", o->user}, {"role", o->role}, {"type", o->type}, {"level", o->level}};
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+        const char *v = parts[i].value ? parts[i].value : "";
+        bool bad = strlen(v) > 255;
+        for (const char *p = v; *p && !bad; p++)
+            bad = (unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || (*p == ':' && i < 3);
+        if (bad)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "selinux_options.%s is malformed",
+                             parts[i].name);
+    }
+    if (!detect_selinux(b->in->host.selinux))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "selinux is not supported: SELinux is not enabled on this host, and the "
+                         "container asks for selinux_options");
+    return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                     "SELinux labels (selinux_options) are not supported by tinycri");
+}
+
 static int build_seccomp(struct build *b, struct error **err)
 {
     enum seccomp_kind kind;
@@ -2174,7 +2332,7 @@ static int build_linux(struct build *b, struct error **err)
     if (!cg || set_str(b->linux, "cgroupsPath", cg, "cgroup parent", err) < 0)
         return -1;
     if (build_namespaces(b, err) < 0 || build_devices(b, err) < 0 || build_resources(b, err) < 0 ||
-        build_seccomp(b, err) < 0)
+        build_seccomp(b, err) < 0 || build_apparmor(b, err) < 0 || build_selinux(b, err) < 0)
         return -1;
 
     if (pl && pl->n_sysctls) {
