@@ -278,3 +278,23 @@ def test_bad_pod_log_directory_is_refused(ctrs):
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
         assert e.details() == why
     assert list(ctrs.rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=RPC_TIMEOUT).items) == []
+
+
+# --------------------------------------------------------------------------
+# 9. Smaller ones: /dev/shm options; ExecSync output cut with a sign
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ipc", ["POD", "NODE"])
+def test_dev_shm_is_nosuid_nodev_noexec(ctrs, ipc):
+    """The pod's (or the host's) /dev/shm is bind-mounted: with the flags the host-side
+    mount has, as a container's own tmpfs /dev/shm has them."""
+    pod = ctrs.run_pod("shm-" + ipc.lower(), ipc=ipc)
+    cid = ctrs.run(pod, "c", command=SLEEP,
+                   namespace_options=ctrs.pb.NamespaceOption(network=ctrs.pb.POD,
+                                                             pid=ctrs.pb.CONTAINER,
+                                                             ipc=getattr(ctrs.pb, ipc)))
+    mounts = [l.split() for l in ctrs.out(cid, "cat", "/proc/mounts").splitlines()]
+    shm = [m for m in mounts if m[1] == "/dev/shm"]
+    assert shm, mounts
+    opts = shm[-1][3].split(",")
+    assert {"nosuid", "nodev", "noexec"} <= set(opts), shm[-1]

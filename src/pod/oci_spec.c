@@ -1266,8 +1266,11 @@ static int add_sandbox_files(struct build *b, struct error **err)
             return -1;
     /* The host's IPC namespace goes with the host's /dev/shm. */
     const char *shm = b->ns[NS_IPC].source == NS_HOST ? "/dev/shm" : b->in->shm_dir;
+    /* What a tmpfs /dev/shm has, also when it is the pod's or the host's. */
+    static const char *const shm_opts[] = {"rbind", "rprivate", "rw", "nosuid",
+                                           "nodev", "noexec",   NULL};
     if (is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
-        add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
+        add_bind_opts(b, "/dev/shm", shm, shm_opts, err) < 0)
         return -1;
     return 0;
 }
