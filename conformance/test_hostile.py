@@ -298,3 +298,17 @@ def test_dev_shm_is_nosuid_nodev_noexec(ctrs, ipc):
     assert shm, mounts
     opts = shm[-1][3].split(",")
     assert {"nosuid", "nodev", "noexec"} <= set(opts), shm[-1]
+
+
+def test_exec_output_past_the_cap_says_it_was_cut(ctrs):
+    pod = ctrs.run_pod("execcut")
+    cid = ctrs.run(pod, "c", command=SLEEP)
+    r = ctrs.exec(cid, "sh", "-c", "head -c 20971520 /dev/zero; head -c 100 /dev/zero >&2; exit 3")
+    assert r.exit_code == 3  # the command's own, whatever the output
+    m = re.search(rb"\n\[tinycri: exec output truncated after (\d+) bytes\]\n\Z", r.stdout)
+    assert m, r.stdout[-200:]
+    kept = int(m.group(1))
+    assert len(r.stdout) == kept + len(m.group(0)) and kept >= 7 << 20
+    assert r.stdout[:kept] == b"\0" * kept
+    assert r.stderr == b"\0" * 100  # not cut: no mark
+    assert "exec output truncated" in ctrs.d.stderr_text()
