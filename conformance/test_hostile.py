@@ -222,6 +222,43 @@ def test_selinux_options_on_a_host_without_selinux_fail(ctrs):
 
 
 # --------------------------------------------------------------------------
+# 5. The socket's directory: 0700, root's, not a symlink
+# --------------------------------------------------------------------------
+
+def test_socket_directory_mode_is_enforced_at_start(daemon):
+    """After chmod 777 on it and a restart it stayed 0777: another user could swap the
+    socket kubelet connects to."""
+    d = daemon()
+    sock_dir = os.path.dirname(d.socket)
+    os.chmod(sock_dir, 0o777)
+    os.chmod(d.state, 0o755)
+    assert d.stop() == 0
+    d.start()
+    assert os.stat(sock_dir).st_mode & 0o7777 == 0o700
+    assert os.stat(d.state).st_mode & 0o7777 == 0o700
+    assert d.version().runtime_name == "tinycri"
+
+
+@pytest.mark.parametrize("how", ["symlink", "owner"])
+def test_socket_directory_of_someone_else_refuses_start(daemon, how):
+    d = daemon(start=False)
+    sock_dir = os.path.dirname(d.socket)
+    if how == "symlink":
+        real = os.path.join(d.tmp, "elsewhere")
+        os.mkdir(real, 0o700)
+        os.symlink(real, sock_dir)
+        why = "socket directory %s is a symlink; it must be a directory of its own" % sock_dir
+    else:
+        os.mkdir(sock_dir, 0o700)
+        os.chown(sock_dir, 65534, 65534)
+        why = "socket directory %s is owned by uid 65534, not by tinycrid's uid 0" % sock_dir
+    d.start(wait=False)
+    assert d.wait_exit(10) == 1
+    assert why in d.stderr_text()
+    assert not os.path.lexists(os.path.join(os.path.realpath(sock_dir), "tinycri.sock"))
+
+
+# --------------------------------------------------------------------------
 # 7. Paths and values checked, each refusal naming its field
 # --------------------------------------------------------------------------
 
