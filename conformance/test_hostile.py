@@ -9,12 +9,17 @@ Needs root (containers, pods, the registries of conftest_images.py).
 import base64
 import os
 import re
+import socket
+import subprocess
+import time
 
 import grpc
 import pytest
 
-from conftest import RPC_TIMEOUT
+from conftest import RPC_TIMEOUT, unix_connect
+from h2raw import PREFACE, SETTINGS, frame
 from test_containers import SLEEP, ctrs, pod_network  # noqa: F401 (fixtures)
+from test_goclient import go, goclient_bin  # noqa: F401 (fixtures)
 from test_images import auth_config, pull_fails, registry_section
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -256,6 +261,95 @@ def test_socket_directory_of_someone_else_refuses_start(daemon, how):
     assert d.wait_exit(10) == 1
     assert why in d.stderr_text()
     assert not os.path.lexists(os.path.join(os.path.realpath(sock_dir), "tinycri.sock"))
+
+
+# --------------------------------------------------------------------------
+# 6. Connections: idle ones cannot lock clients out; dead ones are closed
+# --------------------------------------------------------------------------
+
+CRICTL = "/work/shared/tools/crictl"
+# Small enough for a test; the defaults are 10 s, 120 s and 20 s.
+LIVENESS = {"server": {"max_connections": "16", "handshake_timeout": "2",
+                       "keepalive_time": "2", "keepalive_timeout": "2"}}
+
+
+def crictl_version(d):
+    r = subprocess.run([CRICTL, "--runtime-endpoint", "unix://" + d.socket, "--timeout", "5s",
+                        "version"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeName:  tinycri" in r.stdout, r.stdout
+
+
+def closed_within(sock, seconds):
+    """Read (and drop) what the server sends until it closes; False if still open."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not os.access(CRICTL, os.X_OK), reason="no crictl at " + CRICTL)
+def test_idle_connections_cannot_lock_clients_out(daemon):
+    """260 connections that sent nothing locked out every new client (crictl version
+    failed at 1, 60, 130, 170 s). Now a new connection takes the place of the one
+    silent longest, and connections that never finish the HTTP/2 handshake are closed."""
+    d = daemon(config=LIVENESS)
+    idle = [unix_connect(d.socket) for _ in range(40)]
+    try:
+        for _ in range(3):
+            crictl_version(d)
+            assert d.version().runtime_name == "tinycri"
+            time.sleep(1)
+        # Those not already pushed out are closed at the handshake deadline.
+        assert all(closed_within(s, 6) for s in idle)
+        crictl_version(d)
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_preface_only_and_deaf_connections_are_closed(daemon):
+    d = daemon(config=LIVENESS)
+    preface_only = unix_connect(d.socket)
+    preface_only.sendall(PREFACE)
+    deaf = unix_connect(d.socket)
+    deaf.sendall(PREFACE + frame(SETTINGS, 0, 0))  # then never answers the PING
+    t0 = time.monotonic()
+    try:
+        assert closed_within(preface_only, 10), "a connection that sent only the preface stays"
+        assert closed_within(deaf, 10), "a connection that never answers PINGs stays"
+        assert time.monotonic() - t0 >= 2
+    finally:
+        preface_only.close()
+        deaf.close()
+
+
+def test_clients_that_answer_pings_stay_connected(daemon, api, go):
+    """kubelet keeps one connection and may be idle for long: one that answers the
+    daemon's keepalive PINGs is never closed for being idle (grpc-go, kubelet's stack,
+    with and without keepalive pings of its own, which never earn a GOAWAY). grpcio
+    reads nothing between calls, so its idle connection goes (with a GOAWAY) and its
+    next call simply comes on a new one."""
+    d = daemon(config=LIVENESS)
+    g = go(d)
+    g2 = go(d, "-keepalive", "10s", "-keepalive-timeout", "3s")
+    stub = api.grpc.RuntimeServiceStub(d.channel())
+    for c in (g, g2):
+        assert c.call("Version").ok()["runtime_name"] == "tinycri"
+    assert d.version(stub).runtime_name == "tinycri"
+    time.sleep(12)  # several keepalive rounds of 2 + 2 s, and one of grpc-go's own pings
+    for c in (g, g2):
+        st = c.stats()
+        assert st["goaways"] == [] and st["dials"] == 1 and st["conns_closed"] == 0, st
+        assert c.call("Version").ok()["runtime_name"] == "tinycri"
+    assert d.version(stub).runtime_name == "tinycri"
 
 
 # --------------------------------------------------------------------------

@@ -421,6 +421,9 @@ static int start(struct daemon *d, struct error **err)
         .max_streams = c->max_streams,
         .max_connections = c->max_connections,
         .max_header_list = 16 * 1024,
+        .handshake_ms = (int64_t)c->handshake_timeout_s * 1000,
+        .keepalive_ms = (int64_t)c->keepalive_time_s * 1000,
+        .keepalive_timeout_ms = (int64_t)c->keepalive_timeout_s * 1000,
     };
     d->server = h2_server_new(fd, &opts, router_dispatch, d->router, err);
     if (!d->server) {

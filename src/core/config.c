@@ -46,6 +46,9 @@
 #define DEFAULT_STATE_DIR "/run/tinycri"
 #define DEFAULT_LOG_LEVEL LOG_LEVEL_INFO
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 10
+#define DEFAULT_HANDSHAKE_TIMEOUT_S 10
+#define DEFAULT_KEEPALIVE_TIME_S 120
+#define DEFAULT_KEEPALIVE_TIMEOUT_S 20
 #define DEFAULT_MAX_MSG_SIZE (16u * 1024 * 1024)
 #define DEFAULT_MAX_STREAMS 1000
 #define DEFAULT_MAX_CONNECTIONS 256
@@ -131,6 +134,9 @@ static const struct key_def key_defs[] = {
      "bytes", 0},
     {"server", "max_concurrent_streams", KEY_NUMBER, CFG(max_streams), 1, 100000, NULL, 0},
     {"server", "max_connections", KEY_NUMBER, CFG(max_connections), 1, 65536, NULL, 0},
+    {"server", "handshake_timeout", KEY_NUMBER, CFG(handshake_timeout_s), 1, 3600, "seconds", 0},
+    {"server", "keepalive_time", KEY_NUMBER, CFG(keepalive_time_s), 1, 86400, "seconds", 0},
+    {"server", "keepalive_timeout", KEY_NUMBER, CFG(keepalive_timeout_s), 1, 3600, "seconds", 0},
     {"runtime", "default_runtime", KEY_HANDLER_NAME, CFG(default_runtime), 0, 0, NULL, 0},
     {"runtime", "cgroup_driver", KEY_CGROUP_DRIVER, CFG(cgroup_driver), 0, 0, NULL, 0},
     {HANDLER_SECTION, "path", KEY_PATH, RT(path), 0, 0, NULL, 0},
@@ -634,6 +640,9 @@ void config_init_defaults(struct config *cfg)
     cfg->max_send_msg_size = DEFAULT_MAX_MSG_SIZE;
     cfg->max_streams = DEFAULT_MAX_STREAMS;
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
+    cfg->handshake_timeout_s = DEFAULT_HANDSHAKE_TIMEOUT_S;
+    cfg->keepalive_time_s = DEFAULT_KEEPALIVE_TIME_S;
+    cfg->keepalive_timeout_s = DEFAULT_KEEPALIVE_TIMEOUT_S;
     cfg->default_runtime = xstrdup(DEFAULT_RUNTIME);
     cfg->cgroup_driver = DEFAULT_CGROUP_DRIVER;
     for (size_t i = 0; i < ARRAY_SIZE(builtin_runtimes); i++) {
@@ -950,6 +959,9 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(server, "max_send_message_size", json_integer(cfg->max_send_msg_size));
     json_object_set_new(server, "max_concurrent_streams", json_integer(cfg->max_streams));
     json_object_set_new(server, "max_connections", json_integer(cfg->max_connections));
+    json_object_set_new(server, "handshake_timeout", json_integer(cfg->handshake_timeout_s));
+    json_object_set_new(server, "keepalive_time", json_integer(cfg->keepalive_time_s));
+    json_object_set_new(server, "keepalive_timeout", json_integer(cfg->keepalive_timeout_s));
 
     json_t *handlers = json_object();
     for (size_t i = 0; i < cfg->n_runtimes; i++) {
