@@ -351,11 +351,19 @@ def ref_seeds(c):
         c.add("ref", "%02d" % i, r)
 
 
+def log_seeds(c):
+    # fuzz_log.c: the strings of one log call, "\n--\n" between them.
+    c.add("log", "forged", b"x\nlevel=error msg=FORGED" + SEP + b'say "hi" \\ x=1' + SEP + b"abcdef"
+          + SEP + b"free text")
+    c.add("log", "plain", b"web-1" + SEP + b"ok" + SEP + b"abc" + SEP + b"word")
+    c.add("log", "controls", b"\t\r\x01\x7f\xc3\xa9" + SEP + b"" + SEP + b"=" + SEP + b"a=b")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(HERE, "corpus"))
     args = ap.parse_args()
-    targets = ("h2", "request", "ref", "manifest", "auth", "config", "cni_result",
+    targets = ("h2", "request", "log", "ref", "manifest", "auth", "config", "cni_result",
                "cni_conflist", "passwd", "keeper_ctl", "ctr_log", "unpack")
     for t in targets:
         d = os.path.join(args.out, t)
@@ -376,6 +384,7 @@ def main():
     keeper_seeds(c)
     ctr_log_seeds(c)
     ref_seeds(c)
+    log_seeds(c)
     for t in targets:
         n = len(os.listdir(os.path.join(args.out, t)))
         print("%-13s %3d inputs" % (t, n))
