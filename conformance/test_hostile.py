@@ -269,8 +269,8 @@ def test_socket_directory_of_someone_else_refuses_start(daemon, how):
 
 CRICTL = "/work/shared/tools/crictl"
 # Small enough for a test; the defaults are 10 s, 120 s and 20 s.
-LIVENESS = {"server": {"max_connections": "16", "handshake_timeout": "2",
-                       "keepalive_time": "2", "keepalive_timeout": "2"}}
+LIVENESS = {"server": {"handshake_timeout": "2", "keepalive_time": "2",
+                       "keepalive_timeout": "2"}}
 
 
 def crictl_version(d):
@@ -298,10 +298,11 @@ def closed_within(sock, seconds):
 @pytest.mark.skipif(not os.access(CRICTL, os.X_OK), reason="no crictl at " + CRICTL)
 def test_idle_connections_cannot_lock_clients_out(daemon):
     """260 connections that sent nothing locked out every new client (crictl version
-    failed at 1, 60, 130, 170 s). Now a new connection takes the place of the one
-    silent longest, and connections that never finish the HTTP/2 handshake are closed."""
+    failed at 1, 60, 130, 170 s). Now, at the default max_connections (256), a new
+    connection takes the place of the one silent longest, and connections that never
+    finish the HTTP/2 handshake are closed."""
     d = daemon(config=LIVENESS)
-    idle = [unix_connect(d.socket) for _ in range(40)]
+    idle = [unix_connect(d.socket) for _ in range(260)]
     try:
         for _ in range(3):
             crictl_version(d)
