@@ -64,6 +64,11 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *xstrdup_nonempty(const char *s)
+{
+    return s && *s ? xstrdup(s) : NULL;
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
     char *p = NULL;
@@ -94,6 +99,12 @@ void fclosep(FILE **f)
 {
     if (*f)
         fclose(*f);
+}
+
+void closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
 }
 
 void util_die_invariant(const char *file, int line, const char *what)
@@ -313,4 +324,24 @@ bool str_has_suffix(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+bool mountinfo_split(char *line, char **mnt, char **fstype, char **superopts)
+{
+    char *f[6];
+    char *save = NULL;
+    char *tok = strtok_r(line, " ", &save);
+    for (int i = 0; i < 6 && tok; i++, tok = strtok_r(NULL, " ", &save))
+        f[i] = tok;
+    if (!tok)
+        return false;
+    *mnt = f[4];
+    while (tok && strcmp(tok, "-") != 0)
+        tok = strtok_r(NULL, " ", &save);
+    if (!tok)
+        return false;
+    *fstype = strtok_r(NULL, " ", &save);
+    strtok_r(NULL, " ", &save); /* source */
+    *superopts = strtok_r(NULL, " ", &save);
+    return *fstype && *superopts;
 }

@@ -7,6 +7,7 @@
 #ifndef TINYCRI_CORE_UTIL_H
 #define TINYCRI_CORE_UTIL_H
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +27,8 @@ void *xcalloc(size_t nmemb, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* A copy of s, or NULL when s is NULL or "". */
+char *xstrdup_nonempty(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
@@ -36,9 +39,11 @@ static inline void freep(void *p)
 }
 void closep(int *fd);
 void fclosep(FILE **f);
+void closedirp(DIR **d);
 #define _cleanup_free_ __attribute__((cleanup(freep)))
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 #define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
+#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
 /* json_decrefp() comes with jansson (2.11 and later); users include <jansson.h>. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 
@@ -114,5 +119,12 @@ char *libexec_path(const char *name, const char *env_var);
 /* Does the string start/end with the given prefix/suffix? */
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
+
+/*
+ * Split one /proc/self/mountinfo line in place: the mount point (field 5),
+ * the fs type and the super options (after " - "). Octal escapes stay as they
+ * are. false when the line has too few fields.
+ */
+bool mountinfo_split(char *line, char **mnt, char **fstype, char **superopts);
 
 #endif

@@ -13,7 +13,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "core/utf8.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "grpc/h2.h"
 #include "grpc/router.h"
@@ -160,7 +160,7 @@ static enum walk_result check_string(struct walk *w, unsigned depth, const uint8
 {
     if (memchr(p, '\0', len))
         w->problem = "a NUL byte";
-    else if (!utf8_is_valid((const char *)p, len))
+    else if (!text_is_utf8((const char *)p, len))
         w->problem = "invalid UTF-8";
     else
         return WALK_OK;

@@ -39,15 +39,6 @@ struct registry_auth {
     const char *registry_token; /* bearer token sent as is */
 };
 
-/*
- * Every credential ends up in a header or a request body: refuse a CR, LF or
- * other control byte (0x00-0x1f, 0x7f) in any of them, the user and password
- * inside a base64 auth included, with INVALID_ARGUMENT naming the field
- * ("auth.registry_token"), never its value. A malformed base64 auth is
- * INVALID_ARGUMENT too. a may be NULL.
- */
-int registry_auth_check(const struct registry_auth *a, struct error **err);
-
 struct registry;       /* the client: one per daemon */
 struct registry_fetch; /* one manifest or blob transfer */
 
@@ -130,31 +121,8 @@ void registry_fetch_cancel(struct registry_fetch *f);
 int64_t registry_fetch_bytes(const struct registry_fetch *f);
 
 /*
- * ---- Internal: exposed for tests/unit/test_registry.c and tests/fuzz only. ----
+ * ---- Internal: exposed for tests/fuzz only (registry_auth.h has the auth parsers). ----
  */
-
-/* What the WWW-Authenticate headers of a 401 offer. */
-struct registry_challenge {
-    bool basic;
-    bool bearer;
-    char *realm;   /* of the first Bearer challenge (owned) */
-    char *service; /* of the first Bearer challenge (owned); may stay NULL */
-};
-
-/*
- * Add what one WWW-Authenticate value says to c; several values are fed in
- * turn. Tolerant: anything that does not parse is skipped.
- */
-void registry_challenge_parse(const char *value, struct registry_challenge *c);
-void registry_challenge_clear(struct registry_challenge *c);
-
-/*
- * A token endpoint's JSON answer: the "token" (or "access_token") it holds,
- * owned, when it is usable as a header value (1 to 16384 visible ASCII
- * characters), with its lifetime in seconds ("expires_in", 60 when absent or
- * not positive); else NULL.
- */
-char *registry_token_parse(const char *body, size_t len, int64_t *lifetime_s);
 
 /*
  * " (CODE: message)" from a registry error body {"errors":[{"code":…,

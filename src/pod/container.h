@@ -28,9 +28,9 @@
  * After a restart, container_init() re-watches live keepers (checked by
  * their /proc cmdline) and records exits that happened meanwhile.
  *
- * Every operation takes a callback that runs exactly once, on the loop,
- * unless the function fails at once (returns -1 with *err set; then the
- * callback never runs). A callback may run before the function returns.
+ * Every operation takes a callback that runs exactly once, on the loop and
+ * never inside the call that started it, unless the function fails at once
+ * (returns -1 with *err set; then the callback never runs).
  */
 #ifndef TINYCRI_POD_CONTAINER_H
 #define TINYCRI_POD_CONTAINER_H
@@ -44,9 +44,6 @@
 
 struct config;
 struct error;
-struct event;
-struct loop_timer;
-struct runtime_op;
 struct store;
 
 enum container_state {
@@ -55,8 +52,6 @@ enum container_state {
     CONTAINER_EXITED,
     CONTAINER_UNKNOWN,
 };
-
-struct container_exit_waiter;
 
 struct container {
     char *id; /* 64 lowercase hex */
@@ -80,14 +75,6 @@ struct container {
     int keeper_pid;
     char *root_dir;  /* <root_dir>/containers/<id> */
     char *state_dir; /* <state_dir>/ctr/<id> */
-
-    /* Run time only. */
-    int keeper_pidfd; /* -1 once the keeper has exited */
-    struct event *keeper_ev;
-    struct loop_timer *kill_timer;         /* StopContainer's grace period */
-    int64_t kill_at_ns;                    /* monotonic; 0 when no SIGKILL is scheduled */
-    struct container_exit_waiter *waiters; /* told when the container is EXITED */
-    struct runtime_op *start_op;           /* `runtime start` in flight */
 };
 
 typedef void (*container_done_cb)(const struct error *err, void *arg);
@@ -121,6 +108,9 @@ struct container *container_at(size_t i);
 
 const char *container_state_name(enum container_state s);
 
+/* The lifecycle's transition table: may a container go from `from` to `to`? */
+bool container_transition_ok(enum container_state from, enum container_state to);
+
 /*
  * Move c to state s (with the fields already updated by the caller) and
  * persist the record. An illegal transition is refused with
@@ -145,15 +135,17 @@ int container_start(const char *id, container_done_cb cb, void *arg, struct erro
 
 /*
  * StopContainer: the stop signal, then SIGKILL after timeout_s (0: SIGKILL at
- * once); cb when EXITED. Done at once for an EXITED container, and for a
- * CREATED one not being started (it stays CREATED). NOT_FOUND.
+ * once); cb when EXITED. Done (cb on the next loop turn) for an EXITED
+ * container, and for a CREATED one not being started (it stays CREATED).
+ * NOT_FOUND.
  */
 int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
                    struct error **err);
 
 /*
  * RemoveContainer: force-stop, runtime delete, unmount, remove the
- * directories and the record. An unknown id is not an error (cb at once).
+ * directories and the record. An unknown id is not an error (cb on the next
+ * loop turn).
  */
 int container_remove(const char *id, container_done_cb cb, void *arg, struct error **err);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/pidfd.h>
 #include <unistd.h>
 
@@ -77,7 +78,7 @@ enum exec_phase {
 };
 
 struct runtime_op {
-    struct runtime_op *prev, *next;
+    TAILQ_ENTRY(runtime_op) link; /* drv.ops */
     enum verb verb;
     char *what; /* "runc start <id>", for messages */
     struct child *child;
@@ -97,7 +98,7 @@ static struct {
     const struct config *cfg;
     struct handler handlers[CONFIG_MAX_RUNTIMES];
     size_t n;
-    struct runtime_op *ops;
+    TAILQ_HEAD(, runtime_op) ops;
     bool stopping; /* runtime_shutdown() has begun: no new calls */
 } drv;
 
@@ -140,27 +141,6 @@ const char *runtime_handler_version(const char *name)
     return h && h->version ? h->version : "";
 }
 
-/* Split a mountinfo line: mount point (field 5), fs type and super options (after " - "). */
-static bool mountinfo_fields(char *line, char **mnt, char **fstype, char **superopts)
-{
-    char *f[6];
-    char *save = NULL;
-    char *tok = strtok_r(line, " ", &save);
-    for (int i = 0; i < 6 && tok; i++, tok = strtok_r(NULL, " ", &save))
-        f[i] = tok;
-    if (!tok)
-        return false;
-    *mnt = f[4];
-    while (tok && strcmp(tok, "-") != 0)
-        tok = strtok_r(NULL, " ", &save);
-    if (!tok)
-        return false;
-    *fstype = strtok_r(NULL, " ", &save);
-    strtok_r(NULL, " ", &save); /* source */
-    *superopts = strtok_r(NULL, " ", &save);
-    return *fstype && *superopts;
-}
-
 static bool has_option(const char *opts, const char *name)
 {
     size_t n = strlen(name);
@@ -184,7 +164,7 @@ char *runtime_hybrid_missing_controller(const char *mountinfo, const char *contr
     char *save = NULL;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *mnt, *fstype, *opts;
-        if (!mountinfo_fields(line, &mnt, &fstype, &opts))
+        if (!mountinfo_split(line, &mnt, &fstype, &opts))
             continue;
         if (strcmp(fstype, "cgroup2") == 0 && strcmp(mnt, "/sys/fs/cgroup/unified") == 0)
             hybrid = true;
@@ -301,6 +281,7 @@ int runtime_init(const struct config *cfg, struct error **err)
 {
     drv.cfg = cfg;
     drv.n = 0;
+    TAILQ_INIT(&drv.ops);
     for (size_t i = 0; i < cfg->n_runtimes; i++) {
         struct handler *h = &drv.handlers[drv.n++];
         memset(h, 0, sizeof(*h));
@@ -433,12 +414,7 @@ static void on_exec_timer(void *arg)
 
 static void op_free(struct runtime_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        drv.ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    TAILQ_REMOVE(&drv.ops, op, link);
     loop_timer_free(op->timer);
     proc_tree_free(op->tree);
     if (op->exec_pidfd >= 0)
@@ -481,8 +457,8 @@ void runtime_shutdown(void)
 {
     /* Every caller still waiting hears UNAVAILABLE, so nothing it holds leaks. */
     drv.stopping = true;
-    while (drv.ops) {
-        struct runtime_op *op = drv.ops;
+    struct runtime_op *op;
+    while ((op = TAILQ_FIRST(&drv.ops))) {
         runtime_done_cb cb = op->cb;
         void *arg = op->arg;
         struct error *err = NULL;
@@ -666,10 +642,7 @@ static struct runtime_op *op_run(enum verb verb, const char *handler, const char
         free(op);
         return NULL;
     }
-    op->next = drv.ops;
-    if (drv.ops)
-        drv.ops->prev = op;
-    drv.ops = op;
+    TAILQ_INSERT_HEAD(&drv.ops, op, link);
     log_debug("runtime call started call=\"%s\"", op->what);
     return op;
 }

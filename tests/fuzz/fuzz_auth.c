@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What registries and token servers say back (image/registry): the first
+ * What registries and token servers say back (image/registry_auth for the
+ * challenges and token answers, image/registry for error bodies): the first
  * byte picks the parser, the rest is its input.
  *   0  WWW-Authenticate values, one per part ("\n--\n" between them)
  *   1  a token endpoint's JSON answer
@@ -18,6 +19,7 @@
 #include "core/util.h"
 #include "fuzz.h"
 #include "image/registry.h"
+#include "image/registry_auth.h"
 
 static void fuzz_challenges(const uint8_t *data, size_t size)
 {
@@ -27,19 +29,21 @@ static void fuzz_challenges(const uint8_t *data, size_t size)
     struct registry_challenge c = {0};
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *value = fuzz_strndup(parts[i], lens[i]);
-        registry_challenge_parse(value, &c);
+        registry_auth_challenge_parse(value, &c);
         FUZZ_CHECK(!c.realm || c.bearer);
         FUZZ_CHECK(!c.service || c.bearer);
     }
-    registry_challenge_clear(&c);
+    registry_auth_challenge_clear(&c);
 }
 
 static void fuzz_token(const uint8_t *data, size_t size)
 {
     int64_t lifetime = -1;
-    _cleanup_free_ char *token = registry_token_parse((const char *)data, size, &lifetime);
-    if (!token)
+    _cleanup_free_ char *token = NULL;
+    if (registry_auth_token_parse((const char *)data, size, 16384, 60, &token, &lifetime) < 0) {
+        FUZZ_CHECK(token == NULL);
         return;
+    }
     size_t len = strlen(token);
     FUZZ_CHECK(len >= 1 && len <= 16384);
     for (size_t i = 0; i < len; i++)

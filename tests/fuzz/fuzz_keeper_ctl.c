@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The keeper's control protocol (keeper/ctl): what a ctl.sock client sends,
+ * The keeper's control protocol (keeper/protocol): what a ctl.sock client sends,
  * received in chunks whose sizes come from the first byte, made into lines
  * and parsed as the keeper does. The lines given back are exactly the bytes
  * received up to each '\n'; a buffer that fills without one is reported as
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "keeper/ctl.h"
+#include "keeper/protocol.h"
 
 static void check_parse(const char *line, size_t len)
 {

@@ -15,7 +15,7 @@
 
 #include "api.pb-c.h"
 #include "core/error.h"
-#include "core/utf8.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "cri/methods.h"
 #include "fuzz.h"
@@ -71,7 +71,7 @@ static void check_strings(const ProtobufCMessage *m)
             if (f->type == PROTOBUF_C_TYPE_MESSAGE)
                 check_strings(item);
             else
-                FUZZ_CHECK(utf8_is_valid(item, strlen(item)));
+                FUZZ_CHECK(text_is_utf8(item, strlen(item)));
         }
     }
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The keeper's control lines: assembly and parsing (ctl.h). */
+/* The keeper's control lines: assembly and parsing (protocol.h). */
 #include "autoconf.h"
 
 #include <string.h>
 
-#include "keeper/ctl.h"
+#include "keeper/protocol.h"
 
 /* A decimal 1..65535 at s[0..len), digits only. */
 static bool parse_dim(const char *s, size_t len, unsigned short *out)
@@ -36,13 +36,14 @@ void keeper_ctl_parse(const char *line, size_t len, struct keeper_ctl_request *o
         len--;
     if (memchr(line, '\0', len))
         return;
-    if (is(line, len, "reopen")) {
+    static const char resize[] = KEEPER_CMD_RESIZE " ";
+    if (is(line, len, KEEPER_CMD_REOPEN)) {
         out->cmd = KEEPER_CTL_REOPEN;
-    } else if (is(line, len, "stdin-close")) {
+    } else if (is(line, len, KEEPER_CMD_STDIN_CLOSE)) {
         out->cmd = KEEPER_CTL_STDIN_CLOSE;
-    } else if (len >= 7 && memcmp(line, "resize ", 7) == 0) {
-        const char *args = line + 7;
-        size_t n = len - 7;
+    } else if (len >= strlen(resize) && memcmp(line, resize, strlen(resize)) == 0) {
+        const char *args = line + strlen(resize);
+        size_t n = len - strlen(resize);
         const char *space = memchr(args, ' ', n);
         out->cmd = KEEPER_CTL_USAGE;
         if (space && parse_dim(args, (size_t)(space - args), &out->cols) &&
