@@ -321,6 +321,9 @@ int registry_auth_token_parse(const char *body, size_t len, size_t max_len,
         return -1;
     json_t *exp = json_object_get(root, "expires_in");
     int64_t lifetime = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
+    /* A token server's "expires_in": 9e15 overflowed the expiry in nanoseconds. */
+    if (lifetime > REGISTRY_TOKEN_MAX_LIFETIME_S)
+        lifetime = REGISTRY_TOKEN_MAX_LIFETIME_S;
     *lifetime_s = lifetime > 0 ? lifetime : default_lifetime_s;
     *token_out = xstrdup(token);
     return 0;

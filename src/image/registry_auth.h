@@ -97,8 +97,10 @@ void registry_auth_challenge_clear(struct registry_challenge *c);
 /*
  * A token endpoint's JSON answer: "token" (or "access_token"), visible ASCII
  * and at most max_len bytes, and "expires_in" (default_lifetime_s when absent
- * or not positive). 0 with *token (owned) set, or -1 when it holds no usable token.
+ * or not positive, REGISTRY_TOKEN_MAX_LIFETIME_S at most: the cache counts in
+ * nanoseconds). 0 with *token (owned) set, or -1 when it holds no usable token.
  */
+#define REGISTRY_TOKEN_MAX_LIFETIME_S (24 * 3600)
 int registry_auth_token_parse(const char *body, size_t len, size_t max_len,
                               int64_t default_lifetime_s, char **token, int64_t *lifetime_s);
 
