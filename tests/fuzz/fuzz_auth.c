@@ -9,7 +9,8 @@
  * A Bearer realm is only taken from a Bearer challenge; a token is 1 to
  * 16384 visible ASCII characters (it goes into a header) with a lifetime
  * that the token cache can turn into nanoseconds; an error detail is
- * printable ASCII of bounded length.
+ * printable ASCII of bounded length (core/text escapes each other byte as
+ * four).
  */
 #include "autoconf.h"
 
@@ -55,7 +56,8 @@ static void fuzz_error_body(const uint8_t *data, size_t size)
 {
     bool denied = false;
     _cleanup_free_ char *detail = registry_error_detail((const char *)data, size, &denied);
-    FUZZ_CHECK(detail && strlen(detail) <= 64 + 200 + 5);
+    /* text_safe() of at most 64 (code) and 200 (message) bytes, " (", ": " and ")". */
+    FUZZ_CHECK(detail && strlen(detail) <= (4 * 64 + 3) + (4 * 200 + 3) + 5);
     for (const char *p = detail; *p; p++)
         FUZZ_CHECK(*p >= 0x20 && *p <= 0x7e);
     _cleanup_free_ char *again = registry_error_detail((const char *)data, size, NULL);
