@@ -640,7 +640,10 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
     buf_init(&c->err.buf, cap);
 
     _cleanup_close_ int in_child = -1, out_child = -1, err_child = -1;
-    if (opts->stdin_data) {
+    const int *given = opts->stdio;
+    if (given && given[0] >= 0) {
+        /* the caller's fd, used as it is */
+    } else if (opts->stdin_data) {
         if (pipe_for_child(&c->in_fd, &in_child, false, err) < 0)
             return error_prefix(err, "spawn %s: stdin", opts->argv[0]), NULL;
         c->in_data = xmalloc(opts->stdin_len);
@@ -652,15 +655,18 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
             return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", opts->argv[0]),
                    NULL;
     }
-    if (pipe_for_child(&c->out.fd, &out_child, true, err) < 0 ||
-        pipe_for_child(&c->err.fd, &err_child, true, err) < 0)
+    if ((!(given && given[1] >= 0) && pipe_for_child(&c->out.fd, &out_child, true, err) < 0) ||
+        (!(given && given[2] >= 0) && pipe_for_child(&c->err.fd, &err_child, true, err) < 0))
         return error_prefix(err, "spawn %s: output", opts->argv[0]), NULL;
+    int child_fds[3] = {given && given[0] >= 0 ? given[0] : in_child,
+                        given && given[1] >= 0 ? given[1] : out_child,
+                        given && given[2] >= 0 ? given[2] : err_child};
 
     pid_t pid = fork();
     if (pid < 0)
         return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", opts->argv[0]), NULL;
     if (pid == 0)
-        child_exec(opts, in_child, out_child, err_child);
+        child_exec(opts, child_fds[0], child_fds[1], child_fds[2]);
     c->pid = pid;
 
     /*
@@ -673,10 +679,12 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
         goto undo;
     }
     c->exit_ev = xevent_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
-    c->out.ev = xevent_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
-    c->err.ev = xevent_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
-    if (event_add(c->exit_ev, NULL) < 0 || event_add(c->out.ev, NULL) < 0 ||
-        event_add(c->err.ev, NULL) < 0) {
+    if (c->out.fd >= 0)
+        c->out.ev = xevent_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
+    if (c->err.fd >= 0)
+        c->err.ev = xevent_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
+    if (event_add(c->exit_ev, NULL) < 0 || (c->out.ev && event_add(c->out.ev, NULL) < 0) ||
+        (c->err.ev && event_add(c->err.ev, NULL) < 0)) {
         error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
         goto undo;
     }

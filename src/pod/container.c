@@ -1837,11 +1837,13 @@ static int write_small_file(const char *path, const char *text, struct error **e
     return 0;
 }
 
-int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
-                        size_t out_cap, container_exec_cb cb, void *arg, struct error **err)
+/* Both execs: process.json from the container's process with cmd and terminal, then the runtime. */
+static int exec_begin(const char *method, const char *id, char *const *cmd, size_t n_cmd,
+                      int64_t timeout_s, size_t out_cap, bool tty, const int *stdio,
+                      container_exec_cb cb, void *arg, struct error **err)
 {
     if (n_cmd == 0)
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "ExecSync: cmd is required");
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s: cmd is required", method);
     struct container *c = container_find(id);
     if (!c)
         return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
@@ -1864,12 +1866,12 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         json_t *s = json_string(cmd[i]);
         if (!s) {
             json_decref(args);
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "ExecSync: cmd is not UTF-8");
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s: cmd is not UTF-8", method);
         }
         json_array_append_new(args, s);
     }
     json_object_set_new(p, "args", args);
-    json_object_set_new(p, "terminal", json_false());
+    json_object_set_new(p, "terminal", json_boolean(tty));
     json_object_del(p, "consoleSize");
     _cleanup_free_ char *ptext = json_dumps(p, JSON_COMPACT);
     uint64_t seq = ++ctrs.exec_seq;
@@ -1884,6 +1886,8 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         .pid_file = eo->pid_path,
         .timeout_ms = timeout_s > 0 ? timeout_s * 1000 : 0,
         .out_cap = out_cap,
+        .stdio = stdio,
+        .ctty = tty,
     };
     if (!ptext)
         error_set(err, GRPC_INTERNAL, 0, "encode process.json");
@@ -1898,6 +1902,18 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         ctrs.execs->prev = eo;
     ctrs.execs = eo;
     return 0;
+}
+
+int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
+                        size_t out_cap, container_exec_cb cb, void *arg, struct error **err)
+{
+    return exec_begin("ExecSync", id, cmd, n_cmd, timeout_s, out_cap, false, NULL, cb, arg, err);
+}
+
+int container_exec_stream(const char *id, char *const *cmd, size_t n_cmd, bool tty,
+                          const int stdio[3], container_exec_cb cb, void *arg, struct error **err)
+{
+    return exec_begin("Exec", id, cmd, n_cmd, 0, 4096, tty, stdio, cb, arg, err);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1984,25 +2000,22 @@ static void on_reopen_timeout(void *arg)
     reopen_finish(ro, err);
 }
 
-int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+/*
+ * A connected, non-blocking socket to the keeper's <name> socket. A long
+ * state dir does not fit sun_path: connect through an O_PATH fd on it (the
+ * path is resolved at connect time; the fd can go right after).
+ */
+static int keeper_connect(const struct container *c, const char *name, struct error **err)
 {
-    struct container *c = container_find(id);
-    if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
-    if (c->state != CONTAINER_RUNNING || c->keeper_pidfd < 0)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
-                         c->id, container_state_name(c->state));
-    /* A long state dir does not fit sun_path: connect through an O_PATH fd on it
-     * (the path is resolved at connect time; the fd can go right after). */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     _cleanup_close_ int dir_fd = -1;
-    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/ctl.sock", c->state_dir) >=
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", c->state_dir, name) >=
         sizeof(sa.sun_path)) {
         dir_fd = open(c->state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
             return error_set(err, errno == ENOENT ? GRPC_FAILED_PRECONDITION : GRPC_INTERNAL, errno,
                              "container %s: open %s", c->id, c->state_dir);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", dir_fd);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd, name);
     }
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -2012,6 +2025,20 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
                          errno == ENOENT || errno == ECONNREFUSED ? GRPC_FAILED_PRECONDITION
                                                                   : GRPC_UNAVAILABLE,
                          errno, "container %s: connect to the keeper", c->id);
+    return steal_fd(&fd);
+}
+
+int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+{
+    struct container *c = container_find(id);
+    if (!c)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    if (c->state != CONTAINER_RUNNING || c->keeper_pidfd < 0)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
+                         c->id, container_state_name(c->state));
+    _cleanup_close_ int fd = keeper_connect(c, "ctl.sock", err);
+    if (fd < 0)
+        return -1;
     static const char cmd[] = "reopen\n";
     if (send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)sizeof(cmd) - 1)
         return error_set(err, GRPC_UNAVAILABLE, errno, "container %s: write to the keeper", c->id);
@@ -2032,6 +2059,40 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
     if (ctrs.reopens)
         ctrs.reopens->prev = ro;
     ctrs.reopens = ro;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* attach and resize                                                       */
+/* ---------------------------------------------------------------------- */
+
+int container_attach_connect(const char *id, bool *tty, struct error **err)
+{
+    struct container *c = container_find(id);
+    if (!c)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    if (c->state != CONTAINER_RUNNING || c->keeper_pidfd < 0)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
+                         c->id, container_state_name(c->state));
+    *tty = c->config->tty;
+    return keeper_connect(c, "attach.sock", err);
+}
+
+int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err)
+{
+    struct container *c = container_find(id);
+    if (!c)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    if (!c->config->tty)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s has no terminal", c->id);
+    _cleanup_close_ int fd = keeper_connect(c, "ctl.sock", err);
+    if (fd < 0)
+        return -1;
+    /* The keeper reads the line even once we are gone; its reply is not needed. */
+    char line[64];
+    int n = snprintf(line, sizeof(line), "resize %u %u\n", cols, rows);
+    if (send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n)
+        return error_set(err, GRPC_UNAVAILABLE, errno, "container %s: write to the keeper", c->id);
     return 0;
 }
 

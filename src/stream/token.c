@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The request cache behind token.h: a FIFO (every entry lives as long, so
+ * the oldest expires first), searched linearly: it holds at most a few
+ * thousand entries and is touched once per RPC and once per URL.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/base64.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "stream/token.h"
+
+struct entry {
+    struct entry *next;
+    char token[TOKEN_LEN + 1];
+    int64_t expires_ns;
+    struct stream_request *req;
+};
+
+struct token_cache {
+    struct entry *head, **tail;
+    size_t n, max;
+    int64_t ttl_ns;
+};
+
+void stream_request_free(struct stream_request *r)
+{
+    if (!r)
+        return;
+    free(r->container_id);
+    for (size_t i = 0; i < r->n_cmd; i++)
+        free(r->cmd[i]);
+    free(r->cmd);
+    free(r->sandbox_id);
+    free(r->ports);
+    free(r);
+}
+
+const char *stream_kind_name(enum stream_kind k)
+{
+    switch (k) {
+    case STREAM_EXEC:
+        return "exec";
+    case STREAM_ATTACH:
+        return "attach";
+    case STREAM_PORTFORWARD:
+        return "portforward";
+    }
+    return "?";
+}
+
+struct token_cache *token_cache_new(size_t max, int64_t ttl_ms)
+{
+    struct token_cache *c = xcalloc(1, sizeof(*c));
+    c->tail = &c->head;
+    c->max = max;
+    c->ttl_ns = ttl_ms * 1000000;
+    return c;
+}
+
+void token_cache_set_ttl(struct token_cache *c, int64_t ttl_ms)
+{
+    c->ttl_ns = ttl_ms * 1000000;
+}
+
+static void entry_free(struct entry *e)
+{
+    stream_request_free(e->req);
+    explicit_bzero(e->token, sizeof(e->token));
+    free(e);
+}
+
+void token_cache_free(struct token_cache *c)
+{
+    if (!c)
+        return;
+    while (c->head) {
+        struct entry *e = c->head;
+        c->head = e->next;
+        entry_free(e);
+    }
+    free(c);
+}
+
+static void unlink_entry(struct token_cache *c, struct entry **pp)
+{
+    struct entry *e = *pp;
+    *pp = e->next;
+    if (c->tail == &e->next)
+        c->tail = pp;
+    c->n--;
+}
+
+static void expire(struct token_cache *c)
+{
+    int64_t now = now_monotonic_ns();
+    while (c->head && c->head->expires_ns <= now) {
+        struct entry *e = c->head;
+        unlink_entry(c, &c->head);
+        entry_free(e);
+    }
+}
+
+static void random_token(char *out)
+{
+    uint8_t raw[6];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        assert_state(n > 0);
+        got += (size_t)n;
+    }
+    base64_encode_to(raw, sizeof(raw), true, out);
+}
+
+static struct entry **find(struct token_cache *c, const char *token)
+{
+    for (struct entry **pp = &c->head; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->token, token) == 0)
+            return pp;
+    }
+    return NULL;
+}
+
+int token_cache_insert(struct token_cache *c, struct stream_request *req, char *token,
+                       struct error **err)
+{
+    expire(c);
+    if (c->n >= c->max) {
+        stream_request_free(req);
+        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
+                         "maximum number of in-flight streaming requests (%zu) exceeded", c->max);
+    }
+    struct entry *e = xcalloc(1, sizeof(*e));
+    do {
+        random_token(e->token);
+    } while (find(c, e->token));
+    e->expires_ns = now_monotonic_ns() + c->ttl_ns;
+    e->req = req;
+    *c->tail = e;
+    c->tail = &e->next;
+    c->n++;
+    memcpy(token, e->token, TOKEN_LEN + 1);
+    return 0;
+}
+
+struct stream_request *token_cache_take(struct token_cache *c, const char *token)
+{
+    expire(c);
+    if (!token || strlen(token) != TOKEN_LEN)
+        return NULL;
+    struct entry **pp = find(c, token);
+    if (!pp)
+        return NULL;
+    struct entry *e = *pp;
+    unlink_entry(c, pp);
+    /* Checked again: after a lower ttl, a later entry may expire before an earlier one. */
+    struct stream_request *req = e->expires_ns > now_monotonic_ns() ? steal_ptr(&e->req) : NULL;
+    entry_free(e);
+    return req;
+}
+
+size_t token_cache_count(struct token_cache *c)
+{
+    expire(c);
+    return c->n;
+}
