@@ -65,3 +65,94 @@ def test_crictl_exec_streams_and_exit_code(ctrs):
     assert r.returncode == 1
     r = crictl(ctrs, "exec", cid, "echo", "hello")
     assert (r.returncode, r.stdout) == (0, b"hello\n")
+
+
+def test_crictl_exec_large_output_is_not_truncated(ctrs):
+    _, cid = running(ctrs, "big")
+    want = "".join("%d\n" % i for i in range(1, 200001)).encode()  # 1.3 MB
+    r = crictl(ctrs, "exec", cid, "seq", "1", "200000")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) == len(want) and r.stdout == want
+
+
+def test_crictl_exec_tty_interactive(ctrs):
+    """crictl exec -it under a pty (util-linux script): typed input reaches the shell in
+    the container, its output comes back, and exit ends the session."""
+    _, cid = running(ctrs, "tty")
+    sock = "unix://" + ctrs.d.socket
+    cmd = "%s --runtime-endpoint %s --image-endpoint %s exec -it %s sh" % (
+        crictl_path(), sock, sock, cid)
+    p = subprocess.Popen(["script", "-qfec", cmd, "/dev/null"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = bytearray()
+    done = threading.Event()
+
+    def reader():
+        while True:
+            chunk = p.stdout.read1(65536)
+            if not chunk:
+                break
+            out.extend(chunk)
+        done.set()
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        p.stdin.write(b"echo tty-$((40+2)); tty\n")
+        p.stdin.flush()
+        wait_until(lambda: b"tty-42" in out and b"/dev/pts/" in out, 20,
+                   what=lambda: "the shell's answer in %r" % bytes(out))
+        p.stdin.write(b"exit 0\n")
+        p.stdin.flush()
+        assert done.wait(20), bytes(out)
+        assert p.wait(10) == 0, bytes(out)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        t.join()
+    # The shell ran under the container's terminal, which the session relayed.
+    assert b"/ # " in out, bytes(out)
+
+
+def create_with(ctrs, pod, name, **fields):
+    """CreateContainer with ContainerConfig fields Ctrs.config() has no argument for."""
+    extra = {k: fields.pop(k) for k in ("stdin", "stdin_once", "tty") if k in fields}
+    cfg = ctrs.config(name, **fields)
+    for k, v in extra.items():
+        setattr(cfg, k, v)
+    resp = ctrs.rt.CreateContainer(ctrs.pb.CreateContainerRequest(
+        pod_sandbox_id=pod, config=cfg, sandbox_config=ctrs.pods[pod]), timeout=60)
+    ctrs.start(resp.container_id)
+    return resp.container_id
+
+
+def test_crictl_attach_stdin_once(ctrs):
+    """A container with stdin and stdin_once runs sh: crictl attach -i writes a command,
+    reads its output, closes stdin; the shell exits and the attach ends with success."""
+    pod = ctrs.run_pod("att")
+    cid = create_with(ctrs, pod, "c", command=["sh"], stdin=True, stdin_once=True)
+    sock = "unix://" + ctrs.d.socket
+    p = subprocess.Popen([crictl_path(), "--runtime-endpoint", sock, "--image-endpoint", sock,
+                          "attach", "-i", cid], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"echo -n hello\n")
+        p.stdin.flush()
+        got = b""
+        deadline = time.monotonic() + 20
+        while b"hello" not in got and time.monotonic() < deadline:
+            chunk = p.stdout.read1(100)
+            if not chunk:
+                break
+            got += chunk
+        assert got == b"hello"
+        p.stdin.close()
+        rc = p.wait(20)
+        assert rc == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    st = ctrs.wait_exited(cid)
+    assert st.exit_code == 0
+    # The output went to the CRI log too.
+    with open(ctrs.log_path("att", "c")) as f:
+        assert re.search(r" stdout [PF] hello$", f.read(), re.M)
