@@ -156,3 +156,117 @@ def test_crictl_attach_stdin_once(ctrs):
     # The output went to the CRI log too.
     with open(ctrs.log_path("att", "c")) as f:
         assert re.search(r" stdout [PF] hello$", f.read(), re.M)
+
+
+# --------------------------------------------------------------------------
+# crictl port-forward
+# --------------------------------------------------------------------------
+
+HTTPD = ["sh", "-c", "mkdir -p /www && echo hello-from-httpd > /www/index.html && "
+         "head -c %d /dev/urandom > /www/big && exec httpd -f -p %s -h /www"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class PortForward:
+    """crictl port-forward POD LOCAL:REMOTE in the background."""
+
+    def __init__(self, ctrs, pod, remote):
+        self.local = free_port()
+        sock = "unix://" + ctrs.d.socket
+        self.p = subprocess.Popen([crictl_path(), "--runtime-endpoint", sock, "--image-endpoint",
+                                   sock, "port-forward", pod, "%d:%d" % (self.local, remote)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_until(self.listening, 20, what="crictl port-forward to listen")
+
+    def listening(self):
+        assert self.p.poll() is None, self.p.stdout.read()
+        try:
+            socket.create_connection(("127.0.0.1", self.local), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def get(self, path, timeout=60):
+        s = socket.create_connection(("127.0.0.1", self.local), timeout=timeout)
+        s.sendall(b"GET %s HTTP/1.0\r\n\r\n" % path.encode())
+        data = bytearray()
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data.extend(chunk)
+        s.close()
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        return head, body
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+
+
+def test_crictl_port_forward_pod_network(ctrs):
+    """port-forward to busybox httpd in a pod on the bridge: several connections at once,
+    and 100 MiB intact."""
+    size = 100 * MiB
+    pod = ctrs.run_pod("pf")
+    cid = ctrs.run(pod, "web", command=[HTTPD[0], HTTPD[1], HTTPD[2] % (size, "8080")])
+    wait_until(lambda: ctrs.exec(cid, "sh", "-c", "test -s /www/big && netstat -ltn | "
+                                 "grep -q :8080").exit_code == 0, 30, what="httpd to listen")
+    want = ctrs.out(cid, "sha256sum", "/www/big").split()[0]
+    pf = PortForward(ctrs, pod, 8080)
+    try:
+        results = [None] * 6
+
+        def fetch(i):
+            results[i] = pf.get("/index.html")
+        threads = [threading.Thread(target=fetch, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for head, body in results:
+            assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head
+            assert body == b"hello-from-httpd\n"
+        head, body = pf.get("/big", timeout=120)
+        assert len(body) == size
+        assert hashlib.sha256(body).hexdigest() == want
+    finally:
+        pf.stop()
+
+
+def test_crictl_port_forward_host_network(ctrs):
+    pb = ctrs.pb
+    port = free_port()
+    cfg = ctrs.pod_config("pfhost")
+    cfg.linux.security_context.namespace_options.network = pb.NODE
+    pod = ctrs.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=60).pod_sandbox_id
+    ctrs.pods = getattr(ctrs, "pods", {})
+    ctrs.pods[pod] = cfg
+    ns = pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD)
+    ctrs.run(pod, "web", command=[HTTPD[0], HTTPD[1], HTTPD[2] % (1024, "127.0.0.1:%d" % port)],
+             namespace_options=ns)
+    wait_until(lambda: _port_open(port), 30, what="httpd on the host's loopback")
+    pf = PortForward(ctrs, pod, port)
+    try:
+        head, body = pf.get("/index.html")
+        assert body == b"hello-from-httpd\n"
+    finally:
+        pf.stop()
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
