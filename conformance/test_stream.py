@@ -270,3 +270,272 @@ def _port_open(port):
         return True
     except OSError:
         return False
+
+
+# --------------------------------------------------------------------------
+# RPC validation and Status
+# --------------------------------------------------------------------------
+
+def rpc_code(fn, req):
+    with pytest.raises(grpc.RpcError) as ei:
+        fn(req, timeout=10)
+    return ei.value.code()
+
+
+def test_rpc_validation_and_status(ctrs):
+    pb, rt = ctrs.pb, ctrs.rt
+    pod, cid = running(ctrs, "val")
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    assert rpc_code(rt.Exec, pb.ExecRequest(cmd=["true"], stdout=True)) == bad
+    assert rpc_code(rt.Exec, pb.ExecRequest(container_id=cid, stdout=True)) == bad
+    assert rpc_code(rt.Exec, pb.ExecRequest(container_id=cid, cmd=["sh"], tty=True,
+                                            stdout=True, stderr=True)) == bad
+    assert rpc_code(rt.Exec, pb.ExecRequest(container_id=cid, cmd=["sh"])) == bad
+    assert rpc_code(rt.Exec, pb.ExecRequest(container_id="f" * 64, cmd=["sh"],
+                                            stdout=True)) == grpc.StatusCode.NOT_FOUND
+    assert rpc_code(rt.Attach, pb.AttachRequest(stdout=True)) == bad
+    assert rpc_code(rt.Attach, pb.AttachRequest(container_id=cid, tty=True, stdout=True,
+                                                stderr=True)) == bad
+    assert rpc_code(rt.Attach, pb.AttachRequest(container_id=cid)) == bad
+    assert rpc_code(rt.PortForward, pb.PortForwardRequest(port=[80])) == bad
+    assert rpc_code(rt.PortForward, pb.PortForwardRequest(pod_sandbox_id=pod,
+                                                          port=[70000])) == bad
+    assert rpc_code(rt.PortForward, pb.PortForwardRequest(
+        pod_sandbox_id="f" * 64, port=[80])) == grpc.StatusCode.NOT_FOUND
+    url = rt.Exec(pb.ExecRequest(container_id=cid, cmd=["true"], stdout=True), timeout=10).url
+    base = json.loads(ctrs.d.status(verbose=True).info["streaming"])["url"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base), base
+    assert re.fullmatch(re.escape(base) + r"/exec/[A-Za-z0-9_-]{8}", url), url
+    url = rt.Attach(pb.AttachRequest(container_id=cid, stdout=True), timeout=10).url
+    assert re.fullmatch(re.escape(base) + r"/attach/[A-Za-z0-9_-]{8}", url), url
+    url = rt.PortForward(pb.PortForwardRequest(pod_sandbox_id=pod, port=[80]), timeout=10).url
+    assert re.fullmatch(re.escape(base) + r"/portforward/[A-Za-z0-9_-]{8}", url), url
+
+
+# --------------------------------------------------------------------------
+# Raw SPDY: HTTP answers, tokens, the protocol's edges
+# --------------------------------------------------------------------------
+
+def exec_url(ctrs, cid, cmd, stdin=False, stdout=True, stderr=True, tty=False):
+    return ctrs.rt.Exec(ctrs.pb.ExecRequest(container_id=cid, cmd=cmd, stdin=stdin,
+                                            stdout=stdout, stderr=stderr, tty=tty),
+                        timeout=10).url
+
+
+def refused(url, **kw):
+    with pytest.raises(spdyclient.Refused) as ei:
+        spdyclient.Client.connect(url, **kw)
+    return ei.value
+
+
+def test_http_answers_and_one_shot_tokens(ctrs):
+    _, cid = running(ctrs, "http")
+    url = exec_url(ctrs, cid, ["true"])
+    base, token = url.rsplit("/", 1)
+    # Unknown tokens and other paths: 404 (and the real token stays unused).
+    assert refused(base + "/AAAAAAAA").status == 404
+    assert refused(url.replace("/exec/", "/nothing/")).status == 404
+    assert refused(url, method="PUT").status == 405
+    # No protocol header: 400 (the token is used up by then, as kubelet's cache does).
+    assert refused(url, protocols=[]).status == 400
+    assert refused(url).status == 404
+    # Only protocols we do not speak: 403 listing what we accept.
+    e = refused(exec_url(ctrs, cid, ["true"]), protocols=["v5.channel.k8s.io"])
+    assert e.status == 403
+    accepted = [v for k, v in e.headers if k.lower() == "x-accepted-stream-protocol-versions"]
+    assert accepted == spdyclient.EXEC_PROTOCOLS
+    # Comma-separated offers work like repeated headers.
+    c = spdyclient.Client.connect(exec_url(ctrs, cid, ["true"]),
+                                  protocols=["v5.channel.k8s.io, v2.channel.k8s.io"])
+    assert c.protocol == "v2.channel.k8s.io"
+    c.close()
+    # Not an upgrade: 400.
+    s, status, _, _ = spdyclient.http_request(exec_url(ctrs, cid, ["true"]), [
+        ("X-Stream-Protocol-Version", "v4.channel.k8s.io")])
+    s.close()
+    assert status == 400
+    # A token used at another kind's path: 404, and used up.
+    url = exec_url(ctrs, cid, ["true"])
+    assert refused(url.replace("/exec/", "/attach/")).status == 404
+    assert refused(url).status == 404
+    # GET works as POST; a used token is gone.
+    url = exec_url(ctrs, cid, ["echo", "hi"], stderr=False)
+    c, ids = spdyclient.exec_session(url, stderr=False)
+    c.until(lambda c: ids["error"] in c.fin and ids["stdout"] in c.fin)
+    assert bytes(c.streams[ids["stdout"]]) == b"hi\n"
+    assert json.loads(bytes(c.streams[ids["error"]])) == {"metadata": {}, "status": "Success"}
+    c.close()
+    assert refused(url).status == 404
+    c = spdyclient.Client.connect(exec_url(ctrs, cid, ["true"]), method="GET")
+    c.close()
+    # A head that never ends is cut off, not buffered.
+    s = socket.create_connection(urllib_host(base), timeout=10)
+    s.sendall(b"GET /exec/AAAAAAAA HTTP/1.1\r\nX: " + b"a" * (64 * 1024))
+    assert b" 431 " in s.recv(1024).split(b"\r\n")[0]
+    s.close()
+
+
+def urllib_host(url):
+    import urllib.parse
+    u = urllib.parse.urlsplit(url)
+    return (u.hostname, u.port)
+
+
+def restart_with(ctrs, stream):
+    from test_containers import daemon_config
+    ctrs.d.stop()
+    ctrs.d.write_config(daemon_config(ctrs.images, {"stream": stream}))
+    ctrs.d.start()
+
+
+def test_token_expiry_limit_and_session_cap(ctrs):
+    """token_timeout (here 1 s) expires URLs; at most 1000 wait; max_sessions (here 1)
+    answers 429 with Retry-After and leaves the URL usable."""
+    _, cid = running(ctrs, "tok")
+    restart_with(ctrs, {"token_timeout": "1", "max_sessions": "1"})
+    url = exec_url(ctrs, cid, ["true"])
+    time.sleep(1.5)
+    assert refused(url).status == 404
+    # 1000 waiting URLs, then RESOURCE_EXHAUSTED.
+    pb = ctrs.pb
+    req = pb.ExecRequest(container_id=cid, cmd=["true"], stdout=True)
+    futures = [ctrs.rt.Exec.future(req, timeout=30) for _ in range(1000)]
+    assert all(f.result().url for f in futures)
+    assert rpc_code(ctrs.rt.Exec, req) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    time.sleep(1.2)  # they expire; room again
+    # One session open (a cat waiting for stdin): the next URL gets 429.
+    a, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["cat"], stdin=True, stderr=False),
+                                     stdin=True, stderr=False)
+    url = exec_url(ctrs, cid, ["echo", "later"], stderr=False)
+    e = refused(url)
+    assert e.status == 429
+    assert ("Retry-After", "1") in e.headers
+    a.data(ids["stdin"], b"", fin=True)
+    a.until(lambda c: ids["error"] in c.fin)
+    a.close()
+    wait_until(lambda: _connect_ok(url), 5, what="the session slot to free up")
+
+
+def _connect_ok(url):
+    try:
+        c, ids = spdyclient.exec_session(url, stderr=False)
+    except spdyclient.Refused as e:
+        assert e.status == 429
+        return False
+    c.until(lambda c: ids["stdout"] in c.fin)
+    assert bytes(c.streams[ids["stdout"]]) == b"later\n"
+    c.close()
+    return True
+
+
+def test_spdy_exec_stdin_ping_resize_and_status(ctrs):
+    _, cid = running(ctrs, "raw")
+    # stdin to a cat, back on stdout; PING echoed; stdin EOF ends the cat; v4 Success.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["cat"], stdin=True), stdin=True)
+    assert c.protocol == "v4.channel.k8s.io"
+    c.ping(7)
+    c.data(ids["stdin"], b"line one\n")
+    c.until(lambda c: bytes(c.streams[ids["stdout"]]) == b"line one\n" and 7 in c.pings)
+    c.data(ids["stdin"], b"", fin=True)
+    c.until(lambda c: {ids["error"], ids["stdout"], ids["stderr"]} <= c.fin)
+    assert ids["stdin"] in c.reset
+    assert json.loads(bytes(c.streams[ids["error"]])) == {"metadata": {}, "status": "Success"}
+    c.close()
+    # A non-zero exit: v4 NonZeroExitCode with the code as cause.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["sh", "-c", "exit 7"]))
+    c.until(lambda c: ids["error"] in c.fin)
+    st = json.loads(bytes(c.streams[ids["error"]]))
+    assert st["status"] == "Failure" and st["reason"] == "NonZeroExitCode"
+    assert st["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
+    c.close()
+    # v2: a plain-text error, failure only.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["sh", "-c", "exit 7"]),
+                                     protocols=["v2.channel.k8s.io"])
+    assert c.protocol == "v2.channel.k8s.io"
+    c.until(lambda c: ids["error"] in c.fin)
+    assert bytes(c.streams[ids["error"]]).startswith(b"command terminated with non-zero exit")
+    c.close()
+    # A command that does not exist: the runtime's error, a failure status.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["/no/such/cmd"]))
+    c.until(lambda c: ids["error"] in c.fin)
+    assert json.loads(bytes(c.streams[ids["error"]]))["status"] == "Failure"
+    c.close()
+    # tty with a resize stream: the size reaches the container's terminal.
+    url = exec_url(ctrs, cid, ["sh", "-c", "sleep 1; stty size"], tty=True, stderr=False)
+    c, ids = spdyclient.exec_session(url, tty=True, resize=True, stderr=False)
+    c.data(ids["resize"], b'{"Width":123,"Height":45}\n')
+    c.until(lambda c: ids["error"] in c.fin)
+    assert bytes(c.streams[ids["stdout"]]).strip() == b"45 123"
+    c.close()
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def leftovers(ctrs, cid, mark):
+    ps = ctrs.out(cid, "ps", "-o", "pid,stat,args")
+    return [line for line in ps.splitlines()[1:] if mark in line and "ps -o" not in line]
+
+
+def test_client_that_never_reads_and_client_that_drops(ctrs):
+    """A client that never reads: the process blocks on its output, the daemon's memory
+    stays bounded. A client that drops mid-stream: the process tree is killed, no fd,
+    process or memory is left in the daemon."""
+    _, cid = running(ctrs, "slow")
+    pid = ctrs.d.pid
+    fds = fd_count(pid)
+    rss0 = rss_anon_kib(pid)
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["sh", "-c", "cat /dev/zero; "
+                                                          "echo 4242"]))
+    peak = rss0
+    for _ in range(30):
+        time.sleep(0.1)
+        peak = max(peak, rss_anon_kib(pid))
+    print("tinycrid RssAnon with a client that never reads: %d -> %d KiB" % (rss0, peak))
+    if not is_sanitized(ctrs.d.binary):
+        assert peak - rss0 < 4 * 1024
+    c.close()  # drops, with megabytes unread
+    wait_until(lambda: not leftovers(ctrs, cid, "cat /dev/zero"), 15,
+               what=lambda: "the exec to be gone: %s" % leftovers(ctrs, cid, "cat /dev/zero"))
+    # Dropped while a process tree runs with stdin open.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["sh", "-c", "sleep 4343 & sleep 4344"],
+                                              stdin=True), stdin=True)
+    wait_until(lambda: len(leftovers(ctrs, cid, "sleep 434")) == 2, 10,
+               what="the exec's processes to run")
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.close()
+    wait_until(lambda: not leftovers(ctrs, cid, "sleep 434"), 15,
+               what=lambda: "nothing left: %s" % leftovers(ctrs, cid, "sleep 434"))
+    wait_until(lambda: fd_count(pid) <= fds, 10,
+               what=lambda: "the daemon's fds to go back to %d (%d)" % (fds, fd_count(pid)))
+    assert ctrs.state(cid) == ctrs.pb.CONTAINER_RUNNING
+
+
+def test_hundred_concurrent_exec_sessions(ctrs):
+    _, cid = running(ctrs, "many")
+    pid = ctrs.d.pid
+    fds = fd_count(pid)
+    rss0 = rss_anon_kib(pid)
+    sessions = []
+    try:
+        for i in range(100):
+            url = exec_url(ctrs, cid, ["cat"], stdin=True, stderr=False)
+            sessions.append(spdyclient.exec_session(url, stdin=True, stderr=False))
+        for i, (c, ids) in enumerate(sessions):
+            c.data(ids["stdin"], b"session %d\n" % i)
+        for i, (c, ids) in enumerate(sessions):
+            c.until(lambda c: bytes(c.streams[ids["stdout"]]) == b"session %d\n" % i)
+        rss = rss_anon_kib(pid)
+        print("tinycrid RssAnon: %d KiB idle, %d KiB with 100 exec sessions (%.1f KiB each)"
+              % (rss0, rss, (rss - rss0) / 100.0))
+        for c, ids in sessions:
+            c.data(ids["stdin"], b"", fin=True)
+        for c, ids in sessions:
+            c.until(lambda c: ids["error"] in c.fin)
+            assert json.loads(bytes(c.streams[ids["error"]]))["status"] == "Success"
+    finally:
+        for c, _ in sessions:
+            c.close()
+    wait_until(lambda: fd_count(pid) <= fds, 10,
+               what=lambda: "the daemon's fds to go back to %d (%d)" % (fds, fd_count(pid)))
