@@ -539,3 +539,115 @@ def test_hundred_concurrent_exec_sessions(ctrs):
             c.close()
     wait_until(lambda: fd_count(pid) <= fds, 10,
                what=lambda: "the daemon's fds to go back to %d (%d)" % (fds, fd_count(pid)))
+
+
+# --------------------------------------------------------------------------
+# WebSocket (python3-websocket)
+# --------------------------------------------------------------------------
+
+def ws_connect(url, protocol):
+    import websocket
+    return websocket.create_connection(url.replace("http://", "ws://", 1), timeout=20,
+                                       subprotocols=[protocol] if protocol else None)
+
+
+def ws_messages(ws, until, base64=False):
+    """(channel, data) messages until until(list) is true or the server closes."""
+    import base64 as b64
+    import websocket
+    got = []
+    while not until(got):
+        try:
+            op, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            break
+        if op == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if base64:
+            got.append((data[0] - ord("0"), b64.b64decode(data[1:])))
+        else:
+            got.append((data[0], data[1:]))
+    return got
+
+
+def channel(msgs, ch):
+    return b"".join(d for c, d in msgs if c == ch)
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "v4.base64.channel.k8s.io"])
+def test_websocket_exec(ctrs, protocol):
+    import websocket
+    _, cid = running(ctrs, "ws")
+    b64 = "base64" in protocol
+    ws = ws_connect(exec_url(ctrs, cid, ["sh", "-c", "read x; echo got-$x; echo e >&2; exit 4"],
+                             stdin=True), protocol)
+    assert ws.getsubprotocol() == protocol
+    msg = ("0" + __import__("base64").b64encode(b"hello\n").decode()) if b64 else b"\x00hello\n"
+    ws.send(msg, opcode=websocket.ABNF.OPCODE_TEXT if b64 else websocket.ABNF.OPCODE_BINARY)
+    msgs = ws_messages(ws, lambda m: channel(m, 3), base64=b64)
+    ws.close()
+    assert msgs[0] == (1, b"")  # the "ready" message on the first output channel
+    assert channel(msgs, 1) == b"got-hello\n"
+    assert channel(msgs, 2) == b"e\n"
+    st = json.loads(channel(msgs, 3))
+    assert st["reason"] == "NonZeroExitCode"
+    assert st["details"]["causes"][0]["message"] == "4"
+
+
+def test_websocket_port_forward(ctrs):
+    import websocket
+    pod = ctrs.run_pod("wspf")
+    cid = ctrs.run(pod, "web", command=[HTTPD[0], HTTPD[1], HTTPD[2] % (1024, "8080")])
+    wait_until(lambda: ctrs.exec(cid, "sh", "-c", "netstat -ltn | grep -q :8080").exit_code == 0,
+               30, what="httpd to listen")
+    url = ctrs.rt.PortForward(ctrs.pb.PortForwardRequest(pod_sandbox_id=pod, port=[8080, 9]),
+                              timeout=10).url
+    ws = ws_connect(url, "v4.channel.k8s.io")
+    port_le = (8080).to_bytes(2, "little")
+    ws.send(b"\x00GET /index.html HTTP/1.0\r\n\r\n", opcode=websocket.ABNF.OPCODE_BINARY)
+    msgs = ws_messages(ws, lambda m: False)
+    ws.close()
+    # Each channel starts with its port; port 9 has nothing listening: its error channel says so.
+    assert (0, port_le) in msgs and (1, port_le) in msgs
+    assert (2, (9).to_bytes(2, "little")) in msgs and (3, (9).to_bytes(2, "little")) in msgs
+    data = channel(msgs, 0)[2:]
+    assert data.startswith(b"HTTP/1.") and data.endswith(b"hello-from-httpd\n")
+    err = channel(msgs, 3)[2:].decode()
+    assert err.startswith("error forwarding port 9 to pod %s, uid : " % pod), err
+
+
+def test_spdy_port_forward_errors_and_pairs(ctrs):
+    """portforward.k8s.io by hand: a bad port is reset, a port nobody listens on gets the
+    error text, and pairs on one connection work at once."""
+    pod = ctrs.run_pod("rawpf")
+    cid = ctrs.run(pod, "web", command=[HTTPD[0], HTTPD[1], HTTPD[2] % (1024, "8080")])
+    wait_until(lambda: ctrs.exec(cid, "sh", "-c", "netstat -ltn | grep -q :8080").exit_code == 0,
+               30, what="httpd to listen")
+    url = ctrs.rt.PortForward(ctrs.pb.PortForwardRequest(pod_sandbox_id=pod, port=[8080]),
+                              timeout=10).url
+    c = spdyclient.Client.connect(url, protocols=["portforward.k8s.io"])
+    assert c.protocol == "portforward.k8s.io"
+    bad = c.open({"streamtype": "error", "port": "0", "requestid": "0"})
+    c.until(lambda c: bad in c.reset)
+    bad = c.open({"streamtype": "nonsense", "port": "80", "requestid": "0"})
+    c.until(lambda c: bad in c.reset)
+    pairs = []
+    for i, port in enumerate([8080, 8080, 1, 8080]):
+        h = {"streamtype": "error", "port": str(port), "requestid": str(i + 1)}
+        e = c.open(h)
+        c.data(e, b"", fin=True)
+        h["streamtype"] = "data"
+        d = c.open(h)
+        pairs.append((port, e, d))
+    for port, e, d in pairs:
+        if port == 8080:
+            c.data(d, b"GET / HTTP/1.0\r\n\r\n")
+    c.until(lambda c: all(e in c.fin for _, e, _ in pairs), timeout=30)
+    for port, e, d in pairs:
+        if port == 8080:
+            assert bytes(c.streams[d]).endswith(b"hello-from-httpd\n")
+            assert bytes(c.streams[e]) == b""
+        else:
+            assert bytes(c.streams[e]).decode().startswith(
+                "error forwarding port 1 to pod %s, uid : " % pod)
+    c.close()
