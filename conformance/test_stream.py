@@ -651,3 +651,62 @@ def test_spdy_port_forward_errors_and_pairs(ctrs):
             assert bytes(c.streams[e]).decode().startswith(
                 "error forwarding port 1 to pod %s, uid : " % pod)
     c.close()
+
+
+# --------------------------------------------------------------------------
+# The keeper's attach socket
+# --------------------------------------------------------------------------
+
+def test_attach_keeper_memory_and_output_fanout(ctrs):
+    """Attach over raw SPDY while the container keeps printing: the output reaches the
+    client and the log; the keeper stays small with a client attached."""
+    from test_containers import keeper_pids
+    pod = ctrs.run_pod("attmem")
+    cid = ctrs.run(pod, "c", command=["sh", "-c", "i=0; while true; do i=$((i+1)); "
+                                      "echo tick-$i; echo tock-$i >&2; sleep 0.05; done"])
+    url = ctrs.rt.Attach(ctrs.pb.AttachRequest(container_id=cid, stdout=True, stderr=True),
+                         timeout=10).url
+    c = spdyclient.Client.connect(url)
+    ids = {"error": c.open({"streamtype": "error"})}
+    ids["stdout"] = c.open({"streamtype": "stdout"})
+    ids["stderr"] = c.open({"streamtype": "stderr"})
+    c.until(lambda c: b"tick-" in bytes(c.streams[ids["stdout"]]) and
+            b"tock-" in bytes(c.streams[ids["stderr"]]))
+    keeper = [p for p in keeper_pids(ctrs.d.state)]
+    assert len(keeper) == 1
+    rss = rss_anon_kib(keeper[0])
+    print("keeper RssAnon with an attach client: %d KiB" % rss)
+    if not is_sanitized(ctrs.d.binary):
+        assert rss <= 128
+    c.close()
+    ctrs.stop(cid)
+    with open(ctrs.log_path("attmem", "c")) as f:
+        log = f.read()
+    assert " stdout F tick-1\n" in log and " stderr F tock-1\n" in log
+
+
+def test_slow_attach_client_is_cut_off(ctrs):
+    """A client on the keeper's attach socket that never reads: the container is not held
+    up, everything reaches the log, and the client is cut off after a bounded backlog."""
+    pod = ctrs.run_pod("attslow")
+    cid = ctrs.run(pod, "c", command=["sh", "-c", "sleep 1; head -c 8000000 /dev/zero | "
+                                      "tr '\\0' a | fold -w 100; echo done-marker; sleep 3600"])
+    path = os.path.join(ctrs.info(cid)["bundle"], "attach.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(path)
+    s.sendall(b"attach stdout\n")
+    log_path = ctrs.log_path("attslow", "c")
+    wait_until(lambda: "done-marker" in open(log_path).read(), 30,
+               what="the container to finish writing (not blocked by the attach client)")
+    got = 0
+    s.settimeout(10)
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += len(chunk)
+    s.close()
+    print("the slow attach client got %d bytes before it was cut off" % got)
+    assert 0 < got < 4 * MiB
+    assert ctrs.state(cid) == ctrs.pb.CONTAINER_RUNNING
