@@ -277,7 +277,8 @@ void stream_service_port_forward(struct h2_call *call, const ProtobufCMessage *m
     req->kind = STREAM_PORTFORWARD;
     req->sandbox_id = xstrdup(sb->id);
     req->ports = xcalloc(r->n_port ? r->n_port : 1, sizeof(int32_t));
-    memcpy(req->ports, r->port, r->n_port * sizeof(int32_t));
+    if (r->n_port) /* crictl sends none: SPDY clients name the port per stream */
+        memcpy(req->ports, r->port, r->n_port * sizeof(int32_t));
     req->n_ports = r->n_port;
     reply_url(call, req, &runtime__v1__port_forward_response__descriptor);
 }
