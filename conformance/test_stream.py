@@ -710,3 +710,34 @@ def test_slow_attach_client_is_cut_off(ctrs):
     print("the slow attach client got %d bytes before it was cut off" % got)
     assert 0 < got < 4 * MiB
     assert ctrs.state(cid) == ctrs.pb.CONTAINER_RUNNING
+
+
+def test_creation_and_idle_timeouts(ctrs):
+    """creation_timeout bounds the request head and the stream set; idle_timeout closes a
+    silent session, and its process goes with it."""
+    _, cid = running(ctrs, "tmo")
+    restart_with(ctrs, {"creation_timeout": "1", "idle_timeout": "2"})
+    base = json.loads(ctrs.d.status(verbose=True).info["streaming"])["url"]
+    t0 = time.monotonic()
+    s = socket.create_connection(urllib_host(base), timeout=10)
+    s.sendall(b"GET /exec/AAAAAAAA HTTP/1.1\r\n")  # never finished
+    assert s.recv(1024) == b""
+    s.close()
+    assert time.monotonic() - t0 < 5
+    # Only the error stream ever comes: the connection is dropped.
+    c = spdyclient.Client.connect(exec_url(ctrs, cid, ["true"]))
+    c.open({"streamtype": "error"})
+    t0 = time.monotonic()
+    c.read_to_eof(timeout=10)
+    assert time.monotonic() - t0 < 5
+    c.close()
+    # A silent session with a process waiting on stdin.
+    c, ids = spdyclient.exec_session(exec_url(ctrs, cid, ["sh", "-c", "cat; echo 4545"],
+                                              stdin=True), stdin=True)
+    wait_until(lambda: leftovers(ctrs, cid, "cat"), 10, what="the exec to run")
+    t0 = time.monotonic()
+    c.read_to_eof(timeout=15)
+    assert 1.5 < time.monotonic() - t0 < 10
+    c.close()
+    wait_until(lambda: not leftovers(ctrs, cid, "4545"), 15,
+               what=lambda: "nothing left: %s" % leftovers(ctrs, cid, "4545"))

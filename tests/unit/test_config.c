@@ -636,6 +636,7 @@ static void test_bad_lines(void **state)
         {"[stream]\ntoken_timeout = 0\n", "2: token_timeout: 0 is out of range (1..3600 seconds)"},
         {"[stream]\ntls_cert = relative.crt\n",
          "2: tls_cert: \"relative.crt\" is not an absolute path"},
+        {"[stream]\ntls_cert = /a.crt\n", " tls_key: [stream] tls_cert and tls_key go together"},
         {"[server]\nmax_recv_message_size = 1023\n",
          "2: max_recv_message_size: 1023 is out of range (1024..268435456 bytes)"},
         {"[server]\n\nmax_send_message_size = 257Mi\n",
