@@ -741,3 +741,60 @@ def test_creation_and_idle_timeouts(ctrs):
     c.close()
     wait_until(lambda: not leftovers(ctrs, cid, "4545"), 15,
                what=lambda: "nothing left: %s" % leftovers(ctrs, cid, "4545"))
+
+
+# --------------------------------------------------------------------------
+# HTTPS
+# --------------------------------------------------------------------------
+
+def self_signed(dirname):
+    cert, key = os.path.join(dirname, "stream.crt"), os.path.join(dirname, "stream.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def maps_libssl(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return "libssl.so" in f.read()
+
+
+def test_https_streaming(ctrs):
+    """With tls_cert and tls_key the URLs are https:// and exec, large output and the
+    SPDY edges work through TLS; crictl exec and port-forward too."""
+    _, cid = running(ctrs, "tls")
+    cert, key = self_signed(ctrs.d.tmp)
+    restart_with(ctrs, {"tls_cert": cert, "tls_key": key})
+    assert maps_libssl(ctrs.d.pid)
+    url = exec_url(ctrs, cid, ["seq", "1", "200000"], stderr=False)
+    assert url.startswith("https://127.0.0.1:")
+    c, ids = spdyclient.exec_session(url, stderr=False)
+    c.ping(3)
+    c.until(lambda c: ids["error"] in c.fin and 3 in c.pings, timeout=30)
+    assert bytes(c.streams[ids["stdout"]]) == "".join("%d\n" % i for i in range(1, 200001)).encode()
+    c.close()
+    r = crictl(ctrs, "exec", cid, "echo", "over-tls")
+    assert (r.returncode, r.stdout) == (0, b"over-tls\n"), r.stderr
+    # Plain HTTP to the TLS port gets no HTTP answer.
+    s = socket.create_connection(urllib_host(url), timeout=10)
+    s.sendall(b"GET /exec/AAAAAAAA HTTP/1.1\r\n\r\n")
+    try:
+        assert not s.recv(1024).startswith(b"HTTP/1.1")
+    except ConnectionResetError:
+        pass
+    s.close()
+
+
+def test_plain_http_does_not_load_tls(daemon):
+    d = daemon()
+    assert json.loads(d.status(verbose=True).info["streaming"])["url"].startswith("http://")
+    assert not maps_libssl(d.pid)
+
+
+def test_bad_tls_files_stop_start_up(daemon):
+    d = daemon(start=False)
+    d.write_config({"stream": {"tls_cert": "/nonexistent.crt", "tls_key": "/nonexistent.key"}})
+    d.start(wait=False)
+    assert d.wait_exit(15) == 1
+    assert "tls_cert /nonexistent.crt" in d.stderr_text()

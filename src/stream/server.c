@@ -39,6 +39,7 @@
 #include "stream/remotecommand.h"
 #include "stream/server.h"
 #include "stream/spdy.h"
+#include "stream/tls.h"
 #include "stream/token.h"
 #include "stream/ws.h"
 
@@ -73,6 +74,7 @@ struct stream_server {
     struct sconn *conns;
     size_t n_heads, n_sessions;
     char *base_url;
+    struct tls_context *tls; /* HTTPS; NULL: plain HTTP */
     bool freeing;
 };
 
@@ -99,12 +101,16 @@ struct sconn {
     struct ws *ws;
     const struct sconn_ops *ops;
     void *h;
+    struct tls_conn *tls;
+    bool tls_read_wants_write; /* a TLS read waits for the socket to be writable */
+    bool tls_write_wants_read; /* a TLS write waits for the socket to be readable */
 };
 
 static uint8_t read_buf[READ_CHUNK];
 
 static void conn_close(struct sconn *c);
 static void conn_flush(struct sconn *c);
+static ssize_t conn_write(struct sconn *c);
 
 /* ---------------------------------------------------------------------- */
 /* connection plumbing                                                     */
@@ -129,6 +135,7 @@ static void conn_destroy(void *obj)
     spdy_parser_clear(&c->parser);
     spdy_zlib_clear(&c->z);
     ws_free(c->ws);
+    tls_conn_free(c->tls);
     free(c);
 }
 
@@ -180,7 +187,7 @@ static void on_timer(void *arg)
     case CONN_LINGER:
         if (c->state == CONN_LINGER && c->framing == SCONN_SPDY) {
             spdy_write_goaway(c->out, c->last_id, 0);
-            (void)evbuffer_write(c->out, c->fd);
+            (void)conn_write(c);
         }
         conn_close(c);
         return;
@@ -199,11 +206,36 @@ static void on_timer(void *arg)
     }
 }
 
+/* Write some of out to the socket (through TLS when on); like write(2). */
+static ssize_t conn_write(struct sconn *c)
+{
+    if (!c->tls)
+        return evbuffer_write(c->out, c->fd);
+    struct evbuffer_iovec v;
+    if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1)
+        return 0;
+    ssize_t n = tls_write(c->tls, v.iov_base, v.iov_len, &c->tls_write_wants_read);
+    if (n > 0)
+        evbuffer_drain(c->out, (size_t)n);
+    return n;
+}
+
+/* Read from the socket (through TLS when on); like read(2). */
+static ssize_t conn_read(struct sconn *c, void *buf, size_t n)
+{
+    if (!c->tls)
+        return read(c->fd, buf, n);
+    ssize_t r = tls_read(c->tls, buf, n, &c->tls_read_wants_write);
+    if (r < 0 && c->tls_read_wants_write && !event_pending(c->wev, EV_WRITE, NULL))
+        event_add(c->wev, NULL);
+    return r;
+}
+
 /* Write what the socket takes; watch for writability while something is left. */
 static void conn_flush(struct sconn *c)
 {
     while (c->state != CONN_CLOSED && evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
+        ssize_t n = conn_write(c);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -215,12 +247,15 @@ static void conn_flush(struct sconn *c)
         }
         c->last_active_ns = now_monotonic_ns();
     }
+    if (c->state == CONN_CLOSED)
+        return;
     size_t left = evbuffer_get_length(c->out);
-    if (left > 0) {
+    if (left > 0 && !c->tls_write_wants_read) {
         if (!event_pending(c->wev, EV_WRITE, NULL))
             event_add(c->wev, NULL);
-    } else {
-        event_del(c->wev);
+    } else if (left == 0) {
+        if (!c->tls_read_wants_write)
+            event_del(c->wev);
         if (c->state == CONN_LINGER && !loop_timer_is_armed(c->timer))
             loop_timer_arm(c->timer, LINGER_MS);
         if (c->state == CONN_REFUSING)
@@ -233,9 +268,16 @@ static void conn_flush(struct sconn *c)
     }
 }
 
+static void on_readable(evutil_socket_t fd, short what, void *arg);
+
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
-    conn_flush(arg);
+    struct sconn *c = arg;
+    conn_flush(c);
+    if (c->state != CONN_CLOSED && c->tls_read_wants_write) {
+        c->tls_read_wants_write = false;
+        on_readable(c->fd, EV_READ, c);
+    }
 }
 
 /* Send an HTTP error answer and close once it is out. */
@@ -351,10 +393,14 @@ void sconn_pause_input(struct sconn *c, bool pause)
     if (c->state != CONN_UPGRADED || c->paused == pause)
         return;
     c->paused = pause;
-    if (pause)
+    if (pause) {
         event_del(c->rev);
-    else
+    } else {
         event_add(c->rev, NULL);
+        /* Bytes TLS already decrypted will not wake the socket again. */
+        if (c->tls && tls_pending(c->tls))
+            event_active(c->rev, EV_READ, 0);
+    }
 }
 
 void sconn_release_headers(struct sconn *c)
@@ -726,8 +772,12 @@ static int feed_protocol(struct sconn *c, const uint8_t *data, size_t n)
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct sconn *c = arg;
+    if (c->tls_write_wants_read) {
+        c->tls_write_wants_read = false;
+        conn_flush(c);
+    }
     for (int i = 0; i < READS_PER_WAKEUP && c->state != CONN_CLOSED && !c->paused; i++) {
-        ssize_t n = read(c->fd, read_buf, sizeof(read_buf));
+        ssize_t n = conn_read(c, read_buf, sizeof(read_buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
@@ -765,6 +815,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         if (c->state != CONN_CLOSED)
             conn_flush(c);
     }
+    if (c->state != CONN_CLOSED && !c->paused && c->tls && tls_pending(c->tls))
+        event_active(c->rev, EV_READ, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -819,6 +871,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             util_die_invariant(__FILE__, __LINE__, "out of memory (libevent)");
         }
         c->timer = loop_timer_new(on_timer, c);
+        if (s->tls)
+            c->tls = tls_conn_new(s->tls, fd);
         c->req = xcalloc(1, sizeof(*c->req));
         http_request_init(c->req);
         c->last_active_ns = now_monotonic_ns();
@@ -833,7 +887,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-static int listen_tcp(const char *address, uint16_t port, char **base_url, struct error **err)
+static int listen_tcp(const char *address, uint16_t port, bool tls, char **base_url,
+                      struct error **err)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -867,8 +922,9 @@ static int listen_tcp(const char *address, uint16_t port, char **base_url, struc
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "stream server: getsockname");
     uint16_t bound = family == AF_INET ? ntohs(a4->sin_port) : ntohs(a6->sin6_port);
-    *base_url = family == AF_INET ? xasprintf("http://%s:%u", address, bound)
-                                  : xasprintf("http://[%s]:%u", address, bound);
+    const char *scheme = tls ? "https" : "http";
+    *base_url = family == AF_INET ? xasprintf("%s://%s:%u", scheme, address, bound)
+                                  : xasprintf("%s://[%s]:%u", scheme, address, bound);
     return steal_fd(&fd);
 }
 
@@ -879,18 +935,22 @@ struct stream_server *stream_server_new(const struct stream_server_opts *opts,
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "stream server: tls_cert and tls_key go together"),
                NULL;
-    if (opts->tls_cert)
-        return error_set(err, GRPC_UNIMPLEMENTED, 0,
-                         "stream server: TLS (tls_cert, tls_key) is not supported yet"),
-               NULL;
+    struct tls_context *tls = NULL;
+    if (opts->tls_cert) {
+        tls = tls_context_new(opts->tls_cert, opts->tls_key, err);
+        if (!tls)
+            return error_prefix(err, "stream server"), NULL;
+    }
     struct stream_server *s = xcalloc(1, sizeof(*s));
     s->opts = *opts;
     s->opts.address = xstrdup(opts->address);
     s->opts.tls_cert = NULL;
     s->opts.tls_key = NULL;
+    s->tls = tls;
     s->be = backend;
-    s->fd = listen_tcp(opts->address, opts->port, &s->base_url, err);
+    s->fd = listen_tcp(opts->address, opts->port, tls != NULL, &s->base_url, err);
     if (s->fd < 0) {
+        tls_context_free(tls);
         free((char *)s->opts.address);
         free(s);
         return NULL;
@@ -918,6 +978,7 @@ void stream_server_free(struct stream_server *s)
     if (s->fd >= 0)
         close(s->fd);
     token_cache_free(s->tokens);
+    tls_context_free(s->tls);
     free((char *)s->opts.address);
     free(s->base_url);
     free(s);

@@ -19,6 +19,9 @@
  * needs Upgrade: websocket, Sec-WebSocket-Key and version 13 (400), and a
  * supported subprotocol when the client offers any (403).
  *
+ * With tls_cert and tls_key the URLs are https:// (stream/tls: libssl is loaded
+ * only then).
+ *
  * The server never calls the pod layer itself: what it needs from containers
  * and pods comes through struct stream_backend, filled by the CRI layer.
  */
