@@ -218,10 +218,10 @@ struct attach {
     bool in_done; /* the client's input ended */
     size_t line_len;
     char line[ATTACH_LINE_MAX];
-    size_t out_len; /* framed output the socket has not taken yet */
-    uint8_t out[ATTACH_OUT_SIZE];
-    size_t in_off, in_len; /* stdin bytes read, not yet written to the container */
-    uint8_t in[ATTACH_IN_SIZE];
+    size_t out_len;        /* framed output the socket has not taken yet (in out) */
+    size_t in_off, in_len; /* stdin bytes read, not yet written to the container (in in) */
+    uint8_t *out;          /* attach_out[slot]: ATTACH_OUT_SIZE bytes */
+    uint8_t *in;           /* attach_in[slot]: ATTACH_IN_SIZE bytes */
 };
 
 struct keeper {
@@ -255,6 +255,9 @@ struct keeper {
 
 static struct keeper k;
 static struct attach attached[MAX_ATTACH];
+/* Apart from the slots, so that only a buffer in use is ever resident. */
+static uint8_t attach_out[MAX_ATTACH][ATTACH_OUT_SIZE];
+static uint8_t attach_in[MAX_ATTACH][ATTACH_IN_SIZE];
 static void attach_fanout(enum ctr_log_stream s, const char *data, size_t n);
 static struct ctr_log log_writer;
 static char read_buf[READ_BUF_SIZE];
@@ -1172,8 +1175,8 @@ static void attach_send(struct attach *a, enum attach_stream s, const char *data
 {
     while (n > 0 && a->fd >= 0) {
         size_t piece = n > 0xffff ? 0xffff : n;
-        if (a->out_len + 3 + piece > sizeof(a->out) && attach_flush(a) &&
-            a->out_len + 3 + piece > sizeof(a->out)) {
+        if (a->out_len + 3 + piece > ATTACH_OUT_SIZE && attach_flush(a) &&
+            a->out_len + 3 + piece > ATTACH_OUT_SIZE) {
             diag("attach client too slow, cut off (%zu bytes waiting)", a->out_len);
             attach_close(a);
             return;
@@ -1295,7 +1298,7 @@ static void on_attach_readable(struct attach *a)
     }
     if (a->in_len > 0)
         return; /* not polled for input until the last piece is written */
-    ssize_t n = recv(a->fd, a->in, sizeof(a->in), MSG_DONTWAIT);
+    ssize_t n = recv(a->fd, a->in, ATTACH_IN_SIZE, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n < 0) {
@@ -1327,8 +1330,10 @@ static void on_attach_listen(void)
     for (int i = 0; i < MAX_ATTACH; i++) {
         struct attach *a = &attached[i];
         if (a->fd < 0) {
-            memset(a, 0, offsetof(struct attach, out));
+            memset(a, 0, sizeof(*a));
             a->fd = fd;
+            a->out = attach_out[i];
+            a->in = attach_in[i];
             return;
         }
     }
