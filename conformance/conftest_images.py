@@ -40,6 +40,8 @@ STANDARD_IMAGES = {
     "user-uid": ib.user_uid_image,
     "user-name": ib.user_name_image,
     "full-config": ib.full_config_image,
+    "volume-content": ib.volume_content_image,
+    "volume-over-file": ib.volume_over_file_image,
     "whiteout": ib.whiteout_image,
     "zstd": ib.zstd_image,
     "uncompressed": ib.uncompressed_image,

@@ -635,6 +635,34 @@ def full_config_image():
                          ExposedPorts={"8080/tcp": {}})
 
 
+def volume_content_image():
+    """VOLUMEs over directories with content, as many images have them:
+      /srv/data (0750, 1000:1000): hello.txt (0640, 1000:1000), sub/deep.txt, link -> hello.txt
+      /var/lib/app, where /var/lib is a symlink to /../../opt/lib (resolved inside the image):
+        /opt/lib/app/state.txt
+      /empty/vol: nothing in the image
+    A runtime must show the image's content in each volume (containerd does)."""
+    def build():
+        tb = TarBuilder().dir("srv").dir("srv/data", 0o750, uid=1000, gid=1000) \
+            .file("srv/data/hello.txt", "seeded from the image\n", 0o640, uid=1000, gid=1000) \
+            .dir("srv/data/sub", 0o700, uid=1000, gid=1000) \
+            .file("srv/data/sub/deep.txt", "deep\n", uid=1000, gid=1000) \
+            .symlink("srv/data/link", "hello.txt") \
+            .dir("opt").dir("opt/lib").dir("opt/lib/app") \
+            .file("opt/lib/app/state.txt", "state\n") \
+            .symlink("var/lib", "/../../opt/lib")
+        return Image([busybox_layer(), Layer(tb)], Cmd=["sleep", "3600"],
+                     Volumes={"/srv/data": {}, "/var/lib/app": {}, "/empty/vol": {}},
+                     Labels={"tinycri.test": "volume-content"})
+    return _cached("volume-content", build)
+
+
+def volume_over_file_image():
+    """busybox with a VOLUME where the image has a file (/etc/tinycri-image): refused."""
+    return busybox_image(Cmd=["sleep", "3600"], Volumes={"/etc/tinycri-image": {}},
+                         Labels={"tinycri.test": "volume-over-file"})
+
+
 WHITEOUT_DELETED = "data/a.txt"   # whited out by layer 2 (.wh.a.txt)
 WHITEOUT_OPAQUE = "opq"           # made opaque by layer 2 (.wh..wh..opq)
 

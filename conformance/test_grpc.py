@@ -223,6 +223,8 @@ def test_what_kubelet_sends_is_accepted(daemon, api):
     (BASE + [("content-type", "application/grpc"), ("te", "gzip")], "te other than trailers"),
     (BASE + GRPC + [("x-bad", "a\r\nb")], "CR LF in a value"),
     (BASE + GRPC + [("x-bad", "a\0b")], "NUL in a value"),
+    ([BASE[0], BASE[1], (":path", "runtime.v1.RuntimeService/Version")] + GRPC,
+     "relative :path"),
 ])
 def test_malformed_request_is_reset_and_connection_survives(daemon, api, fields, why):
     """What HTTP/2 calls malformed still is: the stream is reset with PROTOCOL_ERROR, and

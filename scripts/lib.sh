@@ -15,11 +15,20 @@ TINYCRI_DEBS=(
     crun runc containernetworking-plugins iproute2 iptables util-linux
 )
 
+# The Go CRI client (conformance/goclient, built by build_goclient): grpc-go and
+# the protobuf-1.3 code generator that still has plugins=grpc, all from Debian.
+TINYCRI_GO_DEBS=(
+    golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev protoc-gen-go-1-3
+    golang-google-protobuf-dev
+)
+
 # What the unit tests and the conformance suite need on top (scripts/test).
 TINYCRI_TEST_DEBS=(
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-hpack
     iputils-ping docker-registry busybox-static zstd openssl
     python3-cryptography python3-jwt python3-bcrypt clang-format
+    man-db systemd
+    "${TINYCRI_GO_DEBS[@]}"
     python3-websocket
 )
 
@@ -80,4 +89,28 @@ build_tree() {
     fi
     log "make (in $dir)"
     make -C "$dir" -j"$(nproc)"
+}
+
+# build_goclient DIR: build DIR/tinycri-goclient, the conformance suite's grpc-go
+# client (conformance/goclient/*.go), offline with Debian's Go packages. The stubs
+# are generated from proto/api.proto into DIR/goclient-gopath at every build (never
+# committed); Go's build cache is DIR/go-cache, so rebuilds take seconds.
+build_goclient() {
+    mkdir -p "$1"
+    local dir
+    dir=$(cd "$1" && pwd)
+    local gopath=$dir/goclient-gopath
+    local pkg=$gopath/src/tinycri
+    rm -rf "$pkg"
+    mkdir -p "$pkg/cri" "$pkg/goclient"
+    cp "$TINYCRI_REPO/proto/api.proto" "$pkg/cri/"
+    cp "$TINYCRI_REPO"/conformance/goclient/*.go "$pkg/goclient/"
+    log "go build tinycri-goclient (in $dir)"
+    # protoc-gen-go 1.3 (protoc-gen-go-1-3) is the one with plugins=grpc; the
+    # package comes out as runtime_v1 (the client imports it as runtimeapi).
+    (cd "$pkg/cri" && protoc -I. --go_out=plugins=grpc,paths=source_relative,Mapi.proto=tinycri/cri:. \
+        api.proto) || die "protoc --go_out failed (needs protoc-gen-go-1-3: ${TINYCRI_GO_DEBS[*]})"
+    (cd "$pkg/goclient" && env GO111MODULE=off GOFLAGS= GOPROXY=off CGO_ENABLED=0 \
+        GOPATH="$gopath:/usr/share/gocode" GOCACHE="$dir/go-cache" \
+        go build -o "$dir/tinycri-goclient" .) || die "go build of tinycri-goclient failed"
 }

@@ -24,10 +24,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/notify.h"
 #include "core/util.h"
 #include "cri/image_service.h"
 #include "cri/methods.h"
@@ -51,6 +53,8 @@ struct daemon {
     int lock_fd;
     bool stopping;
     int exit_code;
+    struct loop_timer *status_timer; /* only under systemd: refreshes STATUS= */
+    char *status;                    /* the STATUS= text last sent */
 };
 
 static void usage(FILE *out)
@@ -63,6 +67,8 @@ static void usage(FILE *out)
                  "  -r, --root DIR         persistent state (default /var/lib/tinycri)\n"
                  "  -S, --state-dir DIR    run-time state (default /run/tinycri)\n"
                  "  -l, --log-level LEVEL  error, warn, info or debug (default info)\n"
+                 "      --check-config     check the configuration and this host, print one\n"
+                 "                         line per problem, exit 1 if there is any, else 0\n"
                  "  -h, --help             show this help and exit\n"
                  "  -V, --version          show the version and exit\n"
                  "\n"
@@ -74,13 +80,20 @@ struct override {
     const char *value;
 };
 
-static int parse_args(int argc, char **argv, struct config *cfg, struct error **err)
+#define OPT_CHECK_CONFIG 256
+
+static int parse_args(int argc, char **argv, struct config *cfg, bool *check, struct error **err)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},    {"socket", required_argument, NULL, 's'},
-        {"root", required_argument, NULL, 'r'},      {"state-dir", required_argument, NULL, 'S'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"socket", required_argument, NULL, 's'},
+        {"root", required_argument, NULL, 'r'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     struct override overrides[8];
     size_t n_overrides = 0;
@@ -103,6 +116,9 @@ static int parse_args(int argc, char **argv, struct config *cfg, struct error **
                 overrides[n_overrides++] = (struct override){key, optarg};
             break;
         }
+        case OPT_CHECK_CONFIG:
+            *check = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -225,13 +241,51 @@ static void on_stop_signal(int signo, void *arg)
     }
     d->stopping = true;
     log_info("shutting down signal=%s timeout=%us", strsignal(signo), d->cfg.shutdown_timeout_s);
+    loop_timer_free(steal_ptr(&d->status_timer));
+    notify_send("STOPPING=1\nSTATUS=Stopping (%s): finishing calls in flight, at most %us",
+                strsignal(signo), d->cfg.shutdown_timeout_s);
     h2_server_drain(d->server, (int64_t)d->cfg.shutdown_timeout_s * 1000, on_drained, d);
 }
 
-/* Apply a reloaded config: only what is safe to change while serving. */
-static void on_reload_signal(int signo, void *arg)
+/*
+ * systemd's STATUS= line (systemctl status): the pods and containers there
+ * are. Sent when it changed, or always with force.
+ */
+static void send_status(struct daemon *d, bool force)
+{
+    size_t pods = sandbox_count(), ready = 0, ctrs = 0, running = 0;
+    for (size_t i = 0; i < pods; i++) {
+        const struct sandbox *sb = sandbox_at(i);
+        if (sb && sb->state == SANDBOX_READY)
+            ready++;
+    }
+    for (const struct container *c; (c = container_at(ctrs)); ctrs++) {
+        if (c->state == CONTAINER_RUNNING)
+            running++;
+    }
+    _cleanup_free_ char *text =
+        xasprintf("Serving CRI on %s: %zu pods (%zu ready), %zu containers (%zu running)",
+                  d->cfg.socket_path, pods, ready, ctrs, running);
+    if (!force && d->status && strcmp(text, d->status) == 0)
+        return;
+    notify_send("STATUS=%s", text);
+    free(d->status);
+    d->status = steal_ptr(&text);
+}
+
+/* Pods and containers change in many places; a cheap poll keeps STATUS= current. */
+#define STATUS_INTERVAL_MS 2000
+
+static void on_status_timer(void *arg)
 {
     struct daemon *d = arg;
+    send_status(d, false);
+    loop_timer_arm(d->status_timer, STATUS_INTERVAL_MS);
+}
+
+/* Apply a reloaded config: only what is safe to change while serving. */
+static void reload(struct daemon *d)
+{
     image_service_import(&d->is);
     if (!d->cfg.file) {
         log_info("SIGHUP: no config file to reload");
@@ -276,6 +330,16 @@ static void on_reload_signal(int signo, void *arg)
              log_level_name(d->cfg.log_level));
 }
 
+/* SIGHUP: tell systemd a reload is under way until it is done (systemctl reload waits). */
+static void on_reload_signal(int signo, void *arg)
+{
+    struct daemon *d = arg;
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)(now_monotonic_ns() / 1000));
+    reload(d);
+    notify_send("READY=1");
+    send_status(d, true);
+}
+
 static int start(struct daemon *d, struct error **err)
 {
     const struct config *c = &d->cfg;
@@ -303,7 +367,7 @@ static int start(struct daemon *d, struct error **err)
     if (image_service_init(&d->is, &d->cfg, err) < 0)
         return -1;
     /* containers: records and live keepers (needs the image store) */
-    container_service_init(&d->cfg);
+    container_service_init(&d->cfg, d->is.store);
     if (container_init(&d->cfg, d->is.store, err) < 0)
         return -1;
     if (stream_service_init(&d->cfg, err) < 0)
@@ -334,25 +398,44 @@ int main(int argc, char **argv)
     struct daemon d = {.lock_fd = -1};
     config_init_defaults(&d.cfg);
     _cleanup_error_ struct error *err = NULL;
-    if (parse_args(argc, argv, &d.cfg, &err) < 0) {
-        fprintf(stderr, "tinycrid: %s\n", err->msg);
+    bool check = false;
+    if (parse_args(argc, argv, &d.cfg, &check, &err) < 0) {
+        /* --check-config: a bad file is a problem line like the others */
+        fprintf(check ? stdout : stderr, "%s%s\n", check ? "config: " : "tinycrid: ", err->msg);
         config_free(&d.cfg);
         return 1;
     }
     log_set_level(d.cfg.log_level);
+    if (check) {
+        int rc = check_run(&d.cfg, stdout);
+        config_free(&d.cfg);
+        return rc;
+    }
+    notify_init(); /* before start() spawns children: they must not see $NOTIFY_SOCKET */
     if (start(&d, &err) < 0) {
         log_error("start-up failed: %s", err->msg);
         fprintf(stderr, "tinycrid: %s\n", err->msg);
+        notify_send("STATUS=Start-up failed: %s", err->msg);
         d.exit_code = 1;
     } else {
         log_info("tinycrid %s serving CRI v1 socket=%s root=%s state=%s", PACKAGE_VERSION,
                  d.cfg.socket_path, d.cfg.root_dir, d.cfg.state_dir);
+        /* The socket is listening: calls queue in its backlog until the loop runs. */
+        notify_send("READY=1");
+        send_status(&d, true);
+        if (notify_enabled()) {
+            d.status_timer = loop_timer_new(on_status_timer, &d);
+            loop_timer_arm(d.status_timer, STATUS_INTERVAL_MS);
+        }
         if (loop_run() < 0)
             d.exit_code = 1;
         if (unlink(d.cfg.socket_path) < 0 && errno != ENOENT)
             log_warn("could not remove socket path=%s: %s", d.cfg.socket_path, strerror(errno));
         log_info("tinycrid stopped");
     }
+    loop_timer_free(d.status_timer);
+    free(d.status);
+    notify_shutdown();
     h2_server_free(d.server);
     router_free(d.router);
     image_service_clear(&d.is);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Process trees behind proc.h. A tree is walked breadth-first from its root;
- * each process found is stopped before its own children are read, so the
- * walk races only with forks that were already under way, and a second pass
- * over the stopped tree catches those.
+ * Process trees behind proc.h. Each member is in one of three states: just
+ * signalled (SIGSTOP sent, not yet seen stopped), scanned (seen stopped, its
+ * children added) or gone. The tree is settled when no member is still in
+ * the first state.
  */
 #include "autoconf.h"
 
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/proc.h"
@@ -22,11 +23,21 @@
 
 #define STAT_MAX 1024
 #define CHILDREN_MAX (64 * 1024)
-#define MAX_PASSES 4
 
-struct tree {
-    pid_t pids[PROC_TREE_MAX];
-    int pidfds[PROC_TREE_MAX];
+enum member_state {
+    MEMBER_STOPPING, /* SIGSTOP sent; waits for /proc to show it stopped */
+    MEMBER_SCANNED,  /* stopped and its children added: it can fork no more */
+    MEMBER_GONE,     /* exited (or a zombie): its children went elsewhere */
+};
+
+struct member {
+    pid_t pid;
+    int pidfd;
+    enum member_state state;
+};
+
+struct proc_tree {
+    struct member m[PROC_TREE_MAX];
     size_t n;
 };
 
@@ -51,62 +62,69 @@ static ssize_t read_proc(const char *path, char *buf, size_t size)
     return (ssize_t)len;
 }
 
-pid_t proc_parent(pid_t pid)
+/* State letter and parent from /proc/<pid>/stat; false when the process is gone. */
+static bool read_stat(pid_t pid, char *state, pid_t *ppid)
 {
     char path[64], text[STAT_MAX];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     if (read_proc(path, text, sizeof(text)) < 0)
-        return -1;
+        return false;
     /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
     const char *p = strrchr(text, ')');
-    int ppid;
-    char state;
-    if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2)
-        return -1;
-    return (pid_t)ppid;
+    int parent;
+    if (!p || sscanf(p + 1, " %c %d", state, &parent) != 2)
+        return false;
+    *ppid = (pid_t)parent;
+    return true;
 }
 
-static bool tree_has(const struct tree *t, pid_t pid)
+pid_t proc_parent(pid_t pid)
+{
+    char state;
+    pid_t ppid;
+    return read_stat(pid, &state, &ppid) ? ppid : -1;
+}
+
+static bool tree_has(const struct proc_tree *t, pid_t pid)
 {
     for (size_t i = 0; i < t->n; i++) {
-        if (t->pids[i] == pid)
+        if (t->m[i].pid == pid)
             return true;
     }
     return false;
 }
 
 /*
- * Add pid, stopped, when it is still parent's child (any parent when parent is
- * 0; through a copy of pidfd when >= 0); false when the tree is full.
+ * Add pid and send it SIGSTOP, when it is still parent's child (any parent
+ * when parent is 0; through a copy of pidfd when >= 0).
  */
-static bool tree_add(struct tree *t, pid_t pid, pid_t parent, int pidfd)
+static void tree_add(struct proc_tree *t, pid_t pid, pid_t parent, int pidfd)
 {
     if (t->n == PROC_TREE_MAX)
-        return false;
+        return;
     int fd = pidfd >= 0 ? fcntl(pidfd, F_DUPFD_CLOEXEC, 3) : pidfd_open(pid, 0);
     if (fd < 0)
-        return true;
+        return;
     /* The pidfd pins the process: if its parent is right now, it is the one we saw. */
     if (parent > 0 && proc_parent(pid) != parent) {
         close(fd);
-        return true;
+        return;
     }
-    pidfd_send_signal(fd, SIGSTOP, NULL, 0);
-    t->pids[t->n] = pid;
-    t->pidfds[t->n] = fd;
-    t->n++;
-    return true;
+    if (pidfd_send_signal(fd, SIGSTOP, NULL, 0) < 0) {
+        close(fd);
+        return;
+    }
+    t->m[t->n++] = (struct member){.pid = pid, .pidfd = fd, .state = MEMBER_STOPPING};
 }
 
-/* Add the children of every thread of t->pids[i]; returns how many were new. */
-static size_t add_children(struct tree *t, size_t i)
+/* Add the children of every thread of member i. */
+static void add_children(struct proc_tree *t, size_t i)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)t->pids[i]);
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)t->m[i].pid);
     DIR *dir = opendir(path);
     if (!dir)
-        return 0;
-    size_t added = 0;
+        return;
     _cleanup_free_ char *text = xmalloc(CHILDREN_MAX);
     struct dirent *de;
     while ((de = readdir(dir))) {
@@ -120,38 +138,83 @@ static size_t add_children(struct tree *t, size_t i)
             long child = strtol(p, &end, 10);
             if (end == p)
                 break;
-            if (child > 0 && !tree_has(t, (pid_t)child)) {
-                size_t before = t->n;
-                if (!tree_add(t, (pid_t)child, t->pids[i], -1))
-                    break;
-                added += t->n - before;
-            }
+            if (child > 0 && !tree_has(t, (pid_t)child))
+                tree_add(t, (pid_t)child, t->m[i].pid, -1);
         }
     }
     closedir(dir);
-    return added;
 }
 
-size_t proc_kill_tree(pid_t pid, int pidfd)
+struct proc_tree *proc_tree_freeze(pid_t pid, int pidfd)
 {
     if (pid <= 1)
-        return 0;
-    struct tree *t = xmalloc(sizeof(*t));
+        return NULL;
+    struct proc_tree *t = xmalloc(sizeof(*t));
     t->n = 0;
     tree_add(t, pid, 0, pidfd);
-    for (int pass = 0; pass < MAX_PASSES && t->n > 0; pass++) {
-        size_t added = 0;
-        for (size_t i = 0; i < t->n; i++)
-            added += add_children(t, i);
-        if (!added && pass > 0)
-            break;
+    if (t->n == 0) {
+        free(t);
+        return NULL;
     }
+    return t;
+}
+
+bool proc_tree_settle(struct proc_tree *t)
+{
+    bool settled = true;
+    /* Members added during the pass are looked at in the same pass. */
+    for (size_t i = 0; i < t->n; i++) {
+        struct member *m = &t->m[i];
+        if (m->state != MEMBER_STOPPING)
+            continue;
+        char state;
+        pid_t ppid;
+        /* Signal 0 through the pidfd: it has not been reaped, so the pid is still its own. */
+        if (pidfd_send_signal(m->pidfd, 0, NULL, 0) < 0 || !read_stat(m->pid, &state, &ppid) ||
+            state == 'Z' || state == 'X') {
+            m->state = MEMBER_GONE;
+            continue;
+        }
+        if (state != 'T' && state != 't') {
+            settled = false;
+            continue;
+        }
+        m->state = MEMBER_SCANNED;
+        add_children(t, i);
+    }
+    return settled;
+}
+
+size_t proc_tree_kill(struct proc_tree *t)
+{
     size_t killed = 0;
     for (size_t i = 0; i < t->n; i++) {
-        if (pidfd_send_signal(t->pidfds[i], SIGKILL, NULL, 0) == 0)
+        if (t->m[i].state != MEMBER_GONE && pidfd_send_signal(t->m[i].pidfd, SIGKILL, NULL, 0) == 0)
             killed++;
-        close(t->pidfds[i]);
     }
-    free(t);
     return killed;
+}
+
+void proc_tree_free(struct proc_tree *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        close(t->m[i].pidfd);
+    free(t);
+}
+
+size_t proc_kill_tree(pid_t pid, int pidfd, int max_wait_ms)
+{
+    struct proc_tree *t = proc_tree_freeze(pid, pidfd);
+    if (!t)
+        return 0;
+    int64_t until = now_monotonic_ns() + (int64_t)max_wait_ms * 1000000;
+    while (!proc_tree_settle(t) && now_monotonic_ns() < until) {
+        struct timespec ts = {.tv_nsec = 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    size_t n = proc_tree_kill(t);
+    proc_tree_free(t);
+    return n;
 }

@@ -6,6 +6,7 @@
  */
 #include "autoconf.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@
 #include "core/util.h"
 #include "cri/container_service.h"
 #include "grpc/h2.h"
+#include "image/ref.h"
+#include "image/store.h"
 #include "pod/container.h"
 
 /* Client timeouts (seconds) are clamped to this, so ms/ns arithmetic cannot overflow. */
@@ -24,10 +27,12 @@
 #define MiB (1024 * 1024)
 
 static const struct config *svc_cfg;
+static const struct store *svc_store;
 
-void container_service_init(const struct config *cfg)
+void container_service_init(const struct config *cfg, const struct store *store)
 {
     svc_cfg = cfg;
+    svc_store = store;
 }
 
 size_t container_service_exec_cap(size_t max_send)
@@ -207,6 +212,43 @@ static void image_spec_fill(Runtime__V1__ImageSpec *spec, const struct container
         spec->runtime_handler = req->runtime_handler;
 }
 
+/*
+ * Was the container created by image id, as kubelet does: "sha256:<hex>", or
+ * 12 to 64 hex digits of it (the prefixes the image store resolves)?
+ */
+static bool is_named_by_id(const struct container *c)
+{
+    const char *named = c->image_ref;
+    if (str_has_prefix(named, "sha256:"))
+        named += strlen("sha256:");
+    size_t len = strlen(named);
+    if (len < 12 || strspn(named, "0123456789abcdef") != len)
+        return false;
+    return str_has_prefix(c->image_id + strlen("sha256:"), named);
+}
+
+/*
+ * The image's digested reference in the repository the container named, or
+ * its first one (a digest from another repository, e.g. a second tag's);
+ * the id when the image has none (an imported tarball without digests).
+ */
+static const char *repo_digest_for(const struct store_image *img, const char *named)
+{
+    if (!img->n_repo_digests)
+        return img->id;
+    struct image_ref ref;
+    _cleanup_error_ struct error *err = NULL;
+    if (image_ref_parse(named, &ref, &err) == 0) {
+        _cleanup_free_ char *name = image_ref_name(&ref);
+        image_ref_clear(&ref);
+        size_t len = strlen(name);
+        for (size_t i = 0; i < img->n_repo_digests; i++)
+            if (strncmp(img->repo_digests[i], name, len) == 0 && img->repo_digests[i][len] == '@')
+                return img->repo_digests[i];
+    }
+    return img->repo_digests[0];
+}
+
 void container_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__ContainerStatusRequest *r = (const Runtime__V1__ContainerStatusRequest *)req;
@@ -233,6 +275,12 @@ void container_service_status(struct h2_call *call, const ProtobufCMessage *req,
     st.image = &spec;
     st.image_ref = c->image_id;
     st.image_id = c->image_id;
+    const struct store_image *img = svc_store ? store_image_find(svc_store, c->image_id) : NULL;
+    if (img) {
+        st.image_ref = (char *)repo_digest_for(img, c->image_ref);
+        if (img->n_repo_tags && is_named_by_id(c))
+            spec.image = img->repo_tags[0];
+    }
     st.reason = c->reason;
     st.message = c->message;
     _cleanup_free_ struct kv_entry *labels = NULL, *annotations = NULL;

@@ -18,9 +18,17 @@
 #include "grpc/router.h"
 
 struct config;
+struct store;
 
-/* Remember the config (borrowed for the daemon's life). */
-void container_service_init(const struct config *cfg);
+/*
+ * Remember the config and the image store (both borrowed for the daemon's
+ * life). ContainerStatus reads the store, as containerd and CRI-O do: its
+ * image_ref is the image's digested repository reference ("repo@sha256:…",
+ * what kubelet shows as a pod's imageID) and, when the container was created
+ * by image id (as kubelet does), its image is the image's first repository
+ * tag. Both fall back to the id once the image is gone.
+ */
+void container_service_init(const struct config *cfg, const struct store *store);
 
 /* The per-stream ExecSync output cap for a reply cap of max_send bytes. */
 size_t container_service_exec_cap(size_t max_send);

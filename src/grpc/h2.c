@@ -847,6 +847,8 @@ static const char *header_malformed(struct h2_call *call, const uint8_t *name, s
             return "repeated pseudo-header field";
         if (bit != PSEUDO_AUTHORITY && valuelen == 0)
             return "empty pseudo-header field";
+        if (bit == PSEUDO_PATH && (value[0] != '/' || !nghttp2_check_path(value, valuelen)))
+            return "invalid :path";
         call->pseudo |= bit;
         return NULL;
     }

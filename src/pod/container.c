@@ -39,6 +39,7 @@
 #include "pod/oci_spec.h"
 #include "pod/runtime.h"
 #include "pod/sandbox.h"
+#include "pod/volume.h"
 
 extern char **environ;
 
@@ -48,6 +49,7 @@ extern char **environ;
 #define STATUS_LINE_MAX 4096
 #define CREATE_TIMEOUT_MS (120 * 1000)
 #define MOUNT_TIMEOUT_MS (60 * 1000)
+#define SEED_TIMEOUT_MS (110 * 1000) /* the create deadline comes first */
 #define RM_TIMEOUT_MS (10 * 60 * 1000)
 #define KEEPER_EXIT_GRACE_MS 5000
 #define REOPEN_TIMEOUT_MS 5000
@@ -829,9 +831,10 @@ static void container_detach_and_teardown(struct container *c, void (*cb)(void *
 /* ---------------------------------------------------------------------- */
 
 enum create_state {
-    CREATE_MOUNT,  /* the mount child is mounting the overlay rootfs; waiting for it */
-    CREATE_KEEPER, /* the keeper runs `runtime create`; waiting for its status line or exit */
-    CREATE_UNDO,   /* failed; the teardown is running, waiting for it */
+    CREATE_MOUNT,   /* the mount child is mounting the overlay rootfs; waiting for it */
+    CREATE_VOLUMES, /* the seed child copies the image's content into image volumes; waiting */
+    CREATE_KEEPER,  /* the keeper runs `runtime create`; waiting for its status line or exit */
+    CREATE_UNDO,    /* failed; the teardown is running, waiting for it */
 };
 
 struct create_op {
@@ -840,6 +843,7 @@ struct create_op {
     struct container *c; /* owned until it enters the table */
     json_t *image_config;
     struct child *mount;
+    struct child *seed;
     struct error *fail; /* why it failed, once it has */
     int status_fd;      /* read end of the keeper's fd 3; -1 once the line is in */
     struct event *status_ev;
@@ -896,6 +900,9 @@ static void create_op_retire(struct create_op *op)
     if (op->mount)
         child_cancel(op->mount);
     op->mount = NULL;
+    if (op->seed)
+        child_cancel(op->seed);
+    op->seed = NULL;
     loop_timer_free(op->deadline);
     op->deadline = NULL;
     loop_defer_free(create_op_free, op);
@@ -989,8 +996,48 @@ static int start_mount(struct create_op *op, struct error **err)
     return op->mount ? 0 : -1;
 }
 
-/* The target container's pid namespace for namespace_options.pid == TARGET. */
-static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, struct error **err)
+static void on_seeded(const struct child_result *res, void *arg)
+{
+    struct create_op *op = arg;
+    op->seed = NULL;
+    struct error *e = NULL;
+    if (volume_seed_result(res, &e) < 0)
+        create_failed(op, e);
+    create_step(op);
+}
+
+/*
+ * Seed the image's volumes from the mounted rootfs in a child (pod/volume).
+ * Returns 1 when the child runs, 0 when the image declares no volume.
+ */
+static int start_seed(struct create_op *op, struct error **err)
+{
+    struct container *c = op->c;
+    struct oci_spec_volumes vols __attribute__((cleanup(oci_spec_volumes_clear))) = {0};
+    if (oci_spec_image_volumes(c->config, op->image_config, &vols, err) < 0)
+        return -1;
+    if (vols.n == 0)
+        return 0;
+    _cleanup_free_ char *rootfs = rootfs_path(c);
+    _cleanup_free_ char *volumes = path_in(c->root_dir, "volumes");
+    struct volume_job job = {rootfs, volumes, vols.paths, vols.names, vols.n};
+    char *argv[] = {(char *)"/bin/true", NULL};
+    struct child_opts o = {
+        .argv = argv,
+        .timeout_ms = SEED_TIMEOUT_MS,
+        .in_child = volume_seed_child,
+        .in_child_arg = &job,
+    };
+    op->seed = child_spawn(&o, on_seeded, op, err);
+    return op->seed ? 1 : -1;
+}
+
+/*
+ * The target container's pid namespace for namespace_options.pid == TARGET:
+ * a running container of the same pod (as the CRI asks and containerd checks).
+ */
+static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, const char *sandbox_id,
+                           struct error **err)
 {
     const Runtime__V1__LinuxContainerConfig *lc = config->linux;
     const Runtime__V1__NamespaceOption *nso =
@@ -998,6 +1045,12 @@ static char *target_pid_ns(const Runtime__V1__ContainerConfig *config, struct er
     if (!nso || nso->pid != RUNTIME__V1__NAMESPACE_MODE__TARGET)
         return NULL;
     struct container *t = container_find(nso->target_id);
+    if (t && strcmp(t->sandbox_id, sandbox_id) != 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "linux.security_context.namespace_options.target_id: container %s "
+                         "belongs to another pod",
+                         nso->target_id),
+               NULL;
     if (!t || t->state != CONTAINER_RUNNING || t->pid <= 0)
         return error_set(err, GRPC_NOT_FOUND, 0, "target container %s is not running",
                          nso->target_id),
@@ -1013,7 +1066,7 @@ static int write_bundle(struct create_op *op, char **cgroup_path, struct error *
     if (!sb || strcmp(sb->id, c->sandbox_id) != 0)
         return error_set(err, GRPC_NOT_FOUND, 0, "sandbox %s is gone", c->sandbox_id);
     _cleanup_error_ struct error *terr = NULL;
-    _cleanup_free_ char *target = target_pid_ns(c->config, &terr);
+    _cleanup_free_ char *target = target_pid_ns(c->config, sb->id, &terr);
     if (terr)
         return error_set(err, terr->grpc_code, 0, "%s", terr->msg);
     _cleanup_free_ char *rootfs = rootfs_path(c);
@@ -1327,6 +1380,26 @@ static void create_step(struct create_op *op)
             return;
         if (op->fail)
             break;
+        op->state = CREATE_VOLUMES;
+        {
+            int seeding = start_seed(op, &e);
+            if (seeding < 0) {
+                create_failed(op, e);
+                break;
+            }
+            if (seeding)
+                return;
+        }
+        /* fall through */
+    case CREATE_VOLUMES: /* waiting for the seed child; after a failure, for it to be killed
+                            (nothing may write into the volumes once the undo removes them) */
+        if (op->seed) {
+            if (op->fail)
+                child_signal(op->seed, SIGKILL);
+            return;
+        }
+        if (op->fail)
+            break;
         if (write_bundle(op, &cgroup_path, &e) < 0 || spawn_keeper(op, cgroup_path, &e) < 0) {
             create_failed(op, e);
             break;
@@ -1445,15 +1518,6 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "sandbox %s is not ready", sb->id);
     if (is_being_stopped(sb->id))
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "pod sandbox %s is being stopped",
-                         sb->id);
-    const Runtime__V1__LinuxContainerSecurityContext *sc =
-        config->linux ? config->linux->security_context : NULL;
-    if ((!sc || !sc->namespace_options ||
-         sc->namespace_options->pid == RUNTIME__V1__NAMESPACE_MODE__POD) &&
-        !sb->pid_ns_path)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
-                         "the container wants the pod's PID namespace (pid mode POD) but sandbox "
-                         "%s has none",
                          sb->id);
     const char *reason = NULL;
     const char *handler = runtime_handler_name(sb->runtime_handler);
@@ -2104,7 +2168,9 @@ char *container_info_json(const struct container *c)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(c->id));
-    json_object_set_new(o, "sandboxId", json_string(c->sandbox_id));
+    /* sandboxID, pid and runtimeSpec: the keys containerd and CRI-O both give (and scripts
+     * read through crictl inspect). */
+    json_object_set_new(o, "sandboxID", json_string(c->sandbox_id));
     json_object_set_new(o, "pid", json_integer(c->pid));
     json_object_set_new(o, "keeperPid", json_integer(c->keeper_pid));
     json_object_set_new(o, "keeperAlive", json_boolean(c->keeper_pidfd >= 0));
@@ -2120,6 +2186,17 @@ char *container_info_json(const struct container *c)
     json_object_set_new(o, "logPath", json_string(c->log_path));
     json_object_set_new(o, "imageId", json_string(c->image_id));
     json_object_set_new(o, "stopSignal", json_integer(c->stop_signal));
+    _cleanup_free_ char *bundle_config = path_in(c->state_dir, "config.json");
+    size_t len = 0;
+    _cleanup_error_ struct error *tmp = NULL;
+    _cleanup_free_ char *spec_text = read_file_capped(bundle_config, BUNDLE_CONFIG_MAX, &len, &tmp);
+    json_t *spec = spec_text ? json_loadb(spec_text, len, 0, NULL) : NULL;
+    if (json_is_object(spec))
+        json_object_set_new(o, "runtimeSpec", spec);
+    else
+        json_decref(spec);
+    if (tmp)
+        log_debug("verbose info without runtimeSpec container=%s: %s", c->id, tmp->msg);
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return text;

@@ -195,7 +195,11 @@ int container_attach_connect(const char *id, bool *tty, struct error **err);
 /* Resize the container's terminal (through its keeper); FAILED_PRECONDITION without one. */
 int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err);
 
-/* Verbose ContainerStatus info (owned JSON text). */
+/*
+ * Verbose ContainerStatus info (owned JSON text): ids, pids, runtime, paths, and
+ * "sandboxID", "pid" and "runtimeSpec" (the bundle's config.json, when readable)
+ * as containerd and CRI-O name them.
+ */
 char *container_info_json(const struct container *c);
 
 /* Does a container use this image id or layer chain id? (image GC claims) */

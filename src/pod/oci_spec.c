@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "pod/oci_spec.h"
+#include "pod/sandbox.h"
 #include "pod/seccomp_default.h"
 
 #define DEFAULT_PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -281,9 +282,9 @@ static int walk_dirs(int rootfd, char *const *dirs, size_t n)
  * openat2(RESOLVE_IN_ROOT) done by hand, for kernels before 5.6 (and
  * valgrind): one component at a time with O_NOFOLLOW, symlink targets
  * re-resolved from the root when absolute, ".." never above the root.
- * Returns an fd, or -1 with errno.
+ * Returns an fd opened with flags, or -1 with errno.
  */
-static int open_in_root_portable(int rootfd, const char *rel)
+static int open_in_root_portable(int rootfd, const char *rel, int flags)
 {
     _cleanup_strv_ struct strv todo = {0}; /* next component last */
     _cleanup_strv_ struct strv dirs = {0}; /* directories resolved below root */
@@ -324,7 +325,7 @@ static int open_in_root_portable(int rootfd, const char *rel)
             continue;
         }
         if (todo.n == 0)
-            return openat(cur, comp, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+            return openat(cur, comp, flags | O_CLOEXEC | O_NOFOLLOW);
         if (!S_ISDIR(st.st_mode)) {
             errno = ENOTDIR;
             return -1;
@@ -341,6 +342,22 @@ static int open_in_root_portable(int rootfd, const char *rel)
     return -1;
 }
 
+int oci_spec_open_in_root(int rootfd, const char *path, int flags)
+{
+    while (*path == '/')
+        path++;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = -1;
+    if (!oci_spec_no_openat2)
+        fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
+        fd = open_in_root_portable(rootfd, path, flags);
+    return fd;
+}
+
 /*
  * Read <root>/<rel> with every path component resolved inside root. A
  * missing file is not an error: *text stays NULL.
@@ -348,15 +365,7 @@ static int open_in_root_portable(int rootfd, const char *rel)
 static int read_in_root(int rootfd, const char *rel, char **text, struct error **err)
 {
     *text = NULL;
-    struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd = -1;
-    if (!oci_spec_no_openat2)
-        fd = (int)syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
-    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
-        fd = open_in_root_portable(rootfd, rel);
+    int fd = oci_spec_open_in_root(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
     _cleanup_close_ int owned = fd;
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR)
@@ -702,13 +711,30 @@ struct mount_entry {
     size_t order;
 };
 
+#define NS_NET 0
+#define NS_IPC 1
+#define NS_PID 2
+
+/* Where one of the container's namespaces comes from. */
+enum ns_source {
+    NS_HOST, /* the host's: no linux.namespaces entry */
+    NS_JOIN, /* join path */
+    NS_NEW,  /* a new one of its own */
+};
+
+struct ns_choice {
+    enum ns_source source;
+    const char *path; /* NS_JOIN: borrowed from the input */
+};
+
 struct build {
     const struct oci_spec_input *in;
     const Runtime__V1__ContainerConfig *ctr;
     const Runtime__V1__LinuxContainerSecurityContext *sc; /* NULL: none given */
     const Runtime__V1__LinuxContainerResources *res;      /* NULL: none given */
     const Runtime__V1__NamespaceOption *nso;              /* NULL: all POD */
-    const json_t *img;                                    /* NULL: empty image config */
+    struct ns_choice ns[3]; /* [NS_NET] (and UTS), [NS_IPC], [NS_PID] */
+    const json_t *img;      /* NULL: empty image config */
     bool privileged;
     bool cgroup_v2;
     uint64_t host_caps; /* what "ALL" means */
@@ -733,22 +759,26 @@ static void build_clear(struct build *b)
     json_decref(b->spec);
 }
 
-static Runtime__V1__NamespaceMode ns_mode(const struct build *b, int which)
+/* The mode a NamespaceOption gives one namespace; absent options mean POD (the CRI default). */
+static Runtime__V1__NamespaceMode mode_of(const Runtime__V1__NamespaceOption *o, int which)
 {
-    if (!b->nso)
+    if (!o)
         return RUNTIME__V1__NAMESPACE_MODE__POD;
     switch (which) {
-    case 0:
-        return b->nso->network;
-    case 1:
-        return b->nso->ipc;
+    case NS_NET:
+        return o->network;
+    case NS_IPC:
+        return o->ipc;
     default:
-        return b->nso->pid;
+        return o->pid;
     }
 }
-#define NS_NET 0
-#define NS_IPC 1
-#define NS_PID 2
+
+static const Runtime__V1__NamespaceOption *pod_ns_options(const Runtime__V1__PodSandboxConfig *pod)
+{
+    const Runtime__V1__LinuxPodSandboxConfig *pl = pod->linux;
+    return pl && pl->security_context ? pl->security_context->namespace_options : NULL;
+}
 
 static bool detect_cgroup_v2(enum oci_spec_tristate t)
 {
@@ -1122,10 +1152,10 @@ static bool has_mount(const struct build *b, const char *clean_dst)
     return false;
 }
 
-static bool cri_mounts_path(const struct build *b, const char *path)
+static bool ctr_mounts_path(const Runtime__V1__ContainerConfig *ctr, const char *path)
 {
-    for (size_t i = 0; i < b->ctr->n_mounts; i++) {
-        const char *cp = b->ctr->mounts[i]->container_path;
+    for (size_t i = 0; i < ctr->n_mounts; i++) {
+        const char *cp = ctr->mounts[i]->container_path;
         if (!is_set(cp))
             continue;
         _cleanup_free_ char *clean = path_clean(cp);
@@ -1133,6 +1163,11 @@ static bool cri_mounts_path(const struct build *b, const char *path)
             return true;
     }
     return false;
+}
+
+static bool cri_mounts_path(const struct build *b, const char *path)
+{
+    return ctr_mounts_path(b->ctr, path);
 }
 
 static void push_mount(struct build *b, char *clean_dst, json_t *obj)
@@ -1170,8 +1205,8 @@ static int add_sandbox_files(struct build *b, struct error **err)
         if (is_set(files[i].src) && !cri_mounts_path(b, files[i].dst) &&
             add_bind(b, files[i].dst, files[i].src, "rprivate", ro, err) < 0)
             return -1;
-    const char *shm =
-        ns_mode(b, NS_IPC) == RUNTIME__V1__NAMESPACE_MODE__NODE ? "/dev/shm" : b->in->shm_dir;
+    /* The host's IPC namespace goes with the host's /dev/shm. */
+    const char *shm = b->ns[NS_IPC].source == NS_HOST ? "/dev/shm" : b->in->shm_dir;
     if (is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
         add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
         return -1;
@@ -1183,18 +1218,41 @@ static int cmp_str(const void *x, const void *y)
     return strcmp(*(const char *const *)x, *(const char *const *)y);
 }
 
-static int add_image_volumes(struct build *b, struct error **err)
+/* Where the pod's files go; they win over an image volume at the same path. */
+static bool is_sandbox_file(const char *clean)
 {
-    const json_t *vols = b->img ? json_object_get(b->img, "Volumes") : NULL;
+    static const char *const files[] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+                                        "/dev/shm"};
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+        if (strcmp(clean, files[i]) == 0)
+            return true;
+    return false;
+}
+
+void oci_spec_volumes_clear(struct oci_spec_volumes *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->paths[i]);
+        free(v->names[i]);
+    }
+    free(v->paths);
+    free(v->names);
+    *v = (struct oci_spec_volumes){0};
+}
+
+int oci_spec_image_volumes(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
+                           struct oci_spec_volumes *out, struct error **err)
+{
+    *out = (struct oci_spec_volumes){0};
+    const json_t *img = image_cfg(image_config);
+    const json_t *vols = img ? json_object_get(img, "Volumes") : NULL;
     if (!vols || json_is_null(vols))
         return 0;
     if (!json_is_object(vols))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image config Volumes is not an object");
-    if (!b->in->volumes_dir || json_object_size(vols) == 0)
-        return 0;
     /* Sorted, so the spec does not depend on hash order. */
     size_t n = json_object_size(vols), i = 0;
-    _cleanup_free_ const char **keys = xcalloc(n, sizeof(*keys));
+    _cleanup_free_ const char **keys = xcalloc(n ? n : 1, sizeof(*keys));
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)vols, key, val)
@@ -1202,17 +1260,49 @@ static int add_image_volumes(struct build *b, struct error **err)
         keys[i++] = key;
     }
     qsort(keys, n, sizeof(*keys), cmp_str);
+    struct oci_spec_volumes v = {
+        .paths = xcalloc(n ? n : 1, sizeof(char *)),
+        .names = xcalloc(n ? n : 1, sizeof(char *)),
+    };
     for (i = 0; i < n; i++) {
-        _cleanup_free_ char *name = oci_spec_volume_name(keys[i], err);
-        if (!name)
+        char *name = oci_spec_volume_name(keys[i], err);
+        if (!name) {
+            oci_spec_volumes_clear(&v);
             return error_prefix(err, "image volume");
-        _cleanup_free_ char *clean = path_clean(keys[i]);
-        if (cri_mounts_path(b, clean) || has_mount(b, clean))
+        }
+        char *clean = path_clean(keys[i]);
+        if (ctr_mounts_path(ctr, clean) || is_sandbox_file(clean)) {
+            free(name);
+            free(clean);
             continue;
-        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, name);
+        }
+        v.paths[v.n] = clean;
+        v.names[v.n++] = name;
+    }
+    *out = v;
+    return 0;
+}
+
+static void volumes_clearp(struct oci_spec_volumes *v)
+{
+    oci_spec_volumes_clear(v);
+}
+
+static int add_image_volumes(struct build *b, struct error **err)
+{
+    struct oci_spec_volumes vols __attribute__((cleanup(volumes_clearp))) = {0};
+    if (oci_spec_image_volumes(b->ctr, b->in->image_config, &vols, err) < 0)
+        return -1;
+    if (!b->in->volumes_dir)
+        return 0;
+    for (size_t i = 0; i < vols.n; i++) {
+        if (has_mount(b, vols.paths[i]))
+            continue;
+        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, vols.names[i]);
+        /* Normally made and seeded by pod/volume already. */
         if (mkdir_p(src, 0755, err) < 0)
-            return error_prefix(err, "image volume %s", keys[i]);
-        if (add_bind(b, clean, src, "rprivate", "rw", err) < 0)
+            return error_prefix(err, "image volume %s", vols.paths[i]);
+        if (add_bind(b, vols.paths[i], src, "rprivate", "rw", err) < 0)
             return -1;
     }
     return 0;
@@ -1664,59 +1754,106 @@ static int add_ns(json_t *arr, const char *type, const char *path, struct error 
     return 0;
 }
 
-static int need_path(const char *path, const char *what, struct error **err)
+static const char *const ns_field[] = {
+    [NS_NET] = "network",
+    [NS_IPC] = "ipc",
+    [NS_PID] = "pid",
+};
+
+/*
+ * Resolve the container's namespaces against its pod's, as containerd's CRI
+ * plugin does (WithPodNamespaces): for network (with UTS), IPC and PID, both
+ * POD and NODE mean what the pod has, since the pod's modes are what was
+ * admitted for the pod and bound its containers: a host-network pod gives
+ * the host's network and UTS namespaces, a host-IPC pod the host's IPC
+ * namespace and /dev/shm, a pod with pid POD its shared PID namespace, pid
+ * NODE the host's, pid CONTAINER a new one. A container's pid CONTAINER is a
+ * new PID namespace whatever the pod has, TARGET the target container's.
+ */
+static int resolve_namespaces(struct build *b, struct error **err)
 {
-    if (!is_set(path))
-        return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the container", what);
+    const Runtime__V1__NamespaceMode POD = RUNTIME__V1__NAMESPACE_MODE__POD,
+                                     NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
+                                     CONTAINER = RUNTIME__V1__NAMESPACE_MODE__CONTAINER,
+                                     TARGET = RUNTIME__V1__NAMESPACE_MODE__TARGET;
+    const Runtime__V1__NamespaceOption *pod_nso = pod_ns_options(b->in->pod);
+    const char *const pod_paths[] = {
+        [NS_NET] = b->in->netns_path,
+        [NS_IPC] = b->in->ipc_ns_path,
+        [NS_PID] = b->in->pid_ns_path,
+    };
+    for (int i = NS_NET; i <= NS_PID; i++) {
+        Runtime__V1__NamespaceMode mine = mode_of(b->nso, i), pods = mode_of(pod_nso, i);
+        struct ns_choice *ch = &b->ns[i];
+        if (i == NS_PID && mine == CONTAINER) {
+            ch->source = NS_NEW;
+            continue;
+        }
+        if (i == NS_PID && mine == TARGET) {
+            if (!is_set(b->in->target_pid_ns_path))
+                return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
+                                 b->nso->target_id ? b->nso->target_id : "");
+            *ch = (struct ns_choice){NS_JOIN, b->in->target_pid_ns_path};
+            continue;
+        }
+        if (mine != POD && mine != NODE)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "linux.security_context.namespace_options.%s: mode %s is not "
+                             "supported for a container (%s)",
+                             ns_field[i], sandbox_namespace_mode_name(mine),
+                             i == NS_PID ? "POD, CONTAINER, NODE or TARGET" : "POD or NODE");
+        if (pods == NODE) {
+            ch->source = NS_HOST;
+        } else if (pods == CONTAINER && i == NS_PID) {
+            ch->source = NS_NEW;
+        } else if (pods == POD) {
+            if (!is_set(pod_paths[i]))
+                return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the pod",
+                                 ns_field[i]);
+            *ch = (struct ns_choice){NS_JOIN, pod_paths[i]};
+        } else {
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "the pod's %s namespace mode %s is not valid for a sandbox",
+                             ns_field[i], sandbox_namespace_mode_name(pods));
+        }
+    }
+    const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
+    if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "linux.security_context.namespace_options.userns_options: user namespaces "
+                         "are not supported");
     return 0;
+}
+
+static int add_ns_choice(json_t *arr, const char *type, const struct ns_choice *ch,
+                         struct error **err)
+{
+    switch (ch->source) {
+    case NS_HOST:
+        return 0;
+    case NS_NEW:
+        return add_ns(arr, type, NULL, err);
+    case NS_JOIN:
+        break;
+    }
+    return add_ns(arr, type, ch->path, err);
 }
 
 static int build_namespaces(struct build *b, struct error **err)
 {
-    const Runtime__V1__NamespaceMode net = ns_mode(b, NS_NET), ipc = ns_mode(b, NS_IPC),
-                                     pid = ns_mode(b, NS_PID);
-    const Runtime__V1__NamespaceMode NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
-                                     POD = RUNTIME__V1__NAMESPACE_MODE__POD;
-    if ((net != NODE && net != POD) || (ipc != NODE && ipc != POD))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "network and IPC namespaces must be POD or NODE");
-    const Runtime__V1__UserNamespace *userns = b->nso ? b->nso->userns_options : NULL;
-    if (userns && userns->mode != NODE && (userns->mode != POD || userns->n_uids || userns->n_gids))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "user namespaces are not supported");
-
     json_t *arr = json_array();
     json_object_set_new(b->linux, "namespaces", arr);
-    switch (pid) {
-    case RUNTIME__V1__NAMESPACE_MODE__POD:
-        if (need_path(b->in->pid_ns_path, "pid", err) < 0 ||
-            add_ns(arr, "pid", b->in->pid_ns_path, err) < 0)
-            return -1;
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__CONTAINER:
-        add_ns(arr, "pid", NULL, err);
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__TARGET:
-        if (!is_set(b->in->target_pid_ns_path))
-            return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
-                             b->nso->target_id ? b->nso->target_id : "");
-        if (add_ns(arr, "pid", b->in->target_pid_ns_path, err) < 0)
-            return -1;
-        break;
-    case RUNTIME__V1__NAMESPACE_MODE__NODE:
-        break;
-    default:
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown pid namespace mode %d", (int)pid);
+    /* The UTS namespace goes with the network one: a host-network pod has the host's name. */
+    struct ns_choice uts = b->ns[NS_NET];
+    if (uts.source == NS_JOIN) {
+        if (!is_set(b->in->uts_ns_path))
+            return error_set(err, GRPC_INTERNAL, 0, "no UTS namespace path for the pod");
+        uts.path = b->in->uts_ns_path;
     }
-    if (ipc == POD && (need_path(b->in->ipc_ns_path, "IPC", err) < 0 ||
-                       add_ns(arr, "ipc", b->in->ipc_ns_path, err) < 0))
-        return -1;
-    /* Host network means host UTS too (kubelet's rule for hostNetwork pods). */
-    if (net == POD && (need_path(b->in->uts_ns_path, "UTS", err) < 0 ||
-                       add_ns(arr, "uts", b->in->uts_ns_path, err) < 0))
-        return -1;
-    add_ns(arr, "mount", NULL, err);
-    if (net == POD && (need_path(b->in->netns_path, "network", err) < 0 ||
-                       add_ns(arr, "network", b->in->netns_path, err) < 0))
+    if (add_ns_choice(arr, "pid", &b->ns[NS_PID], err) < 0 ||
+        add_ns_choice(arr, "ipc", &b->ns[NS_IPC], err) < 0 ||
+        add_ns_choice(arr, "uts", &uts, err) < 0 || add_ns(arr, "mount", NULL, err) < 0 ||
+        add_ns_choice(arr, "network", &b->ns[NS_NET], err) < 0)
         return -1;
     /* A cgroup namespace hides the host's hierarchy; only meaningful on v2. */
     if (b->cgroup_v2 && !b->privileged)
@@ -1908,23 +2045,51 @@ static const char *const default_readonly[] = {
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", NULL,
 };
 
-static int path_list(json_t *linux, const char *key, char *const *cri, size_t n,
-                     const char *const *defaults, struct error **err)
+/*
+ * linux.maskedPaths or readonlyPaths from a CRI list, used as sent (as
+ * containerd and CRI-O do): kubelet sends the runtime's default lists for
+ * procMount Default and empty ones for Unmasked, and proto3 cannot tell an
+ * empty list from an absent one, so an empty list means none.
+ */
+static int path_list(json_t *linux, const char *key, const char *field, char *const *cri, size_t n,
+                     struct error **err)
 {
-    if (n == 0) {
-        json_object_set_new(linux, key, str_array(defaults));
-        return 0;
-    }
     json_t *a = json_array();
     json_object_set_new(linux, key, a);
     for (size_t i = 0; i < n; i++) {
-        if (!is_set(cri[i]) || cri[i][0] != '/')
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s entry \"%s\" is not absolute", key,
-                             cri[i] ? cri[i] : "");
-        if (append_str(a, cri[i], key, err) < 0)
+        if (!is_set(cri[i]) || cri[i][0] != '/' || has_dotdot(cri[i]))
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "linux.security_context.%s[%zu]: \"%s\" is not an absolute path "
+                             "without \"..\"",
+                             field, i, cri[i] ? cri[i] : "");
+        if (append_str(a, cri[i], field, err) < 0)
             return -1;
     }
     return 0;
+}
+
+/*
+ * Masked and read-only paths: none for privileged containers; the CRI lists
+ * when a security context is given (kubelet always gives one); the runtime
+ * defaults when the container has no security context at all (linux absent
+ * or linux: {}), which only a hand-written request has: it asked for no
+ * unmasked /proc, so it keeps the defaults.
+ */
+static int build_path_lists(struct build *b, struct error **err)
+{
+    if (b->privileged)
+        return 0;
+    if (!b->sc) {
+        json_object_set_new(b->linux, "maskedPaths", str_array(default_masked));
+        json_object_set_new(b->linux, "readonlyPaths", str_array(default_readonly));
+        return 0;
+    }
+    const Runtime__V1__LinuxContainerSecurityContext *sc = b->sc;
+    if (path_list(b->linux, "maskedPaths", "masked_paths", sc->masked_paths, sc->n_masked_paths,
+                  err) < 0)
+        return -1;
+    return path_list(b->linux, "readonlyPaths", "readonly_paths", sc->readonly_paths,
+                     sc->n_readonly_paths, err);
 }
 
 static int build_linux(struct build *b, struct error **err)
@@ -1954,14 +2119,8 @@ static int build_linux(struct build *b, struct error **err)
                 return -1;
         }
     }
-    if (!b->privileged) {
-        char *const *none = NULL;
-        if (path_list(b->linux, "maskedPaths", b->sc ? b->sc->masked_paths : none,
-                      b->sc ? b->sc->n_masked_paths : 0, default_masked, err) < 0 ||
-            path_list(b->linux, "readonlyPaths", b->sc ? b->sc->readonly_paths : none,
-                      b->sc ? b->sc->n_readonly_paths : 0, default_readonly, err) < 0)
-            return -1;
-    }
+    if (build_path_lists(b, err) < 0)
+        return -1;
     if (b->rootfs_propagation)
         json_object_set_new(b->linux, "rootfsPropagation", json_string(b->rootfs_propagation));
     return 0;
@@ -2018,7 +2177,7 @@ json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
                              "privileged container in a sandbox that is not privileged"),
                    NULL;
     }
-    if (compute_caps(&b, err) < 0)
+    if (compute_caps(&b, err) < 0 || resolve_namespaces(&b, err) < 0)
         return NULL;
 
     b.spec = json_object();

@@ -12,10 +12,26 @@
  *    oomScoreAdj;
  *  - root (the mounted rootfs, read-only on request), the default mounts,
  *    the sandbox's /etc/hostname, /etc/hosts, /etc/resolv.conf and /dev/shm,
- *    the CRI mounts and one fresh directory per image-declared volume;
+ *    the CRI mounts and one directory per image-declared volume (seeded with
+ *    the image's content by pod/volume before the spec is built);
  *  - linux: namespaces (joined through the sandbox's pinned files), cgroups
  *    path, resources, devices, the pod's sysctls, masked and read-only
  *    paths, seccomp.
+ *
+ * Namespaces follow containerd's rule (WithPodNamespaces): for network (with
+ * UTS), IPC and PID, a container's POD and NODE both mean what its pod has,
+ * since the pod's modes are what was admitted and bound its containers. A
+ * host-network pod gives the host's network and UTS namespaces, a host-IPC
+ * pod the host's IPC namespace and /dev/shm, a pod with pid POD its shared
+ * PID namespace, pid NODE the host's, pid CONTAINER a new one. A container's
+ * pid CONTAINER is always a new PID namespace, TARGET the target's. Absent
+ * namespace options mean POD (the CRI default).
+ *
+ * Masked and read-only paths are the CRI lists as sent, as in containerd and
+ * CRI-O: kubelet sends the defaults for procMount Default and empty lists for
+ * Unmasked (an empty list means none). Only a container without any security
+ * context (linux absent or empty), which kubelet never sends, gets the
+ * defaults unasked. Privileged containers get none.
  *
  * As in containerd, "ALL" capabilities and privileged containers get the
  * capabilities the daemon itself holds (its CapEff), since a runtime cannot
@@ -87,7 +103,7 @@ struct oci_spec_host {
 /*
  * Everything the builder needs. All pointers are borrowed for the call.
  * Namespace files are the sandbox's pinned namespaces; a NULL one is only
- * allowed where the mode makes it unused (NODE, or pid CONTAINER).
+ * allowed where the pod's mode makes it unused (NODE, or pid CONTAINER).
  * Sandbox files (hostname_file...) that are NULL are simply not mounted.
  */
 struct oci_spec_input {
@@ -121,7 +137,9 @@ struct oci_spec_input {
  * INVALID_ARGUMENT for anything wrong in the request or the image (no
  * command, unknown user or group, bad capability name, missing mount or
  * device host path, bad seccomp profile, privileged container in an
- * unprivileged sandbox, unsupported feature such as user namespaces),
+ * unprivileged sandbox, a container network or IPC mode other than POD or
+ * NODE, a masked or read-only path that is not absolute, unsupported feature
+ * such as user namespaces),
  * UNIMPLEMENTED for image mounts and CDI devices, FAILED_PRECONDITION for a
  * propagated mount whose host mount does not propagate, NOT_FOUND when a
  * TARGET pid namespace is not given, RESOURCE_EXHAUSTED for over-large image
@@ -197,5 +215,33 @@ char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, st
  * the root, a ".." component, or a name longer than 255 bytes.
  */
 char *oci_spec_volume_name(const char *container_path, struct error **err);
+
+/* Image volumes a container gets: parallel arrays of n owned strings. */
+struct oci_spec_volumes {
+    char **paths; /* cleaned absolute container paths, sorted */
+    char **names; /* oci_spec_volume_name() of each */
+    size_t n;
+};
+
+void oci_spec_volumes_clear(struct oci_spec_volumes *v);
+
+/*
+ * The image config's Volumes (image_config as for oci_spec_input) minus those
+ * a CRI mount of ctr covers (the mount wins) and the pod's /etc/hostname,
+ * /etc/hosts, /etc/resolv.conf and /dev/shm, sorted. Fills *out (clear it
+ * with oci_spec_volumes_clear()); INVALID_ARGUMENT for a Volumes member that
+ * is not an object or a path oci_spec_volume_name() refuses.
+ */
+int oci_spec_image_volumes(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
+                           struct oci_spec_volumes *out, struct error **err);
+
+/*
+ * Open <rootfd>/<path> (a leading '/' is ignored) with every component,
+ * symlink targets included, resolved inside rootfd: openat2(RESOLVE_IN_ROOT |
+ * RESOLVE_NO_MAGICLINKS), or the same walk by hand where openat2 is missing
+ * (or oci_spec_no_openat2 is set). flags as for openat(); O_CLOEXEC is added.
+ * Returns an fd, or -1 with errno.
+ */
+int oci_spec_open_in_root(int rootfd, const char *path, int flags);
 
 #endif

@@ -37,7 +37,11 @@
  * process tree is killed again meanwhile (the pid file may come late).
  */
 #define EXEC_KILL_GRACE_MS 2000
-#define EXEC_KILL_POLL_MS 50
+#define EXEC_KILL_POLL_MS 20
+/* Kill a tree that has not finished freezing by then (a process stuck in the kernel). */
+#define EXEC_FREEZE_MAX_MS 500
+/* At shutdown there is no time for steps: how long the one synchronous freeze may wait. */
+#define EXEC_ABORT_FREEZE_MS 50
 #define PID_FILE_MAX 64
 #define MOUNTINFO_MAX (1024 * 1024)
 #define MESSAGE_MAX 1024
@@ -69,7 +73,7 @@ static const char *const verb_names[] = {"start", "kill", "delete", "state", "ex
  */
 enum exec_phase {
     EXEC_RUNNING, /* the runtime runs the process; waits for its exit or the deadline */
-    EXEC_KILLING, /* the tree is killed (again every poll); waits for the runtime to exit */
+    EXEC_KILLING, /* the tree is frozen, then killed, step by step; waits for the runtime to exit */
     EXEC_FORCING, /* the grace ran out: the runtime was SIGKILLed; waits for its exit */
 };
 
@@ -85,8 +89,9 @@ struct runtime_op {
     char *pid_file;           /* owned: removed with the op */
     pid_t exec_pid;           /* the exec'd process, once its pid file was read; 0 before */
     int exec_pidfd;           /* ...and its pidfd; -1 before */
+    struct proc_tree *tree;   /* the exec'd tree being frozen; NULL when none is */
     struct loop_timer *timer; /* the caller's deadline, then the kill polls */
-    int64_t kill_deadline_ns; /* when EXEC_KILLING gives up on the runtime */
+    int64_t kill_start_ns;    /* when EXEC_KILLING began */
 };
 
 static struct {
@@ -362,16 +367,31 @@ static void exec_open_process(struct runtime_op *op)
     op->exec_pidfd = fd;
 }
 
-/* Kill the exec'd process and everything it started (all of it stopped first). */
-static void exec_kill_tree(struct runtime_op *op)
+static int64_t ms_since(int64_t start_ns)
 {
-    exec_open_process(op);
-    if (op->exec_pidfd < 0)
+    return (now_monotonic_ns() - start_ns) / 1000000;
+}
+
+/*
+ * One step of killing the exec'd process and everything it started: freeze
+ * the tree (SIGSTOP, level by level as /proc shows each process stopped), and
+ * once it is complete, SIGKILL all of it at once. Steps go on every poll, so a
+ * late pid file or anything left is caught again.
+ */
+static void exec_kill_step(struct runtime_op *op)
+{
+    if (!op->tree) {
+        exec_open_process(op);
+        if (op->exec_pidfd < 0)
+            return;
+        op->tree = proc_tree_freeze(op->exec_pid, op->exec_pidfd);
+        if (!op->tree)
+            return;
+    }
+    if (!proc_tree_settle(op->tree) && ms_since(op->kill_start_ns) < EXEC_FREEZE_MAX_MS)
         return;
-    /* Signal 0: the process has not been reaped, so its pid is still its own. */
-    if (pidfd_send_signal(op->exec_pidfd, 0, NULL, 0) < 0)
-        return;
-    size_t n = proc_kill_tree(op->exec_pid, op->exec_pidfd);
+    size_t n = proc_tree_kill(op->tree);
+    proc_tree_free(steal_ptr(&op->tree));
     if (n)
         log_debug("exec process tree killed call=\"%s\" processes=%zu", op->what, n);
 }
@@ -382,8 +402,8 @@ static void exec_begin_kill(struct runtime_op *op)
     if (op->phase != EXEC_RUNNING || !op->child)
         return;
     op->phase = EXEC_KILLING;
-    op->kill_deadline_ns = now_monotonic_ns() + (int64_t)EXEC_KILL_GRACE_MS * 1000000;
-    exec_kill_tree(op);
+    op->kill_start_ns = now_monotonic_ns();
+    exec_kill_step(op);
     loop_timer_arm(op->timer, EXEC_KILL_POLL_MS);
 }
 
@@ -397,8 +417,8 @@ static void on_exec_timer(void *arg)
         exec_begin_kill(op);
         break;
     case EXEC_KILLING:
-        exec_kill_tree(op);
-        if (now_monotonic_ns() < op->kill_deadline_ns) {
+        exec_kill_step(op);
+        if (ms_since(op->kill_start_ns) < EXEC_KILL_GRACE_MS) {
             loop_timer_arm(op->timer, EXEC_KILL_POLL_MS);
             break;
         }
@@ -421,6 +441,7 @@ static void op_free(struct runtime_op *op)
     if (op->next)
         op->next->prev = op->prev;
     loop_timer_free(op->timer);
+    proc_tree_free(op->tree);
     if (op->exec_pidfd >= 0)
         close(op->exec_pidfd);
     if (op->pid_file)
@@ -433,8 +454,11 @@ static void op_free(struct runtime_op *op)
 /* Kill the op's processes now and free it; cb does not run. */
 static void op_abort(struct runtime_op *op)
 {
-    if (op->verb == VERB_EXEC)
-        exec_kill_tree(op);
+    if (op->verb == VERB_EXEC) {
+        exec_open_process(op);
+        if (op->exec_pidfd >= 0)
+            proc_kill_tree(op->exec_pid, op->exec_pidfd, EXEC_ABORT_FREEZE_MS);
+    }
     if (op->child)
         child_cancel(op->child);
     op_free(op);

@@ -1325,7 +1325,7 @@ static void test_bad_requests(void **state)
     assert_true(run_until(is_closed, st));
     assert_status(st, 405, GRPC_INTERNAL, NULL);
 
-    /* nghttp2 itself resets a request whose :path is not a path. */
+    /* A request whose :path is not a path is malformed: reset. */
     st = tc_call(tc, &(struct req){.path = "noslash", .msg = "x", .len = 1});
     assert_true(run_until(is_closed, st));
     assert_int_equal(st->close_error, NGHTTP2_PROTOCOL_ERROR);

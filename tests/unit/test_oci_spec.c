@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/util.h"
 #include "pod/oci_spec.h"
+#include "pod/sandbox.h"
 #include "pod/seccomp_default.h"
 
 #define S(x) ((char *)(x))
@@ -168,6 +169,7 @@ struct fx {
     Runtime__V1__PodSandboxMetadata pmeta;
     Runtime__V1__LinuxPodSandboxConfig plinux;
     Runtime__V1__LinuxSandboxSecurityContext psc;
+    Runtime__V1__NamespaceOption pnso; /* the pod's, once fx_pod_modes() attached it */
     json_t *image_config;
     char *paths[32]; /* owned strings the input points at */
     size_t n_paths;
@@ -180,6 +182,24 @@ static const char *fx_path(struct fx *f, const char *rel)
     f->paths[f->n_paths] = tpath(rel);
     return f->paths[f->n_paths++];
 }
+
+/* The lists kubelet sends for procMount Default (the runtime's defaults). */
+static char *kubelet_masked[] = {
+    S("/proc/acpi"),
+    S("/proc/asound"),
+    S("/proc/kcore"),
+    S("/proc/keys"),
+    S("/proc/latency_stats"),
+    S("/proc/timer_list"),
+    S("/proc/timer_stats"),
+    S("/proc/sched_debug"),
+    S("/proc/scsi"),
+    S("/sys/firmware"),
+    S("/sys/devices/virtual/powercap"),
+};
+static char *kubelet_readonly[] = {
+    S("/proc/bus"), S("/proc/fs"), S("/proc/irq"), S("/proc/sys"), S("/proc/sysrq-trigger"),
+};
 
 static void fx_init(struct fx *f)
 {
@@ -199,6 +219,7 @@ static void fx_init(struct fx *f)
     f->plinux = (Runtime__V1__LinuxPodSandboxConfig)RUNTIME__V1__LINUX_POD_SANDBOX_CONFIG__INIT;
     f->psc =
         (Runtime__V1__LinuxSandboxSecurityContext)RUNTIME__V1__LINUX_SANDBOX_SECURITY_CONTEXT__INIT;
+    f->pnso = (Runtime__V1__NamespaceOption)RUNTIME__V1__NAMESPACE_OPTION__INIT;
 
     f->cmeta.name = S("busybox");
     f->ctr.metadata = &f->cmeta;
@@ -206,6 +227,10 @@ static void fx_init(struct fx *f)
     f->image.user_specified_image = S("docker.io/library/busybox:latest");
     f->ctr.image = &f->image;
     f->sc.namespace_options = &f->nso;
+    f->sc.masked_paths = kubelet_masked;
+    f->sc.n_masked_paths = ARRAY_SIZE(kubelet_masked);
+    f->sc.readonly_paths = kubelet_readonly;
+    f->sc.n_readonly_paths = ARRAY_SIZE(kubelet_readonly);
     f->lc.security_context = &f->sc;
     f->ctr.linux = &f->lc;
 
@@ -251,6 +276,27 @@ static void fx_clear(struct fx *f)
     json_decref(f->image_config);
     for (size_t i = 0; i < f->n_paths; i++)
         free(f->paths[i]);
+}
+
+/*
+ * Give the pod these namespace modes, with the paths pod/sandbox has for
+ * them: no pinned network/UTS files for a host-network pod, no IPC file and
+ * the host's /dev/shm for a host-IPC pod, a pod-init only for pid POD.
+ */
+static void fx_pod_modes(struct fx *f, Runtime__V1__NamespaceMode net,
+                         Runtime__V1__NamespaceMode ipc, Runtime__V1__NamespaceMode pid)
+{
+    f->pnso.network = net;
+    f->pnso.ipc = ipc;
+    f->pnso.pid = pid;
+    f->psc.namespace_options = &f->pnso;
+    bool host_net = net == RUNTIME__V1__NAMESPACE_MODE__NODE;
+    f->in.netns_path = host_net ? NULL : "/run/tinycri/ns/5a4db0c5/net";
+    f->in.uts_ns_path = host_net ? NULL : "/run/tinycri/ns/5a4db0c5/uts";
+    bool host_ipc = ipc == RUNTIME__V1__NAMESPACE_MODE__NODE;
+    f->in.ipc_ns_path = host_ipc ? NULL : "/run/tinycri/ns/5a4db0c5/ipc";
+    f->in.shm_dir = host_ipc ? "/dev/shm" : fx_path(f, "sandbox/shm");
+    f->in.pid_ns_path = pid == RUNTIME__V1__NAMESPACE_MODE__POD ? "/proc/4242/ns/pid" : NULL;
 }
 
 static void set_image_config(struct fx *f, json_t *cfg)
@@ -532,6 +578,8 @@ static void test_golden_full(void **state)
     f.sc.seccomp = &f.seccomp; /* RuntimeDefault */
     f.nso.network = RUNTIME__V1__NAMESPACE_MODE__NODE;
     f.nso.pid = RUNTIME__V1__NAMESPACE_MODE__POD;
+    fx_pod_modes(&f, RUNTIME__V1__NAMESPACE_MODE__NODE, RUNTIME__V1__NAMESPACE_MODE__POD,
+                 RUNTIME__V1__NAMESPACE_MODE__POD);
 
     static Runtime__V1__LinuxPodSandboxConfig__SysctlsEntry sy =
         RUNTIME__V1__LINUX_POD_SANDBOX_CONFIG__SYSCTLS_ENTRY__INIT;
@@ -603,6 +651,42 @@ static void test_golden_image_volumes(void **state)
 
 /* ------------------------------------------------------------------------ */
 /* process.args                                                             */
+
+/* The volume list pod/volume seeds: sorted, cleaned, minus CRI mounts and the pod's files. */
+static void test_image_volume_list(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    set_image_config(&f, json_pack("{s:{s:{s:{}, s:{}, s:{}, s:{}, s:{}}}}", "config", "Volumes",
+                                   "/var/lib/redis/", "/data", "/cache", "/etc/hosts", "/dev/shm"));
+    static Runtime__V1__Mount m = RUNTIME__V1__MOUNT__INIT;
+    m.container_path = S("/cache/");
+    m.host_path = S(fx_path(&f, "host/cache"));
+    static Runtime__V1__Mount *mounts[] = {&m};
+    f.ctr.mounts = mounts;
+    f.ctr.n_mounts = 1;
+    struct oci_spec_volumes v;
+    struct error *err = NULL;
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), 0);
+    assert_int_equal(v.n, 2);
+    assert_string_equal(v.paths[0], "/data");
+    assert_string_equal(v.names[0], "data");
+    assert_string_equal(v.paths[1], "/var/lib/redis");
+    assert_string_equal(v.names[1], "var_lib_redis");
+    oci_spec_volumes_clear(&v);
+    assert_int_equal(v.n, 0);
+    /* No config, no Volumes, null Volumes: none. */
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, NULL, &v, &err), 0);
+    assert_int_equal(v.n, 0);
+    set_image_config(&f, json_pack("{s:{s:n}}", "config", "Volumes"));
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), 0);
+    assert_int_equal(v.n, 0);
+    set_image_config(&f, json_pack("{s:{s:{s:{}}}}", "config", "Volumes", "relative"));
+    assert_int_equal(oci_spec_image_volumes(&f.ctr, f.image_config, &v, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    error_free(err);
+    fx_clear(&f);
+}
 
 static void test_args_table(void **state)
 {
@@ -1019,6 +1103,8 @@ static void test_shm_without_sandbox_dir(void **state)
     json_decref(spec);
     /* Host IPC: the host's /dev/shm. */
     f.nso.ipc = RUNTIME__V1__NAMESPACE_MODE__NODE;
+    fx_pod_modes(&f, RUNTIME__V1__NAMESPACE_MODE__POD, RUNTIME__V1__NAMESPACE_MODE__NODE,
+                 RUNTIME__V1__NAMESPACE_MODE__POD);
     spec = build_ok(&f);
     assert_string_equal(jstr(find_mount(spec, "/dev/shm"), "source"), "/dev/shm");
     const json_t *ns = jget(spec, "linux.namespaces");
@@ -1178,9 +1264,12 @@ static void test_namespaces(void **state)
     assert_string_equal(jstr(ns, "4.path"), f.in.netns_path);
     json_decref(spec);
 
+    /* The host's namespaces come from the pod's modes. */
     f.nso.pid = RUNTIME__V1__NAMESPACE_MODE__NODE;
     f.nso.network = RUNTIME__V1__NAMESPACE_MODE__NODE;
     f.nso.ipc = RUNTIME__V1__NAMESPACE_MODE__NODE;
+    fx_pod_modes(&f, RUNTIME__V1__NAMESPACE_MODE__NODE, RUNTIME__V1__NAMESPACE_MODE__NODE,
+                 RUNTIME__V1__NAMESPACE_MODE__NODE);
     f.in.host.cgroup_v2 = OCI_SPEC_YES;
     spec = build_ok(&f);
     ns = jget(spec, "linux.namespaces");
@@ -1197,9 +1286,20 @@ static void test_namespaces(void **state)
     assert_string_equal(jstr(spec, "linux.namespaces.0.path"), "/proc/77/ns/pid");
     json_decref(spec);
 
+    /* Modes a container cannot have, named by field. */
     f.nso.network = RUNTIME__V1__NAMESPACE_MODE__TARGET;
-    expect_fail(&f, GRPC_INVALID_ARGUMENT, "POD or NODE");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "namespace_options.network: mode TARGET is not supported for a container");
     f.nso.network = RUNTIME__V1__NAMESPACE_MODE__POD;
+    f.nso.ipc = RUNTIME__V1__NAMESPACE_MODE__CONTAINER;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "namespace_options.ipc: mode CONTAINER");
+    f.nso.ipc = RUNTIME__V1__NAMESPACE_MODE__POD;
+    f.nso.pid = (Runtime__V1__NamespaceMode)9;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "namespace_options.pid");
+    f.nso.pid = RUNTIME__V1__NAMESPACE_MODE__POD;
+    /* The pod has its own network namespace, but the caller gave no file for it. */
+    fx_pod_modes(&f, RUNTIME__V1__NAMESPACE_MODE__POD, RUNTIME__V1__NAMESPACE_MODE__POD,
+                 RUNTIME__V1__NAMESPACE_MODE__POD);
     f.in.netns_path = NULL;
     expect_fail(&f, GRPC_INTERNAL, "network");
     f.in.netns_path = "/run/netns/x";
@@ -1215,6 +1315,154 @@ static void test_namespaces(void **state)
     userns.uids = idms;
     userns.n_uids = 1;
     expect_fail(&f, GRPC_INVALID_ARGUMENT, "user namespaces");
+    fx_clear(&f);
+}
+
+/* The linux.namespaces entry of a type, or NULL. */
+static const json_t *ns_entry(const json_t *spec, const char *type)
+{
+    size_t i;
+    const json_t *n;
+    json_array_foreach(jget(spec, "linux.namespaces"), i, n)
+    {
+        if (strcmp(jstr(n, "type"), type) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+#define NS_ABSENT ((const char *)1) /* no entry: the host's namespace */
+#define NS_FRESH NULL               /* an entry without a path: a new namespace */
+
+static void expect_ns(const json_t *spec, const char *type, const char *want, const char *what)
+{
+    const json_t *n = ns_entry(spec, type);
+    if (want == NS_ABSENT) {
+        if (n)
+            fail_msg("%s: %s namespace present (%s), expected the host's", what, type,
+                     jstr(n, "path") ? jstr(n, "path") : "new");
+        return;
+    }
+    if (!n)
+        fail_msg("%s: no %s namespace, expected %s", what, type, want ? want : "a new one");
+    const char *path = jstr(n, "path");
+    if ((want == NS_FRESH) != (path == NULL) || (want && strcmp(want, path) != 0))
+        fail_msg("%s: %s namespace %s, expected %s", what, type, path ? path : "new",
+                 want ? want : "a new one");
+}
+
+enum ctr_form {
+    CTR_NO_LINUX,    /* no linux section at all */
+    CTR_LINUX_EMPTY, /* linux: {} */
+    CTR_NO_NSO,      /* a security context without namespace_options */
+    CTR_NSO,         /* namespace_options as given */
+};
+
+static const Runtime__V1__NamespaceMode POD = RUNTIME__V1__NAMESPACE_MODE__POD,
+                                        CONTAINER = RUNTIME__V1__NAMESPACE_MODE__CONTAINER,
+                                        NODE = RUNTIME__V1__NAMESPACE_MODE__NODE,
+                                        TARGET = RUNTIME__V1__NAMESPACE_MODE__TARGET;
+
+struct modes {
+    Runtime__V1__NamespaceMode net, ipc, pid;
+};
+
+/* One pod/container combination: build, then check each namespace and /dev/shm. */
+static void check_modes(struct modes pod, enum ctr_form form, struct modes ctr)
+{
+    static const char netns[] = "/run/tinycri/ns/5a4db0c5/net",
+                      utsns[] = "/run/tinycri/ns/5a4db0c5/uts",
+                      ipcns[] = "/run/tinycri/ns/5a4db0c5/ipc", podpid[] = "/proc/4242/ns/pid",
+                      target[] = "/proc/77/ns/pid";
+    struct fx f;
+    fx_init(&f);
+    fx_pod_modes(&f, pod.net, pod.ipc, pod.pid);
+    f.in.target_pid_ns_path = target;
+    if (form == CTR_NO_LINUX)
+        f.ctr.linux = NULL;
+    else if (form == CTR_LINUX_EMPTY)
+        f.lc.security_context = NULL;
+    else if (form == CTR_NO_NSO)
+        f.sc.namespace_options = NULL;
+    if (form != CTR_NSO)
+        ctr = (struct modes){POD, POD, POD}; /* what no options mean */
+    f.nso.network = ctr.net;
+    f.nso.ipc = ctr.ipc;
+    f.nso.pid = ctr.pid;
+    f.nso.target_id = S("c0ffee00");
+    _cleanup_free_ char *what = xasprintf(
+        "pod net/ipc/pid %s/%s/%s, container (form %d) %s/%s/%s",
+        sandbox_namespace_mode_name(pod.net), sandbox_namespace_mode_name(pod.ipc),
+        sandbox_namespace_mode_name(pod.pid), (int)form, sandbox_namespace_mode_name(ctr.net),
+        sandbox_namespace_mode_name(ctr.ipc), sandbox_namespace_mode_name(ctr.pid));
+    struct error *err = NULL;
+    json_t *spec = oci_spec_build(&f.in, &err);
+    if (!spec)
+        fail_msg("%s: %s", what, err->msg);
+    bool host_net = pod.net == NODE, host_ipc = pod.ipc == NODE;
+    expect_ns(spec, "network", host_net ? NS_ABSENT : netns, what);
+    expect_ns(spec, "uts", host_net ? NS_ABSENT : utsns, what);
+    expect_ns(spec, "ipc", host_ipc ? NS_ABSENT : ipcns, what);
+    const char *want_pid = podpid;
+    if (ctr.pid == CONTAINER || (ctr.pid != TARGET && pod.pid == CONTAINER))
+        want_pid = NS_FRESH;
+    else if (ctr.pid == TARGET)
+        want_pid = target;
+    else if (pod.pid == NODE)
+        want_pid = NS_ABSENT;
+    expect_ns(spec, "pid", want_pid, what);
+    expect_ns(spec, "mount", NS_FRESH, what);
+    const char *shm = jstr(find_mount(spec, "/dev/shm"), "source");
+    if (strcmp(shm, host_ipc ? "/dev/shm" : tpath_at("sandbox/shm")) != 0)
+        fail_msg("%s: /dev/shm from %s", what, shm);
+    json_decref(spec);
+    fx_clear(&f);
+}
+
+/*
+ * Every pod mode against every container mode: POD and NODE in a container
+ * mean what the pod has (containerd's rule), pid CONTAINER is a new
+ * namespace, TARGET the target's; UTS follows the network namespace and
+ * /dev/shm the IPC namespace. No options at all mean POD everywhere.
+ */
+static void test_namespace_modes(void **state)
+{
+    const Runtime__V1__NamespaceMode net_ipc[] = {POD, NODE}, pod_pid[] = {POD, CONTAINER, NODE},
+                                     ctr_pid[] = {POD, CONTAINER, NODE, TARGET};
+    size_t cases = 0;
+    for (size_t pn = 0; pn < 2; pn++)
+        for (size_t pi = 0; pi < 2; pi++)
+            for (size_t pp = 0; pp < ARRAY_SIZE(pod_pid); pp++) {
+                struct modes pod = {net_ipc[pn], net_ipc[pi], pod_pid[pp]};
+                for (int form = CTR_NO_LINUX; form < CTR_NSO; form++, cases++)
+                    check_modes(pod, (enum ctr_form)form, pod);
+                for (size_t k = 0; k < 2 * 2 * ARRAY_SIZE(ctr_pid); k++, cases++) {
+                    struct modes ctr = {net_ipc[k % 2], net_ipc[k / 2 % 2], ctr_pid[k / 4]};
+                    check_modes(pod, CTR_NSO, ctr);
+                }
+            }
+    assert_int_equal(cases, 2 * 2 * 3 * (3 + 2 * 2 * 4));
+}
+
+/*
+ * The reported case: a host-network pod and a container with `linux: {}`.
+ * It gets the host's network and UTS namespaces, the pod's IPC namespace,
+ * and HOSTNAME is the node's name (kubelet sends no hostname for such pods).
+ */
+static void test_golden_host_network(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    fx_pod_modes(&f, RUNTIME__V1__NAMESPACE_MODE__NODE, RUNTIME__V1__NAMESPACE_MODE__POD,
+                 RUNTIME__V1__NAMESPACE_MODE__CONTAINER);
+    f.pod.hostname = S("");
+    f.lc.security_context = NULL;
+    _cleanup_json_ json_t *spec = build_ok(&f);
+    check_golden(spec, "host_network");
+    expect_ns(spec, "network", NS_ABSENT, "host network");
+    expect_ns(spec, "uts", NS_ABSENT, "host network");
+    expect_ns(spec, "pid", NS_FRESH, "host network");
+    assert_true(array_has_str(jget(spec, "process.env"), "HOSTNAME=node-1"));
     fx_clear(&f);
 }
 
@@ -1315,20 +1563,72 @@ static void test_devices_errors(void **state)
     fx_clear(&f);
 }
 
+static void expect_path_lists(struct fx *f, size_t masked, size_t readonly)
+{
+    json_t *spec = build_ok(f);
+    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), masked);
+    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), readonly);
+    json_decref(spec);
+}
+
+/*
+ * Masked and read-only paths are the CRI lists as sent (kubelet: the defaults
+ * for procMount Default, empty lists for Unmasked); only a container without
+ * any security context gets the defaults unasked.
+ */
 static void test_masked_paths_from_cri(void **state)
 {
     struct fx f;
     fx_init(&f);
+    expect_path_lists(&f, 11, 5); /* Default */
     static char *masked[] = {S("/proc/kcore")};
     f.sc.masked_paths = masked;
     f.sc.n_masked_paths = 1;
+    expect_path_lists(&f, 1, 5);
+    /* Unmasked: kubelet sends both lists empty. */
+    f.sc.n_masked_paths = 0;
+    f.sc.n_readonly_paths = 0;
     json_t *spec = build_ok(&f);
-    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), 1);
-    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), 5);
+    assert_true(json_is_array(jget(spec, "linux.maskedPaths")));
+    assert_int_equal(json_array_size(jget(spec, "linux.maskedPaths")), 0);
+    assert_int_equal(json_array_size(jget(spec, "linux.readonlyPaths")), 0);
     json_decref(spec);
+    /* No security context at all (linux: {}, or no linux): the defaults. */
+    f.lc.security_context = NULL;
+    expect_path_lists(&f, 11, 5);
+    spec = build_ok(&f);
+    assert_true(array_has_str(jget(spec, "linux.maskedPaths"), "/proc/kcore"));
+    assert_true(array_has_str(jget(spec, "linux.readonlyPaths"), "/proc/sys"));
+    json_decref(spec);
+    f.ctr.linux = NULL;
+    expect_path_lists(&f, 11, 5);
+    f.ctr.linux = &f.lc;
+    f.lc.security_context = &f.sc;
+
     static char *bad[] = {S("proc/kcore")};
     f.sc.masked_paths = bad;
-    expect_fail(&f, GRPC_INVALID_ARGUMENT, "proc/kcore");
+    f.sc.n_masked_paths = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "linux.security_context.masked_paths[0]: \"proc/kcore\"");
+    f.sc.n_masked_paths = 0;
+    static char *bad_ro[] = {S("/proc/sys"), S("/proc/../etc")};
+    f.sc.readonly_paths = bad_ro;
+    f.sc.n_readonly_paths = 2;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "linux.security_context.readonly_paths[1]");
+    static char *empty[] = {S("")};
+    f.sc.readonly_paths = empty;
+    f.sc.n_readonly_paths = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "readonly_paths[0]");
+    /* Privileged: none, whatever was sent. */
+    f.sc.n_readonly_paths = 0;
+    f.sc.masked_paths = kubelet_masked;
+    f.sc.n_masked_paths = ARRAY_SIZE(kubelet_masked);
+    f.sc.privileged = true;
+    f.psc.privileged = true;
+    spec = build_ok(&f);
+    assert_null(jget(spec, "linux.maskedPaths"));
+    assert_null(jget(spec, "linux.readonlyPaths"));
+    json_decref(spec);
     fx_clear(&f);
 }
 
@@ -1557,6 +1857,7 @@ int main(void)
         cmocka_unit_test(test_golden_privileged),
         cmocka_unit_test(test_golden_full),
         cmocka_unit_test(test_golden_image_volumes),
+        cmocka_unit_test(test_image_volume_list),
         cmocka_unit_test(test_args_table),
         cmocka_unit_test(test_no_command),
         cmocka_unit_test(test_user_resolution),
@@ -1574,6 +1875,8 @@ int main(void)
         cmocka_unit_test(test_capabilities),
         cmocka_unit_test(test_privileged_needs_privileged_sandbox),
         cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_namespace_modes),
+        cmocka_unit_test(test_golden_host_network),
         cmocka_unit_test(test_cgroups_path),
         cmocka_unit_test(test_resources_edges),
         cmocka_unit_test(test_devices_errors),

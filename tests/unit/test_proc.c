@@ -101,7 +101,12 @@ static void test_kills_whole_tree(void **state)
 
     int pidfd = pidfd_open(root, 0);
     assert_true(pidfd >= 0);
-    size_t killed = proc_kill_tree(root, pidfd);
+    size_t killed = proc_kill_tree(root, pidfd, 5000);
+    /* The bystander goes first, so that no failure below leaves it running. */
+    bool bystander_survived = is_alive(bystander);
+    kill(bystander, SIGKILL);
+    waitpid(bystander, NULL, 0);
+    assert_true(bystander_survived);
     assert_true(killed >= 6);
     int status;
     assert_int_equal(waitpid(root, &status, 0), root);
@@ -117,16 +122,19 @@ static void test_kills_whole_tree(void **state)
     }
     for (size_t i = 0; i < n; i++)
         assert_false(is_alive(seen[i]));
-    /* Nothing forked after the kill either: the pipe has no live writer left. */
+    /*
+     * Nothing forked out of reach either: every pid still in the pipe is dying.
+     * EOF comes when their fds are closed, which is before they are zombies.
+     */
     close(pidfd);
     pid_t late;
-    while (read(fds[0], &late, sizeof(late)) == (ssize_t)sizeof(late))
+    while (read(fds[0], &late, sizeof(late)) == (ssize_t)sizeof(late)) {
+        for (int tries = 0; tries < 200 && is_alive(late); tries++)
+            usleep(10000);
         assert_false(is_alive(late));
+    }
     close(fds[0]);
 
-    assert_true(is_alive(bystander));
-    kill(bystander, SIGKILL);
-    waitpid(bystander, NULL, 0);
     /* We are their subreaper: leave no zombie behind. */
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
@@ -142,10 +150,10 @@ static void test_gone_pid(void **state)
     assert_true(pidfd >= 0);
     waitpid(pid, NULL, 0);
     /* Reaped: its pidfd refers to nothing, and nothing is signalled. */
-    assert_int_equal(proc_kill_tree(pid, pidfd), 0);
+    assert_int_equal(proc_kill_tree(pid, pidfd, 100), 0);
     close(pidfd);
-    assert_int_equal(proc_kill_tree(1, -1), 0);
-    assert_int_equal(proc_kill_tree(0, -1), 0);
+    assert_int_equal(proc_kill_tree(1, -1, 100), 0);
+    assert_int_equal(proc_kill_tree(0, -1, 100), 0);
 }
 
 static void test_parent(void **state)
