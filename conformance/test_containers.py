@@ -554,11 +554,29 @@ def test_stop_on_sigterm_is_quick(ctrs):
 
 
 def test_stop_a_created_container(ctrs):
+    """Nothing runs before a start: StopContainer leaves the container CREATED (as
+    containerd does; no 1970 start time shown as EXITED), and it can still be started."""
+    pb = ctrs.pb
     pod = ctrs.run_pod("created")
     cid = ctrs.create(pod, "never", command=SLEEP)
+    t0 = time.monotonic()
     ctrs.stop(cid, timeout=30)
-    assert ctrs.state(cid) == ctrs.pb.CONTAINER_EXITED
+    assert time.monotonic() - t0 < 5
+    st = ctrs.status(cid).status
+    assert st.state == pb.CONTAINER_CREATED
+    assert st.started_at == 0 and st.finished_at == 0 and st.exit_code == 0
+    ctrs.start(cid)
+    assert ctrs.state(cid) == pb.CONTAINER_RUNNING
     ctrs.remove(cid)
+    # A stopped pod runs nothing: its created containers are killed with it.
+    other = ctrs.create(pod, "never2", command=SLEEP)
+    ctrs.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=CALL_TIMEOUT)
+    assert ctrs.state(other) == pb.CONTAINER_EXITED
+    ctrs.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                             timeout=CALL_TIMEOUT)
+    assert list(ctrs.list()) == []
+    # The pod's containers are torn down after RemovePodSandbox returns (issue 11).
+    wait_until(lambda: not ctrs.container_dirs(), 10, what="the created container's teardown")
     ctrs.nothing_left()
 
 

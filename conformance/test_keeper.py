@@ -546,11 +546,11 @@ def test_runtime_starts_with_default_signals(keepers, runtime):
     # container, so look at the runtime process itself through a wrapper.
     report = os.path.join(keepers.tmp, "runtime-signals")
     wrapper = os.path.join(keepers.tmp, "runtime-wrapper")
+    # Shell builtins only: a shell that forks (for grep) blocks every signal around the
+    # fork, and a child reading /proc/$$/status could see that passing mask.
     with open(wrapper, "w") as f:
-        # Read with the shell's own builtins: a forked grep would read the status while
-        # dash, in vfork(), has every signal blocked until the child execs.
-        f.write("#!/bin/sh\nwhile read -r k v; do case $k in SigIgn:|SigBlk:) "
-                "echo \"$k $v\";; esac; done < /proc/$$/status >> %s\nexec %s \"$@\"\n"
+        f.write("#!/bin/sh\nwhile read -r key value; do case $key in SigIgn:|SigBlk:) "
+                "echo \"$key$value\" >> %s;; esac; done < /proc/$$/status\nexec %s \"$@\"\n"
                 % (report, runtime))
     os.chmod(wrapper, 0o755)
     k = keepers(["true"], runtime=wrapper)

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "keeper/protocol.h"
 #include "pod/cni.h"
 #include "pod/runtime.h"
 
@@ -416,7 +417,7 @@ int check_run(const struct config *cfg, FILE *out)
     char runtimes[512] = "";
     check_runtimes(&r, cfg, mountinfo, runtimes, sizeof(runtimes));
 
-    _cleanup_free_ char *keeper = libexec_path("tinycri-keeper", "TINYCRI_KEEPER");
+    _cleanup_free_ char *keeper = libexec_path(KEEPER_BINARY, KEEPER_BINARY_ENV);
     if (access(keeper, X_OK) < 0)
         problem(&r, "keeper", "%s: %s (containers cannot be created without it)", keeper,
                 strerror(errno));

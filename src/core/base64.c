@@ -1,99 +1,82 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Base64 behind base64.h: table-driven, no allocation but the caller's.
+ * Implementation of base64.h.
  */
 #include "autoconf.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base64.h"
 #include "core/util.h"
 
-static const char std_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char url_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-size_t base64_encoded_len(size_t n, bool url)
+char *base64_encode(const void *data, size_t len)
 {
-    if (!url)
-        return (n + 2) / 3 * 4;
-    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
-}
-
-size_t base64_encode_to(const void *data, size_t n, bool url, char *out)
-{
-    const uint8_t *p = data;
-    const char *chars = url ? url_chars : std_chars;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        out[o++] = chars[(v >> 18) & 63];
-        out[o++] = chars[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = chars[(v >> 6) & 63];
-        else if (!url)
-            out[o++] = '=';
-        if (i + 2 < n)
-            out[o++] = chars[v & 63];
-        else if (!url)
-            out[o++] = '=';
+    const uint8_t *in = data;
+    char *out = xmalloc((len + 2) / 3 * 4 + 1);
+    char *o = out;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        *o++ = alphabet[(v >> 18) & 63];
+        *o++ = alphabet[(v >> 12) & 63];
+        *o++ = i + 1 < len ? alphabet[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < len ? alphabet[v & 63] : '=';
     }
-    out[o] = '\0';
-    return o;
-}
-
-char *base64_encode(const void *data, size_t n, bool url)
-{
-    char *out = xmalloc(base64_encoded_len(n, url) + 1);
-    base64_encode_to(data, n, url, out);
+    *o = '\0';
     return out;
 }
 
-static int value_of(char c, bool url)
+/* The 6-bit value of an alphabet character, -1 for anything else (NUL and '=' included). */
+static int value_of(char ch)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
+    const char *p = ch ? strchr(alphabet, ch) : NULL;
+    return p ? (int)(p - alphabet) : -1;
 }
 
-long base64_decode(const char *s, size_t len, bool url, uint8_t *out)
+/* Decoded text may be a secret ("user:password"): no copy of it is left in freed memory. */
+static void *fail(uint8_t *out, size_t size)
 {
-    size_t pad = 0;
-    if (!url) {
-        if (len % 4)
-            return -1;
-        while (pad < 2 && len > pad && s[len - 1 - pad] == '=')
-            pad++;
-    } else if (len % 4 == 1) {
-        return -1;
-    }
-    size_t n = len - pad, o = 0;
-    uint32_t v = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int d = value_of(s[i], url);
-        if (d < 0)
-            return -1;
-        v = (v << 6) | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(v >> bits);
+    explicit_bzero(out, size);
+    free(out);
+    return NULL;
+}
+
+uint8_t *base64_decode(const char *s, size_t *len)
+{
+    size_t n = strlen(s);
+    if (n % 4)
+        return NULL;
+    size_t pad = n >= 1 && s[n - 1] == '=' ? (n >= 2 && s[n - 2] == '=' ? 2 : 1) : 0;
+    size_t size = n / 4 * 3 + 1;
+    uint8_t *out = xmalloc(size);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        bool last = i + 4 == n;
+        size_t chars = last ? 4 - pad : 4;
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            int c = j < chars ? value_of(s[i + j]) : 0;
+            if (c < 0)
+                return fail(out, size);
+            v = v << 6 | (uint32_t)c;
         }
+        /* One '=' leaves 2 bits unused, two leave 4: a canonical encoder writes zeros. */
+        if ((chars == 3 && (v & 0xff)) || (chars == 2 && (v & 0xffff)))
+            return fail(out, size);
+        out[o++] = (uint8_t)(v >> 16);
+        if (chars > 2)
+            out[o++] = (uint8_t)(v >> 8);
+        if (chars > 3)
+            out[o++] = (uint8_t)v;
     }
-    /* Bits left over must be zero (a canonical encoding). */
-    if (bits && (v & ((1u << bits) - 1)))
-        return -1;
-    return (long)o;
+    out[o] = '\0';
+    *len = o;
+    return out;
 }

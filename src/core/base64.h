@@ -1,33 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Base64 (RFC 4648): the standard alphabet with '=' padding, and the URL
- * alphabet ('-', '_') without padding, as used in URLs and tokens.
+ * Standard base64 (RFC 4648 section 4: "A-Za-z0-9+/", "=" padding), the form
+ * records keep packed protobuf in and Docker's "auth" credentials come in.
  */
 #ifndef TINYCRI_CORE_BASE64_H
 #define TINYCRI_CORE_BASE64_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Encoded length (without the NUL) of n bytes. */
-size_t base64_encoded_len(size_t n, bool url);
+/* The base64 text of len bytes, padded (owned, NUL-terminated). */
+char *base64_encode(const void *data, size_t len);
 
 /*
- * Encode n bytes into out, which holds base64_encoded_len(n, url) + 1 bytes;
- * NUL-terminated. Returns the length written.
+ * Decode strictly, as Go's base64.StdEncoding (what containerd uses for
+ * "auth") does and more: the length is a multiple of 4, "=" is only the last
+ * one or two characters, every other character is in the alphabet, and the
+ * bits a padded group leaves unused are 0 (the canonical encoding). Returns
+ * the bytes (owned, followed by a NUL that *len does not count; they may hold
+ * NULs themselves) or NULL when s is not such text.
  */
-size_t base64_encode_to(const void *data, size_t n, bool url, char *out);
-
-/* Encode n bytes into a new NUL-terminated string (owned). */
-char *base64_encode(const void *data, size_t n, bool url);
-
-/*
- * Decode len characters of s into out (at least len / 4 * 3 + 3 bytes).
- * The standard alphabet accepts '=' padding at the end only; the URL
- * alphabet takes none. Returns the decoded length, or -1 for a character
- * outside the alphabet, misplaced padding or a truncated quantum.
- */
-long base64_decode(const char *s, size_t len, bool url, uint8_t *out);
+uint8_t *base64_decode(const char *s, size_t *len);
 
 #endif

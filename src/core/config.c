@@ -947,14 +947,17 @@ int config_load_file(struct config *cfg, const char *path, struct error **err)
                                  : "expected \"key = value\", \"[section]\" or a comment";
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s:%d: %s: %s", path, r, quote, reason);
     }
-    if (found)
-        return error_set(err, found->grpc_code, 0, "%s:%d: %s", path, ctx.err_line, found->msg);
+    if (found) {
+        error_copy(err, found);
+        return error_prefix(err, "%s:%d", path, ctx.err_line);
+    }
 
     int line = 0;
     if (check_config(&next, &ctx.lines, &line, &found) < 0) {
+        error_copy(err, found);
         if (line > 0)
-            return error_set(err, found->grpc_code, 0, "%s:%d: %s", path, line, found->msg);
-        return error_set(err, found->grpc_code, 0, "%s: %s", path, found->msg);
+            return error_prefix(err, "%s:%d", path, line);
+        return error_prefix(err, "%s", path);
     }
     free(next.file);
     next.file = xstrdup(path);

@@ -48,6 +48,24 @@ int error_prefix(struct error **err, const char *fmt, ...)
     return -1;
 }
 
+struct error *error_dup(const struct error *e)
+{
+    if (!e)
+        return NULL;
+    struct error *c = xcalloc(1, sizeof(*c));
+    c->grpc_code = e->grpc_code;
+    c->sys_errno = e->sys_errno;
+    c->msg = xstrdup(e->msg);
+    return c;
+}
+
+int error_copy(struct error **err, const struct error *src)
+{
+    if (err && !*err && src)
+        *err = error_dup(src);
+    return -1;
+}
+
 void error_free(struct error *e)
 {
     if (!e)

@@ -51,6 +51,18 @@ int error_setv(struct error **err, int grpc_code, int sys_errno, const char *fmt
 /* Prepend "<context>: " to the message of *err (a no-op when unset). Returns -1. */
 int error_prefix(struct error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A copy of e (owned; NULL when e is NULL): the same code, sys_errno and
+ * message (the message already holds the strerror text; it is not added again).
+ */
+struct error *error_dup(const struct error *e);
+
+/*
+ * Set *err to a copy of src, like error_set() would: a no-op when err is NULL,
+ * *err is already set or src is NULL. Returns -1.
+ */
+int error_copy(struct error **err, const struct error *src);
+
 /* Free an error; error_free(NULL) is a no-op. */
 void error_free(struct error *e);
 

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/queue.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ extern char **environ;
 #define DRAIN_MAX_READS 64
 
 struct defer_item {
-    struct defer_item *next;
+    STAILQ_ENTRY(defer_item) link;
     void (*fn)(void *);
     void *obj;
 };
@@ -82,7 +83,8 @@ struct child_stream {
 };
 
 struct child {
-    struct child *prev, *next; /* every child object not yet destroyed */
+    TAILQ_ENTRY(child) link; /* in loop.children from spawn until destroyed */
+    bool linked;
     enum child_state state;
     pid_t pid;
     int pidfd;
@@ -107,14 +109,12 @@ static struct reactor {
     struct event *sig_ev;
     struct signal_watch sigs[_NSIG];
     struct event *defer_ev;
-    struct defer_item *defer_head;
-    struct defer_item **defer_tail;
-    struct child *children;
+    STAILQ_HEAD(, defer_item) defers;
+    TAILQ_HEAD(, child) children; /* every child object not yet destroyed */
     size_t running;
 } loop = {.sig_fd = -1};
 
-/* libevent only fails to create an event when malloc fails. */
-static struct event *xevent_new(evutil_socket_t fd, short what, event_callback_fn cb, void *arg)
+struct event *loop_event_new(evutil_socket_t fd, short what, event_callback_fn cb, void *arg)
 {
     struct event *ev = event_new(loop.base, fd, what, cb, arg);
     if (!ev) {
@@ -143,11 +143,9 @@ static void close_fd(int *fd)
 
 static void run_deferred(void)
 {
-    while (loop.defer_head) {
-        struct defer_item *d = loop.defer_head;
-        loop.defer_head = d->next;
-        if (!loop.defer_head)
-            loop.defer_tail = &loop.defer_head;
+    struct defer_item *d;
+    while ((d = STAILQ_FIRST(&loop.defers))) {
+        STAILQ_REMOVE_HEAD(&loop.defers, link);
         void (*fn)(void *) = d->fn;
         void *obj = d->obj;
         free(d);
@@ -162,17 +160,21 @@ static void on_defer(evutil_socket_t fd, short what, void *arg)
 
 void loop_defer_free(void (*fn)(void *), void *obj)
 {
+    loop_defer(fn, obj);
+}
+
+void loop_defer(void (*fn)(void *), void *obj)
+{
     if (!fn)
         return;
     if (!loop.base) {
-        /* No loop, so no callback can be using obj. */
+        /* No loop, so no callback can be using obj, nor be on the stack. */
         fn(obj);
         return;
     }
     struct defer_item *d = xmalloc(sizeof(*d));
     *d = (struct defer_item){.fn = fn, .obj = obj};
-    *loop.defer_tail = d;
-    loop.defer_tail = &d->next;
+    STAILQ_INSERT_TAIL(&loop.defers, d, link);
     /*
      * All our events share one priority, and libevent drains the active queue
      * before it polls again: the activated event runs after the current
@@ -255,8 +257,8 @@ int loop_init(struct error **err)
 {
     if (loop.base)
         return error_set(err, GRPC_INTERNAL, 0, "loop already initialised");
-    loop.defer_head = NULL;
-    loop.defer_tail = &loop.defer_head;
+    STAILQ_INIT(&loop.defers);
+    TAILQ_INIT(&loop.children);
     sigemptyset(&loop.watched);
     if (sigprocmask(SIG_SETMASK, NULL, &loop.saved_mask) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "read signal mask");
@@ -270,8 +272,8 @@ int loop_init(struct error **err)
         loop_shutdown();
         return -1;
     }
-    loop.sig_ev = xevent_new(loop.sig_fd, EV_READ | EV_PERSIST, on_signalfd, NULL);
-    loop.defer_ev = xevent_new(-1, 0, on_defer, NULL);
+    loop.sig_ev = loop_event_new(loop.sig_fd, EV_READ | EV_PERSIST, on_signalfd, NULL);
+    loop.defer_ev = loop_event_new(-1, 0, on_defer, NULL);
     if (event_add(loop.sig_ev, NULL) < 0) {
         error_set(err, GRPC_INTERNAL, 0, "watch signalfd: event_add failed");
         loop_shutdown();
@@ -307,6 +309,74 @@ void loop_exit(void)
         event_base_loopexit(loop.base, NULL);
 }
 
+/* ---- pidfd watchers ---- */
+
+struct loop_pidfd {
+    int fd;
+    struct event *ev;
+    bool exited;
+    loop_pidfd_cb cb;
+    void *arg;
+};
+
+static void on_pidfd(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop_pidfd *w = arg;
+    /* Our child: reap it. Not ours (adopted after a restart): ECHILD, its parent reaps. */
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    (void)waitid(P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG);
+    w->exited = true;
+    w->cb(w->arg);
+}
+
+struct loop_pidfd *loop_watch_pidfd(int pidfd, loop_pidfd_cb cb, void *arg, struct error **err)
+{
+    struct loop_pidfd *w = xcalloc(1, sizeof(*w));
+    w->fd = pidfd;
+    w->cb = cb;
+    w->arg = arg;
+    w->ev = loop_event_new(pidfd, EV_READ, on_pidfd, w);
+    if (event_add(w->ev, NULL) < 0) {
+        loop_pidfd_free(w);
+        return error_set(err, GRPC_INTERNAL, 0, "watch pidfd: event_add failed"), NULL;
+    }
+    return w;
+}
+
+bool loop_pidfd_exited(const struct loop_pidfd *w)
+{
+    return w->exited;
+}
+
+void loop_pidfd_signal(struct loop_pidfd *w, int signo)
+{
+    if (!w->exited && pidfd_send_signal(w->fd, signo, NULL, 0) < 0 && errno != ESRCH)
+        log_debug("pidfd signal failed signo=%d errno=%d", signo, errno);
+}
+
+int loop_pidfd_dup(const struct loop_pidfd *w)
+{
+    return fcntl(w->fd, F_DUPFD_CLOEXEC, 3);
+}
+
+static void pidfd_destroy(void *obj)
+{
+    struct loop_pidfd *w = obj;
+    event_free(w->ev);
+    free(w);
+}
+
+void loop_pidfd_free(struct loop_pidfd *w)
+{
+    if (!w)
+        return;
+    event_del(w->ev);
+    close_fd(&w->fd);
+    /* Its callback may be on the stack: the memory goes before the next poll. */
+    loop_defer_free(pidfd_destroy, w);
+}
+
 /* ---- timers ---- */
 
 static void timer_destroy(void *obj)
@@ -334,7 +404,7 @@ struct loop_timer *loop_timer_new(loop_timer_cb cb, void *arg)
     t->cb = cb;
     t->arg = arg;
     t->phase = TIMER_IDLE;
-    t->ev = xevent_new(-1, 0, on_timer, t);
+    t->ev = loop_event_new(-1, 0, on_timer, t);
     return t;
 }
 
@@ -393,12 +463,8 @@ static void child_destroy(struct child *c)
     buf_free(&c->out.buf);
     buf_free(&c->err.buf);
     free(c->in_data);
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (loop.children == c)
-        loop.children = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->linked)
+        TAILQ_REMOVE(&loop.children, c, link);
     free(c);
 }
 
@@ -574,8 +640,8 @@ static __attribute__((noreturn)) void child_fail(const char *what, const char *a
 }
 
 /* In the forked child: async-signal-safe calls only from here to execve. */
-static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, int in_fd,
-                                                 int out_fd, int err_fd)
+static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, int (*fn)(void *),
+                                                 void *fn_arg, int in_fd, int out_fd, int err_fd)
 {
     /* The daemon ignores SIGPIPE and blocks what the signalfd carries; programs expect neither. */
     struct sigaction sa;
@@ -602,6 +668,8 @@ static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, 
     }
     if (opts->cwd && chdir(opts->cwd) < 0)
         child_fail("chdir", opts->cwd, errno);
+    if (fn)
+        _exit(fn(fn_arg) & 0xff);
     if (opts->in_child && opts->in_child(opts->in_child_arg) != 0)
         child_fail("setup", opts->argv[0], 0);
     execve(opts->argv[0], opts->argv, opts->envp ? opts->envp : environ);
@@ -621,13 +689,12 @@ static int pipe_for_child(int *parent_end, int *child_end, bool parent_reads, st
     return 0;
 }
 
-struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
-                          struct error **err)
+/* child_spawn() and child_fork(): fn NULL execs opts->argv, else the child runs fn. */
+static struct child *spawn(const char *what, const struct child_opts *opts, int (*fn)(void *),
+                           void *fn_arg, child_done_cb cb, void *arg, struct error **err)
 {
     if (!loop.base)
         return error_set(err, GRPC_INTERNAL, 0, "spawn: loop not initialised"), NULL;
-    if (!opts || !opts->argv || !opts->argv[0])
-        return error_set(err, GRPC_INTERNAL, 0, "spawn: no argv[0]"), NULL;
 
     size_t cap = opts->out_cap ? opts->out_cap : CHILD_OUT_CAP_DEFAULT;
     _cleanup_child_ struct child *c = xcalloc(1, sizeof(*c));
@@ -645,28 +712,27 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
         /* the caller's fd, used as it is */
     } else if (opts->stdin_data) {
         if (pipe_for_child(&c->in_fd, &in_child, false, err) < 0)
-            return error_prefix(err, "spawn %s: stdin", opts->argv[0]), NULL;
+            return error_prefix(err, "spawn %s: stdin", what), NULL;
         c->in_data = xmalloc(opts->stdin_len);
         memcpy(c->in_data, opts->stdin_data, opts->stdin_len);
         c->in_len = opts->stdin_len;
     } else {
         in_child = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (in_child < 0)
-            return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", opts->argv[0]),
-                   NULL;
+            return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", what), NULL;
     }
     if ((!(given && given[1] >= 0) && pipe_for_child(&c->out.fd, &out_child, true, err) < 0) ||
         (!(given && given[2] >= 0) && pipe_for_child(&c->err.fd, &err_child, true, err) < 0))
-        return error_prefix(err, "spawn %s: output", opts->argv[0]), NULL;
+        return error_prefix(err, "spawn %s: output", what), NULL;
     int child_fds[3] = {given && given[0] >= 0 ? given[0] : in_child,
                         given && given[1] >= 0 ? given[1] : out_child,
                         given && given[2] >= 0 ? given[2] : err_child};
 
     pid_t pid = fork();
     if (pid < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", opts->argv[0]), NULL;
+        return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", what), NULL;
     if (pid == 0)
-        child_exec(opts, child_fds[0], child_fds[1], child_fds[2]);
+        child_exec(opts, fn, fn_arg, child_fds[0], child_fds[1], child_fds[2]);
     c->pid = pid;
 
     /*
@@ -675,39 +741,37 @@ struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void 
      */
     c->pidfd = pidfd_open(pid, 0);
     if (c->pidfd < 0) {
-        error_set(err, GRPC_INTERNAL, errno, "spawn %s: pidfd_open", opts->argv[0]);
+        error_set(err, GRPC_INTERNAL, errno, "spawn %s: pidfd_open", what);
         goto undo;
     }
-    c->exit_ev = xevent_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
+    c->exit_ev = loop_event_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
     if (c->out.fd >= 0)
-        c->out.ev = xevent_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
+        c->out.ev = loop_event_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
     if (c->err.fd >= 0)
-        c->err.ev = xevent_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
+        c->err.ev = loop_event_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
     if (event_add(c->exit_ev, NULL) < 0 || (c->out.ev && event_add(c->out.ev, NULL) < 0) ||
         (c->err.ev && event_add(c->err.ev, NULL) < 0)) {
-        error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+        error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
         goto undo;
     }
     if (c->in_fd >= 0) {
-        c->in_ev = xevent_new(c->in_fd, EV_WRITE | EV_PERSIST, on_stdin_writable, c);
+        c->in_ev = loop_event_new(c->in_fd, EV_WRITE | EV_PERSIST, on_stdin_writable, c);
         if (event_add(c->in_ev, NULL) < 0) {
-            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
             goto undo;
         }
     }
     if (opts->timeout_ms > 0) {
         struct timeval tv = ms_to_timeval(opts->timeout_ms);
-        c->deadline_ev = xevent_new(-1, 0, on_child_deadline, c);
+        c->deadline_ev = loop_event_new(-1, 0, on_child_deadline, c);
         if (event_add(c->deadline_ev, &tv) < 0) {
-            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", opts->argv[0]);
+            error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
             goto undo;
         }
     }
 
-    c->next = loop.children;
-    if (loop.children)
-        loop.children->prev = c;
-    loop.children = c;
+    TAILQ_INSERT_HEAD(&loop.children, c, link);
+    c->linked = true;
     loop.running++;
     return steal_ptr(&c);
 
@@ -717,6 +781,36 @@ undo:
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
     return NULL;
+}
+
+struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
+                          struct error **err)
+{
+    if (!opts || !opts->argv || !opts->argv[0])
+        return error_set(err, GRPC_INTERNAL, 0, "spawn: no argv[0]"), NULL;
+    return spawn(opts->argv[0], opts, NULL, NULL, cb, arg, err);
+}
+
+struct child *child_fork(const struct child_opts *opts, int (*fn)(void *arg), void *fn_arg,
+                         child_done_cb cb, void *arg, struct error **err)
+{
+    assert_state(fn && !opts->argv && !opts->in_child);
+    return spawn("child", opts, fn, fn_arg, cb, arg, err);
+}
+
+struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms, child_done_cb cb,
+                          void *arg, struct error **err)
+{
+    _cleanup_free_ char **argv = xcalloc(n + 5, sizeof(char *));
+    size_t k = 0;
+    argv[k++] = (char *)"/bin/rm";
+    argv[k++] = (char *)"-rf";
+    argv[k++] = (char *)"--one-file-system";
+    argv[k++] = (char *)"--";
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = (char *)paths[i];
+    struct child_opts o = {.argv = argv, .timeout_ms = timeout_ms, .out_cap = 4096};
+    return child_spawn(&o, cb, arg, err);
 }
 
 pid_t child_pid(const struct child *c)
@@ -754,7 +848,8 @@ void loop_shutdown(void)
     if (!loop.base)
         return;
     /* The loop is over: kill what is left and reap it with a blocking wait. */
-    for (struct child *c = loop.children; c; c = c->next) {
+    struct child *c;
+    TAILQ_FOREACH (c, &loop.children, link) {
         if (c->state == CHILD_FINISHED)
             continue;
         child_kill(c);
@@ -767,7 +862,7 @@ void loop_shutdown(void)
         child_finish(c);
     }
     run_deferred();
-    assert_state(loop.children == NULL);
+    assert_state(TAILQ_EMPTY(&loop.children));
 
     event_freep(&loop.sig_ev);
     event_freep(&loop.defer_ev);

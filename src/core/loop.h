@@ -5,7 +5,7 @@
  * processes watched through pidfds.
  *
  * Everything here runs on the one loop thread. Modules may use libevent
- * directly (event_new on loop_base()) for fd watchers.
+ * directly for fd watchers, creating their events with loop_event_new().
  */
 #ifndef TINYCRI_CORE_LOOP_H
 #define TINYCRI_CORE_LOOP_H
@@ -15,8 +15,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <event2/event.h>
+
 struct error;
-struct event_base;
 
 /*
  * Create the event_base, ignore SIGPIPE and reset SIGCHLD to its default (children are
@@ -27,6 +28,14 @@ int loop_init(struct error **err);
 
 /* The loop's event_base (borrowed). */
 struct event_base *loop_base(void);
+
+/*
+ * event_new() on the loop's base. libevent fails to make an event only when
+ * malloc fails, so this ends the process then, as xmalloc() does: the one
+ * answer to "event_new failed" (event_add() can still fail, and callers
+ * handle that).
+ */
+struct event *loop_event_new(evutil_socket_t fd, short what, event_callback_fn cb, void *arg);
 
 /* Run until loop_exit(); returns 0, or -1 when libevent fails. */
 int loop_run(void);
@@ -42,8 +51,16 @@ void loop_exit(void);
 void loop_shutdown(void);
 
 /*
- * Queue fn(obj) to run before the next poll, outside any callback that may
- * still be using obj. Safe to call from any callback.
+ * Queue fn(arg) to run on the loop once the current callback has returned,
+ * before the next poll (in the order queued). Safe from any callback. It is
+ * how an operation keeps the promise that its callback never runs inside
+ * the call that started it. Without a loop, fn runs at once.
+ */
+void loop_defer(void (*fn)(void *), void *arg);
+
+/*
+ * loop_defer() for freeing: fn(obj) runs outside any callback that may
+ * still be using obj.
  */
 void loop_defer_free(void (*fn)(void *), void *obj);
 
@@ -54,6 +71,25 @@ void loop_defer_free(void (*fn)(void *), void *obj);
  */
 typedef void (*loop_signal_cb)(int signo, void *arg);
 int loop_watch_signal(int signo, loop_signal_cb cb, void *arg, struct error **err);
+
+/*
+ * Watch a process through its pidfd (taken: closed by loop_pidfd_free(), and
+ * on failure) and call cb(arg) once, on the loop, when it has exited. A child
+ * of ours is reaped then (waitid WNOHANG); another process (a keeper adopted
+ * after a restart) is left to its parent. The watcher stays until
+ * loop_pidfd_free(), which is safe inside cb. Errors: INTERNAL (event_add).
+ */
+struct loop_pidfd;
+typedef void (*loop_pidfd_cb)(void *arg);
+struct loop_pidfd *loop_watch_pidfd(int pidfd, loop_pidfd_cb cb, void *arg, struct error **err);
+/* Has the process exited (cb has run or is running)? */
+bool loop_pidfd_exited(const struct loop_pidfd *w);
+/* Send signo through the pidfd; a no-op once the process has exited. */
+void loop_pidfd_signal(struct loop_pidfd *w, int signo);
+/* A new pidfd (owned, O_CLOEXEC) for the same process, to hand it on; -1 on failure. */
+int loop_pidfd_dup(const struct loop_pidfd *w);
+/* Stop watching and close the pidfd; loop_pidfd_free(NULL) is a no-op. */
+void loop_pidfd_free(struct loop_pidfd *w);
 
 /* One-shot timers. */
 struct loop_timer;
@@ -131,6 +167,28 @@ typedef void (*child_done_cb)(const struct child_result *res, void *arg);
 /* Returns the child (owned by the loop) or NULL with *err set (INTERNAL). */
 struct child *child_spawn(const struct child_opts *opts, child_done_cb cb, void *arg,
                           struct error **err);
+
+/*
+ * child_spawn() without exec, for work off the loop that needs no program (a
+ * mount, a disk walk, an extraction): the forked child runs fn(fn_arg) after
+ * the same set-up (stdio, signals, cwd) and exits with what fn returns (fn
+ * may also _exit() itself; what it prints to stdout it must fflush()).
+ * opts->argv and opts->in_child must be NULL. The child has a copy of the
+ * daemon's memory; the daemon has one thread, so malloc, libarchive and
+ * jansson are safe in it.
+ */
+struct child *child_fork(const struct child_opts *opts, int (*fn)(void *arg), void *fn_arg,
+                         child_done_cb cb, void *arg, struct error **err);
+
+/*
+ * Remove the trees at paths[0..n-1] in a child: `rm -rf --one-file-system`,
+ * which never descends into a mount met inside a tree (a bind mount left in
+ * a container's or a pod's directory keeps what it shows; rm then fails and
+ * says so on stderr). Otherwise as child_spawn(), with a deadline of
+ * timeout_ms: a result with exit_code != 0 means something was left.
+ */
+struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms, child_done_cb cb,
+                          void *arg, struct error **err);
 
 pid_t child_pid(const struct child *c);
 

@@ -39,21 +39,6 @@ int persist_sync_dir(const char *dir, struct error **err)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int persist_write(const char *path, const void *data, size_t len, unsigned mode, struct error **err)
 {
     _cleanup_free_ char *dir = dir_of(path);
@@ -63,7 +48,7 @@ int persist_write(const char *path, const void *data, size_t len, unsigned mode,
     if (fd < 0)
         return error_set(err, GRPC_INTERNAL, errno, "create temp file for %s", path);
     /* Until the rename, a crash leaves only a temp file that readers skip. */
-    if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, mode) < 0 || fd_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         int e = errno;
         unlink(tmp);
         return error_set(err, GRPC_INTERNAL, e, "write %s", tmp);

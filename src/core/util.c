@@ -64,6 +64,11 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *xstrdup_nonempty(const char *s)
+{
+    return s && *s ? xstrdup(s) : NULL;
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
     char *p = NULL;
@@ -94,6 +99,12 @@ void fclosep(FILE **f)
 {
     if (*f)
         fclose(*f);
+}
+
+void closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
 }
 
 void util_die_invariant(const char *file, int line, const char *what)

@@ -7,6 +7,7 @@
 #ifndef TINYCRI_CORE_UTIL_H
 #define TINYCRI_CORE_UTIL_H
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +27,8 @@ void *xcalloc(size_t nmemb, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* A copy of s, or NULL when s is NULL or "". */
+char *xstrdup_nonempty(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
@@ -36,9 +39,11 @@ static inline void freep(void *p)
 }
 void closep(int *fd);
 void fclosep(FILE **f);
+void closedirp(DIR **d);
 #define _cleanup_free_ __attribute__((cleanup(freep)))
 #define _cleanup_close_ __attribute__((cleanup(closep)))
 #define _cleanup_fclose_ __attribute__((cleanup(fclosep)))
+#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
 /* json_decrefp() comes with jansson (2.11 and later); users include <jansson.h>. */
 #define _cleanup_json_ __attribute__((cleanup(json_decrefp)))
 

@@ -13,9 +13,11 @@
 #include "api.pb-c.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "cri/container_service.h"
+#include "cri/reply.h"
 #include "grpc/h2.h"
 #include "image/ref.h"
 #include "image/store.h"
@@ -41,47 +43,39 @@ size_t container_service_exec_cap(size_t max_send)
     return cap > 8192 ? cap - 4096 : cap / 2;
 }
 
-/* A call waiting for an operation; ok is the (empty) reply type sent on success. */
-struct pending {
-    uint64_t call_id;
-    const ProtobufCMessageDescriptor *ok;
-};
-
-static struct pending *pending_new(struct h2_call *call, const ProtobufCMessageDescriptor *ok)
+static void on_started(const struct error *err, void *arg)
 {
-    struct pending *p = xcalloc(1, sizeof(*p));
-    p->call_id = h2_call_id(call);
-    p->ok = ok;
-    return p;
+    reply_finish_empty(arg, err, &runtime__v1__start_container_response__descriptor);
 }
 
-static void on_done(const struct error *err, void *arg)
+static void on_stopped(const struct error *err, void *arg)
 {
-    struct pending *p = arg;
-    struct h2_call *call = h2_call_lookup(p->call_id);
-    if (call && err) {
-        rpc_fail(call, err);
-    } else if (call) {
-        _cleanup_free_ ProtobufCMessage *msg = xcalloc(1, p->ok->sizeof_message);
-        protobuf_c_message_init(p->ok, msg);
-        rpc_reply(call, msg);
-    }
-    free(p);
+    reply_finish_empty(arg, err, &runtime__v1__stop_container_response__descriptor);
 }
 
-/* Run op(id, on_done, p, &err) for an empty-reply RPC. */
+static void on_removed(const struct error *err, void *arg)
+{
+    reply_finish_empty(arg, err, &runtime__v1__remove_container_response__descriptor);
+}
+
+static void on_reopened(const struct error *err, void *arg)
+{
+    reply_finish_empty(arg, err, &runtime__v1__reopen_container_log_response__descriptor);
+}
+
+/* Run op(id, done, reply, &err) for an empty-reply RPC. */
 static void run_simple(struct h2_call *call, const char *method, const char *id,
-                       const ProtobufCMessageDescriptor *ok,
-                       int (*op)(const char *, container_done_cb, void *, struct error **))
+                       int (*op)(const char *, container_done_cb, void *, struct error **),
+                       container_done_cb done)
 {
     if (!id || !*id) {
         rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "%s: container_id is required", method);
         return;
     }
-    struct pending *p = pending_new(call, ok);
+    struct reply *rep = reply_new(call, method, id);
     _cleanup_error_ struct error *err = NULL;
-    if (op(id, on_done, p, &err) < 0) {
-        free(p);
+    if (op(id, done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
@@ -90,16 +84,9 @@ static void run_simple(struct h2_call *call, const char *method, const char *id,
 
 static void on_created(const char *id, const struct error *err, void *arg)
 {
-    struct pending *p = arg;
-    struct h2_call *call = h2_call_lookup(p->call_id);
-    if (call && err) {
-        rpc_fail(call, err);
-    } else if (call) {
-        Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
-        resp.container_id = (char *)id;
-        rpc_reply(call, &resp.base);
-    }
-    free(p);
+    Runtime__V1__CreateContainerResponse resp = RUNTIME__V1__CREATE_CONTAINER_RESPONSE__INIT;
+    resp.container_id = (char *)id;
+    reply_finish(arg, err, &resp.base);
 }
 
 void container_service_create(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -109,10 +96,10 @@ void container_service_create(struct h2_call *call, const ProtobufCMessage *req,
         rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "CreateContainer: pod_sandbox_id is required");
         return;
     }
-    struct pending *p = pending_new(call, NULL);
+    struct reply *rep = reply_new(call, "CreateContainer", NULL);
     _cleanup_error_ struct error *err = NULL;
-    if (container_create(r->pod_sandbox_id, r->config, on_created, p, &err) < 0) {
-        free(p);
+    if (container_create(r->pod_sandbox_id, r->config, on_created, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
@@ -122,8 +109,7 @@ void container_service_create(struct h2_call *call, const ProtobufCMessage *req,
 void container_service_start(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__StartContainerRequest *r = (const Runtime__V1__StartContainerRequest *)req;
-    run_simple(call, "StartContainer", r->container_id,
-               &runtime__v1__start_container_response__descriptor, container_start);
+    run_simple(call, "StartContainer", r->container_id, container_start, on_started);
 }
 
 void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -133,14 +119,14 @@ void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, v
         rpc_fail_code(call, GRPC_INVALID_ARGUMENT, "StopContainer: container_id is required");
         return;
     }
-    struct pending *p = pending_new(call, &runtime__v1__stop_container_response__descriptor);
+    struct reply *rep = reply_new(call, "StopContainer", r->container_id);
     _cleanup_error_ struct error *err = NULL;
     /* A day is plenty; larger values would overflow the timer arithmetic below. */
     int64_t timeout = r->timeout > CRI_MAX_TIMEOUT_S ? CRI_MAX_TIMEOUT_S : r->timeout;
     if (timeout < 0)
         timeout = 0;
-    if (container_stop(r->container_id, timeout, on_done, p, &err) < 0) {
-        free(p);
+    if (container_stop(r->container_id, timeout, on_stopped, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
@@ -148,43 +134,17 @@ void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, v
 void container_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__RemoveContainerRequest *r = (const Runtime__V1__RemoveContainerRequest *)req;
-    run_simple(call, "RemoveContainer", r->container_id,
-               &runtime__v1__remove_container_response__descriptor, container_remove);
+    run_simple(call, "RemoveContainer", r->container_id, container_remove, on_removed);
 }
 
 void container_service_reopen_log(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__ReopenContainerLogRequest *r =
         (const Runtime__V1__ReopenContainerLogRequest *)req;
-    run_simple(call, "ReopenContainerLog", r->container_id,
-               &runtime__v1__reopen_container_log_response__descriptor, container_reopen_log);
+    run_simple(call, "ReopenContainerLog", r->container_id, container_reopen_log, on_reopened);
 }
 
 /* ---- ContainerStatus / ListContainers ---- */
-
-/* Every protoc-c map<string,string> entry has this layout. */
-struct kv_entry {
-    ProtobufCMessage base;
-    char *key;
-    char *value;
-};
-
-/* Entries of another map type borrowing src's strings; free *store and the result. */
-static void *kv_copy(const ProtobufCMessageDescriptor *desc, void *const *src, size_t n,
-                     struct kv_entry **store)
-{
-    assert_state(desc->sizeof_message == sizeof(struct kv_entry));
-    *store = xcalloc(n ? n : 1, sizeof(struct kv_entry));
-    struct kv_entry **ptrs = xcalloc(n ? n : 1, sizeof(*ptrs));
-    for (size_t i = 0; i < n; i++) {
-        const struct kv_entry *e = src[i];
-        protobuf_c_message_init(desc, &(*store)[i]);
-        (*store)[i].key = e->key;
-        (*store)[i].value = e->value;
-        ptrs[i] = &(*store)[i];
-    }
-    return ptrs;
-}
 
 static Runtime__V1__ContainerState cri_state(enum container_state s)
 {
@@ -222,7 +182,7 @@ static bool is_named_by_id(const struct container *c)
     if (str_has_prefix(named, "sha256:"))
         named += strlen("sha256:");
     size_t len = strlen(named);
-    if (len < 12 || strspn(named, "0123456789abcdef") != len)
+    if (len < 12 || !id_is_hex(named, len))
         return false;
     return str_has_prefix(c->image_id + strlen("sha256:"), named);
 }
@@ -283,13 +243,12 @@ void container_service_status(struct h2_call *call, const ProtobufCMessage *req,
     }
     st.reason = c->reason;
     st.message = c->message;
-    _cleanup_free_ struct kv_entry *labels = NULL, *annotations = NULL;
     _cleanup_free_ void *label_ptrs =
-        kv_copy(&runtime__v1__container_status__labels_entry__descriptor,
-                (void *const *)cfg->labels, cfg->n_labels, &labels);
+        reply_map_dup(&runtime__v1__container_status__labels_entry__descriptor,
+                      (void *const *)cfg->labels, cfg->n_labels);
     _cleanup_free_ void *annotation_ptrs =
-        kv_copy(&runtime__v1__container_status__annotations_entry__descriptor,
-                (void *const *)cfg->annotations, cfg->n_annotations, &annotations);
+        reply_map_dup(&runtime__v1__container_status__annotations_entry__descriptor,
+                      (void *const *)cfg->annotations, cfg->n_annotations);
     st.n_labels = cfg->n_labels;
     st.labels = label_ptrs;
     st.n_annotations = cfg->n_annotations;
@@ -351,7 +310,6 @@ static bool filter_match(const struct container *c, const Runtime__V1__Container
 struct list_item {
     Runtime__V1__Container msg;
     Runtime__V1__ImageSpec spec;
-    struct kv_entry *labels, *annotations;
 };
 
 void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -380,12 +338,12 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
         m->state = cri_state(c->state);
         m->created_at = c->created_ns;
         m->n_labels = c->config->n_labels;
-        m->labels = kv_copy(&runtime__v1__container__labels_entry__descriptor,
-                            (void *const *)c->config->labels, c->config->n_labels, &it->labels);
+        m->labels = reply_map_dup(&runtime__v1__container__labels_entry__descriptor,
+                                  (void *const *)c->config->labels, c->config->n_labels);
         m->n_annotations = c->config->n_annotations;
-        m->annotations = kv_copy(&runtime__v1__container__annotations_entry__descriptor,
-                                 (void *const *)c->config->annotations, c->config->n_annotations,
-                                 &it->annotations);
+        m->annotations =
+            reply_map_dup(&runtime__v1__container__annotations_entry__descriptor,
+                          (void *const *)c->config->annotations, c->config->n_annotations);
         ptrs[n++] = m;
     }
     Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
@@ -395,8 +353,6 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
     for (size_t i = 0; i < n; i++) {
         free(items[i].msg.labels);
         free(items[i].msg.annotations);
-        free(items[i].labels);
-        free(items[i].annotations);
     }
 }
 
@@ -405,27 +361,21 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
 static void on_exec_done(const struct container_exec_result *res, const struct error *err,
                          void *arg)
 {
-    struct pending *p = arg;
-    struct h2_call *call = h2_call_lookup(p->call_id);
-    if (call && err) {
-        rpc_fail(call, err);
-    } else if (call) {
-        Runtime__V1__ExecSyncResponse resp = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+    Runtime__V1__ExecSyncResponse resp = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+    if (res) {
         resp.stdout.data = (uint8_t *)res->out;
         resp.stdout.len = res->out_len;
         resp.stderr.data = (uint8_t *)res->err;
         resp.stderr.len = res->err_len;
         resp.exit_code = res->exit_code;
-        rpc_reply(call, &resp.base);
     }
-    free(p);
+    reply_finish(arg, err, &resp.base);
 }
 
 /* The client went away (or its deadline passed): no process is left running for nobody. */
-static void on_exec_call_cancelled(uint64_t call_id, void *arg)
+static void on_exec_call_cancelled(void *arg)
 {
     container_exec_cancel(arg);
-    free(arg);
 }
 
 void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -440,14 +390,14 @@ void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *r
         return;
     }
     size_t max_send = svc_cfg && svc_cfg->max_send_msg_size ? svc_cfg->max_send_msg_size : 16 * MiB;
-    struct pending *p = pending_new(call, NULL);
+    struct reply *rep = reply_new(call, "ExecSync", r->container_id);
     _cleanup_error_ struct error *err = NULL;
     int64_t exec_timeout = r->timeout > CRI_MAX_TIMEOUT_S ? CRI_MAX_TIMEOUT_S : r->timeout;
     if (container_exec_sync(r->container_id, r->cmd, r->n_cmd, exec_timeout,
-                            container_service_exec_cap(max_send), on_exec_done, p, &err) < 0) {
-        free(p);
+                            container_service_exec_cap(max_send), on_exec_done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
         return;
     }
-    h2_call_on_cancel(call, on_exec_call_cancelled, p);
+    reply_cancel_with(rep, on_exec_call_cancelled, rep);
 }

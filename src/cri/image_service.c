@@ -2,12 +2,11 @@
 /*
  * ImageService handlers: validate, start an operation, reply. PullImage
  * replies when its pull finishes (or not at all when the client went away,
- * in which case the pull is cancelled). ImageFsInfo walks the store in a
- * child process so a large store never stalls the loop.
+ * in which case the pull is cancelled). ImageFsInfo asks the store for its
+ * usage (a walk in a child process) and answers every call waiting for it.
  */
 #include "autoconf.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "cri/image_service.h"
+#include "cri/reply.h"
 #include "grpc/h2.h"
 #include "image/import.h"
 #include "image/pull.h"
@@ -70,35 +70,33 @@ void image_service_clear(struct image_service *svc)
     puller_free(svc->puller);
     registry_free(svc->registry);
     store_free(svc->store);
-    if (svc->fs_walk)
-        child_cancel(svc->fs_walk);
+    store_usage_cancel(svc->fs_walk);
+    for (size_t i = 0; i < svc->n_fs_waiters; i++)
+        reply_free(svc->fs_waiters[i]);
     free(svc->fs_waiters);
     memset(svc, 0, sizeof(*svc));
 }
 
 /* ---- PullImage ---- */
 
+/* What a PullImage call waits for; freed when the pull ends or the caller leaves. */
 struct pull_req {
     struct image_service *svc;
-    uint64_t call_id;
+    struct reply *reply;
     uint64_t pull_id;
 };
 
 static void on_pulled(uint64_t pull_id, const char *image_id, const struct error *err, void *arg)
 {
     struct pull_req *pr = arg;
-    struct h2_call *call = h2_call_lookup(pr->call_id);
-    if (call && err) {
-        rpc_fail(call, err);
-    } else if (call) {
-        Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
-        resp.image_ref = (char *)image_id;
-        rpc_reply(call, &resp.base);
-    }
+    Runtime__V1__PullImageResponse resp = RUNTIME__V1__PULL_IMAGE_RESPONSE__INIT;
+    resp.image_ref = (char *)image_id;
+    reply_finish(pr->reply, err, &resp.base);
     free(pr);
 }
 
-static void on_pull_call_cancelled(uint64_t call_id, void *arg)
+/* The client went away: its pull stops (shared downloads go on for the others). */
+static void on_pull_call_cancelled(void *arg)
 {
     struct pull_req *pr = arg;
     pull_cancel(pr->svc->puller, pr->pull_id);
@@ -120,15 +118,16 @@ void image_service_pull(struct h2_call *call, const ProtobufCMessage *req, void 
     }
     struct pull_req *pr = xcalloc(1, sizeof(*pr));
     pr->svc = svc;
-    pr->call_id = h2_call_id(call);
+    pr->reply = reply_new(call, "PullImage", r->image->image);
     _cleanup_error_ struct error *err = NULL;
     pr->pull_id = pull_start(svc->puller, r->image->image, &auth, on_pulled, pr, &err);
     if (!pr->pull_id) {
+        reply_free(pr->reply);
         free(pr);
         rpc_fail(call, err);
         return;
     }
-    h2_call_on_cancel(call, on_pull_call_cancelled, pr);
+    reply_cancel_with(pr->reply, on_pull_call_cancelled, pr);
 }
 
 /* ---- ImageStatus / ListImages ---- */
@@ -288,43 +287,14 @@ void image_service_remove(struct h2_call *call, const ProtobufCMessage *req, voi
 
 /* ---- ImageFsInfo ---- */
 
-struct walk_totals {
-    double bytes;
-    double inodes;
-};
-static struct walk_totals walk_totals;
-
-static int on_walk_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    /* A file with n hard links inside the store is met n times: count 1/n each time. */
-    double share = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 1.0 / (double)st->st_nlink : 1.0;
-    walk_totals.bytes += (double)st->st_blocks * 512.0 * share;
-    walk_totals.inodes += share;
-    return 0;
-}
-
-/* Runs in the forked child: walk the store and print "<bytes> <inodes>". */
-static int walk_in_child(void *arg)
-{
-    const char *root = arg;
-    char content[4096], layers[4096];
-    snprintf(content, sizeof(content), "%s/content", root);
-    snprintf(layers, sizeof(layers), "%s/layers", root);
-    nftw(content, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
-    nftw(layers, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
-    printf("%.0f %.0f\n", walk_totals.bytes, walk_totals.inodes);
-    fflush(stdout);
-    _exit(0);
-}
-
-static void reply_fs_info(struct h2_call *call, const struct image_service *svc)
+static void reply_fs_info(struct reply *rep, const struct image_service *svc)
 {
     Runtime__V1__FilesystemIdentifier fsid = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
     fsid.mountpoint = svc->cfg->root_dir;
     Runtime__V1__UInt64Value bytes = RUNTIME__V1__UINT64_VALUE__INIT;
-    bytes.value = svc->fs_bytes;
+    bytes.value = svc->fs_usage.bytes;
     Runtime__V1__UInt64Value inodes = RUNTIME__V1__UINT64_VALUE__INIT;
-    inodes.value = svc->fs_inodes;
+    inodes.value = svc->fs_usage.inodes;
     Runtime__V1__FilesystemUsage usage = RUNTIME__V1__FILESYSTEM_USAGE__INIT;
     usage.timestamp = now_realtime_ns();
     usage.fs_id = &fsid;
@@ -334,33 +304,26 @@ static void reply_fs_info(struct h2_call *call, const struct image_service *svc)
     Runtime__V1__ImageFsInfoResponse resp = RUNTIME__V1__IMAGE_FS_INFO_RESPONSE__INIT;
     resp.n_image_filesystems = 1;
     resp.image_filesystems = list;
-    rpc_reply(call, &resp.base);
+    reply_finish(rep, NULL, &resp.base);
 }
 
-static void on_walk_done(const struct child_result *res, void *arg)
+/* One walk answers every call that came while it ran. */
+static void on_usage(const struct store_usage *u, const struct error *err, void *arg)
 {
     struct image_service *svc = arg;
     svc->fs_walk = NULL;
-    unsigned long long bytes = 0, inodes = 0;
-    bool ok =
-        res->exited && res->exit_code == 0 && sscanf(res->out, "%llu %llu", &bytes, &inodes) == 2;
-    if (ok) {
-        svc->fs_bytes = bytes;
-        svc->fs_inodes = inodes;
+    if (u) {
+        svc->fs_usage = *u;
         svc->fs_at_ns = now_monotonic_ns();
     }
-    _cleanup_free_ uint64_t *ids = steal_ptr(&svc->fs_waiters);
+    _cleanup_free_ struct reply **waiters = steal_ptr(&svc->fs_waiters);
     size_t n = svc->n_fs_waiters;
     svc->n_fs_waiters = 0;
     for (size_t i = 0; i < n; i++) {
-        struct h2_call *call = h2_call_lookup(ids[i]);
-        if (!call)
-            continue;
-        if (ok)
-            reply_fs_info(call, svc);
+        if (u)
+            reply_fs_info(waiters[i], svc);
         else
-            rpc_fail_code(call, GRPC_INTERNAL, "could not measure the image store%s",
-                          res->timed_out ? " (timed out)" : "");
+            reply_finish(waiters[i], err, NULL);
     }
 }
 
@@ -368,7 +331,7 @@ void image_service_fs_info(struct h2_call *call, const ProtobufCMessage *req, vo
 {
     struct image_service *svc = ctx;
     if (svc->fs_at_ns && now_monotonic_ns() - svc->fs_at_ns < FS_CACHE_NS && !svc->fs_walk) {
-        reply_fs_info(call, svc);
+        reply_fs_info(reply_new(call, "ImageFsInfo", NULL), svc);
         return;
     }
     if (svc->n_fs_waiters >= MAX_FS_WAITERS) {
@@ -376,20 +339,13 @@ void image_service_fs_info(struct h2_call *call, const ProtobufCMessage *req, vo
         return;
     }
     if (!svc->fs_walk) {
-        char *argv[] = {(char *)"/bin/true", NULL};
-        struct child_opts o = {
-            .argv = argv,
-            .timeout_ms = FS_WALK_TIMEOUT_MS,
-            .in_child = walk_in_child,
-            .in_child_arg = (void *)svc->cfg->root_dir,
-        };
         _cleanup_error_ struct error *err = NULL;
-        svc->fs_walk = child_spawn(&o, on_walk_done, svc, &err);
+        svc->fs_walk = store_usage_start(svc->store, FS_WALK_TIMEOUT_MS, on_usage, svc, &err);
         if (!svc->fs_walk) {
             rpc_fail(call, err);
             return;
         }
     }
-    svc->fs_waiters = xrealloc(svc->fs_waiters, (svc->n_fs_waiters + 1) * sizeof(uint64_t));
-    svc->fs_waiters[svc->n_fs_waiters++] = h2_call_id(call);
+    svc->fs_waiters = xrealloc(svc->fs_waiters, (svc->n_fs_waiters + 1) * sizeof(struct reply *));
+    svc->fs_waiters[svc->n_fs_waiters++] = reply_new(call, "ImageFsInfo", NULL);
 }

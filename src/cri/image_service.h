@@ -11,10 +11,11 @@
 #include <stdint.h>
 
 #include "grpc/router.h"
+#include "image/store.h"
 
 struct config;
 struct error;
-struct store;
+struct reply;
 struct registry;
 struct puller;
 struct importer;
@@ -25,13 +26,12 @@ struct image_service {
     struct registry *registry;
     struct puller *puller;
     struct importer *importer;
-    /* ImageFsInfo: one disk walk at a time, its result cached briefly. */
-    struct child *fs_walk;
-    uint64_t *fs_waiters; /* call ids */
+    /* ImageFsInfo: one store_usage walk at a time, its result cached briefly. */
+    struct store_usage_walk *fs_walk;
+    struct reply **fs_waiters;
     size_t n_fs_waiters;
     int64_t fs_at_ns;
-    uint64_t fs_bytes;
-    uint64_t fs_inodes;
+    struct store_usage fs_usage;
 };
 
 /* Open the store under cfg->root_dir and create the registry client. */

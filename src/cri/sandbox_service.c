@@ -2,9 +2,9 @@
 /*
  * RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus and
  * ListPodSandbox. Run, Stop and Remove start a pod/sandbox operation and
- * reply when it ends, looking the call up again by id: a caller that left
- * meanwhile gets nothing, and the outcome is logged instead. Status and List
- * answer from the sandbox table at once, borrowing its strings.
+ * reply when it ends (cri/reply: a caller that left meanwhile gets nothing,
+ * and the outcome is logged instead). Status and List answer from the
+ * sandbox table at once, borrowing its strings.
  */
 #include "autoconf.h"
 
@@ -17,92 +17,50 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "cri/reply.h"
 #include "cri/sandbox_service.h"
 #include "grpc/h2.h"
 #include "pod/sandbox.h"
 
 /* ---- Run / Stop / Remove ---- */
 
-struct pending {
-    uint64_t call_id;
-    const char *method;
-};
-
-static struct pending *pending_new(struct h2_call *call, const char *method)
-{
-    struct pending *p = xmalloc(sizeof(*p));
-    p->call_id = h2_call_id(call);
-    p->method = method;
-    return p;
-}
-
-/* The call still waiting for p, or NULL (then the outcome is logged here). */
-static struct h2_call *pending_take(struct pending *p, const struct error *err, const char *id)
-{
-    struct h2_call *call = h2_call_lookup(p->call_id);
-    if (!call) {
-        if (err)
-            log_warn("%s failed after its caller left sandbox=%s: %s", p->method, id ? id : "-",
-                     err->msg);
-        else
-            log_info("%s done after its caller left sandbox=%s", p->method, id ? id : "-");
-    }
-    free(p);
-    return call;
-}
-
-/* Answer the call still waiting for p, if any: err, or else resp. */
-static void pending_finish(struct pending *p, const struct error *err, const char *id,
-                           const ProtobufCMessage *resp)
-{
-    struct h2_call *call = pending_take(p, err, id);
-    if (!call)
-        return;
-    if (err)
-        rpc_fail(call, err);
-    else
-        rpc_reply(call, resp);
-}
-
 static void on_run_done(const struct error *err, const char *id, void *arg)
 {
     Runtime__V1__RunPodSandboxResponse resp = RUNTIME__V1__RUN_POD_SANDBOX_RESPONSE__INIT;
     resp.pod_sandbox_id = (char *)id;
-    pending_finish(arg, err, id, &resp.base);
+    reply_finish(arg, err, &resp.base);
 }
 
 void sandbox_service_run(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__RunPodSandboxRequest *r = (const Runtime__V1__RunPodSandboxRequest *)req;
     _cleanup_error_ struct error *err = NULL;
-    struct pending *p = pending_new(call, "RunPodSandbox");
-    if (sandbox_run(r->config, r->runtime_handler, on_run_done, p, &err) < 0) {
-        free(p);
+    struct reply *rep = reply_new(call, "RunPodSandbox", NULL);
+    if (sandbox_run(r->config, r->runtime_handler, on_run_done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
 
 static void on_stop_done(const struct error *err, const char *id, void *arg)
 {
-    Runtime__V1__StopPodSandboxResponse resp = RUNTIME__V1__STOP_POD_SANDBOX_RESPONSE__INIT;
-    pending_finish(arg, err, id, &resp.base);
+    reply_finish_empty(arg, err, &runtime__v1__stop_pod_sandbox_response__descriptor);
 }
 
 void sandbox_service_stop(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__StopPodSandboxRequest *r = (const Runtime__V1__StopPodSandboxRequest *)req;
     _cleanup_error_ struct error *err = NULL;
-    struct pending *p = pending_new(call, "StopPodSandbox");
-    if (sandbox_stop(r->pod_sandbox_id, on_stop_done, p, &err) < 0) {
-        free(p);
+    struct reply *rep = reply_new(call, "StopPodSandbox", r->pod_sandbox_id);
+    if (sandbox_stop(r->pod_sandbox_id, on_stop_done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
 
 static void on_remove_done(const struct error *err, const char *id, void *arg)
 {
-    Runtime__V1__RemovePodSandboxResponse resp = RUNTIME__V1__REMOVE_POD_SANDBOX_RESPONSE__INIT;
-    pending_finish(arg, err, id, &resp.base);
+    reply_finish_empty(arg, err, &runtime__v1__remove_pod_sandbox_response__descriptor);
 }
 
 void sandbox_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -110,40 +68,14 @@ void sandbox_service_remove(struct h2_call *call, const ProtobufCMessage *req, v
     const Runtime__V1__RemovePodSandboxRequest *r =
         (const Runtime__V1__RemovePodSandboxRequest *)req;
     _cleanup_error_ struct error *err = NULL;
-    struct pending *p = pending_new(call, "RemovePodSandbox");
-    if (sandbox_remove(r->pod_sandbox_id, on_remove_done, p, &err) < 0) {
-        free(p);
+    struct reply *rep = reply_new(call, "RemovePodSandbox", r->pod_sandbox_id);
+    if (sandbox_remove(r->pod_sandbox_id, on_remove_done, rep, &err) < 0) {
+        reply_free(rep);
         rpc_fail(call, err);
     }
 }
 
-/* ---- map fields ---- */
-
-/* Every protobuf-c map entry message has this layout. */
-struct kv_entry {
-    ProtobufCMessage base;
-    char *key;
-    char *value;
-};
-
-/*
- * Entries of a map field whose entry type is desc, borrowing keys and values
- * from src (entries of another map of the same shape). One block: free() it.
- */
-static void *kv_copy(const ProtobufCMessageDescriptor *desc, size_t n, void *const *src)
-{
-    assert_state(desc->sizeof_message == sizeof(struct kv_entry));
-    void **ptrs = xcalloc(n + 1, sizeof(void *) + sizeof(struct kv_entry));
-    struct kv_entry *entries = (struct kv_entry *)(ptrs + n + 1);
-    for (size_t i = 0; i < n; i++) {
-        const struct kv_entry *s = src[i];
-        protobuf_c_message_init(desc, &entries[i]);
-        entries[i].key = s->key;
-        entries[i].value = s->value;
-        ptrs[i] = &entries[i];
-    }
-    return ptrs;
-}
+/* ---- queries ---- */
 
 static bool labels_match(const Runtime__V1__PodSandboxConfig *c,
                          const Runtime__V1__PodSandboxFilter *f)
@@ -278,11 +210,11 @@ void sandbox_service_status(struct h2_call *call, const ProtobufCMessage *req, v
     st.network = &net;
     st.linux = &linux_status;
     _cleanup_free_ void *labels =
-        kv_copy(&runtime__v1__pod_sandbox_status__labels_entry__descriptor, c->n_labels,
-                (void *const *)c->labels);
+        reply_map_dup(&runtime__v1__pod_sandbox_status__labels_entry__descriptor,
+                      (void *const *)c->labels, c->n_labels);
     _cleanup_free_ void *annotations =
-        kv_copy(&runtime__v1__pod_sandbox_status__annotations_entry__descriptor, c->n_annotations,
-                (void *const *)c->annotations);
+        reply_map_dup(&runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
+                      (void *const *)c->annotations, c->n_annotations);
     st.n_labels = c->n_labels;
     st.labels = labels;
     st.n_annotations = c->n_annotations;
@@ -339,12 +271,13 @@ void sandbox_service_list(struct h2_call *call, const ProtobufCMessage *req, voi
         it->state = pb_state(sb->state);
         it->created_at = sb->created_ns;
         it->n_labels = c->n_labels;
-        it->labels = maps[2 * k] = kv_copy(&runtime__v1__pod_sandbox__labels_entry__descriptor,
-                                           c->n_labels, (void *const *)c->labels);
+        it->labels = maps[2 * k] =
+            reply_map_dup(&runtime__v1__pod_sandbox__labels_entry__descriptor,
+                          (void *const *)c->labels, c->n_labels);
         it->n_annotations = c->n_annotations;
         it->annotations = maps[2 * k + 1] =
-            kv_copy(&runtime__v1__pod_sandbox__annotations_entry__descriptor, c->n_annotations,
-                    (void *const *)c->annotations);
+            reply_map_dup(&runtime__v1__pod_sandbox__annotations_entry__descriptor,
+                          (void *const *)c->annotations, c->n_annotations);
         it->runtime_handler = sb->runtime_handler;
         ptrs[k] = it;
         k++;

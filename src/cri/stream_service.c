@@ -66,7 +66,7 @@ static void be_exec_cancel(void *handle)
 
 static int be_attach_connect(const struct stream_request *req, bool *tty, struct error **err)
 {
-    return container_attach_connect(req->container_id, tty, err);
+    return container_attach_connect(req->container_id, req->in, req->out, req->err, tty, err);
 }
 
 static int be_attach_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err)

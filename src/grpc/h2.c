@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "grpc/h2.h"
+#include "grpc/h2_codec.h"
 
 #define DEFAULT_MAX_MSG (16u << 20)
 #define DEFAULT_MAX_STREAMS 128u
@@ -85,7 +87,7 @@ enum content_type {
 struct h2_call {
     uint64_t id;
     struct h2_conn *conn;
-    struct h2_call *prev, *next; /* conn->calls */
+    TAILQ_ENTRY(h2_call) link; /* conn->calls */
     int32_t stream_id;
     enum call_state state;
     bool in_table;
@@ -125,12 +127,12 @@ struct h2_call {
 
 struct h2_conn {
     uint64_t id;
-    struct h2_server *srv; /* NULL once closed */
-    struct h2_conn *prev, *next;
-    struct bufferevent *bev; /* NULL once closed */
+    struct h2_server *srv;     /* NULL once closed */
+    TAILQ_ENTRY(h2_conn) link; /* srv->conns until closed */
+    struct bufferevent *bev;   /* NULL once closed */
     nghttp2_session *session;
     struct event *flush_ev;
-    struct h2_call *calls;
+    TAILQ_HEAD(, h2_call) calls;
     size_t held; /* request bytes its calls hold */
     bool closed;
     bool goaway_sent;
@@ -150,7 +152,7 @@ struct h2_server {
     void *arg;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
-    struct h2_conn *conns;
+    TAILQ_HEAD(, h2_conn) conns;
     size_t n_conns;
     size_t n_calls;
     size_t held; /* request bytes held by the calls of all connections */
@@ -164,208 +166,6 @@ struct h2_server {
 
 static uint64_t next_call_id = 1;
 static uint64_t next_conn_id = 1;
-
-/* ---- framing ---- */
-
-void h2_framer_init(struct h2_framer *f, uint32_t max_msg, const char *encoding)
-{
-    memset(f, 0, sizeof(*f));
-    f->state = H2_FRAMER_PREFIX;
-    f->max_msg = max_msg;
-    f->encoding = encoding;
-    buf_init(&f->body, 0);
-}
-
-static bool is_identity(const char *encoding)
-{
-    return !encoding || !*encoding || strcmp(encoding, "identity") == 0;
-}
-
-static int check_prefix(const struct h2_framer *f, uint32_t len, struct error **err)
-{
-    uint8_t flag = f->prefix[0];
-    if (flag == 1 && is_identity(f->encoding))
-        return error_set(err, GRPC_INTERNAL, 0, "compressed flag set but no grpc-encoding");
-    if (flag == 1)
-        return error_set(err, GRPC_UNIMPLEMENTED, 0, "grpc-encoding %.64s is not supported",
-                         f->encoding);
-    if (flag != 0)
-        return error_set(err, GRPC_INTERNAL, 0, "invalid compressed flag %u", flag);
-    if (len > f->max_msg)
-        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0,
-                         "received message larger than max (%" PRIu32 " vs. %" PRIu32 ")", len,
-                         f->max_msg);
-    return 0;
-}
-
-static void framer_complete(struct h2_framer *f)
-{
-    f->has_msg = true;
-    f->n_msgs++;
-    f->state = H2_FRAMER_PREFIX;
-}
-
-ssize_t h2_framer_feed(struct h2_framer *f, const uint8_t *data, size_t len, struct error **err)
-{
-    if (f->state == H2_FRAMER_FAILED)
-        return error_set(err, GRPC_INTERNAL, 0, "message framing failed earlier");
-    size_t used = 0;
-    while (used < len && !f->has_msg) {
-        if (f->state == H2_FRAMER_PREFIX) {
-            size_t n = sizeof(f->prefix) - f->prefix_len;
-            if (n > len - used)
-                n = len - used;
-            memcpy(f->prefix + f->prefix_len, data + used, n);
-            f->prefix_len += n;
-            used += n;
-            if (f->prefix_len < sizeof(f->prefix))
-                break;
-            uint32_t msg_len = (uint32_t)f->prefix[1] << 24 | (uint32_t)f->prefix[2] << 16 |
-                               (uint32_t)f->prefix[3] << 8 | (uint32_t)f->prefix[4];
-            if (check_prefix(f, msg_len, err) < 0) {
-                f->state = H2_FRAMER_FAILED;
-                return -1;
-            }
-            f->prefix_len = 0;
-            f->msg_len = msg_len;
-            /* The cap is the announced length, so the buffer never grows past it. */
-            buf_free(&f->body);
-            buf_init(&f->body, msg_len);
-            if (msg_len == 0)
-                framer_complete(f);
-            else
-                f->state = H2_FRAMER_BODY;
-        } else {
-            size_t n = f->msg_len - f->body.len;
-            if (n > len - used)
-                n = len - used;
-            assert_state(buf_append(&f->body, data + used, n) == 0);
-            used += n;
-            if (f->body.len == f->msg_len)
-                framer_complete(f);
-        }
-    }
-    return (ssize_t)used;
-}
-
-uint8_t *h2_framer_take(struct h2_framer *f, size_t *len)
-{
-    if (!f->has_msg)
-        return NULL;
-    f->has_msg = false;
-    return (uint8_t *)buf_take_str(&f->body, len);
-}
-
-int h2_framer_end(const struct h2_framer *f, struct error **err)
-{
-    if (f->state == H2_FRAMER_BODY || f->prefix_len > 0)
-        return error_set(err, GRPC_INTERNAL, 0, "request ended inside a message");
-    return 0;
-}
-
-void h2_framer_free(struct h2_framer *f)
-{
-    buf_free(&f->body);
-}
-
-/* ---- header values ---- */
-
-int h2_timeout_parse(const char *s, size_t len, int64_t *ns)
-{
-    if (len < 2 || len > 9)
-        return -1;
-    int64_t unit;
-    switch (s[len - 1]) {
-    case 'H':
-        unit = 3600LL * 1000000000LL;
-        break;
-    case 'M':
-        unit = 60LL * 1000000000LL;
-        break;
-    case 'S':
-        unit = 1000000000LL;
-        break;
-    case 'm':
-        unit = 1000000LL;
-        break;
-    case 'u':
-        unit = 1000LL;
-        break;
-    case 'n':
-        unit = 1;
-        break;
-    default:
-        return -1;
-    }
-    int64_t v = 0;
-    for (size_t i = 0; i + 1 < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    *ns = v > INT64_MAX / unit ? INT64_MAX : v * unit;
-    return 0;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when there is none. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    size_t len;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        len = 2;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        len = 3;
-        lo = s[0] == 0xE0 ? 0xA0 : lo; /* overlong */
-        hi = s[0] == 0xED ? 0x9F : hi; /* UTF-16 surrogates */
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        len = 4;
-        lo = s[0] == 0xF0 ? 0x90 : lo; /* overlong */
-        hi = s[0] == 0xF4 ? 0x8F : hi; /* past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    return len;
-}
-
-char *h2_grpc_message_encode(const char *msg)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    static const unsigned char replacement[] = {0xEF, 0xBF, 0xBD}; /* U+FFFD */
-    const unsigned char *in = (const unsigned char *)msg;
-    size_t n = strlen(msg);
-    char *out = xmalloc(H2_GRPC_MESSAGE_MAX + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_len(in + i, n - i);
-        const unsigned char *ch = len ? in + i : replacement;
-        size_t ch_len = len ? len : sizeof(replacement);
-        bool plain = ch_len == 1 && ch[0] >= 0x20 && ch[0] <= 0x7E && ch[0] != '%';
-        /* Cut before the character that does not fit, not inside it. */
-        if (o + (plain ? 1 : 3 * ch_len) > H2_GRPC_MESSAGE_MAX)
-            break;
-        if (plain) {
-            out[o++] = (char)ch[0];
-        } else {
-            for (size_t k = 0; k < ch_len; k++) {
-                out[o++] = '%';
-                out[o++] = hex[ch[k] >> 4];
-                out[o++] = hex[ch[k] & 0xF];
-            }
-        }
-        i += len ? len : 1;
-    }
-    out[o] = '\0';
-    return out;
-}
 
 static enum content_type parse_content_type(const uint8_t *v, size_t len)
 {
@@ -497,24 +297,14 @@ static struct h2_call *call_new(struct h2_conn *c, int32_t stream_id)
     /* Room for a reply message being written while the previous one still drains. */
     call->out_cap = 2 * ((size_t)c->srv->opts.max_send_msg + 5);
     table_insert(call);
-    call->next = c->calls;
-    if (c->calls)
-        c->calls->prev = call;
-    c->calls = call;
+    TAILQ_INSERT_HEAD(&c->calls, call, link);
     c->srv->n_calls++;
     return call;
 }
 
 static void call_unlink(struct h2_call *call)
 {
-    struct h2_conn *c = call->conn;
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        c->calls = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-    call->prev = call->next = NULL;
+    TAILQ_REMOVE(&call->conn->calls, call, link);
 }
 
 /*
@@ -1064,8 +854,8 @@ static void conn_free(void *arg)
 {
     struct h2_conn *c = arg;
     nghttp2_session_del(c->session);
-    while (c->calls) {
-        struct h2_call *call = c->calls;
+    struct h2_call *call;
+    while ((call = TAILQ_FIRST(&c->calls))) {
         call_unlink(call);
         call_free(call);
     }
@@ -1086,12 +876,7 @@ static void conn_close(struct h2_conn *c, const char *why)
     c->closed = true;
     struct h2_server *s = c->srv;
     log_debug("connection closed conn=%" PRIu64 " reason=\"%s\"", c->id, why);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    TAILQ_REMOVE(&s->conns, c, link);
     s->n_conns--;
     /* What its calls hold is freed with them; it no longer counts for the server. */
     s->held -= c->held;
@@ -1100,13 +885,14 @@ static void conn_close(struct h2_conn *c, const char *why)
     /* libevent keeps the bufferevent alive while its own callback is running. */
     bufferevent_free(c->bev);
     c->bev = NULL;
-    for (struct h2_call *call = c->calls; call; call = call->next)
+    struct h2_call *call;
+    TAILQ_FOREACH (call, &c->calls, link)
         s->n_calls--;
     server_schedule_check(s);
     c->srv = NULL;
     loop_defer_free(conn_free, c);
     /* Handlers hear last: by now nothing of ours depends on the connection. */
-    for (struct h2_call *call = c->calls; call; call = call->next) {
+    TAILQ_FOREACH (call, &c->calls, link) {
         if (call->state == CALL_FINISHED)
             continue;
         void (*cb)(uint64_t, void *);
@@ -1232,6 +1018,7 @@ static void conn_goaway(struct h2_conn *c)
 static int conn_new(struct h2_server *s, int fd, struct error **err)
 {
     struct h2_conn *c = xcalloc(1, sizeof(*c));
+    TAILQ_INIT(&c->calls);
     c->id = next_conn_id++;
     c->srv = s;
     c->bev = bufferevent_socket_new(loop_base(), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -1240,13 +1027,11 @@ static int conn_new(struct h2_server *s, int fd, struct error **err)
         free(c);
         return error_set(err, GRPC_INTERNAL, 0, "bufferevent_socket_new failed");
     }
-    c->flush_ev = event_new(loop_base(), -1, 0, on_flush_event, c);
-    int rv = c->flush_ev ? nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option)
-                         : NGHTTP2_ERR_NOMEM;
+    c->flush_ev = loop_event_new(-1, 0, on_flush_event, c);
+    int rv = nghttp2_session_server_new2(&c->session, s->callbacks, c, s->option);
     if (rv < 0) {
         bufferevent_free(c->bev);
-        if (c->flush_ev)
-            event_free(c->flush_ev);
+        event_free(c->flush_ev);
         free(c);
         return error_set(err, GRPC_INTERNAL, 0, "http2 session: %s", nghttp2_strerror(rv));
     }
@@ -1259,10 +1044,7 @@ static int conn_new(struct h2_server *s, int fd, struct error **err)
     /* The connection window defaults to 64 KiB; widen it so large requests flow. */
     nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
 
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    TAILQ_INSERT_HEAD(&s->conns, c, link);
     s->n_conns++;
     bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
@@ -1333,7 +1115,8 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
         return;
     if (s->n_calls == 0) {
         /* Nothing left to wait for: final GOAWAY now; each connection closes once it is sent. */
-        for (struct h2_conn *c = s->conns; c; c = c->next)
+        struct h2_conn *c;
+        TAILQ_FOREACH (c, &s->conns, link)
             conn_goaway(c);
     }
     if (s->n_conns == 0)
@@ -1343,7 +1126,8 @@ static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 static void on_goaway_timer(void *arg)
 {
     struct h2_server *s = arg;
-    for (struct h2_conn *c = s->conns; c; c = c->next)
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link)
         conn_goaway(c);
 }
 
@@ -1351,12 +1135,13 @@ static void on_drain_timeout(void *arg)
 {
     struct h2_server *s = arg;
     log_info("drain timed out, cancelling calls=%zu connections=%zu", s->n_calls, s->n_conns);
-    for (struct h2_conn *c = s->conns; c; c = c->next) {
-        for (struct h2_call *call = c->calls; call; call = call->next)
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link) {
+        struct h2_call *call;
+        TAILQ_FOREACH (call, &c->calls, link)
             call_end_and_cancel(call, 200, GRPC_UNAVAILABLE, "server shutting down");
     }
-    while (s->conns) {
-        struct h2_conn *c = s->conns;
+    while ((c = TAILQ_FIRST(&s->conns))) {
         conn_goaway(c);
         conn_flush(c);
         if (c->closed)
@@ -1371,6 +1156,7 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
                                 h2_dispatch_cb dispatch, void *arg, struct error **err)
 {
     struct h2_server *s = xcalloc(1, sizeof(*s));
+    TAILQ_INIT(&s->conns);
     s->opts = *opts;
     if (!s->opts.max_recv_msg)
         s->opts.max_recv_msg = DEFAULT_MAX_MSG;
@@ -1414,13 +1200,12 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
     s->accept_retry = loop_timer_new(on_accept_retry, s);
     s->goaway_timer = loop_timer_new(on_goaway_timer, s);
     s->drain_timer = loop_timer_new(on_drain_timeout, s);
-    s->check_ev = event_new(loop_base(), -1, 0, on_drain_check, s);
+    s->check_ev = loop_event_new(-1, 0, on_drain_check, s);
     /* Backlog 0: the socket is already listening. */
     s->listener = evconnlistener_new(loop_base(), on_accept, s,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, listen_fd);
-    if (!s->listener || !s->check_ev) {
-        if (!s->listener)
-            close(listen_fd);
+    if (!s->listener) {
+        close(listen_fd);
         h2_server_free(s);
         return error_set(err, GRPC_INTERNAL, 0, "cannot listen for gRPC connections"), NULL;
     }
@@ -1438,7 +1223,8 @@ void h2_server_drain(struct h2_server *s, int64_t timeout_ms, void (*done)(void 
     evconnlistener_disable(s->listener);
     loop_timer_disarm(s->accept_retry);
     log_info("draining gRPC server connections=%zu calls=%zu", s->n_conns, s->n_calls);
-    for (struct h2_conn *c = s->conns; c; c = c->next) {
+    struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link) {
         nghttp2_submit_shutdown_notice(c->session);
         conn_schedule_flush(c);
     }
@@ -1456,8 +1242,8 @@ void h2_server_free(struct h2_server *s)
     if (s->listener)
         evconnlistener_free(s->listener);
     s->state = SERVER_DRAINED;
-    while (s->conns)
-        conn_close(s->conns, "server stopped");
+    while (!TAILQ_EMPTY(&s->conns))
+        conn_close(TAILQ_FIRST(&s->conns), "server stopped");
     loop_timer_free(s->accept_retry);
     loop_timer_free(s->goaway_timer);
     loop_timer_free(s->drain_timer);
@@ -1488,7 +1274,8 @@ size_t h2_server_held_bytes(const struct h2_server *s)
 size_t h2_server_output_bytes(const struct h2_server *s)
 {
     size_t n = 0;
-    for (const struct h2_conn *c = s->conns; c; c = c->next)
+    const struct h2_conn *c;
+    TAILQ_FOREACH (c, &s->conns, link)
         n += evbuffer_get_length(bufferevent_get_output(c->bev));
     return n;
 }
@@ -1536,13 +1323,9 @@ int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct er
         call->out_alloc = want;
     }
     uint8_t *p = call->out + call->out_len;
-    p[0] = 0;
-    p[1] = (uint8_t)(len >> 24);
-    p[2] = (uint8_t)(len >> 16);
-    p[3] = (uint8_t)(len >> 8);
-    p[4] = (uint8_t)len;
+    h2_frame_prefix(p, (uint32_t)len);
     if (len)
-        memcpy(p + 5, msg, len);
+        memcpy(p + H2_FRAME_PREFIX_LEN, msg, len);
     call->out_len = need;
     struct h2_conn *c = call->conn;
     if (!call->headers_sent) {

@@ -4,10 +4,30 @@
  *
  * A pull walks PULL_START → PULL_MANIFEST → PULL_CONFIG → PULL_LAYERS →
  * PULL_DONE (or PULL_FAILED from anywhere). Event handlers only record what
- * happened and call pull_step(), where every transition lives. Jobs are
- * keyed by blob digest (configs) or layer chain id, hold the ids of the
- * pulls waiting on them, and look those pulls up again when they finish: a
- * pull that was cancelled meanwhile is simply not found. A job nobody waits
+ * happened and call pull_step(), where every transition lives.
+ *
+ * How a state machine fails: the one way, used by every machine in the tree
+ * (pull, import, unpack, cni, sandbox run and stop, container create):
+ * - The operation keeps its first error in op->err (owned). <op>_fail(op, e)
+ *   records e, or frees it when an error is already there (later failures
+ *   are consequences of the first); it does not step.
+ * - Handlers record what happened, a failure through <op>_fail(), then call
+ *   <op>_step(). A step that fails in the switch calls <op>_fail() and
+ *   breaks out of it.
+ * - Each state that waits for something it started first waits for it, also
+ *   after a failure, when it cannot be stopped half-way (a child that may
+ *   still mount, a plugin call to roll back); then `if (op->err) break;`.
+ * - Below the switch is the one failure path: it stops what can be stopped,
+ *   moves to the undo state (or to FAILED when there is nothing to undo),
+ *   and steps on. Reporting happens once, in the final state.
+ * - Cancelling is failing: <op>_cancel() replaces op->err with CANCELLED
+ *   (nobody listens for the first error any more), the machine unwinds as
+ *   for any failure, and the final state reports nothing for CANCELLED.
+ *   A callback pointer is never cleared to mean "cancelled".
+ *
+ * Jobs are keyed by blob digest (configs) or layer chain id, hold the ids of
+ * the pulls waiting on them, and look those pulls up again when they finish:
+ * a pull that was cancelled meanwhile is simply not found. A job nobody waits
  * for any more is cancelled, so a client that gives up stops its transfers.
  */
 #include "autoconf.h"
@@ -15,6 +35,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -66,8 +87,8 @@ struct job {
     struct unpack_op *unpack;
     uint64_t *waiters;
     size_t n_waiters;
-    bool dead;
-    struct job *next;
+    bool dead; /* out of p->jobs: finished or killed */
+    TAILQ_ENTRY(job) link;
 };
 
 struct pull_op {
@@ -95,36 +116,30 @@ struct pull_op {
     struct error *err;
     pull_done_cb done;
     void *arg;
-    struct pull_op *next;
+    bool detached; /* out of p->pulls and every job */
+    TAILQ_ENTRY(pull_op) link;
 };
 
 struct puller {
     struct store *st;
     struct registry *reg;
     const struct config *cfg;
-    struct pull_op *pulls;
-    struct job *jobs;
+    TAILQ_HEAD(, pull_op) pulls;
+    TAILQ_HEAD(, job) jobs;
     uint64_t next_id;
 };
 
 static void pull_step(struct pull_op *op);
 
-/* ---- small helpers ---- */
-
-static char *dup_or_null(const char *s)
-{
-    return s && *s ? xstrdup(s) : NULL;
-}
-
 static void auth_copy_set(struct auth_copy *a, const struct registry_auth *src)
 {
     memset(a, 0, sizeof(*a));
     if (src) {
-        a->username = dup_or_null(src->username);
-        a->password = dup_or_null(src->password);
-        a->auth = dup_or_null(src->auth);
-        a->identity_token = dup_or_null(src->identity_token);
-        a->registry_token = dup_or_null(src->registry_token);
+        a->username = xstrdup_nonempty(src->username);
+        a->password = xstrdup_nonempty(src->password);
+        a->auth = xstrdup_nonempty(src->auth);
+        a->identity_token = xstrdup_nonempty(src->identity_token);
+        a->registry_token = xstrdup_nonempty(src->registry_token);
     }
     a->view = (struct registry_auth){a->username, a->password, a->auth, a->identity_token,
                                      a->registry_token};
@@ -159,16 +174,10 @@ static int sha256_digest(const void *data, size_t len, char out[72], struct erro
     return 0;
 }
 
-static struct error *error_copy(const struct error *e)
-{
-    struct error *c = NULL;
-    error_set(&c, e->grpc_code, 0, "%s", e->msg);
-    return c;
-}
-
 static struct pull_op *find_pull(struct puller *p, uint64_t id)
 {
-    for (struct pull_op *op = p->pulls; op; op = op->next) {
+    struct pull_op *op;
+    TAILQ_FOREACH (op, &p->pulls, link) {
         if (op->id == id)
             return op;
     }
@@ -189,14 +198,13 @@ static void job_free(void *arg)
     free(j);
 }
 
+/* Out of the puller's list, once: the job is dead from now on. */
 static void job_unlink(struct job *j)
 {
-    for (struct job **pp = &j->p->jobs; *pp; pp = &(*pp)->next) {
-        if (*pp == j) {
-            *pp = j->next;
-            return;
-        }
-    }
+    if (j->dead)
+        return;
+    j->dead = true;
+    TAILQ_REMOVE(&j->p->jobs, j, link);
 }
 
 /* Stop whatever the job runs and free it later. */
@@ -210,7 +218,6 @@ static void job_kill(struct job *j)
     j->fetch = NULL;
     j->unpack = NULL;
     j->ingest = NULL;
-    j->dead = true;
     job_unlink(j);
     loop_defer_free(job_free, j);
 }
@@ -255,7 +262,6 @@ static void job_finish(struct job *j, const struct error *err)
 {
     j->fetch = NULL;
     j->unpack = NULL;
-    j->dead = true;
     job_unlink(j);
     size_t n = j->n_waiters;
     _cleanup_free_ uint64_t *ids = xmalloc((n ? n : 1) * sizeof(*ids));
@@ -337,13 +343,14 @@ static int job_start_fetch(struct job *j, struct error **err)
 static int job_want(struct pull_op *op, enum job_kind kind, const char *key,
                     const struct descriptor *d, const char *diff_id, struct error **err)
 {
-    for (struct job *j = op->p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &op->p->jobs, link) {
         if (j->kind == kind && !strcmp(j->key, key)) {
             job_add_waiter(j, op->id);
             return 0;
         }
     }
-    struct job *j = xcalloc(1, sizeof(*j));
+    j = xcalloc(1, sizeof(*j));
     j->p = op->p;
     j->kind = kind;
     j->key = xstrdup(key);
@@ -359,8 +366,7 @@ static int job_want(struct pull_op *op, enum job_kind kind, const char *key,
         return -1;
     }
     job_add_waiter(j, op->id);
-    j->next = op->p->jobs;
-    op->p->jobs = j;
+    TAILQ_INSERT_HEAD(&op->p->jobs, j, link);
     return 0;
 }
 
@@ -392,40 +398,36 @@ static void pull_detach(struct pull_op *op)
 {
     if (op->fetch)
         registry_fetch_cancel(steal_ptr(&op->fetch));
-    for (struct job *j = op->p->jobs, *next; j; j = next) {
-        next = j->next;
+    if (op->detached)
+        return;
+    op->detached = true;
+    for (struct job *j = TAILQ_FIRST(&op->p->jobs), *next; j; j = next) {
+        next = TAILQ_NEXT(j, link);
         if (job_has_waiter(j, op->id))
             job_drop_waiter(j, op->id);
     }
-    for (struct pull_op **pp = &op->p->pulls; *pp; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&op->p->pulls, op, link);
     loop_timer_disarm(op->kick);
     loop_timer_disarm(op->progress);
     loop_timer_disarm(op->deadline);
 }
 
+/* Record the first failure; later ones are its consequences. Does not step. */
 static void pull_fail(struct pull_op *op, struct error *err)
 {
-    if (op->state == PULL_DONE || op->state == PULL_FAILED) {
+    if (op->err)
         error_free(err);
-        return;
-    }
-    error_free(op->err);
-    op->err = err;
-    op->state = PULL_FAILED;
-    pull_step(op);
+    else
+        op->err = err;
 }
 
 static void pull_on_job(struct pull_op *op, const struct job *j, const struct error *err)
 {
     if (err) {
-        struct error *e = error_copy(err);
+        struct error *e = error_dup(err);
         error_prefix(&e, "%s %s", j->kind == JOB_BLOB ? "config" : "layer", j->digest);
         pull_fail(op, e);
+        pull_step(op);
         return;
     }
     if (j->kind == JOB_LAYER && op->layers_pending > 0)
@@ -439,12 +441,14 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
     op->fetch = NULL;
     struct error *e = NULL;
     if (err) {
-        pull_fail(op, error_copy(err));
+        pull_fail(op, error_dup(err));
+        pull_step(op);
         return;
     }
     char digest[72];
     if (sha256_digest(rm->body, rm->len, digest, &e) < 0) {
         pull_fail(op, e);
+        pull_step(op);
         return;
     }
     if (op->expect_digest && strcmp(op->expect_digest, digest)) {
@@ -461,10 +465,8 @@ static void on_manifest(const struct registry_manifest *rm, const struct error *
             op->top_digest = xstrdup(digest);
         op->have_manifest = true;
     }
-    if (e) {
+    if (e)
         pull_fail(op, e);
-        return;
-    }
     pull_step(op);
 }
 
@@ -486,7 +488,8 @@ static void on_progress(void *arg)
 {
     struct pull_op *op = arg;
     int64_t done = 0;
-    for (struct job *j = op->p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &op->p->jobs, link) {
         if (job_has_waiter(j, op->id) && j->ingest)
             done += store_ingest_offset(j->ingest);
     }
@@ -504,6 +507,7 @@ static void on_deadline(void *arg)
     error_set(&e, GRPC_DEADLINE_EXCEEDED, 0, "pull of %s did not finish within %us", op->input,
               op->p->cfg->pull_timeout_s);
     pull_fail(op, e);
+    pull_step(op);
 }
 
 static bool is_pinned(const struct config *cfg, const char *tagged)
@@ -581,76 +585,101 @@ static int start_layers(struct pull_op *op, struct error **err)
     return 0;
 }
 
+/* The pull is over: leave the jobs, log, report (not a cancelled one), free later. */
+static void pull_finish(struct pull_op *op)
+{
+    pull_detach(op);
+    double secs = (double)(now_monotonic_ns() - op->started_ns) / 1e9;
+    if (op->state == PULL_DONE)
+        log_info("pulled image=%s id=%s seconds=%.2f", op->input, op->m.config.digest, secs);
+    else if (op->err->grpc_code != GRPC_CANCELLED)
+        log_info("pull failed image=%s seconds=%.2f: %s", op->input, secs, op->err->msg);
+    if (op->done && (op->state == PULL_DONE || op->err->grpc_code != GRPC_CANCELLED))
+        op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err, op->arg);
+    loop_defer_free(pull_free, op);
+}
+
 static void pull_step(struct pull_op *op)
 {
     struct error *err = NULL;
     switch (op->state) {
-    case PULL_START:
+    case PULL_START: /* waiting for the kick timer: done never runs inside pull_start() */
+        if (op->err)
+            break;
         op->state = PULL_MANIFEST;
         if (op->ref.digest)
             op->expect_digest = xstrdup(op->ref.digest);
-        if (fetch_manifest(op, op->ref.digest ? op->ref.digest : op->ref.tag, &err) < 0)
+        if (fetch_manifest(op, op->ref.digest ? op->ref.digest : op->ref.tag, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         return;
-    case PULL_MANIFEST:
+    case PULL_MANIFEST: /* waiting for a manifest or index fetch (op->fetch) */
+        if (op->err)
+            break;
         if (!op->have_manifest)
             return;
         if (op->m.is_index) {
             const struct descriptor *d = manifest_select_platform(&op->m, manifest_host_arch(),
                                                                   manifest_host_variant(), &err);
-            if (!d)
-                break;
-            if (++op->hops > MAX_INDEX_HOPS) {
+            if (d && ++op->hops > MAX_INDEX_HOPS)
                 error_set(&err, GRPC_INVALID_ARGUMENT, 0, "image index nests too deeply");
+            if (err) {
+                pull_fail(op, err);
                 break;
             }
             _cleanup_free_ char *next = xstrdup(d->digest);
             free(op->expect_digest);
             op->expect_digest = xstrdup(next);
-            if (fetch_manifest(op, next, &err) < 0)
+            if (fetch_manifest(op, next, &err) < 0) {
+                pull_fail(op, err);
                 break;
+            }
             return;
         }
         if (op->m.config.size > REGISTRY_MANIFEST_MAX) {
             error_set(&err, GRPC_RESOURCE_EXHAUSTED, 0, "image config is %lld bytes (max %d)",
                       (long long)op->m.config.size, REGISTRY_MANIFEST_MAX);
+            pull_fail(op, err);
             break;
         }
         op->state = PULL_CONFIG;
         if (!store_has_blob(op->p->st, op->m.config.digest) &&
-            job_want(op, JOB_BLOB, op->m.config.digest, &op->m.config, NULL, &err) < 0)
+            job_want(op, JOB_BLOB, op->m.config.digest, &op->m.config, NULL, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         /* fall through */
-    case PULL_CONFIG:
+    case PULL_CONFIG: /* waiting for the config blob's job */
+        if (op->err)
+            break;
         if (!store_has_blob(op->p->st, op->m.config.digest))
             return;
         op->state = PULL_LAYERS;
-        if (start_layers(op, &err) < 0)
+        if (start_layers(op, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         /* fall through */
-    case PULL_LAYERS:
+    case PULL_LAYERS: /* waiting for the layer jobs (download, then unpack) */
+        if (op->err)
+            break;
         if (op->layers_pending > 0)
             return;
-        if (pull_commit(op, &err) < 0)
+        if (pull_commit(op, &err) < 0) {
+            pull_fail(op, err);
             break;
+        }
         op->state = PULL_DONE;
-        /* fall through */
+        pull_finish(op);
+        return;
     case PULL_DONE:
-    case PULL_FAILED: {
-        pull_detach(op);
-        double secs = (double)(now_monotonic_ns() - op->started_ns) / 1e9;
-        if (op->state == PULL_DONE)
-            log_info("pulled image=%s id=%s seconds=%.2f", op->input, op->m.config.digest, secs);
-        else
-            log_info("pull failed image=%s seconds=%.2f: %s", op->input, secs, op->err->msg);
-        if (op->done)
-            op->done(op->id, op->state == PULL_DONE ? op->m.config.digest : NULL, op->err, op->arg);
-        loop_defer_free(pull_free, op);
+    case PULL_FAILED: /* reported; freed soon */
         return;
     }
-    }
-    /* Reached by break: a step failed. */
-    pull_fail(op, err);
+    /* Failed (or cancelled): nothing to undo; shared jobs go on for other pulls. */
+    op->state = PULL_FAILED;
+    pull_finish(op);
 }
 
 uint64_t pull_start(struct puller *p, const char *ref, const struct registry_auth *auth,
@@ -676,8 +705,7 @@ uint64_t pull_start(struct puller *p, const char *ref, const struct registry_aut
     loop_timer_arm(op->progress, (int64_t)p->cfg->progress_interval_s * 1000);
     if (p->cfg->pull_timeout_s)
         loop_timer_arm(op->deadline, (int64_t)p->cfg->pull_timeout_s * 1000);
-    op->next = p->pulls;
-    p->pulls = op;
+    TAILQ_INSERT_HEAD(&p->pulls, op, link);
     log_info("pull started image=%s pull=%llu", ref, (unsigned long long)op->id);
     return op->id;
 }
@@ -688,20 +716,21 @@ void pull_cancel(struct puller *p, uint64_t pull_id)
     if (!op)
         return;
     log_info("pull cancelled image=%s pull=%llu", op->input, (unsigned long long)pull_id);
-    op->done = NULL;
-    pull_detach(op);
-    op->state = PULL_FAILED;
-    loop_defer_free(pull_free, op);
+    error_clear(&op->err);
+    error_set(&op->err, GRPC_CANCELLED, 0, "pull of %s cancelled", op->input);
+    pull_step(op);
 }
 
 bool puller_uses(const char *key, void *arg)
 {
     struct puller *p = arg;
-    for (struct job *j = p->jobs; j; j = j->next) {
+    struct job *j;
+    TAILQ_FOREACH (j, &p->jobs, link) {
         if (!strcmp(j->key, key) || !strcmp(j->digest, key))
             return true;
     }
-    for (struct pull_op *op = p->pulls; op; op = op->next) {
+    struct pull_op *op;
+    TAILQ_FOREACH (op, &p->pulls, link) {
         if (op->manifest_digest && !strcmp(op->manifest_digest, key))
             return true;
         if (op->top_digest && !strcmp(op->top_digest, key))
@@ -723,6 +752,8 @@ bool puller_uses(const char *key, void *arg)
 struct puller *puller_new(struct store *st, struct registry *reg, const struct config *cfg)
 {
     struct puller *p = xcalloc(1, sizeof(*p));
+    TAILQ_INIT(&p->pulls);
+    TAILQ_INIT(&p->jobs);
     p->st = st;
     p->reg = reg;
     p->cfg = cfg;
@@ -733,9 +764,9 @@ void puller_free(struct puller *p)
 {
     if (!p)
         return;
-    while (p->pulls)
-        pull_cancel(p, p->pulls->id);
-    while (p->jobs)
-        job_kill(p->jobs);
+    while (!TAILQ_EMPTY(&p->pulls))
+        pull_cancel(p, TAILQ_FIRST(&p->pulls)->id);
+    while (!TAILQ_EMPTY(&p->jobs))
+        job_kill(TAILQ_FIRST(&p->jobs));
     free(p);
 }

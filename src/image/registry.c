@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,13 +45,18 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "core/base64.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "image/ref.h"
+#include "image/curl_glue.h"
 #include "image/registry.h"
+#include "image/registry_auth.h"
+#include "image/registry_hosts.h"
 #include "image/xferlib.h"
 
 /* Failed attempts in a row on one endpoint before it is given up (progress resets the count). */
@@ -75,12 +81,10 @@
 #define AUTH_HEADER_MAX 4096
 #define AUTH_HEADERS_MAX 4
 #define TOKEN_MAX_LEN 16384
-#define TOKEN_CACHE_MAX 64
 #define ERROR_DETAIL_MAX 200
 
 #define TOKEN_DEFAULT_LIFETIME_S 60
 #define MAX_ENDPOINTS (CONFIG_MAX_MIRRORS + 1)
-#define NS_PER_S 1000000000LL
 
 #define MANIFEST_ACCEPT                                                                            \
     "Accept: application/vnd.oci.image.index.v1+json, "                                            \
@@ -108,62 +112,17 @@ static void curl_urlp(CURLU **u)
 }
 #define _cleanup_curl_url_ __attribute__((cleanup(curl_urlp)))
 
-/* A mirror from the config, checked and split once in registry_new(). */
-struct mirror {
-    char *base;      /* scheme://authority[/prefix], no trailing slash */
-    char *authority; /* host[:port] */
-};
-
-/* Our copy of one [registry.<host>] section. */
-struct host_cfg {
-    char *host;
-    struct mirror mirrors[CONFIG_MAX_MIRRORS];
-    size_t n_mirrors;
-    bool insecure;
-    char *ca_file;
-    char *username;
-    char *password;
-};
-
-/* A cached Bearer token. */
-struct token {
-    struct token *next;
-    char *key; /* authority \n scope \n credential identity */
-    char *value;
-    int64_t expires_ns; /* monotonic */
-};
-
-/* A socket curl asked us to watch. */
-struct sock_watch {
-    struct sock_watch *prev, *next;
-    struct registry *r;
-    curl_socket_t fd;
-    struct event *ev;
-};
-
 struct registry {
-    CURLM *multi;             /* only while fetches exist; holds an xferlib reference */
-    struct loop_timer *timer; /* curl's timeout */
-    struct host_cfg *hosts;
-    size_t n_hosts;
+    struct curl_glue curl;       /* the multi exists only while fetches do */
+    struct registry_hosts hosts; /* [registry.<host>] sections */
     unsigned max_downloads;
     unsigned active_blobs;
     /* Every fetch not yet freed, oldest first; the QUEUED ones form the FIFO. */
-    struct registry_fetch *head, *tail;
+    TAILQ_HEAD(, registry_fetch) fetches;
     uint64_t next_id;
-    int curl_depth; /* > 0 while inside libcurl, whose callbacks may be on the stack */
-    int cb_depth;   /* > 0 while a caller's done callback runs */
+    int cb_depth; /* > 0 while a caller's done callback runs */
     bool cancels_pending;
-    struct token *tokens;
-    size_t n_tokens;
-    struct sock_watch *socks;
-};
-
-struct creds {
-    char *username;
-    char *password;
-    char *identity_token;
-    char *registry_token;
+    struct registry_tokens tokens;
 };
 
 struct endpoint {
@@ -173,7 +132,7 @@ struct endpoint {
     bool plain_http;
     bool tls_insecure;   /* from the host's insecure setting */
     const char *ca_file; /* borrowed from r->hosts */
-    struct creds creds;
+    struct registry_creds creds;
 };
 
 enum fetch_kind {
@@ -187,6 +146,20 @@ enum fetch_state {
     FETCH_BACKOFF,   /* waits for f->timer before the next attempt */
     FETCH_CANCELLED, /* cancelled inside libcurl; removed and freed once libcurl returns */
     FETCH_FINISHING, /* its done callback runs; freed when that returns */
+};
+
+/*
+ * Authentication on the current endpoint: one state, never parallel flags.
+ * Every new endpoint starts in NONE; a 401 in NONE or CACHED answers the
+ * challenge (CHALLENGED while the token endpoint is asked, then TOKEN, or
+ * BASIC), and a 401 in TOKEN or BASIC is final.
+ */
+enum fetch_auth {
+    FETCH_AUTH_NONE,       /* no credentials sent yet (the next request may pick a token) */
+    FETCH_AUTH_CACHED,     /* a cached token sent: a 401 drops it and answers the challenge */
+    FETCH_AUTH_CHALLENGED, /* a Bearer challenge is being answered: the token request runs */
+    FETCH_AUTH_TOKEN,      /* a fresh token (or the caller's registry token) sent */
+    FETCH_AUTH_BASIC,      /* Basic credentials sent, in answer to a challenge */
 };
 
 enum req_kind {
@@ -213,7 +186,7 @@ struct response {
 
 struct registry_fetch {
     struct registry *r;
-    struct registry_fetch *prev, *next;
+    TAILQ_ENTRY(registry_fetch) link; /* r->fetches */
     uint64_t id;
     enum fetch_kind kind;
     enum fetch_state state;
@@ -230,10 +203,8 @@ struct registry_fetch {
     size_t n_eps, ep;
 
     /* Auth on the current endpoint. */
-    char *bearer;       /* token sent as Bearer, or NULL */
-    bool bearer_cached; /* it came from the cache: a 401 drops it and answers the challenge */
-    bool use_basic;
-    bool challenged; /* a challenge was answered here: another 401 is final */
+    enum fetch_auth auth;
+    char *bearer; /* the token sent in FETCH_AUTH_CACHED and FETCH_AUTH_TOKEN */
     char *realm, *service;
 
     /* Retries. */
@@ -268,93 +239,6 @@ struct registry_fetch {
 
 static void start_request(struct registry_fetch *f);
 static void pump(struct registry *r);
-
-/* ---- small helpers ---- */
-
-static void secret_free(char *s)
-{
-    if (!s)
-        return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
-static char *dup_nonempty(const char *s)
-{
-    return s && *s ? xstrdup(s) : NULL;
-}
-
-static void creds_clear(struct creds *c)
-{
-    secret_free(c->username);
-    secret_free(c->password);
-    secret_free(c->identity_token);
-    secret_free(c->registry_token);
-    memset(c, 0, sizeof(*c));
-}
-
-static bool has_basic_creds(const struct creds *c)
-{
-    return c->username && c->password;
-}
-
-static bool has_any_creds(const struct creds *c)
-{
-    return has_basic_creds(c) || c->identity_token || c->registry_token;
-}
-
-static int b64_value(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 with optional padding; NULL when malformed. */
-static char *base64_decode(const char *in)
-{
-    size_t len = strlen(in);
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    char *out = xcalloc(1, len * 3 / 4 + 1); /* zeroed: secret_free() reads up to a NUL */
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_value(in[i]);
-        if (v < 0) {
-            secret_free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[n] = '\0';
-    if (strlen(out) != n) { /* a NUL inside */
-        secret_free(out);
-        return NULL;
-    }
-    return out;
-}
-
-/* Only while a fetch exists: the multi's xferlib reference keeps libcrypto loaded. */
-static void sha256_hex(const char *s, char out[XFERLIB_SHA256_HEX_LEN + 1])
-{
-    int rc = xferlib_sha256_hex(s, strlen(s), out, NULL);
-    assert_state(rc == 0);
-}
 
 /* "algorithm:encoded" as the distribution spec defines a digest. */
 static bool is_digest(const char *s)
@@ -395,17 +279,6 @@ static bool is_repo_path(const char *s)
     return true;
 }
 
-/* Printable ASCII only, at most max characters, for text from a server going into a message. */
-static char *sanitize(const char *s, size_t max)
-{
-    size_t len = strnlen(s, max);
-    char *out = xstrndup(s, len);
-    for (char *p = out; *p; p++)
-        if (*p < 0x20 || *p > 0x7e)
-            *p = '?';
-    return out;
-}
-
 /* Parse an absolute http(s) URL: its authority (host[:port]) and whether it is https. */
 static char *url_authority(const char *url, unsigned flags, bool *https, char **path)
 {
@@ -434,185 +307,11 @@ static char *url_authority(const char *url, unsigned flags, bool *https, char **
     return xstrdup(host);
 }
 
-static const struct host_cfg *host_find(const struct registry *r, const char *authority)
-{
-    for (size_t i = 0; i < r->n_hosts; i++)
-        if (strcasecmp(r->hosts[i].host, authority) == 0)
-            return &r->hosts[i];
-    return NULL;
-}
-
-/* ---- the token cache ---- */
-
-static void token_free(struct token *t)
-{
-    free(t->key);
-    secret_free(t->value);
-    free(t);
-}
-
-/* Who the token was issued to, without keeping the secret itself in the key. */
+/* The token cache key for the fetch's scope on its current endpoint (owned). */
 static char *token_key(const struct registry_fetch *f)
 {
     const struct endpoint *ep = &f->eps[f->ep];
-    char hex[65];
-    if (ep->creds.identity_token) {
-        sha256_hex(ep->creds.identity_token, hex);
-        return xasprintf("%s\n%s\nrefresh:%s", ep->authority, f->scope, hex);
-    }
-    if (has_basic_creds(&ep->creds)) {
-        sha256_hex(ep->creds.password, hex);
-        return xasprintf("%s\n%s\nbasic:%s:%s", ep->authority, f->scope, ep->creds.username, hex);
-    }
-    return xasprintf("%s\n%s\nanonymous", ep->authority, f->scope);
-}
-
-static void token_prune(struct registry *r)
-{
-    int64_t now = now_monotonic_ns();
-    for (struct token **pp = &r->tokens; *pp;) {
-        struct token *t = *pp;
-        if (t->expires_ns <= now) {
-            *pp = t->next;
-            token_free(t);
-            r->n_tokens--;
-        } else {
-            pp = &t->next;
-        }
-    }
-}
-
-static const char *token_lookup(struct registry *r, const char *key)
-{
-    token_prune(r);
-    for (struct token *t = r->tokens; t; t = t->next)
-        if (strcmp(t->key, key) == 0)
-            return t->value;
-    return NULL;
-}
-
-static void token_drop(struct registry *r, const char *key)
-{
-    for (struct token **pp = &r->tokens; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->key, key) == 0) {
-            struct token *t = *pp;
-            *pp = t->next;
-            token_free(t);
-            r->n_tokens--;
-            return;
-        }
-    }
-}
-
-static void token_store(struct registry *r, const char *key, const char *value, int64_t lifetime_s)
-{
-    token_drop(r, key);
-    token_prune(r);
-    if (r->n_tokens >= TOKEN_CACHE_MAX) {
-        /* Newest first: drop the oldest. */
-        struct token **pp = &r->tokens;
-        while ((*pp)->next)
-            pp = &(*pp)->next;
-        token_free(*pp);
-        *pp = NULL;
-        r->n_tokens--;
-    }
-    struct token *t = xcalloc(1, sizeof(*t));
-    t->key = xstrdup(key);
-    t->value = xstrdup(value);
-    /* Stop using a token a little before the registry does. */
-    t->expires_ns = now_monotonic_ns() + lifetime_s * NS_PER_S * 9 / 10;
-    t->next = r->tokens;
-    r->tokens = t;
-    r->n_tokens++;
-}
-
-/* ---- WWW-Authenticate ---- */
-
-struct challenge {
-    bool basic;
-    bool bearer;
-    char *realm;   /* of the first Bearer challenge */
-    char *service; /* may stay NULL */
-};
-
-static void challenge_clear(struct challenge *c)
-{
-    free(c->realm);
-    free(c->service);
-    memset(c, 0, sizeof(*c));
-}
-
-/* A token or a quoted-string (backslash escapes undone); *p moves past it. */
-static char *read_value(const char **p)
-{
-    const char *s = *p;
-    if (*s != '"') {
-        size_t n = strcspn(s, " \t,");
-        *p = s + n;
-        return xstrndup(s, n);
-    }
-    s++;
-    char *out = xmalloc(strlen(s) + 1);
-    size_t n = 0;
-    while (*s && *s != '"') {
-        if (*s == '\\' && s[1])
-            s++;
-        out[n++] = *s++;
-    }
-    out[n] = '\0';
-    if (*s == '"')
-        s++;
-    *p = s;
-    return out;
-}
-
-/*
- * One header value, which may hold several challenges:
- *   Basic realm="x", Bearer realm="https://auth/token",service="reg",scope="..."
- * A token followed by '=' is a parameter of the current challenge; any other
- * token starts a new challenge.
- */
-static void parse_challenges(const char *s, struct challenge *c)
-{
-    enum { SCHEME_NONE, SCHEME_BASIC, SCHEME_BEARER, SCHEME_OTHER } cur = SCHEME_NONE;
-    bool first_bearer = false;
-    const char *p = s;
-    for (;;) {
-        p += strspn(p, " \t,");
-        if (!*p)
-            return;
-        size_t n = strcspn(p, " \t,=");
-        if (n == 0) { /* a stray '=' */
-            p++;
-            continue;
-        }
-        const char *tok = p;
-        p += n;
-        const char *q = p + strspn(p, " \t");
-        if (*q == '=') {
-            p = q + 1;
-            p += strspn(p, " \t");
-            _cleanup_free_ char *value = read_value(&p);
-            if (cur != SCHEME_BEARER || !first_bearer)
-                continue;
-            if (n == 5 && strncasecmp(tok, "realm", 5) == 0 && !c->realm)
-                c->realm = steal_ptr(&value);
-            else if (n == 7 && strncasecmp(tok, "service", 7) == 0 && !c->service)
-                c->service = steal_ptr(&value);
-            continue;
-        }
-        if (n == 5 && strncasecmp(tok, "basic", 5) == 0) {
-            cur = SCHEME_BASIC;
-            c->basic = true;
-        } else if (n == 6 && strncasecmp(tok, "bearer", 6) == 0) {
-            cur = SCHEME_BEARER;
-            first_bearer = !c->bearer;
-            c->bearer = true;
-        } else {
-            cur = SCHEME_OTHER;
-        }
-    }
+    return registry_auth_token_key(ep->authority, f->scope, &ep->creds);
 }
 
 /* ---- registry error bodies ---- */
@@ -642,8 +341,8 @@ static char *error_detail(const struct registry_fetch *f, bool *denied)
     }
     const char *code = json_string_value(json_object_get(first, "code"));
     const char *message = json_string_value(json_object_get(first, "message"));
-    _cleanup_free_ char *c = sanitize(code ? code : "", 64);
-    _cleanup_free_ char *m = sanitize(message ? message : "", ERROR_DETAIL_MAX);
+    _cleanup_free_ char *c = text_safe(code ? code : "", 64);
+    _cleanup_free_ char *m = text_safe(message ? message : "", ERROR_DETAIL_MAX);
     if (!*c && !*m)
         return xstrdup("");
     return xasprintf(" (%s%s%s)", c, *c && *m ? ": " : "", m);
@@ -662,7 +361,7 @@ static void response_clear(struct response *resp)
 static void easy_release(struct registry_fetch *f)
 {
     if (f->easy) {
-        xcurl.multi_remove_handle(f->r->multi, f->easy);
+        xcurl.multi_remove_handle(f->r->curl.multi, f->easy);
         xcurl.easy_cleanup(f->easy);
         f->easy = NULL;
     }
@@ -680,37 +379,19 @@ static void release_slot(struct registry_fetch *f)
 
 static void endpoint_auth_reset(struct registry_fetch *f)
 {
-    secret_free(f->bearer);
+    registry_auth_secret_free(f->bearer);
     f->bearer = NULL;
-    f->bearer_cached = false;
-    f->use_basic = false;
-    f->challenged = false;
+    f->auth = FETCH_AUTH_NONE;
     free(f->realm);
     free(f->service);
     f->realm = f->service = NULL;
 }
 
-static void sock_watch_free(struct registry *r, struct sock_watch *w);
-
-static void multi_close(struct registry *r)
-{
-    if (!r->multi)
-        return;
-    /* Its socket callback may run during the cleanup, and still needs r->multi. */
-    xcurl.multi_cleanup(r->multi);
-    r->multi = NULL;
-    while (r->socks)
-        sock_watch_free(r, r->socks);
-    loop_timer_disarm(r->timer);
-    xferlib_release();
-    log_debug("registry multi handle cleaned up");
-}
-
 /* After the last fetch, once neither libcurl nor a caller's callback is on the stack. */
 static void multi_close_if_idle(struct registry *r)
 {
-    if (!r->head && r->curl_depth == 0 && r->cb_depth == 0)
-        multi_close(r);
+    if (TAILQ_EMPTY(&r->fetches) && r->curl.depth == 0 && r->cb_depth == 0)
+        curl_glue_close(&r->curl);
 }
 
 static void fetch_destroy(struct registry_fetch *f)
@@ -718,20 +399,13 @@ static void fetch_destroy(struct registry_fetch *f)
     struct registry *r = f->r;
     release_slot(f);
     easy_release(f);
-    if (f->prev)
-        f->prev->next = f->next;
-    else
-        r->head = f->next;
-    if (f->next)
-        f->next->prev = f->prev;
-    else
-        r->tail = f->prev;
+    TAILQ_REMOVE(&r->fetches, f, link);
     loop_timer_free(f->timer);
     endpoint_auth_reset(f);
     for (size_t i = 0; i < f->n_eps; i++) {
         free(f->eps[i].base);
         free(f->eps[i].authority);
-        creds_clear(&f->eps[i].creds);
+        registry_auth_creds_clear(&f->eps[i].creds);
     }
     response_clear(&f->resp);
     buf_free(&f->body);
@@ -1131,7 +805,7 @@ static void easy_submit(struct registry_fetch *f)
     if (f->headers)
         xcurl.easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers);
     f->state = FETCH_RUNNING;
-    CURLMcode rc = xcurl.multi_add_handle(f->r->multi, f->easy);
+    CURLMcode rc = xcurl.multi_add_handle(f->r->curl.multi, f->easy);
     /* Fails only on misuse (inside a libcurl callback, which we never do) or out of memory. */
     assert_state(rc == CURLM_OK);
 }
@@ -1148,16 +822,17 @@ static void start_request(struct registry_fetch *f)
 {
     struct registry *r = f->r;
     struct endpoint *ep = &f->eps[f->ep];
-    if (!f->challenged && !f->bearer && !f->use_basic) {
+    if (f->auth == FETCH_AUTH_NONE) {
         if (ep->creds.registry_token) {
+            /* Nothing better to offer if it is refused: a 401 is final. */
             f->bearer = xstrdup(ep->creds.registry_token);
-            f->challenged = true; /* nothing better to offer if it is refused */
+            f->auth = FETCH_AUTH_TOKEN;
         } else {
             _cleanup_free_ char *key = token_key(f);
-            const char *t = token_lookup(r, key);
+            const char *t = registry_auth_tokens_lookup(&r->tokens, key);
             if (t) {
                 f->bearer = xstrdup(t);
-                f->bearer_cached = true;
+                f->auth = FETCH_AUTH_CACHED;
             }
         }
     }
@@ -1175,10 +850,10 @@ static void start_request(struct registry_fetch *f)
             add_header(f, range);
         }
     }
-    if (f->bearer) {
+    if (f->auth == FETCH_AUTH_CACHED || f->auth == FETCH_AUTH_TOKEN) {
         xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         xcurl.easy_setopt(f->easy, CURLOPT_XOAUTH2_BEARER, f->bearer);
-    } else if (f->use_basic) {
+    } else if (f->auth == FETCH_AUTH_BASIC) {
         xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         xcurl.easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
         xcurl.easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
@@ -1229,7 +904,7 @@ static int start_token_request(struct registry_fetch *f, struct error **err)
         return error_set(err, GRPC_UNAVAILABLE, 0, "%s: %s sent a bad token realm", f->what,
                          ep->authority);
     /* Credentials go over plain http only where the admin allowed plain http. */
-    const struct host_cfg *realm_cfg = host_find(r, realm_auth);
+    const struct registry_host *realm_cfg = registry_hosts_find(&r->hosts, realm_auth);
     bool same_host = strcasecmp(realm_auth, ep->authority) == 0;
     if (!https && !ep->plain_http && !(realm_cfg && realm_cfg->insecure))
         return error_set(err, GRPC_UNAVAILABLE, 0,
@@ -1254,9 +929,9 @@ static int start_token_request(struct registry_fetch *f, struct error **err)
                                "&client_id=tinycri",
                                tok, svc, scope);
         xcurl.easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, form);
-        secret_free(form);
+        registry_auth_secret_free(form);
         explicit_bzero(tok, strlen(tok));
-    } else if (has_basic_creds(&ep->creds)) {
+    } else if (registry_auth_creds_basic(&ep->creds)) {
         xcurl.easy_setopt(f->easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         xcurl.easy_setopt(f->easy, CURLOPT_USERNAME, ep->creds.username);
         xcurl.easy_setopt(f->easy, CURLOPT_PASSWORD, ep->creds.password);
@@ -1361,7 +1036,7 @@ static void token_done(struct registry_fetch *f, long status)
     _cleanup_free_ char *name = xasprintf("token endpoint %s", realm_host ? realm_host : "?");
     if (status == 401 || status == 403) {
         _cleanup_free_ char *detail = error_detail(f, NULL);
-        if (!has_any_creds(&ep->creds))
+        if (!registry_auth_creds_any(&ep->creds))
             error_set(&err, GRPC_UNAUTHENTICATED, 0, "%s: authentication required by %s%s", f->what,
                       ep->authority, detail);
         else
@@ -1375,31 +1050,19 @@ static void token_done(struct registry_fetch *f, long status)
         status_failed(f, status, name);
         return;
     }
-    json_error_t jerr;
-    _cleanup_json_ json_t *root =
-        json_loadb(f->body.data ? f->body.data : "", f->body.len, 0, &jerr);
-    const char *token = json_string_value(json_object_get(root, "token"));
-    if (!token || !*token)
-        token = json_string_value(json_object_get(root, "access_token"));
-    bool ok = token && *token && strlen(token) <= TOKEN_MAX_LEN;
-    /* It goes into a header: visible ASCII only. */
-    for (const char *p = token; ok && *p; p++)
-        if (*p < 0x21 || *p > 0x7e)
-            ok = false;
-    if (!ok) {
+    char *token = NULL;
+    int64_t lifetime = 0;
+    if (registry_auth_token_parse(f->body.data, f->body.len, TOKEN_MAX_LEN,
+                                  TOKEN_DEFAULT_LIFETIME_S, &token, &lifetime) < 0) {
         error_set(&err, GRPC_UNAVAILABLE, 0, "%s: %s sent no usable token", f->what, name);
         endpoint_failed(f, err);
         return;
     }
-    json_t *exp = json_object_get(root, "expires_in");
-    int64_t lifetime = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
-    if (lifetime <= 0)
-        lifetime = TOKEN_DEFAULT_LIFETIME_S;
     _cleanup_free_ char *key = token_key(f);
-    token_store(f->r, key, token, lifetime);
-    secret_free(f->bearer);
-    f->bearer = xstrdup(token);
-    f->bearer_cached = false;
+    registry_auth_tokens_store(&f->r->tokens, key, token, lifetime);
+    registry_auth_secret_free(f->bearer);
+    f->bearer = token;
+    f->auth = FETCH_AUTH_TOKEN;
     buf_free(&f->body);
     start_request(f);
 }
@@ -1417,16 +1080,16 @@ static void unauthorized(struct registry_fetch *f)
         endpoint_failed(f, err);
         return;
     }
-    if (f->bearer_cached && !f->challenged) {
+    if (f->auth == FETCH_AUTH_CACHED) {
         /* The registry no longer takes the cached token: forget it and ask again. */
         _cleanup_free_ char *key = token_key(f);
-        token_drop(r, key);
-        secret_free(f->bearer);
+        registry_auth_tokens_drop(&r->tokens, key);
+        registry_auth_secret_free(f->bearer);
         f->bearer = NULL;
-        f->bearer_cached = false;
+        f->auth = FETCH_AUTH_NONE;
     }
-    if (f->challenged) {
-        if (!has_any_creds(&ep->creds))
+    if (f->auth != FETCH_AUTH_NONE) {
+        if (!registry_auth_creds_any(&ep->creds))
             error_set(&err, GRPC_UNAUTHENTICATED, 0, "%s: authentication required by %s%s", f->what,
                       ep->authority, detail);
         else
@@ -1435,22 +1098,22 @@ static void unauthorized(struct registry_fetch *f)
         endpoint_failed(f, err);
         return;
     }
-    f->challenged = true;
-    struct challenge c = {0};
+    struct registry_challenge c = {0};
     for (size_t i = 0; i < f->resp.n_www_auth; i++)
-        parse_challenges(f->resp.www_auth[i], &c);
+        registry_auth_challenge_parse(f->resp.www_auth[i], &c);
     if (c.bearer && c.realm) {
+        f->auth = FETCH_AUTH_CHALLENGED;
         f->realm = steal_ptr(&c.realm);
         f->service = steal_ptr(&c.service);
-        challenge_clear(&c);
+        registry_auth_challenge_clear(&c);
         if (start_token_request(f, &err) < 0)
             endpoint_failed(f, err);
         return;
     }
     bool basic = c.basic;
-    challenge_clear(&c);
-    if (basic && has_basic_creds(&ep->creds)) {
-        f->use_basic = true;
+    registry_auth_challenge_clear(&c);
+    if (basic && registry_auth_creds_basic(&ep->creds)) {
+        f->auth = FETCH_AUTH_BASIC;
         start_request(f);
         return;
     }
@@ -1543,10 +1206,10 @@ static void transfer_done(struct registry_fetch *f)
 /* Start what waits: every queued manifest, and blobs while download slots are free. */
 static void pump(struct registry *r)
 {
-    if (r->curl_depth > 0)
+    if (r->curl.depth > 0)
         return;
-    for (struct registry_fetch *f = r->head; f;) {
-        struct registry_fetch *next = f->next;
+    for (struct registry_fetch *f = TAILQ_FIRST(&r->fetches), *next; f;) {
+        next = TAILQ_NEXT(f, link);
         if (f->state == FETCH_QUEUED) {
             if (f->kind == FETCH_BLOB) {
                 if (r->active_blobs >= r->max_downloads) {
@@ -1564,19 +1227,21 @@ static void pump(struct registry *r)
 
 static struct registry_fetch *first_finished(struct registry *r)
 {
-    for (struct registry_fetch *f = r->head; f; f = f->next)
+    struct registry_fetch *f;
+    TAILQ_FOREACH (f, &r->fetches, link)
         if (f->curl_finished)
             return f;
     return NULL;
 }
 
-/* After every call into libcurl that may run callbacks. */
-static void after_curl(struct registry *r)
+/* After every call into libcurl that may run callbacks (curl_glue calls it). */
+static void after_curl(void *arg)
 {
+    struct registry *r = arg;
     /* Read every message before removing any handle: removal invalidates them. */
     CURLMsg *msg;
     int left;
-    while ((msg = xcurl.multi_info_read(r->multi, &left))) {
+    while ((msg = xcurl.multi_info_read(r->curl.multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         char *priv = NULL;
@@ -1589,11 +1254,10 @@ static void after_curl(struct registry *r)
     }
     if (r->cancels_pending) {
         r->cancels_pending = false;
-        for (struct registry_fetch *f = r->head; f;) {
-            struct registry_fetch *next = f->next;
+        for (struct registry_fetch *f = TAILQ_FIRST(&r->fetches), *next; f; f = next) {
+            next = TAILQ_NEXT(f, link);
             if (f->state == FETCH_CANCELLED)
                 fetch_destroy(f);
-            f = next;
         }
     }
     /* One at a time from the head: a done callback may cancel or add fetches. */
@@ -1606,315 +1270,14 @@ static void after_curl(struct registry *r)
     multi_close_if_idle(r);
 }
 
-static void socket_action(struct registry *r, curl_socket_t fd, int flags)
-{
-    int running = 0;
-    r->curl_depth++;
-    xcurl.multi_socket_action(r->multi, fd, flags, &running);
-    r->curl_depth--;
-    after_curl(r);
-}
-
-static void on_sock_event(evutil_socket_t fd, short what, void *arg)
-{
-    struct sock_watch *w = arg;
-    /* w may be freed by curl's socket callback during the action: keep only r and fd. */
-    struct registry *r = w->r;
-    int flags =
-        ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    socket_action(r, (curl_socket_t)fd, flags);
-}
-
-static void sock_watch_free(struct registry *r, struct sock_watch *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        r->socks = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    if (w->ev)
-        event_free(w->ev);
-    free(w);
-}
-
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    struct registry *r = userp;
-    struct sock_watch *w = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            xcurl.multi_assign(r->multi, s, NULL);
-            sock_watch_free(r, w);
-        }
-        return 0;
-    }
-    if (!w) {
-        w = xcalloc(1, sizeof(*w));
-        w->r = r;
-        w->fd = s;
-        w->next = r->socks;
-        if (r->socks)
-            r->socks->prev = w;
-        r->socks = w;
-        xcurl.multi_assign(r->multi, s, w);
-    }
-    if (w->ev) {
-        event_free(w->ev);
-        w->ev = NULL;
-    }
-    short flags = EV_PERSIST;
-    if (what & CURL_POLL_IN)
-        flags |= EV_READ;
-    if (what & CURL_POLL_OUT)
-        flags |= EV_WRITE;
-    w->ev = event_new(loop_base(), s, flags, on_sock_event, w);
-    if (!w->ev || event_add(w->ev, NULL) < 0) {
-        static const char msg[] = "level=fatal msg=\"cannot watch a curl socket\"\n";
-        (void)!write(2, msg, sizeof(msg) - 1);
-        abort();
-    }
-    return 0;
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct registry *r = userp;
-    if (timeout_ms < 0)
-        loop_timer_disarm(r->timer);
-    else
-        loop_timer_arm(r->timer, timeout_ms);
-    return 0;
-}
-
-static void on_timeout(void *arg)
-{
-    socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
-}
-
-/* ---- the client ---- */
-
-static void host_cfg_clear(struct host_cfg *h)
-{
-    free(h->host);
-    for (size_t i = 0; i < h->n_mirrors; i++) {
-        free(h->mirrors[i].base);
-        free(h->mirrors[i].authority);
-    }
-    free(h->ca_file);
-    secret_free(h->username);
-    secret_free(h->password);
-    memset(h, 0, sizeof(*h));
-}
-
-static bool is_host_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_' || c == '~';
-}
-
-/* "host[:port]" or "[v6][:port]", port 1-65535 written back without leading zeros; NULL if bad. */
-static char *authority_parse(const char *s, size_t len)
-{
-    const char *end = s + len;
-    const char *host_end;
-    if (len > 0 && s[0] == '[') {
-        host_end = memchr(s, ']', len);
-        if (!host_end || host_end == s + 1)
-            return NULL;
-        for (const char *p = s + 1; p < host_end; p++)
-            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
-                return NULL;
-        host_end++;
-    } else {
-        host_end = memchr(s, ':', len);
-        if (!host_end)
-            host_end = end;
-        if (host_end == s)
-            return NULL;
-        for (const char *p = s; p < host_end; p++)
-            if (!is_host_char(*p))
-                return NULL;
-    }
-    size_t host_len = (size_t)(host_end - s);
-    if (host_end == end || host_end + 1 == end) /* no port, or an empty one */
-        return host_end == end || *host_end == ':' ? xstrndup(s, host_len) : NULL;
-    if (*host_end != ':' || end - (host_end + 1) > 5)
-        return NULL;
-    unsigned long port = 0;
-    for (const char *p = host_end + 1; p < end; p++) {
-        if (!isdigit((unsigned char)*p))
-            return NULL;
-        port = port * 10 + (unsigned long)(*p - '0');
-    }
-    if (port == 0 || port > 65535)
-        return NULL;
-    return xasprintf("%.*s:%lu", (int)host_len, s, port);
-}
-
-/* A base path: printable, no backslash, no "." or ".." segment. */
-static bool is_base_path(const char *p)
-{
-    for (const char *c = p; *c; c++)
-        if (*c <= 0x20 || *c >= 0x7f || *c == '\\')
-            return false;
-    for (const char *seg = p; *seg;) {
-        seg += strspn(seg, "/");
-        size_t n = strcspn(seg, "/");
-        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg += n;
-    }
-    return true;
-}
-
-/*
- * A mirror URL split without libcurl, which registry_new() does not load:
- * [http[s]://]host[:port][/path], https when the scheme is left out. No
- * credentials (the config refuses them too), query or fragment.
- */
-static int mirror_parse(struct mirror *m, const char *host, const char *url, struct error **err)
-{
-    bool https = true;
-    const char *rest = url;
-    const char *sep = strstr(url, "://");
-    if (sep) {
-        size_t n = (size_t)(sep - url);
-        if (n == 4 && strncasecmp(url, "http", 4) == 0)
-            https = false;
-        else if (n != 5 || strncasecmp(url, "https", 5) != 0)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "registry.%s: mirror %s is not an http(s) base URL", host, url);
-        rest = sep + 3;
-    }
-    size_t alen = strcspn(rest, "/?#");
-    if (memchr(rest, '@', alen))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "registry.%s: a mirror has credentials in its URL", host);
-    const char *path = rest + alen;
-    _cleanup_free_ char *authority = authority_parse(rest, alen);
-    if (!authority || strpbrk(path, "?#") || !is_base_path(path))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "registry.%s: mirror %s is not an http(s) base URL", host, url);
-    size_t len = strlen(path);
-    while (len > 0 && path[len - 1] == '/')
-        len--;
-    m->base = xasprintf("%s://%s%.*s", https ? "https" : "http", authority, (int)len, path);
-    m->authority = steal_ptr(&authority);
-    return 0;
-}
-
-static int hosts_copy(struct registry *r, const struct config *cfg, struct error **err)
-{
-    if (!cfg || cfg->n_registries == 0)
-        return 0;
-    size_t n =
-        cfg->n_registries < CONFIG_MAX_REGISTRIES ? cfg->n_registries : CONFIG_MAX_REGISTRIES;
-    r->hosts = xcalloc(n, sizeof(*r->hosts));
-    for (size_t i = 0; i < n; i++) {
-        const struct config_registry *c = &cfg->registries[i];
-        struct host_cfg *h = &r->hosts[r->n_hosts];
-        if (!c->host || !*c->host)
-            continue;
-        r->n_hosts++;
-        h->host = xstrdup(c->host);
-        h->insecure = c->insecure;
-        h->ca_file = dup_nonempty(c->ca_file);
-        h->username = dup_nonempty(c->username);
-        h->password = c->password ? xstrdup(c->password) : NULL;
-        size_t nm = c->n_mirrors < CONFIG_MAX_MIRRORS ? c->n_mirrors : CONFIG_MAX_MIRRORS;
-        for (size_t j = 0; j < nm; j++) {
-            if (!c->mirrors[j] || !*c->mirrors[j])
-                continue;
-            if (mirror_parse(&h->mirrors[h->n_mirrors], c->host, c->mirrors[j], err) < 0)
-                return -1;
-            h->n_mirrors++;
-        }
-    }
-    return 0;
-}
-
 static void registry_destroy(struct registry *r)
 {
-    while (r->head)
-        fetch_destroy(r->head);
-    multi_close(r);
-    loop_timer_free(r->timer);
-    while (r->tokens) {
-        struct token *t = r->tokens;
-        r->tokens = t->next;
-        token_free(t);
-    }
-    for (size_t i = 0; i < r->n_hosts; i++)
-        host_cfg_clear(&r->hosts[i]);
-    free(r->hosts);
+    while (!TAILQ_EMPTY(&r->fetches))
+        fetch_destroy(TAILQ_FIRST(&r->fetches));
+    curl_glue_clear(&r->curl);
+    registry_auth_tokens_clear(&r->tokens);
+    registry_hosts_clear(&r->hosts);
     free(r);
-}
-
-struct fd_list {
-    int *fds;
-    size_t n;
-};
-
-static void fd_list_read(struct fd_list *l)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
-            continue;
-        l->fds = xrealloc(l->fds, (l->n + 1) * sizeof(l->fds[0]));
-        l->fds[l->n++] = atoi(e->d_name);
-    }
-    closedir(d);
-}
-
-/*
- * curl_multi_init() makes a socketpair (to wake curl_multi_poll) without
- * SOCK_CLOEXEC, and libcurl gives no way to reach it; loading libcurl may
- * open files too. Mark every fd that appeared since before was read
- * close-on-exec, so that the runtimes and unpackers the daemon spawns do
- * not inherit them.
- */
-static void cloexec_new_fds(const struct fd_list *before)
-{
-    struct fd_list after = {0};
-    fd_list_read(&after);
-    for (size_t i = 0; i < after.n; i++) {
-        bool old = false;
-        for (size_t j = 0; j < before->n && !old; j++)
-            old = before->fds[j] == after.fds[i];
-        if (!old)
-            fd_set_cloexec(after.fds[i], true);
-    }
-    free(after.fds);
-}
-
-/* The first fetch loads libcurl and makes the multi. */
-static int multi_open(struct registry *r, struct error **err)
-{
-    if (r->multi)
-        return 0;
-    struct fd_list before = {0};
-    fd_list_read(&before);
-    if (xferlib_acquire(err) < 0) {
-        free(before.fds);
-        return error_prefix(err, "registry");
-    }
-    r->multi = xcurl.multi_init();
-    cloexec_new_fds(&before);
-    free(before.fds);
-    if (!r->multi) {
-        xferlib_release();
-        return error_set(err, GRPC_INTERNAL, 0, "registry: curl_multi_init failed");
-    }
-    xcurl.multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    xcurl.multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
-    xcurl.multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    xcurl.multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
-    log_debug("registry multi handle created");
-    return 0;
 }
 
 struct registry *registry_new(const struct config *cfg, struct error **err)
@@ -1922,10 +1285,12 @@ struct registry *registry_new(const struct config *cfg, struct error **err)
     if (!loop_base())
         return error_set(err, GRPC_INTERNAL, 0, "registry: the loop is not initialised"), NULL;
     struct registry *r = xcalloc(1, sizeof(*r));
-    r->timer = loop_timer_new(on_timeout, r);
+    TAILQ_INIT(&r->fetches);
+    registry_auth_tokens_init(&r->tokens);
+    curl_glue_init(&r->curl, after_curl, r);
     r->max_downloads = cfg && cfg->max_downloads ? cfg->max_downloads : REGISTRY_DEFAULT_DOWNLOADS;
     r->next_id = 1;
-    if (hosts_copy(r, cfg, err) < 0) {
+    if (registry_hosts_load(&r->hosts, cfg, err) < 0) {
         registry_destroy(r);
         return NULL;
     }
@@ -1937,51 +1302,21 @@ void registry_free(struct registry *r)
     if (!r)
         return;
     /* Freeing the client from one of its own callbacks would pull it from under the caller. */
-    assert_state(r->curl_depth == 0 && r->cb_depth == 0);
+    assert_state(r->curl.depth == 0 && r->cb_depth == 0);
     registry_destroy(r);
 }
 
-/* ---- fetches ---- */
-
-static int creds_from_auth(struct creds *c, const struct registry_auth *a, struct error **err)
+static void endpoint_tls(const struct registry *r, struct endpoint *ep,
+                         const struct registry_host *own)
 {
-    c->registry_token = dup_nonempty(a->registry_token);
-    c->identity_token = dup_nonempty(a->identity_token);
-    if (a->username && *a->username) {
-        c->username = xstrdup(a->username);
-        c->password = xstrdup(a->password ? a->password : "");
-    } else if (a->auth && *a->auth) {
-        char *plain = base64_decode(a->auth);
-        char *colon = plain ? strchr(plain, ':') : NULL;
-        if (!colon) {
-            secret_free(plain);
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "auth is not base64 of \"user:password\"");
-        }
-        c->username = xstrndup(plain, (size_t)(colon - plain));
-        c->password = xstrdup(colon + 1);
-        secret_free(plain);
-    }
-    return 0;
-}
-
-static bool auth_is_set(const struct registry_auth *a)
-{
-    return a &&
-           ((a->username && *a->username) || (a->auth && *a->auth) ||
-            (a->identity_token && *a->identity_token) || (a->registry_token && *a->registry_token));
-}
-
-static void endpoint_tls(const struct registry *r, struct endpoint *ep, const struct host_cfg *own)
-{
-    const struct host_cfg *h = own ? own : host_find(r, ep->authority);
+    const struct registry_host *h = own ? own : registry_hosts_find(&r->hosts, ep->authority);
     if (!h)
         return;
     ep->tls_insecure = h->insecure && !ep->plain_http;
     ep->ca_file = h->ca_file;
 }
 
-static void creds_from_host(struct creds *c, const struct host_cfg *h)
+static void creds_from_host(struct registry_creds *c, const struct registry_host *h)
 {
     if (h && h->username) {
         c->username = xstrdup(h->username);
@@ -1994,7 +1329,7 @@ static int endpoints_build(struct registry_fetch *f, const struct image_ref *ref
                            const struct registry_auth *auth, struct error **err)
 {
     struct registry *r = f->r;
-    const struct host_cfg *origin = host_find(r, ref->domain);
+    const struct registry_host *origin = registry_hosts_find(&r->hosts, ref->domain);
     if (origin) {
         for (size_t i = 0; i < origin->n_mirrors; i++) {
             struct endpoint *ep = &f->eps[f->n_eps++];
@@ -2003,7 +1338,7 @@ static int endpoints_build(struct registry_fetch *f, const struct image_ref *ref
             ep->is_mirror = true;
             ep->plain_http = str_has_prefix(ep->base, "http://");
             /* A mirror gets its own section's settings and credentials, never the pull's. */
-            const struct host_cfg *mh = host_find(r, ep->authority);
+            const struct registry_host *mh = registry_hosts_find(&r->hosts, ep->authority);
             endpoint_tls(r, ep, mh);
             creds_from_host(&ep->creds, mh);
         }
@@ -2027,8 +1362,8 @@ static int endpoints_build(struct registry_fetch *f, const struct image_ref *ref
     } else {
         endpoint_tls(r, ep, NULL);
     }
-    if (auth_is_set(auth))
-        return creds_from_auth(&ep->creds, auth, err);
+    if (registry_auth_is_set(auth))
+        return registry_auth_creds_from(&ep->creds, auth, err);
     creds_from_host(&ep->creds, origin);
     return 0;
 }
@@ -2041,8 +1376,8 @@ static struct registry_fetch *fetch_new(struct registry *r, enum fetch_kind kind
         !is_repo_path(ref->path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad image reference for a registry fetch"),
                NULL;
-    if (multi_open(r, err) < 0)
-        return NULL;
+    if (curl_glue_open(&r->curl, err) < 0)
+        return error_prefix(err, "registry"), NULL;
     struct registry_fetch *f = xcalloc(1, sizeof(*f));
     f->r = r;
     f->id = r->next_id++;
@@ -2059,12 +1394,7 @@ static struct registry_fetch *fetch_new(struct registry *r, enum fetch_kind kind
     else
         f->what = xasprintf("blob %s of %s/%s", reference, ref->domain, ref->path);
     /* Linked first so that fetch_destroy() can undo a half-built fetch. */
-    f->prev = r->tail;
-    if (r->tail)
-        r->tail->next = f;
-    else
-        r->head = f;
-    r->tail = f;
+    TAILQ_INSERT_TAIL(&r->fetches, f, link);
     if (endpoints_build(f, ref, auth, err) < 0) {
         fetch_destroy(f);
         return NULL;
@@ -2132,7 +1462,7 @@ void registry_fetch_cancel(struct registry_fetch *f)
     case FETCH_CANCELLED:
         return;
     case FETCH_RUNNING:
-        if (r->curl_depth > 0) {
+        if (r->curl.depth > 0) {
             /* Maybe from its own data callback: libcurl still holds the handle. */
             f->state = FETCH_CANCELLED;
             release_slot(f);

@@ -10,14 +10,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/persist.h"
@@ -28,6 +32,7 @@
 
 #define RECORD_MAX (1024 * 1024)
 #define TRASH_PREFIX ".trash-"
+#define RM_TIMEOUT_MS (10LL * 60 * 1000)
 
 struct store {
     char *root;
@@ -38,7 +43,7 @@ struct store {
     struct store_image **imgs;
     size_t n_imgs;
     uint64_t trash_seq;
-    struct store_rm *rms; /* tree removals running in children */
+    TAILQ_HEAD(, store_rm) rms; /* tree removals running in children */
 };
 
 /* One `rm -rf` child; the store owns it until it ends or the store is freed. */
@@ -46,7 +51,7 @@ struct store_rm {
     struct store *s;
     char *path;
     struct child *child;
-    struct store_rm *next;
+    TAILQ_ENTRY(store_rm) link;
 };
 
 struct store_ingest {
@@ -110,12 +115,7 @@ char **store_chain_ids(char *const *diff_ids, size_t n, struct error **err)
 
 static void store_rm_free(struct store_rm *rm)
 {
-    for (struct store_rm **pp = &rm->s->rms; *pp; pp = &(*pp)->next) {
-        if (*pp == rm) {
-            *pp = rm->next;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&rm->s->rms, rm, link);
     free(rm->path);
     free(rm);
 }
@@ -130,15 +130,12 @@ static void on_rm_done(const struct child_result *r, void *arg)
 
 static void remove_tree_async(struct store *s, const char *path)
 {
-    char *argv[] = {(char *)"/bin/rm", (char *)"-rf", (char *)"--", (char *)path, NULL};
-    struct child_opts o = {.argv = argv, .timeout_ms = 10 * 60 * 1000};
     _cleanup_error_ struct error *err = NULL;
     struct store_rm *rm = xcalloc(1, sizeof(*rm));
     rm->s = s;
     rm->path = xstrdup(path);
-    rm->next = s->rms;
-    s->rms = rm;
-    rm->child = child_spawn(&o, on_rm_done, rm, &err);
+    TAILQ_INSERT_HEAD(&s->rms, rm, link);
+    rm->child = child_rm_rf(&path, 1, RM_TIMEOUT_MS, on_rm_done, rm, &err);
     if (!rm->child) {
         log_warn("could not remove %s: %s", path, err->msg);
         store_rm_free(rm);
@@ -341,6 +338,7 @@ static void clean_leftovers(struct store *s)
 struct store *store_open(const char *root_dir, struct error **err)
 {
     struct store *s = xcalloc(1, sizeof(*s));
+    TAILQ_INIT(&s->rms);
     s->root = xstrdup(root_dir);
     s->blobs = xasprintf("%s/content/blobs/sha256", root_dir);
     s->ingest = xasprintf("%s/content/ingest", root_dir);
@@ -364,9 +362,10 @@ void store_free(struct store *s)
     if (!s)
         return;
     /* Unfinished removals (the daemon is stopping) are redone by the next start. */
-    while (s->rms) {
-        child_cancel(s->rms->child);
-        store_rm_free(s->rms);
+    struct store_rm *rm;
+    while ((rm = TAILQ_FIRST(&s->rms))) {
+        child_cancel(rm->child);
+        store_rm_free(rm);
     }
     for (size_t i = 0; i < s->n_imgs; i++)
         store_image_free(s->imgs[i]);
@@ -520,22 +519,13 @@ static bool has_str(char *const *v, size_t n, const char *s)
     return false;
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    }
-    return true;
-}
-
 const struct store_image *store_image_find(const struct store *s, const char *key)
 {
     if (!key || !*key)
         return NULL;
     const char *hex = hex_of(key);
     size_t hlen = strlen(hex);
-    bool id_like = hlen >= 12 && hlen <= 64 && is_hex(hex, hlen);
+    bool id_like = hlen >= 12 && hlen <= 64 && id_is_hex(hex, hlen);
     const struct store_image *prefix_hit = NULL;
     size_t prefix_hits = 0;
     for (size_t i = 0; i < s->n_imgs; i++) {
@@ -723,4 +713,74 @@ size_t store_gc(struct store *s, bool (*in_use)(const char *key, void *arg), voi
     removed += n;
     str_array_free(victims, n);
     return removed;
+}
+
+/* ---- usage ---- */
+
+struct store_usage_walk {
+    struct child *child;
+    store_usage_cb cb;
+    void *arg;
+};
+
+struct walk_totals {
+    double bytes;
+    double inodes;
+};
+static struct walk_totals walk_totals; /* in the walking child only */
+
+static int on_walk_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    /* A file with n hard links inside the store is met n times: count 1/n each time. */
+    double share = !S_ISDIR(st->st_mode) && st->st_nlink > 1 ? 1.0 / (double)st->st_nlink : 1.0;
+    walk_totals.bytes += (double)st->st_blocks * 512.0 * share;
+    walk_totals.inodes += share;
+    return 0;
+}
+
+/* In the forked child: walk the store and print "<bytes> <inodes>". */
+static int walk_in_child(void *arg)
+{
+    const struct store *s = arg;
+    _cleanup_free_ char *content = xasprintf("%s/content", s->root);
+    nftw(content, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    nftw(s->layers, on_walk_entry, 64, FTW_PHYS | FTW_MOUNT);
+    printf("%.0f %.0f\n", walk_totals.bytes, walk_totals.inodes);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static void on_walked(const struct child_result *res, void *arg)
+{
+    struct store_usage_walk *w = arg;
+    unsigned long long bytes = 0, inodes = 0;
+    _cleanup_error_ struct error *err = NULL;
+    if (!res->exited || res->exit_code != 0 || sscanf(res->out, "%llu %llu", &bytes, &inodes) != 2)
+        error_set(&err, GRPC_INTERNAL, 0, "could not measure the image store%s",
+                  res->timed_out ? " (timed out)" : "");
+    struct store_usage u = {.bytes = bytes, .inodes = inodes};
+    w->cb(err ? NULL : &u, err, w->arg);
+    free(w);
+}
+
+struct store_usage_walk *store_usage_start(const struct store *s, int64_t timeout_ms,
+                                           store_usage_cb cb, void *arg, struct error **err)
+{
+    struct store_usage_walk *w = xcalloc(1, sizeof(*w));
+    w->cb = cb;
+    w->arg = arg;
+    struct child_opts o = {.timeout_ms = timeout_ms};
+    w->child = child_fork(&o, walk_in_child, (void *)s, on_walked, w, err);
+    if (!w->child) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void store_usage_cancel(struct store_usage_walk *w)
+{
+    if (!w)
+        return;
+    child_cancel(w->child);
+    free(w);
 }

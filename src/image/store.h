@@ -111,6 +111,24 @@ int store_image_remove(struct store *s, const char *id, struct error **err);
 size_t store_gc(struct store *s, bool (*in_use)(const char *key, void *arg), void *arg);
 
 /*
+ * What the store takes on disk (ImageFsInfo): the blocks and inodes under
+ * content/ and layers/, a file with n hard links inside the store counted
+ * 1/n each time it is met (so once), mounts inside not crossed. Measured by
+ * a child process walking the trees, never on the loop: cb runs once, later,
+ * with the figures, or with err (INTERNAL; "(timed out)" past timeout_ms).
+ */
+struct store_usage {
+    uint64_t bytes;
+    uint64_t inodes;
+};
+struct store_usage_walk;
+typedef void (*store_usage_cb)(const struct store_usage *u, const struct error *err, void *arg);
+struct store_usage_walk *store_usage_start(const struct store *s, int64_t timeout_ms,
+                                           store_usage_cb cb, void *arg, struct error **err);
+/* Stop a walk: cb will not run. NULL is a no-op. */
+void store_usage_cancel(struct store_usage_walk *w);
+
+/*
  * Compute chain ids from diff ids (owned array of owned strings). Hashes
  * through xferlib: UNAVAILABLE/INTERNAL when libcrypto cannot be loaded.
  */

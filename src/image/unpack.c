@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Layer unpacking behind unpack.h. The daemon forks a child through
- * child_spawn() and does the whole job in the in_child hook, which never
- * returns (the "/bin/true" argv is never executed): the daemon has one
- * thread, so libarchive and malloc are safe after fork. The child removes a
+ * child_fork(), which does the whole job and never returns: the daemon has
+ * one thread, so libarchive and malloc are safe after fork. The child removes a
  * leftover "<dest>.tmp", creates it, opens the blob, closes every other fd,
  * chroots into the new directory, extracts, syncs the filesystem and exits.
  * It reports "size=<n>" on stdout, or "code=<grpc code> msg=<text>" on
@@ -34,8 +33,11 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "image/unpack.h"
 #include "image/xferlib.h"
@@ -47,7 +49,6 @@
 #define MAX_XATTR_NAME_LEN 255          /* XATTR_NAME_MAX */
 #define MAX_XATTR_VALUE_LEN (64 * 1024) /* XATTR_SIZE_MAX */
 #define MAX_WARNINGS_LOGGED 10
-#define MAX_NAME_IN_MSG 256
 #define READ_BLOCK (64 * 1024)
 
 #define WHITEOUT_PREFIX ".wh."
@@ -61,41 +62,7 @@
      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |       \
      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR)
 
-static void closedirp(DIR **d)
-{
-    if (*d)
-        closedir(*d);
-}
-#define _cleanup_closedir_ __attribute__((cleanup(closedirp)))
-
 /* ---- small helpers ---- */
-
-/*
- * A copy of an entry name fit for an error message: control bytes escaped,
- * long names cut. Names come from the layer, so they may hold anything.
- */
-static char *printable(const char *s)
-{
-    struct buf b;
-    buf_init(&b, 4 * MAX_NAME_IN_MSG + 8);
-    size_t n = 0;
-    for (; s[n] && n < MAX_NAME_IN_MSG; n++) {
-        unsigned char c = (unsigned char)s[n];
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            char esc[8];
-            snprintf(esc, sizeof(esc), "\\x%02x", c);
-            buf_append(&b, esc, 4);
-        } else {
-            buf_append(&b, &s[n], 1);
-        }
-    }
-    if (s[n])
-        buf_append(&b, "...", 3);
-    buf_append(&b, "", 1);
-    char *out = buf_take_str(&b, NULL);
-    buf_free(&b);
-    return out;
-}
 
 /*
  * Errors the host causes (full disk, I/O, no memory) are INTERNAL; the rest
@@ -127,24 +94,8 @@ int unpack_archive_fail(struct error **err, struct archive *a, const char *what)
 {
     int e = archive_errno(a);
     const char *msg = archive_error_string(a);
-    _cleanup_free_ char *safe = printable(msg ? msg : "unknown error");
+    _cleanup_free_ char *safe = text_safe(msg ? msg : "unknown error", TEXT_SAFE_MAX);
     return error_set(err, unpack_errno_code(e), e > 0 ? e : 0, "%s: %s", what, safe);
-}
-
-/* Not absolute, not empty, and no ".." component. */
-static bool is_safe_relpath(const char *p)
-{
-    if (p[0] == '\0' || p[0] == '/')
-        return false;
-    for (const char *c = p; *c;) {
-        size_t len = strcspn(c, "/");
-        if (len == 2 && c[0] == '.' && c[1] == '.')
-            return false;
-        c += len;
-        while (*c == '/')
-            c++;
-    }
-    return true;
 }
 
 /* Split "a/b/c/" into a newly allocated "a/b" ("." for none) and a pointer to "c" in *base. */
@@ -181,14 +132,14 @@ static bool digest_algo(const char *digest, enum xferlib_hash_algo *algo)
         return false;
     }
     const char *hex = strchr(digest, ':') + 1;
-    return strlen(hex) == hex_len && strspn(hex, "0123456789abcdef") == hex_len;
+    return strlen(hex) == hex_len && id_is_hex(hex, hex_len);
 }
 
 static int check_diff_id(const char *diff_id, struct error **err)
 {
     enum xferlib_hash_algo algo;
     if (diff_id && !digest_algo(diff_id, &algo)) {
-        _cleanup_free_ char *safe = printable(diff_id);
+        _cleanup_free_ char *safe = text_safe(diff_id, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad diff_id %s", safe);
     }
     return 0;
@@ -218,7 +169,7 @@ static int open_dir_nofollow(int base_fd, const char *dir, bool create, struct e
             next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         }
         if (next < 0 && (errno == ELOOP || errno == ENOTDIR)) {
-            _cleanup_free_ char *safe = printable(dir);
+            _cleanup_free_ char *safe = text_safe(dir, TEXT_SAFE_MAX);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "unsafe path in layer: %s is not a directory", safe);
         }
@@ -431,8 +382,8 @@ static void warn_entry(struct extractor *x, const char *path, struct archive *a)
     if (x->warnings++ >= MAX_WARNINGS_LOGGED)
         return;
     const char *msg = archive_error_string(a);
-    _cleanup_free_ char *safe_path = printable(path);
-    _cleanup_free_ char *safe_msg = printable(msg ? msg : "unknown");
+    _cleanup_free_ char *safe_path = text_safe(path, TEXT_SAFE_MAX);
+    _cleanup_free_ char *safe_msg = text_safe(msg ? msg : "unknown", TEXT_SAFE_MAX);
     log_warn("layer entry not fully restored path=\"%s\" reason=\"%s\"", safe_path, safe_msg);
 }
 
@@ -449,7 +400,7 @@ static int tar_fail(struct extractor *x, struct error **err)
 
 static int unsafe_path(struct error **err, const char *path)
 {
-    _cleanup_free_ char *safe = printable(path);
+    _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
     return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unsafe path in layer: %s", safe);
 }
 
@@ -467,7 +418,7 @@ static int filter_xattrs(struct archive_entry *e, const char *path, struct error
     while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
         if (++count > MAX_XATTRS_PER_ENTRY || strlen(name) > MAX_XATTR_NAME_LEN ||
             size > MAX_XATTR_VALUE_LEN) {
-            _cleanup_free_ char *safe = printable(path);
+            _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "xattrs too large in layer: %s", safe);
         }
         if (str_has_prefix(name, OVERLAY_XATTR_PREFIX))
@@ -526,11 +477,11 @@ static int apply_whiteout(struct extractor *x, const char *path, const char *dir
         return unsafe_path(err, path);
     _cleanup_close_ int dir_fd = open_dir_nofollow(x->base_fd, dir, true, err);
     if (dir_fd < 0) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_prefix(err, "whiteout %s", safe);
     }
     if (mknodat(dir_fd, name, S_IFCHR | 0000, makedev(0, 0)) < 0 && errno != EEXIST) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, unpack_errno_code(errno), errno, "whiteout %s", safe);
     }
     return 0;
@@ -542,7 +493,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     _cleanup_free_ char *what = NULL;
     int r = archive_write_header(x->disk, e);
     if (r < ARCHIVE_WARN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("extract %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
@@ -559,7 +510,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
             return tar_fail(x, err);
         la_ssize_t w = archive_write_data_block(x->disk, buf, size, offset);
         if (w < ARCHIVE_WARN) {
-            _cleanup_free_ char *safe = printable(path);
+            _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             what = xasprintf("write %s", safe);
             return unpack_archive_fail(err, x->disk, what);
         }
@@ -569,7 +520,7 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
     }
     r = archive_write_finish_entry(x->disk);
     if (r < ARCHIVE_WARN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("finish %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
@@ -585,17 +536,17 @@ static int extract_entry(struct extractor *x, struct archive_entry *e, struct er
     if (!path)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "entry without a name in layer");
     if (strlen(path) > MAX_PATH_LEN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "path too long in layer: %s", safe);
     }
-    if (!is_safe_relpath(path))
+    if (!path_is_safe_relpath(path))
         return unsafe_path(err, path);
     const char *hardlink = archive_entry_hardlink(e);
-    if (hardlink && (strlen(hardlink) > MAX_PATH_LEN || !is_safe_relpath(hardlink)))
+    if (hardlink && (strlen(hardlink) > MAX_PATH_LEN || !path_is_safe_relpath(hardlink)))
         return unsafe_path(err, path);
     const char *symlink = archive_entry_symlink(e);
     if (symlink && strlen(symlink) > MAX_PATH_LEN) {
-        _cleanup_free_ char *safe = printable(path);
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "symlink target too long in layer: %s",
                          safe);
     }
@@ -613,7 +564,7 @@ static int mark_opaque_dirs(struct extractor *x, struct error **err)
 {
     for (size_t i = 0; i < x->n_opaque; i++) {
         const char *dir = x->opaque_dirs[i];
-        _cleanup_free_ char *safe = printable(dir);
+        _cleanup_free_ char *safe = text_safe(dir, TEXT_SAFE_MAX);
         _cleanup_close_ int fd = open_dir_nofollow(x->base_fd, dir, true, err);
         if (fd < 0)
             return error_prefix(err, "opaque whiteout in %s", safe);
@@ -744,7 +695,7 @@ int unpack_extract_fd(int blob_fd, const char *base, const char *diff_id, uint64
 
 enum unpack_state {
     UNPACK_EXTRACT, /* extract child running; waiting for its exit */
-    UNPACK_CLEANUP, /* failed or cancelled; cleanup child removing <dest>.tmp */
+    UNPACK_CLEANUP, /* failed or cancelled; cleanup child removing <dest>.tmp; waiting for it */
     UNPACK_DONE,    /* reported; queued for free */
 };
 
@@ -764,9 +715,9 @@ struct unpack_op {
     char *tmp_name;
     int64_t timeout_ms;
     struct child *child; /* the child running now, NULL between children */
-    struct error *err;   /* why it failed */
+    struct error *err;   /* why it failed; CANCELLED once cancelled */
     uint64_t size;
-    unpack_done_cb done; /* NULL once cancelled */
+    unpack_done_cb done;
     void *arg;
 };
 
@@ -1003,15 +954,10 @@ static void on_cleanup_exit(const struct child_result *res, void *arg)
 static int spawn(struct unpack_op *op, int (*child_main)(void *), child_done_cb cb,
                  struct error **err)
 {
-    /* Never executed: child_main does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = op->timeout_ms,
-        .in_child = child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, cb, op, err);
+    op->child = child_fork(&opts, child_main, op, cb, op, err);
     return op->child ? 0 : -1;
 }
 
@@ -1028,38 +974,44 @@ static int commit(const struct unpack_op *op, struct error **err)
     return 0;
 }
 
+/* Reported once, in UNPACK_DONE (not a cancelled op); then freed. */
+static void unpack_finish(struct unpack_op *op)
+{
+    op->state = UNPACK_DONE;
+    if (!op->err || op->err->grpc_code != GRPC_CANCELLED)
+        op->done(op->err, op->err ? 0 : op->size, op->arg);
+    loop_defer_free(op_free, op);
+}
+
+/* Fails the one way (image/pull.c says how); below the switch the leftovers go. */
 static void unpack_step(struct unpack_op *op)
 {
-    struct error *tmp = NULL;
+    struct error *e = NULL;
     switch (op->state) {
-    case UNPACK_EXTRACT:
+    case UNPACK_EXTRACT: /* waiting for the extract child */
         if (op->child)
             return;
-        if (!op->err && op->done && commit(op, &op->err) == 0) {
-            op->state = UNPACK_DONE;
+        if (op->err)
             break;
-        }
-        op->state = UNPACK_CLEANUP;
-        if (spawn(op, cleanup_child_main, on_cleanup_exit, &tmp) == 0)
-            return;
-        log_debug("unpack cleanup failed dest=%s: %s", op->dest, tmp->msg);
-        error_free(tmp);
-        op->state = UNPACK_DONE;
-        break;
-    case UNPACK_CLEANUP:
+        if (commit(op, &op->err) < 0)
+            break;
+        unpack_finish(op);
+        return;
+    case UNPACK_CLEANUP: /* waiting for the cleanup child */
         if (op->child)
             return;
-        op->state = UNPACK_DONE;
-        break;
+        unpack_finish(op);
+        return;
     case UNPACK_DONE:
         return;
     }
-    /* UNPACK_DONE: report once (unless cancelled), then free. */
-    unpack_done_cb done = op->done;
-    op->done = NULL;
-    if (done)
-        done(op->err, op->err ? 0 : op->size, op->arg);
-    loop_defer_free(op_free, op);
+    /* Failed or cancelled: "<dest>.tmp" goes, in a child, before the report. */
+    op->state = UNPACK_CLEANUP;
+    if (spawn(op, cleanup_child_main, on_cleanup_exit, &e) == 0)
+        return;
+    log_debug("unpack cleanup failed dest=%s: %s", op->dest, e->msg);
+    error_free(e);
+    unpack_finish(op);
 }
 
 struct unpack_op *unpack_layer(const char *blob_path, const char *dest, const char *diff_id,
@@ -1099,7 +1051,8 @@ void unpack_cancel(struct unpack_op *op)
     if (!op)
         return;
     /* The op lives on until the child is gone and <dest>.tmp removed; done never runs. */
-    op->done = NULL;
+    error_clear(&op->err);
+    error_set(&op->err, GRPC_CANCELLED, 0, "unpack of %s cancelled", op->dest);
     if (op->state == UNPACK_EXTRACT && op->child)
         child_signal(op->child, SIGKILL);
 }

@@ -159,20 +159,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/util.h"
 #include "keeper/ctr_log.h"
+#include "keeper/protocol.h"
 
-#define STATUS_FD 3
+#define STATUS_FD KEEPER_STATUS_FD
 /* One CRI line's worth: reads are cheap, resident pages are not (budget 128 KiB). */
 #define READ_BUF_SIZE (16 * 1024)
 #define RUNTIME_OUTPUT_CAP 2048
 #define MAX_CLIENTS 4
 #define MAX_ATTACH 4
-#define ATTACH_LINE_MAX 64
+#define ATTACH_LINE_MAX KEEPER_ATTACH_LINE_MAX
+#define ATTACH_HEADER KEEPER_ATTACH_HEADER
 /* A whole read (READ_BUF_SIZE) framed, plus what a partly written frame left. */
 #define ATTACH_OUT_SIZE (20 * 1024)
 #define ATTACH_IN_SIZE 4096
 #define ATTACH_FLUSH_MS 1000
-#define CLIENT_LINE_MAX 128
+#define CLIENT_LINE_MAX KEEPER_CTL_LINE_MAX
 #define DRAIN_TIMEOUT_MS 2000
 /* Every state file path fits; checked against --state-dir at start-up. Socket
  * addresses are shorter: see sock_addr(). */
@@ -206,9 +209,9 @@ struct client {
 };
 
 enum attach_stream {
-    ATTACH_STDOUT = 1,
-    ATTACH_STDERR = 2,
-    ATTACH_ERROR = 3,
+    ATTACH_STDOUT = KEEPER_ATTACH_FRAME_STDOUT,
+    ATTACH_STDERR = KEEPER_ATTACH_FRAME_STDERR,
+    ATTACH_ERROR = KEEPER_ATTACH_FRAME_ERROR,
 };
 
 struct attach {
@@ -292,29 +295,6 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int set_nonblock(int fd)
-{
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -1;
-    return 0;
-}
-
 /* <state-dir>/<name> into out (STATE_PATH_MAX bytes; lengths checked at start-up). */
 static char *state_path(char *out, const char *name)
 {
@@ -351,7 +331,7 @@ static int write_state_file(const char *name, const char *text)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+    if (fd_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -378,7 +358,7 @@ static void report(const char *line)
 {
     if (k.status_fd < 0)
         return;
-    if (write_all(k.status_fd, line, strlen(line)) < 0)
+    if (fd_write_all(k.status_fd, line, strlen(line)) < 0)
         diag("write status fd: %s", strerror(errno));
     close_fd(&k.status_fd);
 }
@@ -388,11 +368,11 @@ static void remove_sockets(void)
 {
     char path[STATE_PATH_MAX];
     if (k.ctl_fd >= 0)
-        unlink(state_path(path, "ctl.sock"));
+        unlink(state_path(path, KEEPER_SOCKET_CTL));
     if (k.console_fd >= 0)
-        unlink(state_path(path, "console.sock"));
+        unlink(state_path(path, KEEPER_SOCKET_CONSOLE));
     if (k.attach_fd >= 0)
-        unlink(state_path(path, "attach.sock"));
+        unlink(state_path(path, KEEPER_SOCKET_ATTACH));
 }
 
 /*
@@ -402,13 +382,14 @@ static void remove_sockets(void)
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fail(const char *fmt, ...)
 {
-    char line[MSG_MAX + 8] = "error ";
+    const size_t head = sizeof(KEEPER_STATUS_ERROR) - 1;
+    char line[MSG_MAX + 8] = KEEPER_STATUS_ERROR;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line + 6, MSG_MAX, fmt, ap);
+    vsnprintf(line + head, MSG_MAX, fmt, ap);
     va_end(ap);
     size_t n = strlen(line);
-    while (n > 6 && (line[n - 1] == ' ' || (unsigned char)line[n - 1] < 0x20))
+    while (n > head && (line[n - 1] == ' ' || (unsigned char)line[n - 1] < 0x20))
         n--;
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
@@ -441,16 +422,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 {
     enum { O_ID = 256, O_BUNDLE, O_RUNTIME, O_ROOT, O_STATE, O_LOG, O_TTY, O_STDIN, O_ONCE, O_CG };
     static const struct option longopts[] = {
-        {"id", required_argument, NULL, O_ID},
-        {"bundle", required_argument, NULL, O_BUNDLE},
-        {"runtime", required_argument, NULL, O_RUNTIME},
-        {"runtime-root", required_argument, NULL, O_ROOT},
-        {"state-dir", required_argument, NULL, O_STATE},
-        {"log-path", required_argument, NULL, O_LOG},
-        {"tty", no_argument, NULL, O_TTY},
-        {"stdin", no_argument, NULL, O_STDIN},
-        {"stdin-once", no_argument, NULL, O_ONCE},
-        {"cgroup-path", required_argument, NULL, O_CG},
+        {KEEPER_OPT_ID, required_argument, NULL, O_ID},
+        {KEEPER_OPT_BUNDLE, required_argument, NULL, O_BUNDLE},
+        {KEEPER_OPT_RUNTIME, required_argument, NULL, O_RUNTIME},
+        {KEEPER_OPT_RUNTIME_ROOT, required_argument, NULL, O_ROOT},
+        {KEEPER_OPT_STATE_DIR, required_argument, NULL, O_STATE},
+        {KEEPER_OPT_LOG_PATH, required_argument, NULL, O_LOG},
+        {KEEPER_OPT_TTY, no_argument, NULL, O_TTY},
+        {KEEPER_OPT_STDIN, no_argument, NULL, O_STDIN},
+        {KEEPER_OPT_STDIN_ONCE, no_argument, NULL, O_ONCE},
+        {KEEPER_OPT_CGROUP_PATH, required_argument, NULL, O_CG},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -505,7 +486,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         usage();
     }
     /* The longest state file name is ".keeper.json.tmp" (".exit.json.tmp" and
-     * "console.sock" are shorter); sockets are bound through dir_fd if need be. */
+     * KEEPER_SOCKET_CONSOLE are shorter); sockets are bound through dir_fd if need be. */
     if (strlen(o->state_dir) + sizeof("/.keeper.json.tmp") > STATE_PATH_MAX) {
         fprintf(stderr, "tinycri-keeper: --state-dir is too long\n");
         usage();
@@ -608,7 +589,7 @@ static void start_create(void)
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     char pid_path[STATE_PATH_MAX], console_path[STATE_PATH_MAX];
     char console_arg[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    state_path(pid_path, "pid");
+    state_path(pid_path, KEEPER_FILE_PID);
     unlink(pid_path);
 
     if (k.o.stdin_open && !k.o.tty) {
@@ -625,13 +606,13 @@ static void start_create(void)
         /* The runtime's stdout and stderr share one capture pipe. */
         err[0] = -1;
         err[1] = out[1];
-        k.console_fd = listen_unix(console_path, "console.sock");
+        k.console_fd = listen_unix(console_path, KEEPER_SOCKET_CONSOLE);
         if (k.console_fd < 0)
             fail("listen on %s: %s", console_path, strerror(errno));
         /* The runtime is another process: "self" would be itself. */
         char pid[24];
         snprintf(pid, sizeof(pid), "%d", (int)getpid());
-        if (sock_addr(console_arg, pid, "console.sock") < 0)
+        if (sock_addr(console_arg, pid, KEEPER_SOCKET_CONSOLE) < 0)
             fail("console socket %s: %s", console_path, strerror(errno));
     } else if (pipe2(err, O_CLOEXEC) < 0) {
         fail("pipe: %s", strerror(errno));
@@ -672,9 +653,10 @@ static void start_create(void)
         k.out_fd = out[0];
         k.err_fd = err[0];
     }
-    if ((k.out_fd >= 0 && set_nonblock(k.out_fd) < 0) ||
-        (k.err_fd >= 0 && set_nonblock(k.err_fd) < 0) ||
-        (k.rt_fd >= 0 && set_nonblock(k.rt_fd) < 0) || (k.in_fd >= 0 && set_nonblock(k.in_fd) < 0))
+    if ((k.out_fd >= 0 && fd_set_nonblock(k.out_fd, true) < 0) ||
+        (k.err_fd >= 0 && fd_set_nonblock(k.err_fd, true) < 0) ||
+        (k.rt_fd >= 0 && fd_set_nonblock(k.rt_fd, true) < 0) ||
+        (k.in_fd >= 0 && fd_set_nonblock(k.in_fd, true) < 0))
         fail("fcntl O_NONBLOCK: %s", strerror(errno));
 }
 
@@ -734,11 +716,11 @@ static int receive_console(void)
         fail("the runtime sent no pty master on the console socket");
     int master;
     memcpy(&master, CMSG_DATA(c), sizeof(int));
-    if (set_nonblock(master) < 0)
+    if (fd_set_nonblock(master, true) < 0)
         fail("fcntl O_NONBLOCK: %s", strerror(errno));
     k.out_fd = master;
     char path[STATE_PATH_MAX];
-    unlink(state_path(path, "console.sock"));
+    unlink(state_path(path, KEEPER_SOCKET_CONSOLE));
     close_fd(&k.console_conn);
     close_fd(&k.console_fd);
     return 1;
@@ -756,7 +738,7 @@ static void on_console_listen(void)
 static pid_t read_pid_file(void)
 {
     char path[STATE_PATH_MAX], text[32];
-    int fd = open(state_path(path, "pid"), O_RDONLY | O_CLOEXEC);
+    int fd = open(state_path(path, KEEPER_FILE_PID), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         fail("runtime create left no pid file %s: %s", path, strerror(errno));
     ssize_t n = read(fd, text, sizeof(text) - 1);
@@ -869,12 +851,14 @@ static void create_done(void)
     k.created_ns = now_ns(CLOCK_REALTIME);
 
     char json[160];
-    snprintf(json, sizeof(json), "{\"keeperPid\":%d,\"initPid\":%d,\"created\":%lld}\n",
+    snprintf(json, sizeof(json),
+             "{\"" KEEPER_KEEPER_PID "\":%d,\"" KEEPER_INIT_PID "\":%d,\"" KEEPER_CREATED
+             "\":%lld}\n",
              (int)getpid(), (int)k.init_pid, (long long)k.created_ns);
-    if (write_state_file("keeper.json", json) < 0)
-        fail("write %s/keeper.json: %s", k.o.state_dir, strerror(errno));
+    if (write_state_file(KEEPER_FILE_KEEPER, json) < 0)
+        fail("write %s/" KEEPER_FILE_KEEPER ": %s", k.o.state_dir, strerror(errno));
     char line[64];
-    snprintf(line, sizeof(line), "created pid=%d\n", (int)k.init_pid);
+    snprintf(line, sizeof(line), KEEPER_STATUS_CREATED "%d\n", (int)k.init_pid);
     report(line);
 }
 
@@ -894,10 +878,11 @@ static void write_exit(void)
     int code = sig ? 128 + sig : WEXITSTATUS(st);
     char json[192];
     snprintf(json, sizeof(json),
-             "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":%lld,\"oomKilled\":%s}\n", code, sig,
-             (long long)k.finished_ns, was_oom_killed() ? "true" : "false");
-    if (write_state_file("exit.json", json) < 0) {
-        diag("write %s/exit.json: %s", k.o.state_dir, strerror(errno));
+             "{\"" KEEPER_EXIT_CODE "\":%d,\"" KEEPER_EXIT_SIGNAL "\":%d,\"" KEEPER_EXIT_FINISHED_AT
+             "\":%lld,\"" KEEPER_EXIT_OOM_KILLED "\":%s}\n",
+             code, sig, (long long)k.finished_ns, was_oom_killed() ? "true" : "false");
+    if (write_state_file(KEEPER_FILE_EXIT, json) < 0) {
+        diag("write %s/" KEEPER_FILE_EXIT ": %s", k.o.state_dir, strerror(errno));
         remove_sockets();
         exit(1);
     }
@@ -1059,31 +1044,31 @@ static void run_command(struct client *c, char *cmd)
     size_t n = strlen(cmd);
     if (n > 0 && cmd[n - 1] == '\r')
         cmd[--n] = '\0';
-    if (strcmp(cmd, "reopen") == 0) {
+    if (strcmp(cmd, KEEPER_CMD_REOPEN) == 0) {
         if (ctr_log_reopen(&log_writer) < 0)
-            reply(c, "error reopen %s: %s\n", k.o.log_path, strerror(errno));
+            reply(c, KEEPER_REPLY_ERROR "reopen %s: %s\n", k.o.log_path, strerror(errno));
         else
-            reply(c, "ok\n");
-    } else if (strncmp(cmd, "resize ", 7) == 0) {
+            reply(c, KEEPER_REPLY_OK "\n");
+    } else if (strncmp(cmd, KEEPER_CMD_RESIZE " ", strlen(KEEPER_CMD_RESIZE " ")) == 0) {
         struct winsize ws = {0};
         char *end;
-        if (!parse_dim(cmd + 7, &end, &ws.ws_col) || *end != ' ' ||
+        if (!parse_dim(cmd + strlen(KEEPER_CMD_RESIZE " "), &end, &ws.ws_col) || *end != ' ' ||
             !parse_dim(end + 1, &end, &ws.ws_row) || *end)
-            reply(c, "error usage: resize <cols> <rows>\n");
+            reply(c, KEEPER_REPLY_ERROR "usage: resize <cols> <rows>\n");
         else if (!k.o.tty || k.out_fd < 0)
-            reply(c, "error the container has no terminal\n");
+            reply(c, KEEPER_REPLY_ERROR "the container has no terminal\n");
         else if (ioctl(k.out_fd, TIOCSWINSZ, &ws) < 0)
-            reply(c, "error resize: %s\n", strerror(errno));
+            reply(c, KEEPER_REPLY_ERROR "resize: %s\n", strerror(errno));
         else
-            reply(c, "ok\n");
-    } else if (strcmp(cmd, "stdin-close") == 0) {
+            reply(c, KEEPER_REPLY_OK "\n");
+    } else if (strcmp(cmd, KEEPER_CMD_STDIN_CLOSE) == 0) {
         const char *why = close_container_stdin();
         if (why)
-            reply(c, "error %s\n", why);
+            reply(c, KEEPER_REPLY_ERROR "%s\n", why);
         else
-            reply(c, "ok\n");
+            reply(c, KEEPER_REPLY_OK "\n");
     } else {
-        reply(c, "error unknown command\n");
+        reply(c, KEEPER_REPLY_ERROR "unknown command\n");
     }
 }
 
@@ -1106,7 +1091,7 @@ static void on_client(struct client *c)
         c->len -= used;
     }
     if (c->fd >= 0 && c->len == sizeof(c->line)) {
-        reply(c, "error line too long\n");
+        reply(c, KEEPER_REPLY_ERROR "line too long\n");
         close_fd(&c->fd);
     }
 }
@@ -1124,7 +1109,7 @@ static void on_ctl_listen(void)
         }
     }
     struct client busy = {.fd = fd};
-    reply(&busy, "error too many clients\n");
+    reply(&busy, KEEPER_REPLY_ERROR "too many clients\n");
     close(fd);
 }
 
@@ -1175,8 +1160,8 @@ static void attach_send(struct attach *a, enum attach_stream s, const char *data
 {
     while (n > 0 && a->fd >= 0) {
         size_t piece = n > 0xffff ? 0xffff : n;
-        if (a->out_len + 3 + piece > ATTACH_OUT_SIZE && attach_flush(a) &&
-            a->out_len + 3 + piece > ATTACH_OUT_SIZE) {
+        if (a->out_len + ATTACH_HEADER + piece > ATTACH_OUT_SIZE && attach_flush(a) &&
+            a->out_len + ATTACH_HEADER + piece > ATTACH_OUT_SIZE) {
             diag("attach client too slow, cut off (%zu bytes waiting)", a->out_len);
             attach_close(a);
             return;
@@ -1187,8 +1172,8 @@ static void attach_send(struct attach *a, enum attach_stream s, const char *data
         p[0] = (uint8_t)s;
         p[1] = (uint8_t)(piece >> 8);
         p[2] = (uint8_t)piece;
-        memcpy(p + 3, data, piece);
-        a->out_len += 3 + piece;
+        memcpy(p + ATTACH_HEADER, data, piece);
+        a->out_len += ATTACH_HEADER + piece;
         data += piece;
         n -= piece;
         attach_flush(a);
@@ -1222,16 +1207,16 @@ static void attach_request(struct attach *a, char *line)
         line[--n] = '\0';
     char *save = NULL;
     char *w = strtok_r(line, " ", &save);
-    if (!w || strcmp(w, "attach") != 0) {
+    if (!w || strcmp(w, KEEPER_ATTACH_REQUEST) != 0) {
         attach_error(a, "expected: attach [stdin] [stdout] [stderr]");
         return;
     }
     while ((w = strtok_r(NULL, " ", &save))) {
-        if (strcmp(w, "stdin") == 0)
+        if (strcmp(w, KEEPER_ATTACH_STDIN) == 0)
             a->want_in = true;
-        else if (strcmp(w, "stdout") == 0)
+        else if (strcmp(w, KEEPER_ATTACH_STDOUT) == 0)
             a->want_out = true;
-        else if (strcmp(w, "stderr") == 0)
+        else if (strcmp(w, KEEPER_ATTACH_STDERR) == 0)
             a->want_err = true;
         else {
             attach_error(a, "unknown stream in attach request");
@@ -1537,7 +1522,7 @@ static void pod_init_run(void)
 static int pod_init_main(int argc, char **argv)
 {
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--id") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--" KEEPER_OPT_ID) == 0 && i + 1 < argc)
             k.o.id = argv[++i];
         else
             usage();
@@ -1551,7 +1536,7 @@ static int pod_init_main(int argc, char **argv)
     if (pid == 0)
         pod_init_run();
     char line[64];
-    snprintf(line, sizeof(line), "created pid=%d\n", (int)pid);
+    snprintf(line, sizeof(line), KEEPER_STATUS_CREATED "%d\n", (int)pid);
     report(line);
     /* Nothing to flush; and exit handlers (a sanitizer's leak check, which clones a
      * tracer) must not run in a process whose children now go to another PID namespace. */
@@ -1570,7 +1555,7 @@ int main(int argc, char **argv)
     k.attach_fd = -1;
 
     close_inherited_fds();
-    if (argc > 1 && strcmp(argv[1], "--pod-init") == 0)
+    if (argc > 1 && strcmp(argv[1], "--" KEEPER_OPT_POD_INIT) == 0)
         return pod_init_main(argc, argv);
     parse_args(argc, argv, &k.o);
     setup_process();
@@ -1581,10 +1566,10 @@ int main(int argc, char **argv)
     if (k.dir_fd < 0)
         fail("open %s: %s", k.o.state_dir, strerror(errno));
     char path[STATE_PATH_MAX];
-    k.ctl_fd = listen_unix(path, "ctl.sock");
+    k.ctl_fd = listen_unix(path, KEEPER_SOCKET_CTL);
     if (k.ctl_fd < 0)
         fail("listen on %s: %s", path, strerror(errno));
-    k.attach_fd = listen_unix(path, "attach.sock");
+    k.attach_fd = listen_unix(path, KEEPER_SOCKET_ATTACH);
     if (k.attach_fd < 0)
         fail("listen on %s: %s", path, strerror(errno));
 

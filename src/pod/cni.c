@@ -343,7 +343,7 @@ enum cni_state {
     CNI_ADDING,   /* ADD of plugins[idx] running; waiting for its exit */
     CNI_ROLLBACK, /* ADD failed or cancelled; DEL of plugins[idx] running, idx counting down */
     CNI_DELETING, /* DEL of plugins[idx] running, idx counting down to 0 */
-    CNI_DONE,     /* reported; queued for free */
+    CNI_DONE,     /* reported (unless cancelled); queued for free */
 };
 
 /*
@@ -371,9 +371,9 @@ struct cni_op {
     char *cache_path; /* NULL: no cache */
     int64_t timeout_ms;
     struct child *child; /* the plugin running now, NULL between plugins */
-    struct error *err;   /* why it failed */
+    struct error *err;   /* why it failed; CANCELLED once cancelled */
     struct cni_result res;
-    cni_done_cb done; /* NULL once cancelled */
+    cni_done_cb done;
     void *arg;
 };
 
@@ -685,56 +685,80 @@ static void finish_del(struct cni_op *op)
         log_debug("cni cache removal failed sandbox=%s: %s", op->id, tmp->msg);
 }
 
+/* CNI_DONE: report once (not a cancelled op), then free. */
+static void cni_finish(struct cni_op *op)
+{
+    op->state = CNI_DONE;
+    if (!op->err || op->err->grpc_code != GRPC_CANCELLED)
+        op->done(op->err, &op->res, op->arg);
+    loop_defer_free(op_free, op);
+}
+
+/*
+ * Fails the one way (image/pull.c says how): a state waits for the running
+ * plugin, then breaks on op->err; below the switch a failed (or cancelled)
+ * ADD turns into its rollback, and a failed DEL ends.
+ */
 static void cni_step(struct cni_op *op)
 {
     struct error *tmp = NULL;
     switch (op->state) {
-    case CNI_ADDING:
+    case CNI_ADDING: /* waiting for the ADD of plugins[idx] */
         if (op->child)
             return;
-        if (!op->err && op->done) {
-            if (op->idx + 1 < json_array_size(op->plugins)) {
-                op->idx++;
-                if (spawn_plugin(op, &op->err) == 0)
-                    return;
-            } else if (finish_add(op, &op->err) == 0) {
-                op->state = CNI_DONE;
+        if (op->err)
+            break;
+        if (op->idx + 1 < json_array_size(op->plugins)) {
+            op->idx++;
+            if (spawn_plugin(op, &op->err) < 0)
                 break;
-            }
+            return;
         }
-        /* Failed or cancelled: take back what may be set up, the failing plugin's half-done work
-         * too. */
-        log_debug("cni add rolling back sandbox=%s plugins=%zu", op->id, op->idx + 1);
-        cni_result_clear(&op->res);
-        op->state = CNI_ROLLBACK;
-        op->del_left = op->idx + 1;
-        /* fall through */
-    case CNI_ROLLBACK:
-    case CNI_DELETING:
+        if (finish_add(op, &op->err) < 0)
+            break;
+        cni_finish(op);
+        return;
+    case CNI_ROLLBACK: /* waiting for the DEL of plugins[idx]; each is tried, failures are logged */
         if (op->child)
             return;
-        /* DEL stops at its first failure (as libcni does) or when cancelled; a rollback goes on. */
-        while (op->del_left > 0 && (op->state == CNI_ROLLBACK || (!op->err && op->done))) {
+        while (op->del_left > 0) {
             op->idx = --op->del_left;
-            if (spawn_plugin(op, op->state == CNI_ROLLBACK ? &tmp : &op->err) == 0)
+            if (spawn_plugin(op, &tmp) == 0)
                 return;
-            if (tmp)
-                log_debug("cni rollback failed sandbox=%s: %s", op->id, tmp->msg);
+            log_debug("cni rollback failed sandbox=%s: %s", op->id, tmp->msg);
             error_clear(&tmp);
         }
-        if (op->state == CNI_DELETING && !op->err && op->done)
-            finish_del(op);
-        op->state = CNI_DONE;
-        break;
+        cni_finish(op);
+        return;
+    case CNI_DELETING: /* waiting for the DEL of plugins[idx]; it stops at the first failure */
+        if (op->child)
+            return;
+        if (op->err)
+            break;
+        if (op->del_left > 0) {
+            op->idx = --op->del_left;
+            if (spawn_plugin(op, &op->err) < 0)
+                break;
+            return;
+        }
+        finish_del(op);
+        cni_finish(op);
+        return;
     case CNI_DONE:
         return;
     }
-    /* CNI_DONE: report once (unless cancelled), then free. */
-    cni_done_cb done = op->done;
-    op->done = NULL;
-    if (done)
-        done(op->err, &op->res, op->arg);
-    loop_defer_free(op_free, op);
+    if (op->state == CNI_DELETING) {
+        /* As libcni does: the plugins left are not called. */
+        cni_finish(op);
+        return;
+    }
+    /* ADD failed or was cancelled: take back what may be set up, the failing plugin's half-done
+     * work too. */
+    log_debug("cni add rolling back sandbox=%s plugins=%zu", op->id, op->idx + 1);
+    cni_result_clear(&op->res);
+    op->state = CNI_ROLLBACK;
+    op->del_left = op->idx + 1;
+    cni_step(op);
 }
 
 /* ---- starting an operation ---- */
@@ -955,7 +979,8 @@ void cni_cancel(struct cni_op *op)
     if (!op)
         return;
     /* The op lives on until its children are gone; an ADD still rolls back. */
-    op->done = NULL;
+    error_clear(&op->err);
+    error_set(&op->err, GRPC_CANCELLED, 0, "CNI %s for %s cancelled", op_cmd(op), op->id);
     if (op->state != CNI_ROLLBACK && op->child)
         child_signal(op->child, SIGKILL);
 }

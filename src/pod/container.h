@@ -28,9 +28,9 @@
  * After a restart, container_init() re-watches live keepers (checked by
  * their /proc cmdline) and records exits that happened meanwhile.
  *
- * Every operation takes a callback that runs exactly once, on the loop,
- * unless the function fails at once (returns -1 with *err set; then the
- * callback never runs). A callback may run before the function returns.
+ * Every operation takes a callback that runs exactly once, on the loop and
+ * never inside the call that started it, unless the function fails at once
+ * (returns -1 with *err set; then the callback never runs).
  */
 #ifndef TINYCRI_POD_CONTAINER_H
 #define TINYCRI_POD_CONTAINER_H
@@ -44,9 +44,6 @@
 
 struct config;
 struct error;
-struct event;
-struct loop_timer;
-struct runtime_op;
 struct store;
 
 enum container_state {
@@ -55,8 +52,6 @@ enum container_state {
     CONTAINER_EXITED,
     CONTAINER_UNKNOWN,
 };
-
-struct container_exit_waiter;
 
 struct container {
     char *id; /* 64 lowercase hex */
@@ -80,14 +75,6 @@ struct container {
     int keeper_pid;
     char *root_dir;  /* <root_dir>/containers/<id> */
     char *state_dir; /* <state_dir>/ctr/<id> */
-
-    /* Run time only. */
-    int keeper_pidfd; /* -1 once the keeper has exited */
-    struct event *keeper_ev;
-    struct loop_timer *kill_timer;         /* StopContainer's grace period */
-    int64_t kill_at_ns;                    /* monotonic; 0 when no SIGKILL is scheduled */
-    struct container_exit_waiter *waiters; /* told when the container is EXITED */
-    struct runtime_op *start_op;           /* `runtime start` in flight */
 };
 
 typedef void (*container_done_cb)(const struct error *err, void *arg);
@@ -119,6 +106,9 @@ struct container *container_at(size_t i);
 
 const char *container_state_name(enum container_state s);
 
+/* The lifecycle's transition table: may a container go from `from` to `to`? */
+bool container_transition_ok(enum container_state from, enum container_state to);
+
 /*
  * Move c to state s (with the fields already updated by the caller) and
  * persist the record. An illegal transition is refused with
@@ -143,14 +133,17 @@ int container_start(const char *id, container_done_cb cb, void *arg, struct erro
 
 /*
  * StopContainer: the stop signal, then SIGKILL after timeout_s (0: SIGKILL at
- * once); cb when EXITED. Done at once for an EXITED container. NOT_FOUND.
+ * once); cb when EXITED. Done (cb on the next loop turn) for an EXITED
+ * container, and for a CREATED one not being started (it stays CREATED).
+ * NOT_FOUND.
  */
 int container_stop(const char *id, int64_t timeout_s, container_done_cb cb, void *arg,
                    struct error **err);
 
 /*
  * RemoveContainer: force-stop, runtime delete, unmount, remove the
- * directories and the record. An unknown id is not an error (cb at once).
+ * directories and the record. An unknown id is not an error (cb on the next
+ * loop turn).
  */
 int container_remove(const char *id, container_done_cb cb, void *arg, struct error **err);
 
@@ -186,13 +179,20 @@ void container_exec_cancel(void *arg);
 int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err);
 
 /*
- * Attach: a connected, non-blocking socket to the container's keeper attach
- * socket (src/keeper/keeper.c says what it speaks); *tty tells whether the
- * container has a terminal. NOT_FOUND, FAILED_PRECONDITION unless RUNNING.
+ * Attach: a connected, non-blocking socket (owned) to the container's keeper
+ * attach socket, the request for its stdin (in), stdout (out) and stderr
+ * (errs; never with a terminal) sent: what follows is the keeper's attach
+ * framing (keeper/protocol.h). *tty tells whether the container has a
+ * terminal. NOT_FOUND, FAILED_PRECONDITION unless RUNNING.
  */
-int container_attach_connect(const char *id, bool *tty, struct error **err);
+int container_attach_connect(const char *id, bool in, bool out, bool errs, bool *tty,
+                             struct error **err);
 
-/* Resize the container's terminal (through its keeper); FAILED_PRECONDITION without one. */
+/*
+ * Resize the container's terminal: the keeper is asked and nobody waits for
+ * its answer (a failure shows in the debug log). NOT_FOUND,
+ * FAILED_PRECONDITION without a terminal or unless RUNNING.
+ */
 int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err);
 
 /*

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pinned pod namespaces behind nsfs.h. Both pinning and sysctls run in a
- * forked child that does its few syscalls and _exit()s without exec (the
- * "/bin/true" argv is never run); it reports a failure as
+ * child_fork() child that does its few syscalls and _exit()s without exec;
+ * it reports a failure as
  * "code=<grpc code> msg=<text>" on stderr. The pinning child unshare()s, so
  * the daemon never waits on the kernel's namespace locks and never leaves its
  * own namespaces; the sysctl child joins the pinned files.
@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/util.h"
 #include "pod/nsfs.h"
 
@@ -72,19 +73,6 @@ static char **paths_slot(struct nsfs_paths *p, int flag)
 static const char *paths_peek(const struct nsfs_paths *p, int flag)
 {
     return *paths_slot((struct nsfs_paths *)p, flag);
-}
-
-/* The id becomes one directory name under dir. */
-static bool is_valid_id(const char *id)
-{
-    size_t len = id ? strlen(id) : 0;
-    if (len == 0 || len > NSFS_ID_MAX || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-        return false;
-    for (const char *p = id; *p; p++) {
-        if (*p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f)
-            return false;
-    }
-    return true;
 }
 
 int nsfs_prepare_dir(const char *dir, struct error **err)
@@ -315,7 +303,7 @@ struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags
                                    void *arg, struct error **err)
 {
     assert_state(done);
-    if (!is_valid_id(id))
+    if (!id || !path_is_name(id, NSFS_ID_MAX))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces"), NULL;
     if (ns_flags & ~NSFS_SUPPORTED)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
@@ -338,15 +326,10 @@ struct nsfs_pin_op *nsfs_pin_start(const char *dir, const char *id, int ns_flags
     if (pin_prepare(op, dir, err) < 0)
         goto undo;
 
-    /* Never executed: the child does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = timeout_ms,
-        .in_child = pin_child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, on_pin_exit, op, err);
+    op->child = child_fork(&opts, pin_child_main, op, on_pin_exit, op, err);
     if (!op->child)
         goto undo;
     return steal_ptr(&op);
@@ -373,7 +356,7 @@ void nsfs_pin_cancel(struct nsfs_pin_op *op)
 
 int nsfs_unpin(const char *dir, const char *id, struct error **err)
 {
-    if (!is_valid_id(id))
+    if (!id || !path_is_name(id, NSFS_ID_MAX))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid pod id for namespaces");
     _cleanup_free_ char *pod_dir = xasprintf("%s/%s", dir, id);
     for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
@@ -620,15 +603,10 @@ struct nsfs_sysctl_op *nsfs_sysctl_apply(const char *net_path, const char *ipc_p
     op->done = done;
     op->arg = arg;
 
-    /* Never executed: the child does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
     struct child_opts opts = {
-        .argv = argv,
         .timeout_ms = timeout_ms,
-        .in_child = sysctl_child_main,
-        .in_child_arg = op,
     };
-    op->child = child_spawn(&opts, on_sysctl_exit, op, err);
+    op->child = child_fork(&opts, sysctl_child_main, op, on_sysctl_exit, op, err);
     if (!op->child)
         return error_prefix(err, "set sysctls"), NULL;
     return steal_ptr(&op);

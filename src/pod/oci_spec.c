@@ -24,24 +24,17 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/util.h"
+#include "pod/oci_internal.h"
 #include "pod/oci_spec.h"
 #include "pod/sandbox.h"
 #include "pod/seccomp_default.h"
 
 #define DEFAULT_PATH_ENV "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define MAX_DEV_DEPTH 8
-#define MAX_DEVICES 16384
 #define MAX_CAP 40 /* CAP_CHECKPOINT_RESTORE, the last one we have a name for */
 
-static void closedirp(DIR **d)
-{
-    if (*d)
-        closedir(*d);
-}
-#define _cleanup_dir_ __attribute__((cleanup(closedirp)))
-
-static bool is_set(const char *s)
+bool oci_is_set(const char *s)
 {
     return s && *s;
 }
@@ -57,7 +50,7 @@ static json_t *str_new(const char *s, const char *what, struct error **err)
     return v;
 }
 
-static int set_str(json_t *o, const char *key, const char *s, const char *what, struct error **err)
+int oci_set_str(json_t *o, const char *key, const char *s, const char *what, struct error **err)
 {
     json_t *v = str_new(s, what, err);
     if (!v)
@@ -75,7 +68,7 @@ static int append_str(json_t *a, const char *s, const char *what, struct error *
     return 0;
 }
 
-static json_t *str_array(const char *const *v)
+json_t *oci_str_array(const char *const *v)
 {
     json_t *a = json_array();
     for (size_t i = 0; v[i]; i++)
@@ -83,13 +76,7 @@ static json_t *str_array(const char *const *v)
     return a;
 }
 
-/* A growable list of owned strings. */
-struct strv {
-    char **v;
-    size_t n, alloc;
-};
-
-static void strv_push(struct strv *s, char *p)
+void oci_strv_push(struct strv *s, char *p)
 {
     if (s->n == s->alloc) {
         s->alloc = s->alloc ? s->alloc * 2 : 16;
@@ -98,20 +85,19 @@ static void strv_push(struct strv *s, char *p)
     s->v[s->n++] = p;
 }
 
-static void strv_clear(struct strv *s)
+void oci_strv_clear(struct strv *s)
 {
     for (size_t i = 0; i < s->n; i++)
         free(s->v[i]);
     free(s->v);
     memset(s, 0, sizeof(*s));
 }
-#define _cleanup_strv_ __attribute__((cleanup(strv_clear)))
 
 /* ------------------------------------------------------------------------ */
 /* Paths                                                                    */
 
 /* Lexically clean an absolute path like Go's filepath.Clean ("/a//b/../c" → "/a/c"). */
-static char *path_clean(const char *p)
+char *oci_path_clean(const char *p)
 {
     size_t len = strlen(p);
     char *out = xmalloc(len + 2);
@@ -144,15 +130,7 @@ static char *path_clean(const char *p)
     return out;
 }
 
-static bool has_dotdot(const char *p)
-{
-    for (const char *s = p; (s = strstr(s, "..")); s += 2)
-        if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-            return true;
-    return false;
-}
-
-static size_t path_depth(const char *clean)
+size_t oci_path_depth(const char *clean)
 {
     size_t n = 1;
     for (const char *s = clean + 1; *s; s++)
@@ -167,11 +145,11 @@ char *oci_spec_volume_name(const char *container_path, struct error **err)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is not absolute",
                          container_path ? container_path : "(null)"),
                NULL;
-    if (has_dotdot(container_path))
+    if (path_has_dotdot(container_path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s has a \"..\"",
                          container_path),
                NULL;
-    _cleanup_free_ char *clean = path_clean(container_path);
+    _cleanup_free_ char *clean = oci_path_clean(container_path);
     if (strcmp(clean, "/") == 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "volume path %s is the root",
                          container_path),
@@ -203,15 +181,15 @@ char *oci_spec_volume_name(const char *container_path, struct error **err)
 
 char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, struct error **err)
 {
-    if (!is_set(id) || strchr(id, '/') || strchr(id, ':'))
+    if (!oci_is_set(id) || strchr(id, '/') || strchr(id, ':'))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid container id for a cgroup"), NULL;
-    if (is_set(parent) && has_dotdot(parent))
+    if (oci_is_set(parent) && path_has_dotdot(parent))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "cgroup parent %s has a \"..\"", parent),
                NULL;
     if (systemd) {
-        if (!is_set(parent))
+        if (!oci_is_set(parent))
             return xasprintf("system.slice:tinycri:%s", id);
-        _cleanup_free_ char *clean = path_clean(parent);
+        _cleanup_free_ char *clean = oci_path_clean(parent);
         const char *base = strrchr(clean, '/') + 1;
         if (!str_has_suffix(base, ".slice"))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
@@ -219,425 +197,17 @@ char *oci_spec_cgroups_path(const char *parent, const char *id, bool systemd, st
                    NULL;
         return xasprintf("%s:tinycri:%s", base, id);
     }
-    if (!is_set(parent))
+    if (!oci_is_set(parent))
         return xasprintf("/tinycri/%s", id);
-    _cleanup_free_ char *clean = path_clean(parent);
+    _cleanup_free_ char *clean = oci_path_clean(parent);
     return xasprintf("%s/%s", strcmp(clean, "/") == 0 ? "" : clean, id);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Reading small files                                                      */
-
-/* Read a regular file from an open fd, at most OCI_SPEC_FILE_MAX bytes. */
-static char *read_spec_fd(int fd, const char *what, size_t *len, struct error **err)
-{
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "stat %s", what), NULL;
-    if (!S_ISREG(st.st_mode))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s is not a regular file", what), NULL;
-    if (st.st_size > OCI_SPEC_FILE_MAX)
-        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s is larger than %d bytes", what,
-                         OCI_SPEC_FILE_MAX),
-               NULL;
-    return read_fd_capped(fd, what, OCI_SPEC_FILE_MAX, len, err);
-}
-
-bool oci_spec_no_openat2;
-
-#define MAX_SYMLINKS 40
-
-/* Push the components of path onto todo so that the first one is popped first. */
-static void push_components(struct strv *todo, const char *path)
-{
-    _cleanup_strv_ struct strv parts = {0};
-    for (const char *s = path; *s;) {
-        const char *e = strchr(s, '/');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        if (n)
-            strv_push(&parts, xstrndup(s, n));
-        s += n;
-        if (*s == '/')
-            s++;
-    }
-    while (parts.n)
-        strv_push(todo, parts.v[--parts.n]);
-}
-
-/* The directory at root/dirs[0]/.../dirs[n-1], opened without following symlinks. */
-static int walk_dirs(int rootfd, char *const *dirs, size_t n)
-{
-    int fd = openat(rootfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    for (size_t i = 0; fd >= 0 && i < n; i++) {
-        int next = openat(fd, dirs[i], O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        fd = next;
-    }
-    return fd;
-}
-
-/*
- * openat2(RESOLVE_IN_ROOT) done by hand, for kernels before 5.6 (and
- * valgrind): one component at a time with O_NOFOLLOW, symlink targets
- * re-resolved from the root when absolute, ".." never above the root.
- * Returns an fd opened with flags, or -1 with errno.
- */
-static int open_in_root_portable(int rootfd, const char *rel, int flags)
-{
-    _cleanup_strv_ struct strv todo = {0}; /* next component last */
-    _cleanup_strv_ struct strv dirs = {0}; /* directories resolved below root */
-    push_components(&todo, rel);
-    _cleanup_close_ int cur = walk_dirs(rootfd, NULL, 0);
-    int links = 0;
-    while (cur >= 0 && todo.n) {
-        _cleanup_free_ char *comp = todo.v[--todo.n];
-        if (strcmp(comp, ".") == 0)
-            continue;
-        if (strcmp(comp, "..") == 0) {
-            if (dirs.n) {
-                free(dirs.v[--dirs.n]);
-                close(cur);
-                cur = walk_dirs(rootfd, dirs.v, dirs.n);
-            }
-            continue;
-        }
-        struct stat st;
-        if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            return -1;
-        if (S_ISLNK(st.st_mode)) {
-            char target[PATH_MAX];
-            ssize_t n = readlinkat(cur, comp, target, sizeof(target) - 1);
-            if (n < 0)
-                return -1;
-            if (++links > MAX_SYMLINKS) {
-                errno = ELOOP;
-                return -1;
-            }
-            target[n] = '\0';
-            if (target[0] == '/') {
-                strv_clear(&dirs);
-                close(cur);
-                cur = walk_dirs(rootfd, NULL, 0);
-            }
-            push_components(&todo, target);
-            continue;
-        }
-        if (todo.n == 0)
-            return openat(cur, comp, flags | O_CLOEXEC | O_NOFOLLOW);
-        if (!S_ISDIR(st.st_mode)) {
-            errno = ENOTDIR;
-            return -1;
-        }
-        int next = openat(cur, comp, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-        if (next < 0)
-            return -1;
-        close(cur);
-        cur = next;
-        strv_push(&dirs, steal_ptr(&comp));
-    }
-    if (cur >= 0)
-        errno = EISDIR; /* the path named a directory */
-    return -1;
-}
-
-int oci_spec_open_in_root(int rootfd, const char *path, int flags)
-{
-    while (*path == '/')
-        path++;
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd = -1;
-    if (!oci_spec_no_openat2)
-        fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-    if (oci_spec_no_openat2 || (fd < 0 && errno == ENOSYS))
-        fd = open_in_root_portable(rootfd, path, flags);
-    return fd;
-}
-
-/*
- * Read <root>/<rel> with every path component resolved inside root. A
- * missing file is not an error: *text stays NULL.
- */
-static int read_in_root(int rootfd, const char *rel, char **text, struct error **err)
-{
-    *text = NULL;
-    int fd = oci_spec_open_in_root(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-    _cleanup_close_ int owned = fd;
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return 0;
-        return error_set(err, GRPC_INTERNAL, errno, "open /%s in the image", rel);
-    }
-    _cleanup_free_ char *what = xasprintf("/%s in the image", rel);
-    size_t len = 0;
-    *text = read_spec_fd(fd, what, &len, err);
-    return *text ? 0 : -1;
-}
-
-/* ------------------------------------------------------------------------ */
-/* /etc/passwd and /etc/group                                               */
-
-struct pw_entry {
-    const char *name;
-    uint32_t uid, gid;
-};
-
-struct gr_entry {
-    const char *name;
-    uint32_t gid;
-    const char *members; /* comma-separated, maybe "" */
-};
-
-struct user_db {
-    char *pw_text; /* NULL: no /etc/passwd */
-    char *gr_text; /* NULL: no /etc/group */
-    struct pw_entry *pw;
-    size_t n_pw;
-    struct gr_entry *gr;
-    size_t n_gr;
-};
-
-static void user_db_clear(struct user_db *db)
-{
-    free(db->pw_text);
-    free(db->gr_text);
-    free(db->pw);
-    free(db->gr);
-    memset(db, 0, sizeof(*db));
-}
-
-static bool parse_u32(const char *s, uint32_t *out)
-{
-    if (!*s)
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-        if (v > UINT32_MAX)
-            return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* Split a line in place at ':' into at most max fields; returns the count. */
-static size_t split_fields(char *line, char **f, size_t max)
-{
-    size_t n = 0;
-    f[n++] = line;
-    for (char *s = line; *s && n < max; s++) {
-        if (*s == ':') {
-            *s = '\0';
-            f[n++] = s + 1;
-        }
-    }
-    return n;
-}
-
-/* Iterate the lines of text in place, skipping blanks and comments. */
-static char *next_line(char **cursor)
-{
-    while (*cursor && **cursor) {
-        char *line = *cursor;
-        char *nl = strchr(line, '\n');
-        if (nl) {
-            *nl = '\0';
-            *cursor = nl + 1;
-        } else {
-            *cursor = line + strlen(line);
-        }
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\r')
-            line[l - 1] = '\0';
-        if (line[0] && line[0] != '#' && line[0] != '+' && line[0] != '-')
-            return line;
-    }
-    return NULL;
-}
-
-static void parse_passwd(struct user_db *db)
-{
-    size_t alloc = 0;
-    char *cur = db->pw_text;
-    char *line;
-    while ((line = next_line(&cur))) {
-        char *f[4];
-        struct pw_entry e;
-        if (split_fields(line, f, 4) < 4 || !*f[0] || !parse_u32(f[2], &e.uid))
-            continue;
-        char *end = strchr(f[3], ':');
-        if (end)
-            *end = '\0';
-        if (!parse_u32(f[3], &e.gid))
-            continue;
-        e.name = f[0];
-        if (db->n_pw == alloc) {
-            alloc = alloc ? alloc * 2 : 32;
-            db->pw = xrealloc(db->pw, alloc * sizeof(*db->pw));
-        }
-        db->pw[db->n_pw++] = e;
-    }
-}
-
-static void parse_group(struct user_db *db)
-{
-    size_t alloc = 0;
-    char *cur = db->gr_text;
-    char *line;
-    while ((line = next_line(&cur))) {
-        char *f[4];
-        size_t n = split_fields(line, f, 4);
-        struct gr_entry e;
-        if (n < 3 || !*f[0] || !parse_u32(f[2], &e.gid))
-            continue;
-        e.name = f[0];
-        e.members = n == 4 ? f[3] : "";
-        if (db->n_gr == alloc) {
-            alloc = alloc ? alloc * 2 : 32;
-            db->gr = xrealloc(db->gr, alloc * sizeof(*db->gr));
-        }
-        db->gr[db->n_gr++] = e;
-    }
-}
-
-static int user_db_load(const char *rootfs, bool want_group, struct user_db *db, struct error **err)
-{
-    memset(db, 0, sizeof(*db));
-    _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "open rootfs %s", rootfs);
-    if (read_in_root(rootfd, "etc/passwd", &db->pw_text, err) < 0)
-        return -1;
-    if (want_group && read_in_root(rootfd, "etc/group", &db->gr_text, err) < 0)
-        return -1;
-    if (db->pw_text)
-        parse_passwd(db);
-    if (db->gr_text)
-        parse_group(db);
-    return 0;
-}
-
-static const struct pw_entry *pw_by_name(const struct user_db *db, const char *name)
-{
-    for (size_t i = 0; i < db->n_pw; i++)
-        if (strcmp(db->pw[i].name, name) == 0)
-            return &db->pw[i];
-    return NULL;
-}
-
-static const struct pw_entry *pw_by_uid(const struct user_db *db, uint32_t uid)
-{
-    for (size_t i = 0; i < db->n_pw; i++)
-        if (db->pw[i].uid == uid)
-            return &db->pw[i];
-    return NULL;
-}
-
-static bool is_member(const char *members, const char *name)
-{
-    size_t nl = strlen(name);
-    for (const char *s = members; *s;) {
-        const char *e = strchr(s, ',');
-        size_t n = e ? (size_t)(e - s) : strlen(s);
-        if (n == nl && strncmp(s, name, n) == 0)
-            return true;
-        s += n;
-        if (*s == ',')
-            s++;
-    }
-    return false;
-}
-
-static void add_gid(struct oci_spec_user *u, uint32_t gid)
-{
-    for (size_t i = 0; i < u->n_additional_gids; i++)
-        if (u->additional_gids[i] == gid)
-            return;
-    u->additional_gids =
-        xrealloc(u->additional_gids, (u->n_additional_gids + 1) * sizeof(*u->additional_gids));
-    u->additional_gids[u->n_additional_gids++] = gid;
-}
-
-void oci_spec_user_clear(struct oci_spec_user *u)
-{
-    if (!u)
-        return;
-    free(u->name);
-    free(u->additional_gids);
-    memset(u, 0, sizeof(*u));
-}
-
-int oci_spec_resolve_user(const char *rootfs, const char *user, bool image_groups,
-                          struct oci_spec_user *out, struct error **err)
-{
-    memset(out, 0, sizeof(*out));
-    if (!is_set(user))
-        user = "0";
-    _cleanup_free_ char *upart = xstrdup(user);
-    char *gpart = strchr(upart, ':');
-    if (gpart)
-        *gpart++ = '\0';
-    if (!*upart || (gpart && (!*gpart || strchr(gpart, ':'))))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid user \"%s\"", user);
-    uint32_t uid = 0, gid = 0;
-    bool uid_numeric = parse_u32(upart, &uid);
-    bool gid_numeric = gpart && parse_u32(gpart, &gid);
-
-    struct user_db db __attribute__((cleanup(user_db_clear))) = {0};
-    if (user_db_load(rootfs, image_groups || (gpart && !gid_numeric), &db, err) < 0)
-        return -1;
-
-    const struct pw_entry *pw;
-    if (uid_numeric) {
-        pw = pw_by_uid(&db, uid);
-    } else {
-        if (!db.pw_text)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "cannot resolve user \"%s\": the image has no /etc/passwd", upart);
-        pw = pw_by_name(&db, upart);
-        if (!pw)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "user \"%s\" not found in the image's /etc/passwd", upart);
-        uid = pw->uid;
-    }
-    if (gpart && !gid_numeric) {
-        bool found = false;
-        for (size_t i = 0; i < db.n_gr && !found; i++) {
-            if (strcmp(db.gr[i].name, gpart) == 0) {
-                gid = db.gr[i].gid;
-                found = true;
-            }
-        }
-        if (!found)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "group \"%s\" not found in the image's /etc/group", gpart);
-    } else if (!gpart) {
-        gid = pw ? pw->gid : 0;
-    }
-
-    out->uid = uid;
-    out->gid = gid;
-    out->name = pw ? xstrdup(pw->name) : NULL;
-    add_gid(out, gid);
-    if (image_groups && out->name) {
-        for (size_t i = 0; i < db.n_gr; i++)
-            if (strcmp(db.gr[i].name, out->name) != 0 && is_member(db.gr[i].members, out->name))
-                add_gid(out, db.gr[i].gid);
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Image config                                                             */
 
 /* The object holding Entrypoint, Cmd, Env...: the "config" member or the document itself. */
-static const json_t *image_cfg(const json_t *doc)
+const json_t *oci_image_cfg(const json_t *doc)
 {
     if (!json_is_object(doc))
         return NULL;
@@ -676,7 +246,7 @@ static const char *image_str(const json_t *cfg, const char *key)
 json_t *oci_spec_process_args(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
                               struct error **err)
 {
-    const json_t *cfg = image_cfg(image_config);
+    const json_t *cfg = oci_image_cfg(image_config);
     const json_t *entrypoint, *cmd;
     if (image_str_list(cfg, "Entrypoint", &entrypoint, err) < 0 ||
         image_str_list(cfg, "Cmd", &cmd, err) < 0)
@@ -704,50 +274,6 @@ json_t *oci_spec_process_args(const Runtime__V1__ContainerConfig *ctr, const jso
 
 /* ------------------------------------------------------------------------ */
 /* The builder                                                              */
-
-struct mount_entry {
-    char *dst; /* cleaned */
-    json_t *obj;
-    size_t order;
-};
-
-#define NS_NET 0
-#define NS_IPC 1
-#define NS_PID 2
-
-/* Where one of the container's namespaces comes from. */
-enum ns_source {
-    NS_HOST, /* the host's: no linux.namespaces entry */
-    NS_JOIN, /* join path */
-    NS_NEW,  /* a new one of its own */
-};
-
-struct ns_choice {
-    enum ns_source source;
-    const char *path; /* NS_JOIN: borrowed from the input */
-};
-
-struct build {
-    const struct oci_spec_input *in;
-    const Runtime__V1__ContainerConfig *ctr;
-    const Runtime__V1__LinuxContainerSecurityContext *sc; /* NULL: none given */
-    const Runtime__V1__LinuxContainerResources *res;      /* NULL: none given */
-    const Runtime__V1__NamespaceOption *nso;              /* NULL: all POD */
-    struct ns_choice ns[3]; /* [NS_NET] (and UTS), [NS_IPC], [NS_PID] */
-    const json_t *img;      /* NULL: empty image config */
-    bool privileged;
-    bool cgroup_v2;
-    uint64_t host_caps; /* what "ALL" means */
-    uint64_t caps;      /* bounding = permitted = effective */
-    uint64_t ambient;   /* ambient = inheritable */
-    json_t *spec;
-    json_t *process;
-    json_t *linux;
-    json_t *resources;
-    struct mount_entry *mounts; /* sandbox files, image volumes, CRI mounts */
-    size_t n_mounts;
-    const char *rootfs_propagation;
-};
 
 static void build_clear(struct build *b)
 {
@@ -966,20 +492,20 @@ static void env_set(struct strv *env, const char *kv)
         }
     }
     if (eq)
-        strv_push(env, xstrdup(kv));
+        oci_strv_push(env, xstrdup(kv));
 }
 
 static int build_env(struct build *b, struct error **err)
 {
     _cleanup_strv_ struct strv env = {0};
-    strv_push(&env, xstrdup(DEFAULT_PATH_ENV));
+    oci_strv_push(&env, xstrdup(DEFAULT_PATH_ENV));
 
     const Runtime__V1__PodSandboxConfig *pod = b->in->pod;
     char host[HOST_NAME_MAX + 1] = "";
     const char *hostname = pod->hostname;
-    if (!is_set(hostname))
+    if (!oci_is_set(hostname))
         hostname = b->in->host.hostname;
-    if (!is_set(hostname)) {
+    if (!oci_is_set(hostname)) {
         if (gethostname(host, sizeof(host)) < 0)
             return error_set(err, GRPC_INTERNAL, errno, "gethostname");
         host[sizeof(host) - 1] = '\0';
@@ -1001,7 +527,7 @@ static int build_env(struct build *b, struct error **err)
 
     for (i = 0; i < b->ctr->n_envs; i++) {
         const Runtime__V1__KeyValue *kv = b->ctr->envs[i];
-        if (!is_set(kv->key) || strchr(kv->key, '='))
+        if (!oci_is_set(kv->key) || strchr(kv->key, '='))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "invalid environment variable name \"%s\"", kv->key ? kv->key : "");
         if (kv->value.len && memchr(kv->value.data, '\0', kv->value.len))
@@ -1039,7 +565,7 @@ static int build_user(struct build *b, struct error **err)
         if (check_id(sc->run_as_user, "run_as_user", err) < 0 ||
             check_id(sc->run_as_group, "run_as_group", err) < 0)
             return -1;
-        if (is_set(sc->run_as_username))
+        if (oci_is_set(sc->run_as_username))
             userstr = xstrdup(sc->run_as_username);
         else if (sc->run_as_user)
             userstr = xasprintf("%lld", (long long)sc->run_as_user->value);
@@ -1065,7 +591,7 @@ static int build_user(struct build *b, struct error **err)
             if (g < 0 || g >= (int64_t)UINT32_MAX)
                 return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                                  "supplemental group %lld is out of range", (long long)g);
-            add_gid(&u, (uint32_t)g);
+            oci_user_add_gid(&u, (uint32_t)g);
         }
     }
     json_t *user = json_object();
@@ -1096,14 +622,14 @@ static int build_process(struct build *b, struct error **err)
         return -1;
 
     const char *cwd = b->ctr->working_dir;
-    if (!is_set(cwd))
+    if (!oci_is_set(cwd))
         cwd = image_str(b->img, "WorkingDir");
     if (!*cwd)
         cwd = "/";
     if (cwd[0] != '/')
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "working directory %s is not absolute",
                          cwd);
-    if (set_str(b->process, "cwd", cwd, "working directory", err) < 0)
+    if (oci_set_str(b->process, "cwd", cwd, "working directory", err) < 0)
         return -1;
 
     json_t *caps = json_object();
@@ -1127,532 +653,6 @@ static int build_process(struct build *b, struct error **err)
         if (adj >= 0)
             json_object_set_new(b->process, "oomScoreAdj", json_integer(adj));
     }
-    return 0;
-}
-
-/* --- mounts --- */
-
-static json_t *mount_json(const char *dst, const char *type, const char *src,
-                          const char *const *opts, struct error **err)
-{
-    _cleanup_json_ json_t *m = json_object();
-    if (set_str(m, "destination", dst, "mount container path", err) < 0 ||
-        set_str(m, "source", src, "mount host path", err) < 0)
-        return NULL;
-    json_object_set_new(m, "type", json_string(type));
-    json_object_set_new(m, "options", str_array(opts));
-    return steal_ptr(&m);
-}
-
-static bool has_mount(const struct build *b, const char *clean_dst)
-{
-    for (size_t i = 0; i < b->n_mounts; i++)
-        if (strcmp(b->mounts[i].dst, clean_dst) == 0)
-            return true;
-    return false;
-}
-
-static bool ctr_mounts_path(const Runtime__V1__ContainerConfig *ctr, const char *path)
-{
-    for (size_t i = 0; i < ctr->n_mounts; i++) {
-        const char *cp = ctr->mounts[i]->container_path;
-        if (!is_set(cp))
-            continue;
-        _cleanup_free_ char *clean = path_clean(cp);
-        if (strcmp(clean, path) == 0)
-            return true;
-    }
-    return false;
-}
-
-static bool cri_mounts_path(const struct build *b, const char *path)
-{
-    return ctr_mounts_path(b->ctr, path);
-}
-
-static void push_mount(struct build *b, char *clean_dst, json_t *obj)
-{
-    b->mounts = xrealloc(b->mounts, (b->n_mounts + 1) * sizeof(*b->mounts));
-    b->mounts[b->n_mounts] = (struct mount_entry){clean_dst, obj, b->n_mounts};
-    b->n_mounts++;
-}
-
-static int add_bind(struct build *b, const char *dst, const char *src, const char *propagation,
-                    const char *ro, struct error **err)
-{
-    const char *opts[] = {"rbind", propagation, ro, NULL};
-    char *clean = path_clean(dst);
-    json_t *m = mount_json(clean, "bind", src, opts, err);
-    if (!m) {
-        free(clean);
-        return -1;
-    }
-    push_mount(b, clean, m);
-    return 0;
-}
-
-static int add_sandbox_files(struct build *b, struct error **err)
-{
-    const char *ro = b->sc && b->sc->readonly_rootfs ? "ro" : "rw";
-    const struct {
-        const char *dst, *src;
-    } files[] = {
-        {"/etc/hostname", b->in->hostname_file},
-        {"/etc/hosts", b->in->hosts_file},
-        {"/etc/resolv.conf", b->in->resolv_file},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-        if (is_set(files[i].src) && !cri_mounts_path(b, files[i].dst) &&
-            add_bind(b, files[i].dst, files[i].src, "rprivate", ro, err) < 0)
-            return -1;
-    /* The host's IPC namespace goes with the host's /dev/shm. */
-    const char *shm = b->ns[NS_IPC].source == NS_HOST ? "/dev/shm" : b->in->shm_dir;
-    if (is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
-        add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
-        return -1;
-    return 0;
-}
-
-static int cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(const char *const *)x, *(const char *const *)y);
-}
-
-/* Where the pod's files go; they win over an image volume at the same path. */
-static bool is_sandbox_file(const char *clean)
-{
-    static const char *const files[] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
-                                        "/dev/shm"};
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-        if (strcmp(clean, files[i]) == 0)
-            return true;
-    return false;
-}
-
-void oci_spec_volumes_clear(struct oci_spec_volumes *v)
-{
-    for (size_t i = 0; i < v->n; i++) {
-        free(v->paths[i]);
-        free(v->names[i]);
-    }
-    free(v->paths);
-    free(v->names);
-    *v = (struct oci_spec_volumes){0};
-}
-
-int oci_spec_image_volumes(const Runtime__V1__ContainerConfig *ctr, const json_t *image_config,
-                           struct oci_spec_volumes *out, struct error **err)
-{
-    *out = (struct oci_spec_volumes){0};
-    const json_t *img = image_cfg(image_config);
-    const json_t *vols = img ? json_object_get(img, "Volumes") : NULL;
-    if (!vols || json_is_null(vols))
-        return 0;
-    if (!json_is_object(vols))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "image config Volumes is not an object");
-    /* Sorted, so the spec does not depend on hash order. */
-    size_t n = json_object_size(vols), i = 0;
-    _cleanup_free_ const char **keys = xcalloc(n ? n : 1, sizeof(*keys));
-    const char *key;
-    const json_t *val;
-    json_object_foreach((json_t *)vols, key, val)
-    {
-        keys[i++] = key;
-    }
-    qsort(keys, n, sizeof(*keys), cmp_str);
-    struct oci_spec_volumes v = {
-        .paths = xcalloc(n ? n : 1, sizeof(char *)),
-        .names = xcalloc(n ? n : 1, sizeof(char *)),
-    };
-    for (i = 0; i < n; i++) {
-        char *name = oci_spec_volume_name(keys[i], err);
-        if (!name) {
-            oci_spec_volumes_clear(&v);
-            return error_prefix(err, "image volume");
-        }
-        char *clean = path_clean(keys[i]);
-        if (ctr_mounts_path(ctr, clean) || is_sandbox_file(clean)) {
-            free(name);
-            free(clean);
-            continue;
-        }
-        v.paths[v.n] = clean;
-        v.names[v.n++] = name;
-    }
-    *out = v;
-    return 0;
-}
-
-static void volumes_clearp(struct oci_spec_volumes *v)
-{
-    oci_spec_volumes_clear(v);
-}
-
-static int add_image_volumes(struct build *b, struct error **err)
-{
-    struct oci_spec_volumes vols __attribute__((cleanup(volumes_clearp))) = {0};
-    if (oci_spec_image_volumes(b->ctr, b->in->image_config, &vols, err) < 0)
-        return -1;
-    if (!b->in->volumes_dir)
-        return 0;
-    for (size_t i = 0; i < vols.n; i++) {
-        if (has_mount(b, vols.paths[i]))
-            continue;
-        _cleanup_free_ char *src = xasprintf("%s/%s", b->in->volumes_dir, vols.names[i]);
-        /* Normally made and seeded by pod/volume already. */
-        if (mkdir_p(src, 0755, err) < 0)
-            return error_prefix(err, "image volume %s", vols.paths[i]);
-        if (add_bind(b, vols.paths[i], src, "rprivate", "rw", err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Undo mountinfo's octal escapes ("\040" for a space) in place. */
-static void unescape_octal(char *s)
-{
-    char *o = s;
-    for (; *s; s++) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-            s[3] >= '0' && s[3] <= '7') {
-            *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-            s += 3;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o = '\0';
-}
-
-static bool path_under(const char *path, const char *mp)
-{
-    size_t n = strlen(mp);
-    if (strcmp(mp, "/") == 0)
-        return true;
-    return strncmp(path, mp, n) == 0 && (path[n] == '\0' || path[n] == '/');
-}
-
-/*
- * Propagation only works when the host mount holding src propagates too
- * (containerd's ensureShared / ensureSharedOrSlave): check the optional
- * fields of that mount in mountinfo.
- */
-static int check_host_propagation(const struct build *b, const char *src, bool need_shared,
-                                  struct error **err)
-{
-    const char *info =
-        is_set(b->in->host.mountinfo) ? b->in->host.mountinfo : "/proc/self/mountinfo";
-    _cleanup_free_ char *text = read_file_capped(info, 16 * 1024 * 1024, NULL, err);
-    if (!text)
-        return error_prefix(err, "propagation of %s", src);
-    _cleanup_free_ char *best = NULL;
-    bool shared = false, slave = false;
-    char *cur = text, *line;
-    while ((line = next_line(&cur))) {
-        /* id parent dev root mountpoint options [optional...] - type source super */
-        char *f[64];
-        size_t n = 0;
-        char *save = NULL;
-        for (char *t = strtok_r(line, " ", &save); t && n < ARRAY_SIZE(f);
-             t = strtok_r(NULL, " ", &save))
-            f[n++] = t;
-        if (n < 7)
-            continue;
-        unescape_octal(f[4]);
-        if (!path_under(src, f[4]) || (best && strlen(f[4]) < strlen(best)))
-            continue;
-        free(best);
-        best = xstrdup(f[4]);
-        shared = slave = false;
-        for (size_t i = 6; i < n && strcmp(f[i], "-") != 0; i++) {
-            shared |= str_has_prefix(f[i], "shared:");
-            slave |= str_has_prefix(f[i], "master:");
-        }
-    }
-    if (!best)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "no mount holds %s in %s", src, info);
-    if (shared || (!need_shared && slave))
-        return 0;
-    return error_set(err, GRPC_FAILED_PRECONDITION, 0, "%s is on mount %s, which is not a %s mount",
-                     src, best, need_shared ? "shared" : "shared or slave");
-}
-
-static int add_cri_mount(struct build *b, const Runtime__V1__Mount *m, struct error **err)
-{
-    if (m->image && is_set(m->image->image))
-        return error_set(err, GRPC_UNIMPLEMENTED, 0, "image mounts are not supported");
-    if (!is_set(m->container_path) || m->container_path[0] != '/')
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "mount container path \"%s\" is not absolute",
-                         m->container_path ? m->container_path : "");
-    if (m->n_uidmappings || m->n_gidmappings)
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "mount %s: idmapped mounts are not supported", m->container_path);
-    if (!is_set(m->host_path))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "mount %s has no host path",
-                         m->container_path);
-    _cleanup_free_ char *src = realpath(m->host_path, NULL);
-    if (!src)
-        return error_set(err, GRPC_INVALID_ARGUMENT, errno, "mount host path %s", m->host_path);
-
-    const char *prop;
-    switch (m->propagation) {
-    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE:
-        prop = "rprivate";
-        break;
-    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_HOST_TO_CONTAINER:
-        prop = "rslave";
-        if (check_host_propagation(b, src, false, err) < 0)
-            return -1;
-        if (!b->rootfs_propagation)
-            b->rootfs_propagation = "rslave";
-        break;
-    case RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_BIDIRECTIONAL:
-        prop = "rshared";
-        if (check_host_propagation(b, src, true, err) < 0)
-            return -1;
-        b->rootfs_propagation = "rshared";
-        break;
-    default:
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "mount %s: unknown propagation %d",
-                         m->container_path, (int)m->propagation);
-    }
-    const char *ro = m->readonly ? "ro" : "rw";
-    if (m->recursive_read_only) {
-        if (!m->readonly || m->propagation != RUNTIME__V1__MOUNT_PROPAGATION__PROPAGATION_PRIVATE)
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "mount %s: recursive read-only needs readonly and private propagation",
-                             m->container_path);
-        ro = "rro";
-    }
-    return add_bind(b, m->container_path, src, prop, ro, err);
-}
-
-static int cmp_mount(const void *x, const void *y)
-{
-    const struct mount_entry *a = x, *c = y;
-    size_t da = path_depth(a->dst), dc = path_depth(c->dst);
-    if (da != dc)
-        return da < dc ? -1 : 1;
-    return a->order < c->order ? -1 : a->order > c->order;
-}
-
-struct default_mount {
-    const char *dst, *type, *src;
-    const char *const *opts;
-};
-
-#define OPTS(...) ((const char *const[]){__VA_ARGS__, NULL})
-
-static int build_mounts(struct build *b, struct error **err)
-{
-    if (add_sandbox_files(b, err) < 0 || add_image_volumes(b, err) < 0)
-        return -1;
-    for (size_t i = 0; i < b->ctr->n_mounts; i++)
-        if (add_cri_mount(b, b->ctr->mounts[i], err) < 0)
-            return -1;
-
-    const char *rw = b->privileged ? "rw" : "ro";
-    const struct default_mount defaults[] = {
-        {"/proc", "proc", "proc", OPTS("nosuid", "noexec", "nodev")},
-        {"/dev", "tmpfs", "tmpfs", OPTS("nosuid", "strictatime", "mode=755", "size=65536k")},
-        {"/dev/pts", "devpts", "devpts",
-         OPTS("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")},
-        {"/dev/shm", "tmpfs", "shm", OPTS("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")},
-        {"/dev/mqueue", "mqueue", "mqueue", OPTS("nosuid", "noexec", "nodev")},
-        {"/sys", "sysfs", "sysfs", OPTS("nosuid", "noexec", "nodev", rw)},
-        {"/sys/fs/cgroup", "cgroup", "cgroup", OPTS("nosuid", "noexec", "nodev", "relatime", rw)},
-    };
-    json_t *mounts = json_array();
-    json_object_set_new(b->spec, "mounts", mounts);
-    bool dev_replaced = has_mount(b, "/dev");
-    for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
-        const struct default_mount *d = &defaults[i];
-        if (has_mount(b, d->dst) || (dev_replaced && str_has_prefix(d->dst, "/dev/")))
-            continue;
-        json_array_append_new(mounts, mount_json(d->dst, d->type, d->src, d->opts, err));
-    }
-    /* Shallow destinations first, so that no mount hides one below it. */
-    qsort(b->mounts, b->n_mounts, sizeof(*b->mounts), cmp_mount);
-    for (size_t i = 0; i < b->n_mounts; i++)
-        json_array_append(mounts, b->mounts[i].obj);
-    return 0;
-}
-
-/* --- devices --- */
-
-struct dev_ctx {
-    json_t *devices; /* linux.devices */
-    json_t *rules;   /* linux.resources.devices, NULL: none added */
-    const char *access;
-    size_t count;
-};
-
-static int add_device(struct dev_ctx *d, const char *cpath, const struct stat *st,
-                      struct error **err)
-{
-    if (++d->count > MAX_DEVICES)
-        return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "more than %d devices", MAX_DEVICES);
-    const char *type = S_ISCHR(st->st_mode) ? "c" : "b";
-    json_t *dev = json_object();
-    json_array_append_new(d->devices, dev);
-    if (set_str(dev, "path", cpath, "device path", err) < 0)
-        return -1;
-    json_object_set_new(dev, "type", json_string(type));
-    json_object_set_new(dev, "major", json_integer(major(st->st_rdev)));
-    json_object_set_new(dev, "minor", json_integer(minor(st->st_rdev)));
-    json_object_set_new(dev, "fileMode", json_integer(st->st_mode & 07777));
-    json_object_set_new(dev, "uid", json_integer(st->st_uid));
-    json_object_set_new(dev, "gid", json_integer(st->st_gid));
-    if (d->rules) {
-        json_t *r = json_object();
-        json_object_set_new(r, "allow", json_true());
-        json_object_set_new(r, "type", json_string(type));
-        json_object_set_new(r, "major", json_integer(major(st->st_rdev)));
-        json_object_set_new(r, "minor", json_integer(minor(st->st_rdev)));
-        json_object_set_new(r, "access", json_string(d->access));
-        json_array_append_new(d->rules, r);
-    }
-    return 0;
-}
-
-static bool skip_dev_dir(const char *name)
-{
-    static const char *const skip[] = {"pts",  "shm",         "fd",   "mqueue",
-                                       ".lxc", ".lxd-mounts", ".udev"};
-    for (size_t i = 0; i < ARRAY_SIZE(skip); i++)
-        if (strcmp(name, skip[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Every device node below host_dir (symlinks not followed), as cpath/<relative>. */
-static int add_device_dir(struct dev_ctx *d, const char *host_dir, const char *cpath, int depth,
-                          struct error **err)
-{
-    if (depth > MAX_DEV_DEPTH)
-        return 0;
-    _cleanup_dir_ DIR *dir = opendir(host_dir);
-    if (!dir)
-        return error_set(err, GRPC_INTERNAL, errno, "open device directory %s", host_dir);
-    _cleanup_strv_ struct strv names = {0};
-    struct dirent *de;
-    while ((de = readdir(dir))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (names.n >= MAX_DEVICES)
-            return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "%s has too many entries", host_dir);
-        strv_push(&names, xstrdup(de->d_name));
-    }
-    qsort(names.v, names.n, sizeof(*names.v), cmp_str);
-    for (size_t i = 0; i < names.n; i++) {
-        const char *name = names.v[i];
-        _cleanup_free_ char *hpath = xasprintf("%s/%s", host_dir, name);
-        _cleanup_free_ char *cp = xasprintf("%s/%s", strcmp(cpath, "/") == 0 ? "" : cpath, name);
-        struct stat st;
-        if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue; /* vanished meanwhile */
-        if (S_ISDIR(st.st_mode)) {
-            if (depth == 0 && skip_dev_dir(name))
-                continue;
-            if (add_device_dir(d, hpath, cp, depth + 1, err) < 0)
-                return -1;
-        } else if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
-                   !(depth == 0 && strcmp(name, "console") == 0)) {
-            if (add_device(d, cp, &st, err) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
-static json_t *dev_rule(bool allow, const char *type, int64_t maj, int64_t min, const char *access)
-{
-    json_t *r = json_object();
-    json_object_set_new(r, "allow", json_boolean(allow));
-    if (type)
-        json_object_set_new(r, "type", json_string(type));
-    if (maj >= 0)
-        json_object_set_new(r, "major", json_integer(maj));
-    if (min >= 0)
-        json_object_set_new(r, "minor", json_integer(min));
-    json_object_set_new(r, "access", json_string(access));
-    return r;
-}
-
-static bool valid_access(const char *s)
-{
-    if (!*s || strlen(s) > 3)
-        return false;
-    for (; *s; s++)
-        if (*s != 'r' && *s != 'w' && *s != 'm')
-            return false;
-    return true;
-}
-
-static int build_device_list(struct build *b, json_t *rules, json_t *devices, struct error **err)
-{
-    if (b->ctr->n_cdi_devices)
-        return error_set(err, GRPC_UNIMPLEMENTED, 0, "CDI devices are not supported");
-
-    if (b->privileged) {
-        json_array_append_new(rules, dev_rule(true, NULL, -1, -1, "rwm"));
-        const char *dir = is_set(b->in->host.dev_dir) ? b->in->host.dev_dir : "/dev";
-        struct dev_ctx d = {devices, NULL, "rwm", 0};
-        return add_device_dir(&d, dir, "/dev", 0, err);
-    }
-
-    /* Deny everything, then what runc allows every container. */
-    json_array_append_new(rules, dev_rule(false, NULL, -1, -1, "rwm"));
-    json_array_append_new(rules, dev_rule(true, "c", -1, -1, "m"));
-    json_array_append_new(rules, dev_rule(true, "b", -1, -1, "m"));
-    static const struct {
-        int maj, min;
-    } std[] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}, {136, -1}};
-    for (size_t i = 0; i < ARRAY_SIZE(std); i++)
-        json_array_append_new(rules, dev_rule(true, "c", std[i].maj, std[i].min, "rwm"));
-
-    for (size_t i = 0; i < b->ctr->n_devices; i++) {
-        const Runtime__V1__Device *dev = b->ctr->devices[i];
-        const char *access = is_set(dev->permissions) ? dev->permissions : "rwm";
-        if (!valid_access(access))
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "device %s: bad permissions \"%s\"",
-                             dev->host_path, access);
-        if (!is_set(dev->host_path))
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "device without a host path");
-        const char *cpath = is_set(dev->container_path) ? dev->container_path : dev->host_path;
-        if (cpath[0] != '/')
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "device container path %s is not absolute", cpath);
-        _cleanup_free_ char *real = realpath(dev->host_path, NULL);
-        struct stat st;
-        if (!real || stat(real, &st) < 0)
-            return error_set(err, GRPC_INVALID_ARGUMENT, errno, "device %s", dev->host_path);
-        struct dev_ctx d = {devices, rules, access, 0};
-        if (S_ISDIR(st.st_mode)) {
-            _cleanup_free_ char *clean = path_clean(cpath);
-            if (add_device_dir(&d, real, clean, 1, err) < 0)
-                return error_prefix(err, "device %s", dev->host_path);
-        } else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-            if (add_device(&d, cpath, &st, err) < 0)
-                return -1;
-        } else {
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s is not a device", dev->host_path);
-        }
-    }
-    return 0;
-}
-
-static int build_devices(struct build *b, struct error **err)
-{
-    json_t *rules = json_array();
-    json_object_set_new(b->resources, "devices", rules);
-    json_t *devices = json_array();
-    json_object_set_new(b->linux, "devices", devices);
-    if (build_device_list(b, rules, devices, err) < 0)
-        return -1;
-    if (json_array_size(devices) == 0)
-        json_object_del(b->linux, "devices");
     return 0;
 }
 
@@ -1683,7 +683,7 @@ static int build_resources(struct build *b, struct error **err)
         json_object_set_new(cpu, "period", json_integer(r->cpu_period));
     const char *sets[][2] = {{"cpus", r->cpuset_cpus}, {"mems", r->cpuset_mems}};
     for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
-        if (!is_set(sets[i][1]))
+        if (!oci_is_set(sets[i][1]))
             continue;
         if (!valid_cpuset(sets[i][1])) {
             json_decref(cpu);
@@ -1714,7 +714,7 @@ static int build_resources(struct build *b, struct error **err)
         json_object_set_new(b->resources, "hugepageLimits", hp);
         for (size_t i = 0; i < r->n_hugepage_limits; i++) {
             const Runtime__V1__HugepageLimit *h = r->hugepage_limits[i];
-            if (!is_set(h->page_size) ||
+            if (!oci_is_set(h->page_size) ||
                 strspn(h->page_size, "0123456789KMGBkmgb") != strlen(h->page_size) ||
                 h->limit > INT64_MAX)
                 return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid hugepage limit");
@@ -1729,7 +729,7 @@ static int build_resources(struct build *b, struct error **err)
         json_object_set_new(b->resources, "unified", u);
         for (size_t i = 0; i < r->n_unified; i++) {
             const char *k = r->unified[i]->key, *v = r->unified[i]->value;
-            if (!is_set(k) || strchr(k, '/') || k[0] == '.')
+            if (!oci_is_set(k) || strchr(k, '/') || k[0] == '.')
                 return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid unified key \"%s\"",
                                  k ? k : "");
             json_t *jv = str_new(v, "unified value", err);
@@ -1749,7 +749,7 @@ static int add_ns(json_t *arr, const char *type, const char *path, struct error 
     json_t *ns = json_object();
     json_array_append_new(arr, ns);
     json_object_set_new(ns, "type", json_string(type));
-    if (path && set_str(ns, "path", path, "namespace path", err) < 0)
+    if (path && oci_set_str(ns, "path", path, "namespace path", err) < 0)
         return -1;
     return 0;
 }
@@ -1790,7 +790,7 @@ static int resolve_namespaces(struct build *b, struct error **err)
             continue;
         }
         if (i == NS_PID && mine == TARGET) {
-            if (!is_set(b->in->target_pid_ns_path))
+            if (!oci_is_set(b->in->target_pid_ns_path))
                 return error_set(err, GRPC_NOT_FOUND, 0, "target container %s has no pid namespace",
                                  b->nso->target_id ? b->nso->target_id : "");
             *ch = (struct ns_choice){NS_JOIN, b->in->target_pid_ns_path};
@@ -1807,7 +807,7 @@ static int resolve_namespaces(struct build *b, struct error **err)
         } else if (pods == CONTAINER && i == NS_PID) {
             ch->source = NS_NEW;
         } else if (pods == POD) {
-            if (!is_set(pod_paths[i]))
+            if (!oci_is_set(pod_paths[i]))
                 return error_set(err, GRPC_INTERNAL, 0, "no %s namespace path for the pod",
                                  ns_field[i]);
             *ch = (struct ns_choice){NS_JOIN, pod_paths[i]};
@@ -1846,7 +846,7 @@ static int build_namespaces(struct build *b, struct error **err)
     /* The UTS namespace goes with the network one: a host-network pod has the host's name. */
     struct ns_choice uts = b->ns[NS_NET];
     if (uts.source == NS_JOIN) {
-        if (!is_set(b->in->uts_ns_path))
+        if (!oci_is_set(b->in->uts_ns_path))
             return error_set(err, GRPC_INTERNAL, 0, "no UTS namespace path for the pod");
         uts.path = b->in->uts_ns_path;
     }
@@ -1899,7 +899,7 @@ static int seccomp_copy_rule(const json_t *src, json_t *rules, size_t idx, const
 
 static json_t *load_localhost_profile(const char *ref, const char *root, struct error **err)
 {
-    if (!is_set(ref) || ref[0] != '/')
+    if (!oci_is_set(ref) || ref[0] != '/')
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "seccomp localhost profile \"%s\" is not an absolute path",
                          ref ? ref : ""),
@@ -1907,7 +907,7 @@ static json_t *load_localhost_profile(const char *ref, const char *root, struct 
     _cleanup_free_ char *real = realpath(ref, NULL);
     if (!real)
         return error_set(err, GRPC_INVALID_ARGUMENT, errno, "seccomp profile %s", ref), NULL;
-    if (is_set(root)) {
+    if (oci_is_set(root)) {
         _cleanup_free_ char *rroot = realpath(root, NULL);
         const char *base = rroot ? rroot : root;
         size_t bl = strlen(base);
@@ -1923,7 +923,7 @@ static json_t *load_localhost_profile(const char *ref, const char *root, struct 
         return error_set(err, GRPC_INVALID_ARGUMENT, errno, "seccomp profile %s", ref), NULL;
     size_t len = 0;
     _cleanup_free_ char *what = xasprintf("seccomp profile %s", ref);
-    _cleanup_free_ char *text = read_spec_fd(fd, what, &len, err);
+    _cleanup_free_ char *text = oci_read_fd(fd, what, &len, err);
     if (!text)
         return NULL;
     json_error_t jerr;
@@ -1974,7 +974,7 @@ static int seccomp_choice(const struct build *b, enum seccomp_kind *kind, const 
     const Runtime__V1__SecurityProfile *sp = b->sc ? b->sc->seccomp : NULL;
     if (sp) {
         if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
-            is_set(sp->localhost_ref))
+            oci_is_set(sp->localhost_ref))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "seccomp localhost_ref is only valid with a Localhost profile");
         switch (sp->profile_type) {
@@ -1993,7 +993,7 @@ static int seccomp_choice(const struct build *b, enum seccomp_kind *kind, const 
         }
     }
     const char *path = b->sc ? b->sc->seccomp_profile_path : NULL;
-    if (!is_set(path) || strcmp(path, "unconfined") == 0)
+    if (!oci_is_set(path) || strcmp(path, "unconfined") == 0)
         return 0;
     if (strcmp(path, "runtime/default") == 0 || strcmp(path, "docker/default") == 0) {
         *kind = SC_DEFAULT;
@@ -2057,7 +1057,7 @@ static int path_list(json_t *linux, const char *key, const char *field, char *co
     json_t *a = json_array();
     json_object_set_new(linux, key, a);
     for (size_t i = 0; i < n; i++) {
-        if (!is_set(cri[i]) || cri[i][0] != '/' || has_dotdot(cri[i]))
+        if (!oci_is_set(cri[i]) || cri[i][0] != '/' || path_has_dotdot(cri[i]))
             return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                              "linux.security_context.%s[%zu]: \"%s\" is not an absolute path "
                              "without \"..\"",
@@ -2080,8 +1080,8 @@ static int build_path_lists(struct build *b, struct error **err)
     if (b->privileged)
         return 0;
     if (!b->sc) {
-        json_object_set_new(b->linux, "maskedPaths", str_array(default_masked));
-        json_object_set_new(b->linux, "readonlyPaths", str_array(default_readonly));
+        json_object_set_new(b->linux, "maskedPaths", oci_str_array(default_masked));
+        json_object_set_new(b->linux, "readonlyPaths", oci_str_array(default_readonly));
         return 0;
     }
     const Runtime__V1__LinuxContainerSecurityContext *sc = b->sc;
@@ -2100,10 +1100,10 @@ static int build_linux(struct build *b, struct error **err)
     const char *parent = in->cgroup_parent ? in->cgroup_parent : pl ? pl->cgroup_parent : NULL;
     _cleanup_free_ char *cg =
         oci_spec_cgroups_path(parent, in->container_id, in->systemd_cgroup, err);
-    if (!cg || set_str(b->linux, "cgroupsPath", cg, "cgroup parent", err) < 0)
+    if (!cg || oci_set_str(b->linux, "cgroupsPath", cg, "cgroup parent", err) < 0)
         return -1;
-    if (build_namespaces(b, err) < 0 || build_devices(b, err) < 0 || build_resources(b, err) < 0 ||
-        build_seccomp(b, err) < 0)
+    if (build_namespaces(b, err) < 0 || oci_build_devices(b, err) < 0 ||
+        build_resources(b, err) < 0 || build_seccomp(b, err) < 0)
         return -1;
 
     if (pl && pl->n_sysctls) {
@@ -2111,11 +1111,11 @@ static int build_linux(struct build *b, struct error **err)
         json_object_set_new(b->linux, "sysctl", sysctl);
         for (size_t i = 0; i < pl->n_sysctls; i++) {
             const char *k = pl->sysctls[i]->key;
-            if (!is_set(k) || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                        "0123456789._/-") != strlen(k))
+            if (!oci_is_set(k) || strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789._/-") != strlen(k))
                 return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid sysctl name \"%s\"",
                                  k ? k : "");
-            if (set_str(sysctl, k, pl->sysctls[i]->value, "sysctl value", err) < 0)
+            if (oci_set_str(sysctl, k, pl->sysctls[i]->value, "sysctl value", err) < 0)
                 return -1;
         }
     }
@@ -2132,7 +1132,7 @@ static int build_annotations(struct build *b, struct error **err)
     const Runtime__V1__PodSandboxMetadata *pm = pod->metadata;
     const Runtime__V1__ImageSpec *img = b->ctr->image;
     const char *image =
-        img ? (is_set(img->user_specified_image) ? img->user_specified_image : img->image) : "";
+        img ? (oci_is_set(img->user_specified_image) ? img->user_specified_image : img->image) : "";
     json_t *a = json_object();
     json_object_set_new(b->spec, "annotations", a);
     const char *kv[][2] = {
@@ -2145,23 +1145,23 @@ static int build_annotations(struct build *b, struct error **err)
         {"io.kubernetes.cri.image-name", image},
     };
     for (size_t i = 0; i < ARRAY_SIZE(kv); i++)
-        if (set_str(a, kv[i][0], kv[i][1], kv[i][0], err) < 0)
+        if (oci_set_str(a, kv[i][0], kv[i][1], kv[i][0], err) < 0)
             return -1;
     return 0;
 }
 
 json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
 {
-    if (!in || !in->ctr || !in->pod || !is_set(in->container_id) || !is_set(in->sandbox_id) ||
-        !is_set(in->rootfs) || in->rootfs[0] != '/')
+    if (!in || !in->ctr || !in->pod || !oci_is_set(in->container_id) ||
+        !oci_is_set(in->sandbox_id) || !oci_is_set(in->rootfs) || in->rootfs[0] != '/')
         return error_set(err, GRPC_INTERNAL, 0, "incomplete OCI spec input"), NULL;
-    if (!in->ctr->metadata || !is_set(in->ctr->metadata->name))
+    if (!in->ctr->metadata || !oci_is_set(in->ctr->metadata->name))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "container metadata has no name"), NULL;
 
     struct build b __attribute__((cleanup(build_clear))) = {
         .in = in,
         .ctr = in->ctr,
-        .img = image_cfg(in->image_config),
+        .img = oci_image_cfg(in->image_config),
     };
     const Runtime__V1__LinuxContainerConfig *lc = in->ctr->linux;
     b.sc = lc ? lc->security_context : NULL;
@@ -2184,7 +1184,7 @@ json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
     json_object_set_new(b.spec, "ociVersion", json_string(OCI_SPEC_VERSION));
     json_t *root = json_object();
     json_object_set_new(b.spec, "root", root);
-    if (set_str(root, "path", in->rootfs, "rootfs", err) < 0)
+    if (oci_set_str(root, "path", in->rootfs, "rootfs", err) < 0)
         return NULL;
     if (b.sc && b.sc->readonly_rootfs)
         json_object_set_new(root, "readonly", json_true());
@@ -2193,7 +1193,7 @@ json_t *oci_spec_build(const struct oci_spec_input *in, struct error **err)
     b.resources = json_object();
     json_object_set_new(b.linux, "resources", b.resources);
 
-    if (build_process(&b, err) < 0 || build_mounts(&b, err) < 0 || build_linux(&b, err) < 0 ||
+    if (build_process(&b, err) < 0 || oci_build_mounts(&b, err) < 0 || build_linux(&b, err) < 0 ||
         build_annotations(&b, err) < 0)
         return NULL;
     return steal_ptr(&b.spec);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -78,7 +79,7 @@ enum exec_phase {
 };
 
 struct runtime_op {
-    struct runtime_op *prev, *next;
+    TAILQ_ENTRY(runtime_op) link; /* drv.ops */
     enum verb verb;
     char *what; /* "runc start <id>", for messages */
     struct child *child;
@@ -98,7 +99,7 @@ static struct {
     const struct config *cfg;
     struct handler handlers[CONFIG_MAX_RUNTIMES];
     size_t n;
-    struct runtime_op *ops;
+    TAILQ_HEAD(, runtime_op) ops;
     bool stopping; /* runtime_shutdown() has begun: no new calls */
 } drv;
 
@@ -302,6 +303,7 @@ int runtime_init(const struct config *cfg, struct error **err)
 {
     drv.cfg = cfg;
     drv.n = 0;
+    TAILQ_INIT(&drv.ops);
     for (size_t i = 0; i < cfg->n_runtimes; i++) {
         struct handler *h = &drv.handlers[drv.n++];
         memset(h, 0, sizeof(*h));
@@ -434,12 +436,7 @@ static void on_exec_timer(void *arg)
 
 static void op_free(struct runtime_op *op)
 {
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        drv.ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    TAILQ_REMOVE(&drv.ops, op, link);
     loop_timer_free(op->timer);
     proc_tree_free(op->tree);
     if (op->exec_pidfd >= 0)
@@ -482,8 +479,8 @@ void runtime_shutdown(void)
 {
     /* Every caller still waiting hears UNAVAILABLE, so nothing it holds leaks. */
     drv.stopping = true;
-    while (drv.ops) {
-        struct runtime_op *op = drv.ops;
+    struct runtime_op *op;
+    while ((op = TAILQ_FIRST(&drv.ops))) {
         runtime_done_cb cb = op->cb;
         void *arg = op->arg;
         struct error *err = NULL;
@@ -667,10 +664,7 @@ static struct runtime_op *op_run(enum verb verb, const char *handler, const char
         free(op);
         return NULL;
     }
-    op->next = drv.ops;
-    if (drv.ops)
-        drv.ops->prev = op;
-    drv.ops = op;
+    TAILQ_INSERT_HEAD(&drv.ops, op, link);
     log_debug("runtime call started call=\"%s\"", op->what);
     return op;
 }

@@ -238,12 +238,6 @@ static int copy_special(struct seed *s, int src_dir, int dst_dir, const char *na
     return 0;
 }
 
-static void closedirp(DIR **d)
-{
-    if (*d)
-        closedir(*d);
-}
-
 static int copy_tree(struct seed *s, int src_dir, int dst_dir, unsigned depth, struct error **err);
 
 static int copy_dir(struct seed *s, int src_dir, int dst_dir, const char *name,
@@ -273,7 +267,7 @@ static int copy_tree(struct seed *s, int src_dir, int dst_dir, unsigned depth, s
     int fd = fcntl(src_dir, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         return io_fail(s, "dup", err);
-    __attribute__((cleanup(closedirp))) DIR *d = fdopendir(fd);
+    _cleanup_closedir_ DIR *d = fdopendir(fd);
     if (!d) {
         close(fd);
         return io_fail(s, "read the directory", err);

@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "keeper/protocol.h"
 #include "stream/conn.h"
 #include "stream/remotecommand.h"
 #include "stream/server.h"
@@ -62,7 +63,7 @@ enum rc_state {
 
 /* Attach output from the keeper: <stream u8><length u16 BE><bytes>. */
 struct frame_reader {
-    uint8_t head[3];
+    uint8_t head[KEEPER_ATTACH_HEADER];
     size_t head_len;
     size_t left;
 };
@@ -415,22 +416,23 @@ static void attach_demux(struct rc *rc, const uint8_t *p, size_t n)
 {
     struct frame_reader *f = &rc->fr;
     while (n > 0) {
-        if (f->head_len < 3) {
-            size_t take = 3 - f->head_len < n ? 3 - f->head_len : n;
+        if (f->head_len < KEEPER_ATTACH_HEADER) {
+            size_t take =
+                KEEPER_ATTACH_HEADER - f->head_len < n ? KEEPER_ATTACH_HEADER - f->head_len : n;
             memcpy(f->head + f->head_len, p, take);
             f->head_len += take;
             p += take;
             n -= take;
-            if (f->head_len == 3)
+            if (f->head_len == KEEPER_ATTACH_HEADER)
                 f->left = (size_t)f->head[1] << 8 | f->head[2];
             continue;
         }
         size_t take = f->left < n ? f->left : n;
-        if (f->head[0] == 1)
+        if (f->head[0] == KEEPER_ATTACH_FRAME_STDOUT)
             send_output(rc, CH_STDOUT, p, take);
-        else if (f->head[0] == 2)
+        else if (f->head[0] == KEEPER_ATTACH_FRAME_STDERR)
             send_output(rc, CH_STDERR, p, take);
-        else if (f->head[0] == 3)
+        else if (f->head[0] == KEEPER_ATTACH_FRAME_ERROR)
             fail(rc, "keeper: %.*s", (int)take, (const char *)p);
         p += take;
         n -= take;
@@ -590,13 +592,6 @@ static int start_attach(struct rc *rc, struct error **err)
         return -1;
     rc->tty = tty;
     rc->in_fd = rc->out_fd = fd;
-    char line[64];
-    int n = snprintf(line, sizeof(line), "attach%s%s%s\n", rc->want[CH_STDIN] ? " stdin" : "",
-                     rc->want[CH_STDOUT] ? " stdout" : "", rc->want[CH_STDERR] ? " stderr" : "");
-    /* A fresh unix socket takes a few bytes at once. */
-    if (send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n)
-        return error_set(err, GRPC_UNAVAILABLE, errno, "attach to container %s",
-                         rc->req->container_id);
     return 0;
 }
 

@@ -343,9 +343,11 @@ static void ws_send_channel(struct sconn *c, uint32_t id, const void *data, size
         free(msg);
         return;
     }
-    char *msg = xmalloc(base64_encoded_len(n, false) + 2);
+    _cleanup_free_ char *text = base64_encode(data, n);
+    size_t len = strlen(text);
+    char *msg = xmalloc(len + 1);
     msg[0] = (char)('0' + id);
-    size_t len = base64_encode_to(data, n, false, msg + 1);
+    memcpy(msg + 1, text, len);
     ws_send(c->ws, WS_OPCODE_TEXT, msg, len + 1);
     free(msg);
 }
@@ -545,14 +547,17 @@ static void on_ws_message(void *arg, int opcode, const uint8_t *data, size_t n)
     }
     if (data[0] < '0' || data[0] > '9')
         return;
-    _cleanup_free_ uint8_t *plain = xmalloc(n / 4 * 3 + 3);
-    long len = base64_decode((const char *)data + 1, n - 1, false, plain);
-    if (len < 0) {
+    /* The decoder reads a C string: text with a NUL in it is not base64 either. */
+    size_t len = 0;
+    _cleanup_free_ char *text = xstrndup((const char *)data + 1, n - 1);
+    _cleanup_free_ uint8_t *plain =
+        memchr(data + 1, '\0', n - 1) ? NULL : base64_decode(text, &len);
+    if (!plain) {
         log_debug("stream websocket: bad base64 message peer=%s", c->peer);
         return;
     }
     if (len > 0)
-        c->ops->data(c->h, (uint32_t)(data[0] - '0'), plain, (size_t)len);
+        c->ops->data(c->h, (uint32_t)(data[0] - '0'), plain, len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -698,9 +703,10 @@ static void on_head(struct sconn *c)
     if (upgrade && up && strcasecmp(up, "websocket") == 0) {
         const char *key = http_request_field(r, "Sec-WebSocket-Key");
         const char *version = http_request_field(r, "Sec-WebSocket-Version");
-        uint8_t raw[32];
-        if (!key || strlen(key) != 24 || base64_decode(key, 24, false, raw) != 16 || !version ||
-            strcmp(version, "13") != 0) {
+        size_t raw_len = 0;
+        _cleanup_free_ uint8_t *raw =
+            key && strlen(key) == 24 ? base64_decode(key, &raw_len) : NULL;
+        if (!raw || raw_len != 16 || !version || strcmp(version, "13") != 0) {
             stream_request_free(req);
             refuse(c, 400, "Sec-WebSocket-Version: 13\r\n",
                    "unable to upgrade: a WebSocket key and version 13 are required");

@@ -53,8 +53,9 @@ struct stream_backend {
     void (*exec_cancel)(void *handle);
     /*
      * A connection to the container's keeper attach socket (owned fd,
-     * non-blocking), or -1 with *err; *tty says whether the container has a
-     * terminal.
+     * non-blocking), the request for req's streams sent: keeper/protocol.h's
+     * attach framing follows. Or -1 with *err; *tty says whether the
+     * container has a terminal.
      */
     int (*attach_connect)(const struct stream_request *req, bool *tty, struct error **err);
     /* Resize the container's terminal (attach). */

@@ -106,9 +106,10 @@ static void expire(struct token_cache *c)
     }
 }
 
+/* 8 characters of base64url: the standard alphabet with '-' and '_' for '+' and '/'. */
 static void random_token(char *out)
 {
-    uint8_t raw[6];
+    uint8_t raw[TOKEN_LEN / 4 * 3];
     size_t got = 0;
     while (got < sizeof(raw)) {
         ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
@@ -117,7 +118,10 @@ static void random_token(char *out)
         assert_state(n > 0);
         got += (size_t)n;
     }
-    base64_encode_to(raw, sizeof(raw), true, out);
+    _cleanup_free_ char *text = base64_encode(raw, sizeof(raw));
+    for (size_t i = 0; i < TOKEN_LEN; i++)
+        out[i] = text[i] == '+' ? '-' : text[i] == '/' ? '_' : text[i];
+    out[TOKEN_LEN] = '\0';
 }
 
 static struct entry **find(struct token_cache *c, const char *token)

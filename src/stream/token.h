@@ -47,7 +47,7 @@ void token_cache_set_ttl(struct token_cache *c, int64_t ttl_ms);
 /*
  * Store req (taken, also on failure) and write its token into token
  * (TOKEN_LEN + 1 bytes). Expired entries go first; RESOURCE_EXHAUSTED when
- * `max` live requests are waiting.
+ * `max` live requests are waiting, INTERNAL when getrandom(2) fails.
  */
 int token_cache_insert(struct token_cache *c, struct stream_request *req, char *token,
                        struct error **err);

@@ -97,7 +97,7 @@ char *ws_accept_key(const char *key)
     _cleanup_free_ char *joined = xasprintf("%s%s", key, ws_guid);
     uint8_t digest[20];
     ws_sha1(joined, strlen(joined), digest);
-    return base64_encode(digest, sizeof(digest), false);
+    return base64_encode(digest, sizeof(digest));
 }
 
 /* ---- the session ---- */

@@ -36,6 +36,7 @@
 #include "core/util.h"
 #include "pod/cni.h"
 #include "pod/nsfs.h"
+#include "helpers.h"
 
 #define SAFETY_MS 20000
 #define SANDBOX_ID "0123456789abcdef"
@@ -114,44 +115,6 @@ static void reset_rec(void)
     rec_write("fake-c.result", result_c);
 }
 
-static void on_safety(void *arg)
-{
-    *(bool *)arg = true;
-    loop_exit();
-}
-
-static void run_loop(void)
-{
-    bool fired = false;
-    struct loop_timer *t = loop_timer_new(on_safety, &fired);
-    loop_timer_arm(t, SAFETY_MS);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(fired);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-static void run_loop_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-}
-
-/* Run the loop until no child is left (a cancelled op finishing in the background). */
-static void run_until_no_children(void)
-{
-    for (int i = 0; i < SAFETY_MS / 20 && child_count() > 0; i++)
-        run_loop_for(20);
-    run_loop_for(20); /* the deferred frees */
-    assert_int_equal(child_count(), 0);
-}
-
 static void on_pinned(const struct error *err, const struct nsfs_paths *paths, void *arg)
 {
     struct nsfs_paths *out = arg;
@@ -167,7 +130,7 @@ static void pin_net(const char *dir, const char *id, struct nsfs_paths *out)
     struct error *err = NULL;
     memset(out, 0, sizeof(*out));
     assert_non_null(nsfs_pin_start(dir, id, CLONE_NEWNET, NULL, SAFETY_MS, on_pinned, out, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_non_null(out->net);
 }
 
@@ -366,7 +329,7 @@ static int test_setup(void **state)
 
 static int test_teardown(void **state)
 {
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     config_free(&cfg);
     return 0;
 }
@@ -389,7 +352,7 @@ static void test_add_chain_and_del(void **state)
     struct error *err = NULL;
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
     assert_null(err);
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_true(o.called);
     if (o.code != GRPC_OK)
         fail_msg("ADD failed: %s", o.msg);
@@ -446,7 +409,7 @@ static void test_add_chain_and_del(void **state)
     /* DEL: a new operation (as after a restart) finds the cached result; reverse order. */
     reset_rec();
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     assert_string_equal(o.ips, "");
     assert_null(o.json);
@@ -473,7 +436,7 @@ static void test_add_chain_and_del(void **state)
     /* DEL again: fine, without prevResult now. */
     reset_rec();
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     assert_calls("fake-c DEL\nfake-b DEL\nfake-a DEL\n");
     in = rec_json("fake-a.DEL.stdin");
@@ -493,7 +456,7 @@ static void test_old_version_del_has_no_prev_result(void **state)
     struct outcome o = {0};
     struct error *err = NULL;
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     /* The interface is named eth0 in the result, not net1: none of its addresses count. */
     assert_string_equal(o.ips, "");
@@ -505,7 +468,7 @@ static void test_old_version_del_has_no_prev_result(void **state)
     outcome_clear(&o);
     reset_rec();
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     in = rec_json("fake-b.DEL.stdin");
     assert_null(json_object_get(in, "prevResult"));
@@ -526,7 +489,7 @@ static void test_add_failure_rolls_back(void **state)
     rec_write("fake-b.ADD.fail", "{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"bad config\","
                                  "\"details\":\"field x is wrong\"}");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_FAILED_PRECONDITION);
     assert_string_equal(o.msg, "CNI plugin fake-b failed (ADD): bad config: field x is wrong");
     assert_string_equal(o.ips, "");
@@ -544,7 +507,7 @@ static void test_add_failure_rolls_back(void **state)
     reset_rec();
     rec_write("fake-c.ADD.fail", "{\"code\":999,\"msg\":\"no luck\"}");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_INTERNAL);
     assert_string_equal(o.msg, "CNI plugin fake-c failed (ADD): no luck");
     assert_calls("fake-a ADD\nfake-b ADD\nfake-c ADD\nfake-c DEL\nfake-b DEL\nfake-a DEL\n");
@@ -557,7 +520,7 @@ static void test_add_failure_rolls_back(void **state)
     reset_rec();
     rec_write("fake-a.ADD.fail", "not json");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_INTERNAL);
     assert_string_equal(o.msg, "CNI plugin fake-a failed (ADD): exit status 1: plugin log line");
     assert_calls("fake-a ADD\nfake-a DEL\n");
@@ -567,7 +530,7 @@ static void test_add_failure_rolls_back(void **state)
     reset_rec();
     rec_write("fake-a.result", "garbage");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_INTERNAL);
     assert_non_null(strstr(o.msg, "fake-a failed (ADD): its result is not a JSON object"));
     outcome_clear(&o);
@@ -576,7 +539,7 @@ static void test_add_failure_rolls_back(void **state)
     reset_rec();
     rec_write("fake-b.ADD.big", "");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_RESOURCE_EXHAUSTED);
     assert_calls("fake-a ADD\nfake-b ADD\nfake-b DEL\nfake-a DEL\n");
     outcome_clear(&o);
@@ -590,13 +553,13 @@ static void test_del_failure_stops_and_keeps_cache(void **state)
     struct outcome o = {0};
     struct error *err = NULL;
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     outcome_clear(&o);
     reset_rec();
     rec_write("fake-b.DEL.fail", "{\"code\":5,\"msg\":\"iptables busy\"}");
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_INTERNAL);
     assert_string_equal(o.msg, "CNI plugin fake-b failed (DEL): iptables busy");
     assert_calls("fake-c DEL\nfake-b DEL\n");
@@ -605,7 +568,7 @@ static void test_del_failure_stops_and_keeps_cache(void **state)
     outcome_clear(&o);
     reset_rec();
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     json_t *in = rec_json("fake-a.DEL.stdin");
     assert_json_eq(json_object_get(in, "prevResult"), result_c);
@@ -626,7 +589,7 @@ static void test_timeout_kills_and_rolls_back(void **state)
     rec_write("fake-b.ADD.sleep", "30");
     int64_t start = now_monotonic_ns();
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     int64_t ms = (now_monotonic_ns() - start) / 1000000;
     assert_true(ms >= 900 && ms < 5000);
     assert_int_equal(o.code, GRPC_DEADLINE_EXCEEDED);
@@ -650,7 +613,7 @@ static void test_cancel(void **state)
     assert_non_null(op);
     run_until_called("fake-b ADD");
     cni_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_false(o.called);
     assert_calls("fake-a ADD\nfake-b ADD\nfake-b DEL\nfake-a DEL\n");
     char *cpath = cache_file();
@@ -659,7 +622,7 @@ static void test_cancel(void **state)
     /* Cancelling a DEL: the running plugin is killed and the rest is not run. */
     reset_rec();
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     outcome_clear(&o);
     reset_rec();
@@ -668,7 +631,7 @@ static void test_cancel(void **state)
     assert_non_null(op);
     run_until_called("fake-b DEL");
     cni_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_false(o.called);
     assert_calls("fake-c DEL\nfake-b DEL\n");
     assert_true(exists(cpath));
@@ -677,7 +640,7 @@ static void test_cancel(void **state)
     reset_rec();
     op = cni_del(&cfg, &net, &pod, on_done, &o, &err);
     cni_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_false(o.called);
     free(cpath);
     cni_network_clear(&net);
@@ -731,7 +694,7 @@ static void test_refused_before_running(void **state)
     p = pod;
     p.netns_path = NULL;
     assert_non_null(cni_del(&cfg, &net, &p, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_OK);
     char *env = rec_read("fake-a.DEL.env");
     assert_non_null(strstr(env, "CNI_NETNS=\n"));
@@ -750,7 +713,7 @@ static void test_refused_before_running(void **state)
     net = make_net("{\"cniVersion\":\"1.0.0\",\"name\":\"n\",\"plugins\":"
                    "[{\"type\":\"fake-a\"},{\"type\":\"nope\"}]}");
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(o.code, GRPC_FAILED_PRECONDITION);
     assert_calls("fake-a ADD\nfake-a DEL\n");
     outcome_clear(&o);
@@ -954,7 +917,7 @@ static void test_real_plugins(void **state)
 
     struct outcome o = {0};
     assert_non_null(cni_add(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     if (o.code != GRPC_OK)
         fail_msg("real ADD failed: %s", o.msg);
     assert_true(str_has_prefix(o.ips, REAL_SUBNET));
@@ -991,7 +954,7 @@ static void test_real_plugins(void **state)
     outcome_clear(&o);
 
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     if (o.code != GRPC_OK)
         fail_msg("real DEL failed: %s", o.msg);
     outcome_clear(&o);
@@ -1002,7 +965,7 @@ static void test_real_plugins(void **state)
     free(lease);
     /* Again: still fine. */
     assert_non_null(cni_del(&cfg, &net, &pod, on_done, &o, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     if (o.code != GRPC_OK)
         fail_msg("second real DEL failed: %s", o.msg);
     outcome_clear(&o);

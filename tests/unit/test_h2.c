@@ -34,6 +34,8 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "grpc/h2.h"
+#include "grpc/h2_codec.h"
+#include "helpers.h"
 
 #define WAIT_MS 10000
 #define BIG_REPLY (4u << 20)
@@ -53,6 +55,33 @@ static size_t frame(uint8_t *out, uint8_t flag, const void *msg, uint32_t len)
     if (len)
         memcpy(out + 5, msg, len);
     return 5 + (size_t)len;
+}
+
+/* The prefix the server writes is the one the framer (and every gRPC client) reads. */
+static void test_frame_prefix(void **state)
+{
+    static const uint32_t lens[] = {0, 1, 255, 256, 65536, 0x01020304, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_SIZE(lens); i++) {
+        uint8_t got[H2_FRAME_PREFIX_LEN], want[H2_FRAME_PREFIX_LEN];
+        h2_frame_prefix(got, lens[i]);
+        frame(want, 0, NULL, 0);
+        want[1] = (uint8_t)(lens[i] >> 24);
+        want[2] = (uint8_t)(lens[i] >> 16);
+        want[3] = (uint8_t)(lens[i] >> 8);
+        want[4] = (uint8_t)lens[i];
+        assert_memory_equal(got, want, sizeof(want));
+    }
+    uint8_t wire[16];
+    h2_frame_prefix(wire, 3);
+    memcpy(wire + H2_FRAME_PREFIX_LEN, "abc", 3);
+    struct h2_framer f;
+    h2_framer_init(&f, 16, NULL);
+    assert_int_equal(h2_framer_feed(&f, wire, 8, NULL), 8);
+    size_t len = 0;
+    _cleanup_free_ uint8_t *msg = h2_framer_take(&f, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(msg, "abc", 3);
+    h2_framer_free(&f);
 }
 
 static void test_framer_split_bytes(void **state)
@@ -362,43 +391,6 @@ static struct {
     size_t n_clients;
     int send_err_code;
 } fx;
-
-static bool timed_out;
-
-static void on_safety_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    timed_out = true;
-}
-
-/* Run the loop until pred(arg) holds or WAIT_MS passes; returns pred(arg). */
-static bool run_until(bool (*pred)(void *), void *arg)
-{
-    struct event *t = evtimer_new(loop_base(), on_safety_timeout, NULL);
-    struct timeval tv = {WAIT_MS / 1000, 0};
-    timed_out = false;
-    evtimer_add(t, &tv);
-    while (!pred(arg) && !timed_out)
-        event_base_loop(loop_base(), EVLOOP_ONCE);
-    event_free(t);
-    return pred(arg);
-}
-
-/* Run the loop for ms milliseconds. */
-static bool never(void *arg)
-{
-    return false;
-}
-
-static void run_for(int ms)
-{
-    struct event *t = evtimer_new(loop_base(), on_safety_timeout, NULL);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    timed_out = false;
-    evtimer_add(t, &tv);
-    while (!never(NULL) && !timed_out)
-        event_base_loop(loop_base(), EVLOOP_ONCE);
-    event_free(t);
-}
 
 static bool is_closed(void *arg)
 {
@@ -924,7 +916,7 @@ static void test_unary_echo(void **state)
 {
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Echo", "hello");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "hello", 5);
     assert_int_equal(st->close_error, NGHTTP2_NO_ERROR);
     assert_string_equal(st->grpc_message, "");
@@ -935,17 +927,17 @@ static void test_unary_echo(void **state)
 
     /* The connection serves more calls, including an empty message and a stream of replies. */
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "", .len = 0});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "", 0);
     st = tc_echo(tc, "/t/Stream", "x");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(st->grpc_status, GRPC_OK);
     assert_int_equal(st->data_len, 3 * 8);
     static const uint8_t abc2[] = {0, 0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 0, 3, 'a', 'b', 'c'};
     assert_memory_equal(st->data, abc2, sizeof(abc2));
     /* An unknown method is the handler's business. */
     st = tc_echo(tc, "/t/Nope", "x");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_UNIMPLEMENTED, "unknown method");
     assert_int_equal(st->data_len, 0);
 }
@@ -964,15 +956,15 @@ static void test_server_stream_over_time(void **state)
 {
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Ticks", "x");
-    assert_true(run_until(stream_has_data, st));
+    assert_true(run_until(stream_has_data, st, WAIT_MS));
     assert_int_equal(st->data_len, 6);
     assert_false(st->closed);
     /* The second message goes out when it is sent, not with the trailers. */
-    assert_true(run_until(has_two_messages, st));
+    assert_true(run_until(has_two_messages, st, WAIT_MS));
     assert_false(st->closed);
     static const uint8_t want[] = {0, 0, 0, 0, 1, '1', 0, 0, 0, 0, 1, '2'};
     assert_memory_equal(st->data, want, sizeof(want));
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(st->grpc_status, GRPC_OK);
     assert_int_equal(st->data_len, 12);
 }
@@ -982,7 +974,7 @@ static void test_ping(void **state)
     struct tclient *tc = tc_new();
     nghttp2_submit_ping(tc->session, NGHTTP2_FLAG_NONE, NULL);
     tc_flush(tc);
-    assert_true(run_until(got_ping_ack, tc));
+    assert_true(run_until(got_ping_ack, tc, WAIT_MS));
 }
 
 static void test_async_and_immediate(void **state)
@@ -991,7 +983,7 @@ static void test_async_and_immediate(void **state)
     struct tstream *slow = tc_echo(tc, "/t/Later", "later");
     struct tstream *fast = tc_echo(tc, "/t/Echo", "now");
     want_count = 2;
-    assert_true(run_until(enough_closed, tc));
+    assert_true(run_until(enough_closed, tc, WAIT_MS));
     assert_reply(fast, "now", 3);
     assert_reply(slow, "later", 5);
     assert_int_equal(fast->order, 1);
@@ -1010,7 +1002,7 @@ static void test_many_streams(void **state)
         st[i] = tc_echo(tc, i % 2 ? "/t/Later" : "/t/Echo", msgs[i]);
     }
     want_count = 200;
-    assert_true(run_until(enough_closed, tc));
+    assert_true(run_until(enough_closed, tc, WAIT_MS));
     for (int i = 0; i < 200; i++)
         assert_reply(st[i], msgs[i], strlen(msgs[i]));
     assert_int_equal(fx.dispatched, 200);
@@ -1027,7 +1019,7 @@ static void test_thousands_of_calls(void **state)
             tc_echo(tc[c], "/t/Never", "x");
     }
     want_count = CONNS * PER_CONN;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     assert_int_equal(h2_server_call_count(fx.srv), CONNS * PER_CONN);
     for (size_t i = 0; i < fx.n_ids; i++) {
         struct h2_call *call = h2_call_lookup(fx.ids[i]);
@@ -1043,7 +1035,7 @@ static void test_thousands_of_calls(void **state)
                                   NGHTTP2_CANCEL);
     tc_flush(tc[0]);
     want_count = PER_CONN / 2;
-    assert_true(run_until(enough_cancels, NULL));
+    assert_true(run_until(enough_cancels, NULL, WAIT_MS));
     assert_int_equal(h2_server_call_count(fx.srv), CONNS * PER_CONN - PER_CONN / 2);
     /* Deleting from the table keeps every other call reachable. */
     size_t live = 0;
@@ -1062,8 +1054,8 @@ static void test_thousands_of_calls(void **state)
     for (int c = 0; c < CONNS; c++)
         tc_close(tc[c]);
     want_count = CONNS * PER_CONN;
-    assert_true(run_until(enough_cancels, NULL));
-    assert_true(run_until(no_connections, NULL));
+    assert_true(run_until(enough_cancels, NULL, WAIT_MS));
+    assert_true(run_until(no_connections, NULL, WAIT_MS));
     assert_int_equal(h2_server_call_count(fx.srv), 0);
     for (size_t i = 0; i < fx.n_ids; i++)
         assert_null(h2_call_lookup(fx.ids[i]));
@@ -1077,7 +1069,7 @@ static void test_deadline(void **state)
     struct tstream *st =
         tc_call(tc, &(struct req){.path = "/t/Never", .msg = "x", .len = 1, .timeout = "50m"});
     int64_t start = now_monotonic_ns();
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_true(now_monotonic_ns() - start >= 45 * 1000000LL);
     assert_status(st, 200, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     assert_int_equal(fx.cancels, 1);
@@ -1086,29 +1078,29 @@ static void test_deadline(void **state)
 
     /* The async handler comes back after the deadline: its lookup fails, nothing breaks. */
     st = tc_call(tc, &(struct req){.path = "/t/Later", .msg = "x", .len = 1, .timeout = "20m"});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
     assert_int_equal(st->data_len, 0);
     assert_int_equal(fx.cancels, 2);
-    run_for(150);
+    run_loop_for(150);
     assert_int_equal(fx.laters_gone, 1);
     assert_int_equal(h2_server_call_count(fx.srv), 0);
 
     /* A generous deadline is visible to the handler and does not fire. */
     st = tc_call(tc, &(struct req){.path = "/t/Deadline", .msg = "x", .len = 1, .timeout = "2S"});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(st->grpc_status, GRPC_OK);
     _cleanup_free_ char *text = xstrndup((const char *)st->data + 5, st->data_len - 5);
     long left = strtol(text, NULL, 10);
     assert_true(left > 1000 && left <= 2000);
     st = tc_echo(tc, "/t/Deadline", "x");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "-1", 2);
 
     /* A malformed grpc-timeout is refused before dispatch. */
     size_t before = fx.dispatched;
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .msg = "x", .len = 1, .timeout = "1x"});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_INTERNAL, "malformed grpc-timeout");
     assert_int_equal(fx.dispatched, before);
 }
@@ -1118,28 +1110,28 @@ static void test_client_cancel(void **state)
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Never", "x");
     want_count = 1;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     uint64_t id = fx.last_id;
     assert_non_null(h2_call_lookup(id));
     nghttp2_submit_rst_stream(tc->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     tc_flush(tc);
-    assert_true(run_until(enough_cancels, NULL));
+    assert_true(run_until(enough_cancels, NULL, WAIT_MS));
     assert_int_equal(fx.cancelled[0], id);
     assert_null(h2_call_lookup(id));
     assert_int_equal(h2_server_call_count(fx.srv), 0);
     /* The connection lives on. */
     st = tc_echo(tc, "/t/Echo", "still here");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "still here", 10);
     assert_int_equal(fx.cancels, 1);
 
     /* Losing the connection cancels too. */
     tc_echo(tc, "/t/Never", "x");
     want_count = 3;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     tc_close(tc);
     want_count = 2;
-    assert_true(run_until(enough_cancels, NULL));
+    assert_true(run_until(enough_cancels, NULL, WAIT_MS));
     assert_int_equal(fx.cancelled[1], fx.last_id);
 }
 
@@ -1148,12 +1140,12 @@ static void test_big_reply_slow_reader(void **state)
     struct tclient *tc = tc_new_opts(&(struct tc_opts){.window = 16384, .manual_window = true});
     struct tstream *big = tc_echo(tc, "/t/Big", "x");
     big->slow = true;
-    assert_true(run_until(stream_has_data, big));
+    assert_true(run_until(stream_has_data, big, WAIT_MS));
     struct tstream *small = tc_echo(tc, "/t/Echo", "small");
-    assert_true(run_until(is_closed, small));
+    assert_true(run_until(is_closed, small, WAIT_MS));
     assert_reply(small, "small", 5);
     /* The big reply is held by the stream window, not by the other stream. */
-    run_for(50);
+    run_loop_for(50);
     assert_false(big->closed);
     assert_true(big->data_len <= 16384);
     assert_int_equal(h2_server_call_count(fx.srv), 1);
@@ -1161,7 +1153,7 @@ static void test_big_reply_slow_reader(void **state)
     big->slow = false;
     nghttp2_session_consume_stream(tc->session, big->id, big->unconsumed);
     tc_flush(tc);
-    assert_true(run_until(is_closed, big));
+    assert_true(run_until(is_closed, big, WAIT_MS));
     assert_int_equal(big->grpc_status, GRPC_OK);
     assert_int_equal(big->data_len, BIG_REPLY + 5);
     for (size_t i = 0; i < BIG_REPLY; i++) {
@@ -1181,12 +1173,12 @@ static void test_slow_socket_reader(void **state)
     /* Windows wide enough for the whole reply: only the socket holds it back. */
     struct tclient *tc = tc_new_opts(&(struct tc_opts){.window = 8 << 20});
     struct tstream *warm = tc_echo(tc, "/t/Echo", "x");
-    assert_true(run_until(is_closed, warm));
+    assert_true(run_until(is_closed, warm, WAIT_MS));
     struct tstream *big = tc_echo(tc, "/t/Big", "x");
     bufferevent_disable(tc->bev, EV_READ);
     want_count = 2;
-    assert_true(run_until(enough_dispatched, NULL));
-    run_for(100);
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
+    run_loop_for(100);
     /* The kernel's socket buffers are full; the daemon holds only its high-water mark. */
     size_t held = h2_server_output_bytes(fx.srv);
     assert_true(held > 0);
@@ -1194,17 +1186,17 @@ static void test_slow_socket_reader(void **state)
     assert_false(big->closed);
 
     bufferevent_enable(tc->bev, EV_READ);
-    assert_true(run_until(stream_has_data, big));
-    assert_true(run_until(is_closed, big));
+    assert_true(run_until(stream_has_data, big, WAIT_MS));
+    assert_true(run_until(is_closed, big, WAIT_MS));
     assert_int_equal(big->data_len, BIG_REPLY + 5);
-    assert_true(run_until(output_idle, NULL));
+    assert_true(run_until(output_idle, NULL, WAIT_MS));
 }
 
 static void test_send_limits(void **state)
 {
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/TooBig", "x");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(fx.send_err_code, GRPC_RESOURCE_EXHAUSTED);
     assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, NULL);
     assert_non_null(strstr(st->grpc_message, "sent message larger than max"));
@@ -1216,7 +1208,7 @@ static void test_grpc_message_encoding(void **state)
     const char msg[] = "\x05h\xc3\xa9llo 100% \xe2\x9c\x93";
     struct tstream *st =
         tc_call(tc, &(struct req){.path = "/t/Status", .msg = msg, .len = sizeof(msg) - 1});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     /* Trailers-only: finished before any message. */
     assert_status(st, 200, GRPC_NOT_FOUND, "h%C3%A9llo 100%25 %E2%9C%93");
     assert_int_equal(st->data_len, 0);
@@ -1230,39 +1222,39 @@ static void test_request_framing_errors(void **state)
 
     /* No message at all. */
     struct tstream *st = tc_call(tc, &(struct req){.path = "/t/Echo", .no_body = true});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_INVALID_ARGUMENT, "expected exactly one request message");
 
     /* Two messages. */
     size_t n = frame(wire, 0, "one", 3);
     n += frame(wire + n, 0, "two", 3);
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = n});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_INVALID_ARGUMENT, "expected exactly one request message");
 
     /* Cut short. */
     n = frame(wire, 0, "truncated", 9);
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = n - 2});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_INTERNAL, NULL);
 
     /* Compressed without grpc-encoding. */
     n = frame(wire, 1, "zz", 2);
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = n});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_INTERNAL, "compressed flag set but no grpc-encoding");
 
     /* Compressed with gzip, which we do not speak. */
     st = tc_call(tc,
                  &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = n, .encoding = "gzip"});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_UNIMPLEMENTED, "grpc-encoding gzip is not supported");
     assert_string_equal(st->accept_encoding, "identity");
 
     assert_int_equal(fx.dispatched, 0);
     /* The connection is still good. */
     st = tc_echo(tc, "/t/Echo", "ok");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "ok", 2);
 }
 
@@ -1277,7 +1269,7 @@ static void test_oversize_request(void **state)
     struct tstream *st =
         tc_call(tc, &(struct req){.path = "/t/Echo", .raw = wire, .raw_len = n, .no_end = true});
     free(wire);
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED,
                   "received message larger than max (4194304 vs. 1048576)");
     /* The server told the client to stop uploading, without an error. */
@@ -1286,7 +1278,7 @@ static void test_oversize_request(void **state)
     assert_int_equal(h2_server_call_count(fx.srv), 0);
 
     st = tc_echo(tc, "/t/Echo", "after");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "after", 5);
     assert_false(tc->eof);
 }
@@ -1314,20 +1306,20 @@ static void test_bad_requests(void **state)
 {
     struct tclient *tc = tc_new();
     struct tstream *st = call_with_type(tc, "text/plain");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 415, GRPC_INTERNAL, NULL);
 
     st = call_with_type(tc, "application/grpcfoo");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(st->http_status, 415);
 
     st = tc_call(tc, &(struct req){.path = "/t/Echo", .no_body = true, .method = "GET"});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 405, GRPC_INTERNAL, NULL);
 
     /* A request whose :path is not a path is malformed: reset. */
     st = tc_call(tc, &(struct req){.path = "noslash", .msg = "x", .len = 1});
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_int_equal(st->close_error, NGHTTP2_PROTOCOL_ERROR);
     assert_int_equal(h2_server_call_count(fx.srv), 0);
 
@@ -1336,22 +1328,22 @@ static void test_bad_requests(void **state)
     memset(big, 'a', 8999);
     big[8999] = '\0';
     st = call_with_headers(tc, big, 1);
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, "request header list too large");
     /* Fields of 6 KiB each, 18 KiB together, above the 16 KiB list cap. */
     big[6000] = '\0';
     st = call_with_headers(tc, big, 3);
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_status(st, 200, GRPC_RESOURCE_EXHAUSTED, "request header list too large");
     /* Two of them fit. */
     st = call_with_headers(tc, big, 2);
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "x", 1);
     free(big);
 
     /* application/grpc+proto is gRPC. */
     st = call_with_type(tc, "application/grpc+proto");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "ok", 2);
     assert_int_equal(fx.dispatched, 2);
     assert_false(tc->eof);
@@ -1370,7 +1362,7 @@ static void raw_garbage(const void *bytes, size_t len)
     bufferevent_setcb(tc->bev, NULL, NULL, tc_on_event, tc);
     bufferevent_enable(tc->bev, EV_READ | EV_WRITE);
     bufferevent_write(tc->bev, bytes, len);
-    assert_true(run_until(is_eof, tc));
+    assert_true(run_until(is_eof, tc, WAIT_MS));
 }
 
 static size_t want_held;
@@ -1409,12 +1401,12 @@ static void test_held_request_caps(void **state)
     struct tclient *a = tc_new();
     struct tstream *a1 = partial_call(a, 64 << 10, 40 << 10);
     want_held = 40 << 10;
-    assert_true(run_until(held_is, NULL));
+    assert_true(run_until(held_is, NULL, WAIT_MS));
     struct tstream *a2 = partial_call(a, 64 << 10, 40 << 10);
     want_held = 80 << 10;
-    assert_true(run_until(held_is, NULL));
+    assert_true(run_until(held_is, NULL, WAIT_MS));
     struct tstream *a3 = partial_call(a, 64 << 10, 40 << 10);
-    assert_true(run_until(is_closed, a3));
+    assert_true(run_until(is_closed, a3, WAIT_MS));
     assert_status(a3, 200, GRPC_RESOURCE_EXHAUSTED,
                   "requests in progress on this connection hold more than 102400 bytes");
     assert_int_equal(h2_server_held_bytes(fx.srv), 80 << 10);
@@ -1425,30 +1417,30 @@ static void test_held_request_caps(void **state)
     struct tclient *b = tc_new();
     struct tstream *b1 = partial_call(b, 64 << 10, 40 << 10);
     want_held = 120 << 10;
-    assert_true(run_until(held_is, NULL));
+    assert_true(run_until(held_is, NULL, WAIT_MS));
     struct tstream *b2 = partial_call(b, 64 << 10, 40 << 10);
-    assert_true(run_until(is_closed, b2));
+    assert_true(run_until(is_closed, b2, WAIT_MS));
     assert_status(b2, 200, GRPC_RESOURCE_EXHAUSTED,
                   "requests in progress hold more than 153600 bytes");
     assert_int_equal(h2_server_held_bytes(fx.srv), 120 << 10);
     /* Small calls still fit, on both connections. */
     struct tstream *small = tc_echo(b, "/t/Echo", "small");
-    assert_true(run_until(is_closed, small));
+    assert_true(run_until(is_closed, small, WAIT_MS));
     assert_reply(small, "small", 5);
     small = tc_echo(a, "/t/Echo", "small");
-    assert_true(run_until(is_closed, small));
+    assert_true(run_until(is_closed, small, WAIT_MS));
     assert_reply(small, "small", 5);
     assert_false(b1->closed);
 
     /* Once a's calls are gone with it, b can send a message of the largest size. */
     tc_close(a);
-    assert_true(run_until(one_connection, NULL));
+    assert_true(run_until(one_connection, NULL, WAIT_MS));
     assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
     uint8_t *big = xmalloc(60 << 10);
     for (size_t i = 0; i < (60 << 10); i++)
         big[i] = (uint8_t)(i * 13);
     struct tstream *b3 = tc_call(b, &(struct req){.path = "/t/Echo", .msg = big, .len = 60 << 10});
-    assert_true(run_until(is_closed, b3));
+    assert_true(run_until(is_closed, b3, WAIT_MS));
     assert_reply(b3, big, 60 << 10);
     free(big);
     assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
@@ -1460,11 +1452,11 @@ static void test_held_request_caps(void **state)
                     .no_end = true,
                     .timeout = "50m"};
     struct tstream *b4 = tc_call(b, &r);
-    assert_true(run_until(is_closed, b4));
+    assert_true(run_until(is_closed, b4, WAIT_MS));
     assert_int_equal(b4->grpc_status, GRPC_DEADLINE_EXCEEDED);
     assert_int_equal(h2_server_held_bytes(fx.srv), 40 << 10);
     tc_close(b);
-    assert_true(run_until(no_connections, NULL));
+    assert_true(run_until(no_connections, NULL, WAIT_MS));
     assert_int_equal(h2_server_held_bytes(fx.srv), 0);
     assert_int_equal(fx.dispatched, 3);
 }
@@ -1490,10 +1482,10 @@ static void test_garbage(void **state)
     memcpy(wire + 24, frames, sizeof(frames));
     raw_garbage(wire, 24 + sizeof(frames));
 
-    assert_true(run_until(no_connections, NULL));
+    assert_true(run_until(no_connections, NULL, WAIT_MS));
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Echo", "alive");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     assert_reply(st, "alive", 5);
 }
 
@@ -1502,13 +1494,13 @@ static void test_client_goaway(void **state)
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Later", "bye");
     want_count = 1;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     nghttp2_submit_goaway(tc->session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
     tc_flush(tc);
     /* The stream in flight still gets its reply, then the server hangs up. */
-    assert_true(run_until(is_eof, tc));
+    assert_true(run_until(is_eof, tc, WAIT_MS));
     assert_reply(st, "bye", 3);
-    assert_true(run_until(no_connections, NULL));
+    assert_true(run_until(no_connections, NULL, WAIT_MS));
 }
 
 static void test_drain(void **state)
@@ -1516,19 +1508,19 @@ static void test_drain(void **state)
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Later", "in flight");
     want_count = 1;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     h2_server_drain(fx.srv, 5000, on_drained, &fx);
     assert_false(fx.drained);
-    assert_true(run_until(is_drained, NULL));
+    assert_true(run_until(is_drained, NULL, WAIT_MS));
     assert_int_equal(fx.calls_at_drain, 0);
     assert_int_equal(fx.conns_at_drain, 0);
     assert_int_equal(fx.cancels, 0);
-    assert_true(run_until(is_eof, tc));
+    assert_true(run_until(is_eof, tc, WAIT_MS));
     assert_reply(st, "in flight", 9);
     assert_true(tc->goaways >= 1);
     /* A second drain is a no-op. */
     h2_server_drain(fx.srv, 5000, on_drained, &fx);
-    run_for(20);
+    run_loop_for(20);
 }
 
 static void test_drain_timeout(void **state)
@@ -1536,15 +1528,15 @@ static void test_drain_timeout(void **state)
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Never", "stuck");
     want_count = 1;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     int64_t start = now_monotonic_ns();
     h2_server_drain(fx.srv, 200, on_drained, &fx);
-    assert_true(run_until(is_drained, NULL));
+    assert_true(run_until(is_drained, NULL, WAIT_MS));
     assert_true(now_monotonic_ns() - start >= 190 * 1000000LL);
     assert_int_equal(fx.cancels, 1);
     assert_int_equal(fx.conns_at_drain, 0);
     assert_int_equal(fx.calls_at_drain, 0);
-    assert_true(run_until(is_eof, tc));
+    assert_true(run_until(is_eof, tc, WAIT_MS));
     assert_status(st, 200, GRPC_UNAVAILABLE, "server shutting down");
 }
 
@@ -1552,14 +1544,14 @@ static void test_drain_idle(void **state)
 {
     struct tclient *tc = tc_new();
     struct tstream *st = tc_echo(tc, "/t/Echo", "x");
-    assert_true(run_until(is_closed, st));
+    assert_true(run_until(is_closed, st, WAIT_MS));
     h2_server_drain(fx.srv, 5000, on_drained, &fx);
     /* done runs on the loop, never inside h2_server_drain(). */
     assert_false(fx.drained);
     int64_t start = now_monotonic_ns();
-    assert_true(run_until(is_drained, NULL));
+    assert_true(run_until(is_drained, NULL, WAIT_MS));
     assert_true(now_monotonic_ns() - start < 1000 * 1000000LL);
-    assert_true(run_until(is_eof, tc));
+    assert_true(run_until(is_eof, tc, WAIT_MS));
 }
 
 static void test_max_connections(void **state)
@@ -1571,17 +1563,17 @@ static void test_max_connections(void **state)
     struct tclient *b = tc_new();
     struct tstream *sa = tc_echo(a, "/t/Echo", "a");
     struct tstream *sb = tc_echo(b, "/t/Echo", "b");
-    assert_true(run_until(is_closed, sa));
-    assert_true(run_until(is_closed, sb));
+    assert_true(run_until(is_closed, sa, WAIT_MS));
+    assert_true(run_until(is_closed, sb, WAIT_MS));
     struct tclient *c = tc_new();
-    assert_true(run_until(is_eof, c));
+    assert_true(run_until(is_eof, c, WAIT_MS));
     assert_int_equal(h2_server_connection_count(fx.srv), 2);
     /* Room again once one leaves. */
     tc_close(a);
-    assert_true(run_until(one_connection, NULL));
+    assert_true(run_until(one_connection, NULL, WAIT_MS));
     struct tclient *d = tc_new();
     struct tstream *sd = tc_echo(d, "/t/Echo", "d");
-    assert_true(run_until(is_closed, sd));
+    assert_true(run_until(is_closed, sd, WAIT_MS));
     assert_reply(sd, "d", 1);
 }
 
@@ -1611,7 +1603,7 @@ static void test_fd_leak(void **state)
     unlink(fx.path);
     start_server(&(struct h2_server_opts){.max_connections = 128});
     /* Settle what earlier set-up opened. */
-    run_for(10);
+    run_loop_for(10);
     int max_fd;
     int before = count_fds(&max_fd);
 
@@ -1623,14 +1615,14 @@ static void test_fd_leak(void **state)
     }
     for (int i = 0; i < 100; i++) {
         if (i % 3)
-            assert_true(run_until(is_closed, sts[i]));
+            assert_true(run_until(is_closed, sts[i], WAIT_MS));
     }
     want_count = 100;
-    assert_true(run_until(enough_dispatched, NULL));
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     for (int i = 0; i < 100; i++)
         tc_close(tcs[i]);
-    assert_true(run_until(no_connections, NULL));
-    run_for(10);
+    assert_true(run_until(no_connections, NULL, WAIT_MS));
+    run_loop_for(10);
     assert_int_equal(count_fds(NULL), before);
     assert_int_equal(h2_server_call_count(fx.srv), 0);
 
@@ -1644,17 +1636,17 @@ static void test_fd_leak(void **state)
     for (int i = 0; i < 100; i++) {
         struct tclient *tc = tc_new();
         struct tstream *st = tc_echo(tc, "/t/Echo", "churn");
-        assert_true(run_until(is_closed, st));
+        assert_true(run_until(is_closed, st, WAIT_MS));
         assert_reply(st, "churn", 5);
         tc_close(tc);
-        assert_true(run_until(no_connections, NULL));
+        assert_true(run_until(no_connections, NULL, WAIT_MS));
         /* Free the client's memory now; fx.clients keeps a bounded list. */
         fx.clients[--fx.n_clients] = NULL;
         tc_free(tc);
     }
     if (limited)
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
-    run_for(10);
+    run_loop_for(10);
     assert_int_equal(count_fds(NULL), before);
 }
 
@@ -1664,6 +1656,7 @@ int main(void)
     log_set_level(getenv("TINYCRI_TEST_QUIET") ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG);
     alarm(300);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frame_prefix),
         cmocka_unit_test(test_framer_split_bytes),
         cmocka_unit_test(test_framer_coalesced),
         cmocka_unit_test(test_framer_prefix_split),

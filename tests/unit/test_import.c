@@ -35,6 +35,7 @@
 #include "image/manifest.h"
 #include "image/store.h"
 #include "image/xferlib.h"
+#include "helpers.h"
 
 #define SAFETY_MS 30000
 
@@ -47,14 +48,9 @@ struct fixture {
     int done_calls;
 };
 
-/* ---- loop helpers ---- */
-
-static bool safety_fired;
-
-static void on_safety(void *arg)
+static bool has_children(void *arg)
 {
-    safety_fired = true;
-    loop_exit();
+    return child_count() > 0;
 }
 
 static void on_done(void *arg)
@@ -64,50 +60,12 @@ static void on_done(void *arg)
     loop_exit();
 }
 
-static struct loop_timer *poll_timer;
-
-static void on_poll_children(void *arg)
-{
-    if (child_count() == 0)
-        loop_exit();
-    else
-        loop_timer_arm(poll_timer, 10);
-}
-
-static void on_poll_child_started(void *arg)
-{
-    if (child_count() > 0)
-        loop_exit();
-    else
-        loop_timer_arm(poll_timer, 0);
-}
-
-/* Run the loop until every child process has been reaped. */
-static void wait_no_children(void)
-{
-    struct loop_timer *safety = loop_timer_new(on_safety, NULL);
-    poll_timer = loop_timer_new(on_poll_children, NULL);
-    safety_fired = false;
-    loop_timer_arm(safety, SAFETY_MS);
-    loop_timer_arm(poll_timer, 10);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(poll_timer);
-    poll_timer = NULL;
-    loop_timer_free(safety);
-    assert_false(safety_fired);
-}
-
 /* Scan and run the loop until the scan's work is finished. */
 static void scan_and_wait(struct fixture *f)
 {
     int before = f->done_calls;
-    struct loop_timer *t = loop_timer_new(on_safety, NULL);
-    safety_fired = false;
-    loop_timer_arm(t, SAFETY_MS);
     importer_scan(f->im);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(safety_fired);
+    run_loop(SAFETY_MS);
     assert_int_equal(f->done_calls, before + 1);
     assert_int_equal(child_count(), 0);
 }
@@ -616,15 +574,11 @@ static void test_free_while_running(void **state)
     struct fixture *f = *state;
     make_docker_save(f, "hello.tar", "example.com/hello:1");
     importer_scan(f->im);
-    poll_timer = loop_timer_new(on_poll_child_started, NULL);
-    loop_timer_arm(poll_timer, 0);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(poll_timer);
-    poll_timer = NULL;
+    assert_true(run_until(has_children, NULL, SAFETY_MS));
     assert_int_equal(child_count(), 1); /* the extract child */
     importer_free(f->im);
     f->im = NULL;
-    wait_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_null(store_image_find(f->st, "example.com/hello:1"));
     f->im = importer_new(f->st, f->import_dir);
     importer_set_done_cb(f->im, on_done, f);

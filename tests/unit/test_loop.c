@@ -18,8 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +32,7 @@
 #include "core/error.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "helpers.h"
 
 #define SAFETY_MS 5000
 #define MS_NS 1000000LL
@@ -37,46 +42,6 @@
 static char *const *argv_of(const char **v)
 {
     return (char *const *)v;
-}
-
-/* ---- loop helpers ---- */
-
-static bool safety_fired;
-
-static void on_safety(void *arg)
-{
-    safety_fired = true;
-    loop_exit();
-}
-
-/* Run until something calls loop_exit(); fail if the safety timer has to. */
-static void run_loop(int64_t safety_ms)
-{
-    struct loop_timer *t = loop_timer_new(on_safety, NULL);
-    safety_fired = false;
-    loop_timer_arm(t, safety_ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(safety_fired);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-/* Run for ms milliseconds. */
-static void run_loop_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-}
-
-static int64_t elapsed_ms(int64_t start_ns)
-{
-    return (now_monotonic_ns() - start_ns) / MS_NS;
 }
 
 static int count_fds(void)
@@ -523,25 +488,6 @@ static void test_child_signal(void **state)
     capture_free(&cap);
 }
 
-static void on_poll_no_children(void *arg)
-{
-    struct loop_timer *t = *(struct loop_timer **)arg;
-    if (child_count() == 0)
-        loop_exit();
-    else
-        loop_timer_arm(t, 5);
-}
-
-/* Run until child_count() drops to zero. */
-static void run_until_no_children(void)
-{
-    struct loop_timer *poll = NULL;
-    poll = loop_timer_new(on_poll_no_children, &poll);
-    loop_timer_arm(poll, 0);
-    run_loop(SAFETY_MS);
-    loop_timer_free(poll);
-}
-
 static void test_child_cancel(void **state)
 {
     struct capture a = {0}, b = {0};
@@ -556,7 +502,7 @@ static void test_child_cancel(void **state)
     child_cancel(cb);
     child_cancel(cb); /* twice is harmless */
     int64_t start = now_monotonic_ns();
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_true(elapsed_ms(start) < 2000);
     /* Past the (cancelled) deadline too: still nothing. */
     run_loop_for(150);
@@ -654,7 +600,7 @@ static void test_child_no_fd_leak(void **state)
     struct child_opts o = {.argv = ARGV("/bin/sleep", "10")};
     pending = 0;
     child_cancel(spawn(&o, &unused));
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     run_loop_for(10); /* let the deferred frees run */
     assert_int_equal(unused.calls, 0);
 
@@ -671,6 +617,197 @@ static void test_child_spawn_errors(void **state)
     assert_int_equal(err->grpc_code, GRPC_INTERNAL);
     error_clear(&err);
     assert_int_equal(child_count(), 0);
+}
+
+/* ---- children without exec ---- */
+
+static int fork_fn(void *arg)
+{
+    char cwd[256] = "";
+    if (!getcwd(cwd, sizeof(cwd)))
+        return 9;
+    printf("%s %s\n", (const char *)arg, cwd);
+    fflush(stdout);
+    fprintf(stderr, "to stderr\n");
+    return 42;
+}
+
+static int fork_fn_sleeps(void *arg)
+{
+    sleep(30);
+    return 0;
+}
+
+static void test_child_fork(void **state)
+{
+    struct capture a = {0}, b = {0};
+    struct error *err = NULL;
+    struct child_opts oa = {.cwd = "/tmp"};
+    pending = 2;
+    assert_non_null(child_fork(&oa, fork_fn, (void *)"hello", on_child_done, &a, &err));
+    struct child_opts ob = {.timeout_ms = 100};
+    assert_non_null(child_fork(&ob, fork_fn_sleeps, NULL, on_child_done, &b, &err));
+    run_loop(SAFETY_MS);
+    assert_true(a.res.exited);
+    assert_int_equal(a.res.exit_code, 42); /* what fn returned */
+    assert_string_equal(a.res.out, "hello /tmp\n");
+    assert_string_equal(a.res.err, "to stderr\n");
+    assert_false(b.res.exited);
+    assert_true(b.res.timed_out);
+    assert_int_equal(b.res.term_signal, SIGKILL);
+    assert_int_equal(child_count(), 0);
+    capture_free(&a);
+    capture_free(&b);
+}
+
+/* ---- pidfd watchers ---- */
+
+struct pidfd_probe {
+    struct loop_pidfd *w;
+    int calls;
+    bool exited_in_cb;
+    bool free_in_cb;
+};
+
+static void on_pidfd_exit(void *arg)
+{
+    struct pidfd_probe *p = arg;
+    p->calls++;
+    p->exited_in_cb = loop_pidfd_exited(p->w);
+    if (p->free_in_cb) {
+        loop_pidfd_free(p->w);
+        p->w = NULL;
+    }
+    loop_exit();
+}
+
+static pid_t fork_sleeper(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sleep(30);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void test_watch_pidfd(void **state)
+{
+    struct error *err = NULL;
+    /* Our child: the watcher reaps it. */
+    pid_t pid = fork_sleeper();
+    struct pidfd_probe p = {0};
+    p.w = loop_watch_pidfd(pidfd_open(pid, 0), on_pidfd_exit, &p, &err);
+    assert_non_null(p.w);
+    assert_false(loop_pidfd_exited(p.w));
+    int dup = loop_pidfd_dup(p.w);
+    assert_true(dup >= 0);
+    loop_pidfd_signal(p.w, SIGKILL);
+    run_loop(SAFETY_MS);
+    assert_int_equal(p.calls, 1);
+    assert_true(p.exited_in_cb);
+    assert_true(loop_pidfd_exited(p.w));
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1); /* reaped already */
+    assert_int_equal(errno, ECHILD);
+    loop_pidfd_signal(p.w, SIGKILL); /* a no-op now */
+    loop_pidfd_free(p.w);
+    close(dup);
+
+    /* Freed inside its own callback. */
+    pid = fork_sleeper();
+    struct pidfd_probe q = {.free_in_cb = true};
+    q.w = loop_watch_pidfd(pidfd_open(pid, 0), on_pidfd_exit, &q, &err);
+    assert_non_null(q.w);
+    kill(pid, SIGKILL);
+    run_loop(SAFETY_MS);
+    assert_int_equal(q.calls, 1);
+    assert_null(q.w);
+    run_loop_for(10); /* the deferred free */
+    loop_pidfd_free(NULL);
+}
+
+/* ---- children: rm -rf ---- */
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void make_tree(const char *top)
+{
+    char *cmd = xasprintf("mkdir -p %s/a/b/c %s/d && echo x >%s/a/b/c/f && ln -s / %s/d/root", top,
+                          top, top, top);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+static void test_child_rm_rf(void **state)
+{
+    char tmpl[] = "/tmp/tinycri-rm-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *one = xasprintf("%s/one", tmpl), *two = xasprintf("%s/two", tmpl);
+    make_tree(one);
+    make_tree(two);
+    struct capture cap = {0};
+    const char *paths[] = {one, two};
+    struct error *err = NULL;
+    pending = 1;
+    assert_non_null(child_rm_rf(paths, 2, SAFETY_MS, on_child_done, &cap, &err));
+    run_loop(SAFETY_MS);
+    assert_true(cap.res.exited);
+    assert_int_equal(cap.res.exit_code, 0);
+    assert_false(exists(one));
+    assert_false(exists(two));
+    assert_true(exists("/")); /* the symlink was removed, not followed */
+    capture_free(&cap);
+    free(one);
+    free(two);
+    rmdir(tmpl);
+}
+
+/* A mount inside a tree keeps its content; rm says so and fails. */
+static void test_child_rm_rf_one_file_system(void **state)
+{
+    char tmpl[] = "/tmp/tinycri-rm-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *top = xasprintf("%s/top", tmpl), *mnt = xasprintf("%s/top/mnt", tmpl);
+    char *kept = xasprintf("%s/top/mnt/kept", tmpl);
+    make_tree(top);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, NULL) < 0) {
+        char *cmd = xasprintf("rm -rf %s", tmpl);
+        assert_int_equal(system(cmd), 0);
+        free(cmd);
+        free(top);
+        free(mnt);
+        free(kept);
+        skip(); /* needs CAP_SYS_ADMIN */
+    }
+    int fd = open(kept, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    struct capture cap = {0};
+    const char *paths[] = {top};
+    struct error *err = NULL;
+    pending = 1;
+    assert_non_null(child_rm_rf(paths, 1, SAFETY_MS, on_child_done, &cap, &err));
+    run_loop(SAFETY_MS);
+    assert_true(cap.res.exited);
+    assert_int_not_equal(cap.res.exit_code, 0);
+    assert_true(exists(kept));
+    char *sub_dir = xasprintf("%s/a", top);
+    assert_false(exists(sub_dir)); /* the rest went */
+    free(sub_dir);
+    assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    capture_free(&cap);
+    char *cmd = xasprintf("rm -rf %s", tmpl);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(top);
+    free(mnt);
+    free(kept);
 }
 
 /* ---- timers ---- */
@@ -971,6 +1108,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_child_many_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_no_fd_leak, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_spawn_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_fork, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_pidfd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_rm_rf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_child_rm_rf_one_file_system, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_rearm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timer_disarm, setup, teardown),

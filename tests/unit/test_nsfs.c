@@ -31,6 +31,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "pod/nsfs.h"
+#include "helpers.h"
 
 #define SAFETY_MS 10000
 
@@ -144,48 +145,6 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-static void on_safety(void *arg)
-{
-    *(bool *)arg = true;
-    loop_exit();
-}
-
-/* Run the loop until something calls loop_exit(); fail if the safety timer has to. */
-static void run_loop(void)
-{
-    bool fired = false;
-    struct loop_timer *t = loop_timer_new(on_safety, &fired);
-    loop_timer_arm(t, SAFETY_MS);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(fired);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-/* Run the loop until every child has been reaped, then once more for the deferred frees. */
-static void run_until_no_children(void)
-{
-    for (int i = 0; i < SAFETY_MS / 20 && child_count() > 0; i++) {
-        struct loop_timer *t = loop_timer_new(on_stop, NULL);
-        loop_timer_arm(t, 20);
-        assert_int_equal(loop_run(), 0);
-        loop_timer_free(t);
-    }
-    assert_int_equal(child_count(), 0);
-}
-
-static struct error *error_copy(const struct error *err)
-{
-    struct error *e = xcalloc(1, sizeof(*e));
-    e->grpc_code = err->grpc_code;
-    e->msg = xstrdup(err->msg);
-    return e;
-}
-
 struct pin_wait {
     bool called;
     struct error *err;
@@ -198,7 +157,7 @@ static void on_pinned(const struct error *err, const struct nsfs_paths *paths, v
     assert_false(w->called);
     w->called = true;
     if (err) {
-        w->err = error_copy(err);
+        w->err = error_dup(err);
     } else {
         w->paths.net = paths->net ? xstrdup(paths->net) : NULL;
         w->paths.ipc = paths->ipc ? xstrdup(paths->ipc) : NULL;
@@ -223,7 +182,7 @@ static int pin(const char *dir, const char *id, int flags, const char *hostname,
     }
     assert_false(w.called);
     assert_int_equal(child_count(), 1);
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_true(w.called);
     assert_int_equal(child_count(), 0);
     if (w.err) {
@@ -427,7 +386,7 @@ static void test_pin_cancel(void **state)
         nsfs_pin_cancel(op);
         assert_false(exists(dir));
         assert_int_equal(mounts_under(dir), 0);
-        run_until_no_children();
+        run_until_no_children(SAFETY_MS);
         assert_false(w.called);
         assert_false(exists(dir));
         assert_int_equal(mounts_under(dir), 0);
@@ -612,7 +571,7 @@ static void test_sysctl_apply(void **state)
     struct nsfs_sysctl_op *op = nsfs_sysctl_apply(paths.net, paths.ipc, set, ARRAY_SIZE(set), 5000,
                                                   on_sysctl_done, &w, &err);
     assert_non_null(op);
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_true(w.called);
     if (w.err)
         fail_msg("sysctl failed: %s", w.err->msg);
@@ -641,7 +600,7 @@ static void test_sysctl_apply(void **state)
     struct nsfs_sysctl missing[] = {{"net.ipv4.no_such_sysctl", "1"}};
     w = (struct sysctl_wait){false, NULL};
     assert_non_null(nsfs_sysctl_apply(paths.net, NULL, missing, 1, 5000, on_sysctl_done, &w, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_non_null(w.err);
     assert_int_equal(w.err->grpc_code, GRPC_INVALID_ARGUMENT);
     assert_non_null(strstr(w.err->msg, "net.ipv4.no_such_sysctl"));
@@ -649,7 +608,7 @@ static void test_sysctl_apply(void **state)
     struct nsfs_sysctl refused[] = {{"net.ipv4.ip_unprivileged_port_start", "notanumber"}};
     w = (struct sysctl_wait){false, NULL};
     assert_non_null(nsfs_sysctl_apply(paths.net, NULL, refused, 1, 5000, on_sysctl_done, &w, &err));
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_non_null(w.err);
     assert_int_equal(w.err->grpc_code, GRPC_INVALID_ARGUMENT);
     error_free(w.err);
@@ -671,7 +630,7 @@ static void test_sysctl_apply(void **state)
     op = nsfs_sysctl_apply(paths.net, paths.ipc, set, 1, 5000, on_sysctl_done, &w, &err);
     assert_non_null(op);
     nsfs_sysctl_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     assert_false(w.called);
 
     assert_int_equal(nsfs_unpin(nsdir, "pod1", &err), 0);

@@ -889,10 +889,16 @@ static void test_user_symlinks_stay_in_rootfs(void **state)
 
 static void test_user_symlinks_portable_resolver(void **state)
 {
-    oci_spec_no_openat2 = true;
+    oci_spec_no_openat2 = true; /* reset_test_hooks() puts it back, also when this fails */
     user_symlinks_stay_in_rootfs("portable");
     resolve("rootfs", "app", true, 1000, 1001, (const uint32_t[]){1001, 44}, 2);
+}
+
+/* Test hooks back to their defaults, on every path out of a test (failures included). */
+static int reset_test_hooks(void **state)
+{
     oci_spec_no_openat2 = false;
+    return 0;
 }
 
 static void test_user_file_too_big(void **state)
@@ -1863,7 +1869,7 @@ int main(void)
         cmocka_unit_test(test_user_resolution),
         cmocka_unit_test(test_user_no_passwd),
         cmocka_unit_test(test_user_symlinks_stay_in_rootfs),
-        cmocka_unit_test(test_user_symlinks_portable_resolver),
+        cmocka_unit_test_teardown(test_user_symlinks_portable_resolver, reset_test_hooks),
         cmocka_unit_test(test_user_file_too_big),
         cmocka_unit_test(test_user_from_security_context),
         cmocka_unit_test(test_env_and_cwd),

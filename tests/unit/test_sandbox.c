@@ -33,29 +33,12 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "pod/sandbox.h"
+#include "helpers.h"
 
 #define SAFETY_MS 10000
 
 static char tmp[64];
 static struct config cfg;
-
-/* ---- helpers ---- */
-
-static void on_safety(void *arg)
-{
-    *(bool *)arg = true;
-    loop_exit();
-}
-
-static void run_loop(void)
-{
-    bool fired = false;
-    struct loop_timer *t = loop_timer_new(on_safety, &fired);
-    loop_timer_arm(t, SAFETY_MS);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(fired);
-}
 
 struct outcome {
     bool called;
@@ -154,7 +137,7 @@ static struct outcome run_pod(const Runtime__V1__PodSandboxConfig *c, const char
     struct error *err = NULL;
     assert_int_equal(sandbox_run(c, handler, on_done, &o, &err), 0);
     assert_false(o.called); /* never inside the call */
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_true(o.called);
     return o;
 }
@@ -172,7 +155,7 @@ static struct outcome stop_or_remove(bool remove, const char *id)
         return o;
     }
     assert_false(o.called);
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_true(o.called);
     return o;
 }

@@ -40,6 +40,7 @@
 #include "core/util.h"
 #include "image/unpack.h"
 #include "image/xferlib.h"
+#include "helpers.h"
 
 #define SAFETY_MS 20000
 #define DEFAULT_MTIME 1500000000
@@ -796,57 +797,6 @@ static void test_caps(void **state)
     expect_extract_error(f, GRPC_INVALID_ARGUMENT, "unsafe path in layer: ../evil\\x0aline");
 }
 
-/* ---- unpack_layer on a real loop ---- */
-
-static bool safety_fired;
-
-static void on_safety(void *arg)
-{
-    safety_fired = true;
-    loop_exit();
-}
-
-static void run_loop(void)
-{
-    struct loop_timer *t = loop_timer_new(on_safety, NULL);
-    safety_fired = false;
-    loop_timer_arm(t, SAFETY_MS);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-    assert_false(safety_fired);
-}
-
-static void on_poll_children(void *arg)
-{
-    if (child_count() == 0)
-        loop_exit();
-    else
-        loop_timer_arm(*(struct loop_timer **)arg, 10);
-}
-
-/* Run until no child is left (a cancelled op reports nothing). */
-static void run_until_no_children(void)
-{
-    struct loop_timer *poll = NULL;
-    poll = loop_timer_new(on_poll_children, &poll);
-    loop_timer_arm(poll, 10);
-    run_loop();
-    loop_timer_free(poll);
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-static void run_loop_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
-}
-
 struct done_rec {
     int calls;
     int code;
@@ -883,9 +833,9 @@ static void unpack_and_wait(struct fx *f, const char *name, const char *diff_id,
     struct unpack_op *op = unpack_layer(f->blob, dest, diff_id, timeout_ms, on_done, rec, &err);
     if (!op)
         fail_msg("unpack_layer: %s", err->msg);
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(rec->calls, 1);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     free(dest);
 }
 
@@ -1069,7 +1019,7 @@ static void test_layer_concurrent(void **state)
         free(name);
         free(blob);
     }
-    run_loop();
+    run_loop(SAFETY_MS);
     assert_int_equal(rec.calls, N);
     if (rec.msg)
         fail_msg("unpack: %s", rec.msg);
@@ -1115,7 +1065,7 @@ static void test_layer_cancel(void **state)
     assert_true(exists(f->layers, "L1.tmp"));
     assert_int_equal(child_count(), 1);
     unpack_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     run_loop_for(50);
     assert_int_equal(rec.calls, 0);
     assert_int_equal(count_entries(f->layers), 0);
@@ -1136,7 +1086,7 @@ static void test_layer_cancel_at_once(void **state)
     struct unpack_op *op = unpack_layer(f->blob, dest, NULL, 0, on_done, &rec, &err);
     assert_non_null(op);
     unpack_cancel(op);
-    run_until_no_children();
+    run_until_no_children(SAFETY_MS);
     run_loop_for(50);
     assert_int_equal(rec.calls, 0);
     assert_int_equal(count_entries(f->layers), 0);

@@ -130,6 +130,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    oci_spec_no_openat2 = false; /* a test hook: back to the default on every path */
     close(rootfs_fd);
     close(volumes_fd);
     _cleanup_free_ char *cmd = xasprintf("rm -rf %s", tmp);
@@ -275,9 +276,8 @@ static void test_symlinks_never_leave_the_rootfs(void **state)
 
 static void test_symlinks_never_leave_the_rootfs_portable(void **state)
 {
-    oci_spec_no_openat2 = true;
+    oci_spec_no_openat2 = true; /* teardown() puts it back, also when this fails */
     check_escapes();
-    oci_spec_no_openat2 = false;
 }
 
 static void test_missing_and_bad_paths(void **state)

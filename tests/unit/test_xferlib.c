@@ -26,6 +26,7 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "image/xferlib.h"
+#include "helpers.h"
 
 #define IDLE_MS 50
 
@@ -42,19 +43,6 @@ static void assert_unmapped(void)
 {
     if (XFERLIB_UNMAPS)
         assert_false(curl_mapped());
-}
-
-static void on_stop(void *arg)
-{
-    loop_exit();
-}
-
-static void run_for(int64_t ms)
-{
-    struct loop_timer *t = loop_timer_new(on_stop, NULL);
-    loop_timer_arm(t, ms);
-    assert_int_equal(loop_run(), 0);
-    loop_timer_free(t);
 }
 
 static int setup(void **state)
@@ -92,11 +80,11 @@ static void test_refcount_and_idle_unload(void **state)
     assert_true(curl_mapped());
     assert_non_null(xcurl.easy_init);
     xferlib_release();
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_true(xferlib_is_loaded()); /* one reference left */
     xferlib_release();
     assert_true(xferlib_is_loaded()); /* not at once: after the idle time */
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_false(xferlib_is_loaded());
     assert_unmapped();
     assert_null(xcurl.easy_init);
@@ -106,12 +94,12 @@ static void test_acquire_cancels_unload(void **state)
 {
     acquire_ok();
     xferlib_release();
-    run_for(IDLE_MS / 2);
+    run_loop_for(IDLE_MS / 2);
     acquire_ok();
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_true(xferlib_is_loaded());
     xferlib_release();
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_false(xferlib_is_loaded());
 }
 
@@ -130,7 +118,7 @@ static void test_reacquire_after_unload(void **state)
         xcurl.multi_cleanup(m);
         xcurl.easy_cleanup(e);
         xferlib_release();
-        run_for(3 * IDLE_MS);
+        run_loop_for(3 * IDLE_MS);
         assert_false(xferlib_is_loaded());
         assert_unmapped();
     }
@@ -149,10 +137,10 @@ static void test_unload_waits_for_threads(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, sleeper, NULL), 0);
     xferlib_release();
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_true(xferlib_is_loaded());
     assert_int_equal(pthread_join(t, NULL), 0);
-    run_for(1500);
+    run_loop_for(1500);
     assert_false(xferlib_is_loaded());
 }
 
@@ -168,7 +156,7 @@ static void test_missing_library(void **state)
     /* Hashing needs only libcrypto. */
     char hex[XFERLIB_SHA256_HEX_LEN + 1];
     assert_int_equal(xferlib_sha256_hex("", 0, hex, &err), 0);
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
 
     xferlib_set_sonames(NULL, "libtinycri-no-such-crypto.so.3");
     assert_int_equal(xferlib_sha256_hex("", 0, hex, &err), -1);
@@ -180,7 +168,7 @@ static void test_missing_library(void **state)
     assert_null(h.ctx);
     error_clear(&err);
     xferlib_hash_clear(&h); /* a no-op */
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
 
     /* The libraries named on the default path again: it works. */
     xferlib_set_sonames(NULL, NULL);
@@ -225,13 +213,13 @@ static void test_hash_holds(void **state)
     assert_int_equal(xferlib_hash_init(&h, XFERLIB_SHA256, NULL), 0);
     acquire_ok();
     xferlib_release();
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_true(xferlib_is_loaded());
     xferlib_hash_update(&h, "abc", 3);
     char hex[XFERLIB_HASH_HEX_MAX];
     xferlib_hash_final_hex(&h, hex);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_false(xferlib_is_loaded());
     /* An unfinished hash dropped by its cleanup attribute releases too. */
     {
@@ -240,7 +228,7 @@ static void test_hash_holds(void **state)
         acquire_ok();
         xferlib_release();
     }
-    run_for(3 * IDLE_MS);
+    run_loop_for(3 * IDLE_MS);
     assert_false(xferlib_is_loaded());
 }
 
