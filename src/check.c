@@ -94,26 +94,6 @@ static bool has_item(const char *list, const char *word, const char *seps)
 
 /* ---- cgroups ---- */
 
-/* Mount point, fs type and super options of one mountinfo line (cut in place). */
-static bool mount_fields(char *line, char **mnt, char **fstype, char **opts)
-{
-    char *save = NULL;
-    char *tok = strtok_r(line, " ", &save);
-    for (int i = 0; tok && i < 4; i++)
-        tok = strtok_r(NULL, " ", &save);
-    if (!tok)
-        return false;
-    *mnt = tok;
-    while (tok && strcmp(tok, "-") != 0)
-        tok = strtok_r(NULL, " ", &save);
-    if (!tok)
-        return false;
-    *fstype = strtok_r(NULL, " ", &save);
-    strtok_r(NULL, " ", &save); /* source */
-    *opts = strtok_r(NULL, " ", &save);
-    return *fstype && *opts;
-}
-
 /* What kubelet and the OCI runtimes need to place and limit containers. */
 static const char *const v1_needed[] = {"cpu",     "cpuacct", "cpuset", "memory",
                                         "devices", "freezer", "pids"};
@@ -129,7 +109,7 @@ size_t check_cgroups(const char *mountinfo, const char *v2_controllers, enum cgr
     char *save = NULL;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *mnt, *fstype, *opts;
-        if (!mount_fields(line, &mnt, &fstype, &opts))
+        if (!mountinfo_split(line, &mnt, &fstype, &opts))
             continue;
         if (strcmp(fstype, "cgroup2") == 0 && strcmp(mnt, "/sys/fs/cgroup") == 0)
             v2_root = true;

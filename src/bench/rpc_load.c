@@ -45,9 +45,9 @@
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 
-#define GRPC_OK 0
-#define GRPC_UNIMPLEMENTED 12
-#define GRPC_CODE_MAX 16
+#include "core/error.h"
+
+#define GRPC_CODE_MAX GRPC_UNAUTHENTICATED
 
 /* Read chunk size and the point at which pending output is written first. */
 #define READ_CHUNK 65536
@@ -161,26 +161,6 @@ struct rpc_load {
     size_t request_len;
 };
 
-static const char *const grpc_code_names[GRPC_CODE_MAX + 1] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
 /* Pre-encoded requests for the methods the benchmark knows. */
 static const uint8_t version_request[] = {0x0a, 0x02, 0x76, 0x31}; /* version: "v1" */
 
@@ -274,13 +254,6 @@ static double hist_quantile(const struct hist *h, double q)
 static bool is_counting(const struct rpc_load *load)
 {
     return load->phase == PHASE_MEASURE;
-}
-
-static const char *grpc_code_name(int code)
-{
-    if (code >= 0 && code <= GRPC_CODE_MAX)
-        return grpc_code_names[code];
-    return "(not a gRPC code)";
 }
 
 static void call_record(struct rpc_call *call, enum call_result res, uint64_t end_ns)

@@ -14,8 +14,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/pidfd.h>
 #include <sys/queue.h>
 #include <sys/signalfd.h>
@@ -687,6 +691,94 @@ static int pipe_for_child(int *parent_end, int *child_end, bool parent_reads, st
     if (fd_set_nonblock(*parent_end, true) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "set pipe non-blocking");
     return 0;
+}
+
+static __attribute__((noreturn)) void exit_with_line(char *line, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (line[i] == '\n' || line[i] == '\r')
+            line[i] = ' ';
+    }
+    line[n++] = '\n';
+    (void)fd_write_all(2, line, n);
+    _exit(1);
+}
+
+void child_exit_error(const struct error *e)
+{
+    char line[2048];
+    int n = snprintf(line, sizeof(line) - 1, "code=%d msg=%s", e ? e->grpc_code : GRPC_INTERNAL,
+                     e ? e->msg : "unknown error");
+    exit_with_line(line, n < 0 ? 0 : MIN((size_t)n, sizeof(line) - 2));
+}
+
+void child_exit_errorf(int code, int sys_errno, const char *fmt, ...)
+{
+    char line[2048];
+    size_t cap = sizeof(line) - 1; /* room for the '\n' */
+    int n = snprintf(line, cap, "code=%d msg=", code);
+    size_t len = n < 0 ? 0 : MIN((size_t)n, cap - 1);
+    va_list ap;
+    va_start(ap, fmt);
+    n = vsnprintf(line + len, cap - len, fmt, ap);
+    va_end(ap);
+    len = n < 0 ? len : MIN(len + (size_t)n, cap - 1);
+    if (sys_errno) {
+        n = snprintf(line + len, cap - len, ": %s", strerrordesc_np(sys_errno));
+        len = n < 0 ? len : MIN(len + (size_t)n, cap - 1);
+    }
+    exit_with_line(line, len);
+}
+
+/* The last line of stderr starting with "code=", or the first other line; *len its length. */
+static const char *stderr_line(const char *s, bool result, int *len)
+{
+    const char *found = NULL;
+    for (const char *line = s; *line;) {
+        int n = (int)strcspn(line, "\n");
+        bool is_result = str_has_prefix(line, "code=");
+        bool is_log = str_has_prefix(line, "time=");
+        if (n > 0 && !is_log && is_result == result && (result || !found)) {
+            found = line;
+            *len = n;
+        }
+        line += n;
+        if (*line == '\n')
+            line++;
+    }
+    return found;
+}
+
+int child_result_error(const struct child_result *res, const char *what, int64_t timeout_ms,
+                       struct error **err)
+{
+    if (res->timed_out && timeout_ms > 0)
+        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "%s: timed out after %" PRId64 " ms", what,
+                         timeout_ms);
+    if (res->timed_out)
+        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "%s: timed out", what);
+    if (res->exited && res->exit_code == 0)
+        return 0;
+    const char *err_text = res->err ? res->err : "";
+    int len = 0;
+    const char *line = stderr_line(err_text, true, &len);
+    if (res->exited && line) {
+        char *end = NULL;
+        long code = strtol(line + strlen("code="), &end, 10);
+        if (code > GRPC_OK && code <= GRPC_UNAUTHENTICATED && str_has_prefix(end, " msg=")) {
+            const char *msg = end + strlen(" msg=");
+            return error_set(err, (int)code, 0, "%s: %.*s", what, len - (int)(msg - line), msg);
+        }
+    }
+    len = 0;
+    line = stderr_line(err_text, false, &len);
+    if (!line)
+        line = "";
+    if (!res->exited)
+        return error_set(err, GRPC_INTERNAL, 0, "%s: child killed by signal %d%s%.*s", what,
+                         res->term_signal, len ? ": " : "", len, line);
+    return error_set(err, GRPC_INTERNAL, 0, "%s: child exited with status %d%s%.*s", what,
+                     res->exit_code, len ? ": " : "", len, line);
 }
 
 /* child_spawn() and child_fork(): fn NULL execs opts->argv, else the child runs fn. */

@@ -181,6 +181,26 @@ struct child *child_fork(const struct child_opts *opts, int (*fn)(void *arg), vo
                          child_done_cb cb, void *arg, struct error **err);
 
 /*
+ * How a child_fork() child says why it failed: one line "code=<grpc code>
+ * msg=<text>" on its stderr (line breaks in the text become spaces), then
+ * _exit(1). child_exit_errorf() builds the text without malloc: fmt, then
+ * ": <strerror(sys_errno)>" when sys_errno is not 0.
+ */
+__attribute__((noreturn)) void child_exit_error(const struct error *e);
+__attribute__((noreturn, format(printf, 3, 4))) void child_exit_errorf(int code, int sys_errno,
+                                                                       const char *fmt, ...);
+
+/*
+ * The parent's side: 0 when the child exited with status 0, else -1 with
+ * *err saying "<what>: " and then the child's last "code=" line (its code and
+ * text), or that it timed out (after timeout_ms, when > 0), was killed by a
+ * signal or exited with a status, with the first other line of its stderr.
+ * Log lines ("time=...") never count as that line.
+ */
+int child_result_error(const struct child_result *res, const char *what, int64_t timeout_ms,
+                       struct error **err);
+
+/*
  * Remove the trees at paths[0..n-1] in a child: `rm -rf --one-file-system`,
  * which never descends into a mount met inside a tree (a bind mount left in
  * a container's or a pod's directory keeps what it shows; rm then fails and

@@ -325,3 +325,23 @@ bool str_has_suffix(const char *s, const char *suffix)
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && memcmp(s + a - b, suffix, b) == 0;
 }
+
+bool mountinfo_split(char *line, char **mnt, char **fstype, char **superopts)
+{
+    char *f[6];
+    char *save = NULL;
+    char *tok = strtok_r(line, " ", &save);
+    for (int i = 0; i < 6 && tok; i++, tok = strtok_r(NULL, " ", &save))
+        f[i] = tok;
+    if (!tok)
+        return false;
+    *mnt = f[4];
+    while (tok && strcmp(tok, "-") != 0)
+        tok = strtok_r(NULL, " ", &save);
+    if (!tok)
+        return false;
+    *fstype = strtok_r(NULL, " ", &save);
+    strtok_r(NULL, " ", &save); /* source */
+    *superopts = strtok_r(NULL, " ", &save);
+    return *fstype && *superopts;
+}

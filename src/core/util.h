@@ -120,4 +120,11 @@ char *libexec_path(const char *name, const char *env_var);
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
 
+/*
+ * Split one /proc/self/mountinfo line in place: the mount point (field 5),
+ * the fs type and the super options (after " - "). Octal escapes stay as they
+ * are. false when the line has too few fields.
+ */
+bool mountinfo_split(char *line, char **mnt, char **fstype, char **superopts);
+
 #endif

@@ -737,18 +737,6 @@ static void op_free(void *obj)
 
 /* ---- in the forked children: never return, _exit() ---- */
 
-static __attribute__((noreturn)) void child_report_fail(const struct error *e)
-{
-    char *msg = xstrdup(e ? e->msg : "unknown error");
-    for (char *p = msg; *p; p++) {
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    }
-    char *line = xasprintf("code=%d msg=%s\n", e ? e->grpc_code : GRPC_INTERNAL, msg);
-    (void)fd_write_all(2, line, strlen(line));
-    _exit(1);
-}
-
 /* Close every fd above stderr but keep_a and keep_b. */
 static int close_fds_except(int keep_a, int keep_b, struct error **err)
 {
@@ -812,7 +800,7 @@ static int extract_child_main(void *arg)
     struct error *err = NULL;
     uint64_t size = 0;
     if (extract_in_child(arg, &size, &err) < 0)
-        child_report_fail(err);
+        child_exit_error(err);
     char line[64];
     int n = snprintf(line, sizeof(line), "size=%" PRIu64 "\n", size);
     _exit(fd_write_all(1, line, (size_t)n) < 0 ? 1 : 0);
@@ -825,11 +813,11 @@ static int cleanup_child_main(void *arg)
     int dir_fd = open(op->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) {
         error_set(&err, GRPC_INTERNAL, errno, "open %s", op->dir);
-        child_report_fail(err);
+        child_exit_error(err);
     }
     if (remove_tree_at(dir_fd, op->tmp_name, &err) < 0) {
         error_prefix(&err, "remove %s", op->tmp);
-        child_report_fail(err);
+        child_exit_error(err);
     }
     _exit(0);
 }
@@ -838,81 +826,16 @@ static int cleanup_child_main(void *arg)
 
 static void unpack_step(struct unpack_op *op);
 
-/* Kinds of line on a child's stderr. */
-enum child_line {
-    LINE_LOG,    /* its own log lines, from log_write() (warnings): relayed */
-    LINE_RESULT, /* "code=<n> msg=<text>": how it failed */
-    LINE_OTHER,  /* anything else (a crash message, say): goes into the error */
-};
-
-static enum child_line line_kind(const char *line)
-{
-    if (str_has_prefix(line, "time="))
-        return LINE_LOG;
-    if (str_has_prefix(line, "code="))
-        return LINE_RESULT;
-    return LINE_OTHER;
-}
-
-/* The last line of the given kind, or NULL; its length in *len. */
-static const char *find_line(const char *s, enum child_line kind, int *len)
-{
-    const char *found = NULL;
-    for (const char *line = s; *line;) {
-        size_t n = strcspn(line, "\n");
-        if (n > 0 && line_kind(line) == kind && (!found || kind != LINE_OTHER)) {
-            found = line;
-            *len = (int)n;
-        }
-        line += n;
-        if (*line == '\n')
-            line++;
-    }
-    return found;
-}
-
 static void relay_child_log(const struct unpack_op *op, const struct child_result *res)
 {
     for (const char *line = res->err; *line;) {
         size_t n = strcspn(line, "\n");
-        if (n > 0 && line_kind(line) == LINE_LOG)
+        if (n > 0 && str_has_prefix(line, "time="))
             log_warn("unpack child output dest=%s line=%.*s", op->dest, (int)n, line);
         line += n;
         if (*line == '\n')
             line++;
     }
-}
-
-/* Turn the child's exit into 0 or an error: its result line, a timeout, a signal. */
-static int child_outcome(const struct unpack_op *op, const struct child_result *res,
-                         const char *what, struct error **err)
-{
-    if (res->timed_out)
-        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "%s %s: timed out after %" PRId64 " ms",
-                         what, op->dest, op->timeout_ms);
-    if (res->exited && res->exit_code == 0)
-        return 0;
-    int len = 0;
-    const char *line = find_line(res->err, LINE_RESULT, &len);
-    if (res->exited && line) {
-        char *end = NULL;
-        long code = strtol(line + strlen("code="), &end, 10);
-        if (code > GRPC_OK && code <= GRPC_UNAUTHENTICATED && str_has_prefix(end, " msg=")) {
-            const char *msg = end + strlen(" msg=");
-            return error_set(err, (int)code, 0, "%s %s: %.*s", what, op->dest,
-                             len - (int)(msg - line), msg);
-        }
-    }
-    line = find_line(res->err, LINE_OTHER, &len);
-    if (!line) {
-        line = "";
-        len = 0;
-    }
-    if (!res->exited)
-        return error_set(err, GRPC_INTERNAL, 0, "%s %s: child killed by signal %d%s%.*s", what,
-                         op->dest, res->term_signal, len ? ": " : "", len, line);
-    return error_set(err, GRPC_INTERNAL, 0, "%s %s: child exited with status %d%s%.*s", what,
-                     op->dest, res->exit_code, len ? ": " : "", len, line);
 }
 
 static int parse_size(const struct child_result *res, uint64_t *size, struct error **err)
@@ -934,7 +857,8 @@ static void on_extract_exit(const struct child_result *res, void *arg)
     struct unpack_op *op = arg;
     op->child = NULL;
     relay_child_log(op, res);
-    if (child_outcome(op, res, "unpack", &op->err) == 0)
+    _cleanup_free_ char *what = xasprintf("unpack %s", op->dest);
+    if (child_result_error(res, what, op->timeout_ms, &op->err) == 0)
         parse_size(res, &op->size, &op->err);
     unpack_step(op);
 }
@@ -945,7 +869,8 @@ static void on_cleanup_exit(const struct child_result *res, void *arg)
     op->child = NULL;
     relay_child_log(op, res);
     struct error *tmp = NULL;
-    if (child_outcome(op, res, "remove unpack leftovers of", &tmp) < 0)
+    _cleanup_free_ char *what = xasprintf("remove unpack leftovers of %s", op->dest);
+    if (child_result_error(res, what, op->timeout_ms, &tmp) < 0)
         log_debug("unpack cleanup failed dest=%s: %s", op->dest, tmp->msg);
     error_free(tmp);
     unpack_step(op);

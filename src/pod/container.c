@@ -1114,7 +1114,7 @@ char *container_info_json(const struct container *pub)
     return text;
 }
 
-static bool uses(const struct ctr *c, const char *key)
+bool ctr_uses(const struct ctr *c, const char *key)
 {
     if (c->pub.image_id && strcmp(c->pub.image_id, key) == 0)
         return true;
@@ -1128,7 +1128,7 @@ static bool uses(const struct ctr *c, const char *key)
 bool container_uses(const char *key)
 {
     for (size_t i = 0; i < ctrs.table.n; i++) {
-        if (uses(ctr_at(i), key))
+        if (ctr_uses(ctr_at(i), key))
             return true;
     }
     return ctr_creates_use(key);

@@ -379,7 +379,7 @@ static void on_seeded(const struct child_result *res, void *arg)
     struct create_op *op = arg;
     op->seed = NULL;
     struct error *e = NULL;
-    if (volume_seed_result(res, &e) < 0)
+    if (child_result_error(res, "seed image volumes", 0, &e) < 0)
         create_fail(op, e);
     create_step(op);
 }
@@ -919,22 +919,11 @@ void ctr_creates_fail(const char *sandbox_id, const char *doing, container_done_
     }
 }
 
-static bool uses(const struct ctr *c, const char *key)
-{
-    if (c->pub.image_id && strcmp(c->pub.image_id, key) == 0)
-        return true;
-    for (size_t i = 0; i < c->pub.n_layers; i++) {
-        if (strcmp(c->pub.chain_ids[i], key) == 0)
-            return true;
-    }
-    return false;
-}
-
 bool ctr_creates_use(const char *key)
 {
     const struct create_op *op;
     TAILQ_FOREACH (op, &ctrs.creates, link) {
-        if (op->c && uses(op->c, key))
+        if (op->c && ctr_uses(op->c, key))
             return true;
     }
     return false;

@@ -126,6 +126,8 @@ bool ctr_teardown_running(const char *id);
  */
 void ctr_creates_fail(const char *sandbox_id, const char *doing, container_done_cb undone,
                       void *arg, size_t *held);
+/* Whether c's rootfs is built from key (an image id or a layer's chain id). */
+bool ctr_uses(const struct ctr *c, const char *key);
 /* Does a create in flight use this image id or layer chain id? */
 bool ctr_creates_use(const char *key);
 /* The daemon stops: teardowns are dropped, creates answer err; keepers keep running. */

@@ -97,43 +97,6 @@ int nsfs_prepare_dir(const char *dir, struct error **err)
 
 /* ---- children ---- */
 
-/* In a child: report and exit. */
-static __attribute__((noreturn)) void child_report(int code, int e, const char *what,
-                                                   const char *arg)
-{
-    char line[512];
-    int n = snprintf(line, sizeof(line), "code=%d msg=%s %s%s%s\n", code, what, arg, e ? ": " : "",
-                     e ? strerrordesc_np(e) : "");
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    _exit(1);
-}
-
-/* The error a worker child's exit means, each message after "<what>: ", or 0. */
-static int child_outcome(const char *what, int64_t timeout_ms, const struct child_result *res,
-                         struct error **err)
-{
-    if (res->timed_out)
-        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "%s: timed out after %" PRId64 " ms", what,
-                         timeout_ms);
-    if (res->exited && res->exit_code == 0)
-        return 0;
-    size_t n = strcspn(res->err, "\n");
-    char *end = NULL;
-    long code = str_has_prefix(res->err, "code=") ? strtol(res->err + 5, &end, 10) : 0;
-    if (res->exited && end && code > GRPC_OK && code <= GRPC_UNAUTHENTICATED &&
-        str_has_prefix(end, " msg=")) {
-        const char *msg = end + strlen(" msg=");
-        return error_set(err, (int)code, 0, "%s: %.*s", what, (int)(n - (size_t)(msg - res->err)),
-                         msg);
-    }
-    if (!res->exited)
-        return error_set(err, GRPC_INTERNAL, 0, "%s: child killed by signal %d", what,
-                         res->term_signal);
-    return error_set(err, GRPC_INTERNAL, 0, "%s: child exited with status %d: %.*s", what,
-                     res->exit_code, (int)n, res->err);
-}
-
 /* ---- pinning ---- */
 
 /*
@@ -213,15 +176,15 @@ static void child_loopback_up(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0)
-        child_report(GRPC_INTERNAL, errno, "socket in", "the new network namespace");
+        child_exit_errorf(GRPC_INTERNAL, errno, "socket in %s", "the new network namespace");
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     memcpy(ifr.ifr_name, "lo", sizeof("lo"));
     if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        child_report(GRPC_INTERNAL, errno, "get flags of", "lo");
+        child_exit_errorf(GRPC_INTERNAL, errno, "get flags of %s", "lo");
     ifr.ifr_flags |= IFF_UP;
     if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-        child_report(GRPC_INTERNAL, errno, "bring up", "lo");
+        child_exit_errorf(GRPC_INTERNAL, errno, "bring up %s", "lo");
     close(s);
 }
 
@@ -233,17 +196,17 @@ static int pin_child_main(void *arg)
 {
     const struct nsfs_pin_op *op = arg;
     if (unshare(op->flags) < 0)
-        child_report(GRPC_INTERNAL, errno, "unshare", "the new namespaces");
+        child_exit_errorf(GRPC_INTERNAL, errno, "unshare %s", "the new namespaces");
     if ((op->flags & CLONE_NEWUTS) && op->hostname &&
         sethostname(op->hostname, strlen(op->hostname)) < 0)
-        child_report(GRPC_INTERNAL, errno, "set hostname", op->hostname);
+        child_exit_errorf(GRPC_INTERNAL, errno, "set hostname %s", op->hostname);
     if (op->flags & CLONE_NEWNET)
         child_loopback_up();
     for (size_t i = 0; i < ARRAY_SIZE(ns_types); i++) {
         const struct ns_type *t = &ns_types[i];
         const char *path = paths_peek(&op->paths, t->flag);
         if ((op->flags & t->flag) && mount(t->self, path, NULL, MS_BIND, NULL) < 0)
-            child_report(GRPC_INTERNAL, errno, "bind-mount the namespace on", path);
+            child_exit_errorf(GRPC_INTERNAL, errno, "bind-mount the namespace on %s", path);
     }
     _exit(0);
 }
@@ -270,7 +233,7 @@ static void on_pin_exit(const struct child_result *res, void *arg)
     struct nsfs_pin_op *op = arg;
     op->child = NULL;
     _cleanup_free_ char *what = xasprintf("pin namespaces of %s", op->id);
-    child_outcome(what, op->timeout_ms, res, &op->err);
+    child_result_error(res, what, op->timeout_ms, &op->err);
     pin_step(op);
 }
 
@@ -501,9 +464,9 @@ static void child_join(const char *path, int flag)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        child_report(GRPC_INTERNAL, errno, "open namespace file", path);
+        child_exit_errorf(GRPC_INTERNAL, errno, "open namespace file %s", path);
     if (setns(fd, flag) < 0)
-        child_report(GRPC_INTERNAL, errno, "join namespace", path);
+        child_exit_errorf(GRPC_INTERNAL, errno, "join namespace %s", path);
     close(fd);
 }
 
@@ -517,17 +480,17 @@ static int sysctl_child_main(void *arg)
     for (size_t i = 0; i < op->n; i++) {
         int fd = open(op->paths[i], O_WRONLY | O_CLOEXEC);
         if (fd < 0 && errno == ENOENT)
-            child_report(GRPC_INVALID_ARGUMENT, 0, "no such sysctl:", op->names[i]);
+            child_exit_errorf(GRPC_INVALID_ARGUMENT, 0, "no such sysctl: %s", op->names[i]);
         if (fd < 0)
-            child_report(GRPC_INTERNAL, errno, "open sysctl", op->names[i]);
+            child_exit_errorf(GRPC_INTERNAL, errno, "open sysctl %s", op->names[i]);
         size_t len = strlen(op->values[i]);
         ssize_t w = write(fd, op->values[i], len);
         if (w < 0 && (errno == EINVAL || errno == ERANGE || errno == EPERM || errno == EACCES))
-            child_report(GRPC_INVALID_ARGUMENT, errno, "set sysctl", op->names[i]);
+            child_exit_errorf(GRPC_INVALID_ARGUMENT, errno, "set sysctl %s", op->names[i]);
         if (w < 0)
-            child_report(GRPC_INTERNAL, errno, "set sysctl", op->names[i]);
+            child_exit_errorf(GRPC_INTERNAL, errno, "set sysctl %s", op->names[i]);
         if ((size_t)w != len)
-            child_report(GRPC_INTERNAL, 0, "short write to sysctl", op->names[i]);
+            child_exit_errorf(GRPC_INTERNAL, 0, "short write to sysctl %s", op->names[i]);
         close(fd);
     }
     _exit(0);
@@ -555,7 +518,7 @@ static void on_sysctl_exit(const struct child_result *res, void *arg)
 {
     struct nsfs_sysctl_op *op = arg;
     op->child = NULL;
-    child_outcome("set sysctls", op->timeout_ms, res, &op->err);
+    child_result_error(res, "set sysctls", op->timeout_ms, &op->err);
     sysctl_step(op);
 }
 

@@ -142,27 +142,6 @@ const char *runtime_handler_version(const char *name)
     return h && h->version ? h->version : "";
 }
 
-/* Split a mountinfo line: mount point (field 5), fs type and super options (after " - "). */
-static bool mountinfo_fields(char *line, char **mnt, char **fstype, char **superopts)
-{
-    char *f[6];
-    char *save = NULL;
-    char *tok = strtok_r(line, " ", &save);
-    for (int i = 0; i < 6 && tok; i++, tok = strtok_r(NULL, " ", &save))
-        f[i] = tok;
-    if (!tok)
-        return false;
-    *mnt = f[4];
-    while (tok && strcmp(tok, "-") != 0)
-        tok = strtok_r(NULL, " ", &save);
-    if (!tok)
-        return false;
-    *fstype = strtok_r(NULL, " ", &save);
-    strtok_r(NULL, " ", &save); /* source */
-    *superopts = strtok_r(NULL, " ", &save);
-    return *fstype && *superopts;
-}
-
 static bool has_option(const char *opts, const char *name)
 {
     size_t n = strlen(name);
@@ -186,7 +165,7 @@ char *runtime_hybrid_missing_controller(const char *mountinfo, const char *contr
     char *save = NULL;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *mnt, *fstype, *opts;
-        if (!mountinfo_fields(line, &mnt, &fstype, &opts))
+        if (!mountinfo_split(line, &mnt, &fstype, &opts))
             continue;
         if (strcmp(fstype, "cgroup2") == 0 && strcmp(mnt, "/sys/fs/cgroup/unified") == 0)
             hybrid = true;

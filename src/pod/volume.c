@@ -346,18 +346,6 @@ int volume_seed(int rootfs_fd, const char *container_path, int volumes_fd, const
 
 /* ---- the child ---- */
 
-static __attribute__((noreturn)) void report_fail(const struct error *e)
-{
-    char *msg = xstrdup(e ? e->msg : "unknown error");
-    for (char *p = msg; *p; p++) {
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    }
-    char *line = xasprintf("code=%d msg=%s\n", e ? e->grpc_code : GRPC_INTERNAL, msg);
-    (void)fd_write_all(2, line, strlen(line));
-    _exit(1);
-}
-
 int volume_seed_child(void *arg)
 {
     const struct volume_job *job = arg;
@@ -365,14 +353,14 @@ int volume_seed_child(void *arg)
     umask(022);
     if (mkdir(job->volumes_dir, 0700) < 0 && errno != EEXIST) {
         error_set(&err, GRPC_INTERNAL, errno, "mkdir %s", job->volumes_dir);
-        report_fail(err);
+        child_exit_error(err);
     }
     int volumes_fd = open(job->volumes_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int rootfs_fd = open(job->rootfs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (volumes_fd < 0 || rootfs_fd < 0) {
         error_set(&err, GRPC_INTERNAL, errno, "open %s",
                   volumes_fd < 0 ? job->volumes_dir : job->rootfs);
-        report_fail(err);
+        child_exit_error(err);
     }
     /* Only the two directories (and stdio) go into the chroot, nothing of the daemon. */
     int lo = rootfs_fd < volumes_fd ? rootfs_fd : volumes_fd;
@@ -381,16 +369,16 @@ int volume_seed_child(void *arg)
         (hi > lo + 1 && close_range((unsigned)lo + 1, (unsigned)hi - 1, 0) < 0) ||
         close_range((unsigned)hi + 1, ~0U, 0) < 0) {
         error_set(&err, GRPC_INTERNAL, errno, "close_range");
-        report_fail(err);
+        child_exit_error(err);
     }
     /* Belt and braces: nothing of the host is reachable by path while copying. */
     if (fchdir(rootfs_fd) < 0 || chroot(".") < 0 || chdir("/") < 0) {
         error_set(&err, GRPC_INTERNAL, errno, "chroot into %s", job->rootfs);
-        report_fail(err);
+        child_exit_error(err);
     }
     for (size_t i = 0; i < job->n; i++) {
         if (volume_seed(rootfs_fd, job->paths[i], volumes_fd, job->names[i], &err) < 0)
-            report_fail(err);
+            child_exit_error(err);
     }
     /*
      * No syncfs: it would flush the whole file system, and the copy needs no
@@ -398,41 +386,4 @@ int volume_seed_child(void *arg)
      * the container's own writes are not synced either).
      */
     _exit(0);
-}
-
-int volume_seed_result(const struct child_result *res, struct error **err)
-{
-    if (res->timed_out)
-        return error_set(err, GRPC_DEADLINE_EXCEEDED, 0, "seeding image volumes timed out");
-    if (res->exited && res->exit_code == 0)
-        return 0;
-    /* The last "code=" line, else the first line of whatever it wrote. */
-    const char *result = NULL, *other = NULL;
-    int result_len = 0, other_len = 0;
-    for (const char *line = res->err; *line;) {
-        int n = (int)strcspn(line, "\n");
-        if (str_has_prefix(line, "code=")) {
-            result = line;
-            result_len = n;
-        } else if (n > 0 && !other) {
-            other = line;
-            other_len = n;
-        }
-        line += n;
-        if (*line == '\n')
-            line++;
-    }
-    if (res->exited && result) {
-        char *end = NULL;
-        long code = strtol(result + strlen("code="), &end, 10);
-        if (code > GRPC_OK && code <= GRPC_UNAUTHENTICATED && str_has_prefix(end, " msg=")) {
-            const char *msg = end + strlen(" msg=");
-            return error_set(err, (int)code, 0, "%.*s", result_len - (int)(msg - result), msg);
-        }
-    }
-    if (!res->exited)
-        return error_set(err, GRPC_INTERNAL, 0, "seeding image volumes: killed by signal %d%s%.*s",
-                         res->term_signal, other ? ": " : "", other_len, other ? other : "");
-    return error_set(err, GRPC_INTERNAL, 0, "seeding image volumes: exit status %d%s%.*s",
-                     res->exit_code, other ? ": " : "", other_len, other ? other : "");
 }

@@ -49,13 +49,10 @@ int volume_seed(int rootfs_fd, const char *container_path, int volumes_fd, const
                 struct error **err);
 
 /*
- * The child's in_child hook (arg: a struct volume_job): seed every volume,
- * then _exit(0); on failure write "code=<n> msg=<text>" to stderr and
- * _exit(1).
+ * The child's function for child_fork() (arg: a struct volume_job): seed
+ * every volume, then _exit(0); on failure child_exit_error() (the parent
+ * reads it with child_result_error()).
  */
 int volume_seed_child(void *arg);
-
-/* The child's outcome as 0 or an error (its reported code, a timeout, a crash). */
-int volume_seed_result(const struct child_result *res, struct error **err);
 
 #endif

@@ -1081,9 +1081,92 @@ static void test_init_twice(void **state)
     error_clear(&err);
 }
 
+static void test_child_result_error(void **state)
+{
+    (void)state;
+    struct error *err = NULL;
+    struct child_result res = {.exited = true, .exit_code = 0, .err = "", .out = ""};
+    assert_int_equal(child_result_error(&res, "seed", 0, &err), 0);
+    res.exit_code = 1;
+    res.err = "noise\ntime=x level=warn msg=w\ncode=13 msg=first\n"
+              "code=3 msg=image volume /x: no directory there\n";
+    assert_int_equal(child_result_error(&res, "seed", 0, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(err->msg, "seed: image volume /x: no directory there");
+    error_free(steal_ptr(&err));
+    /* A log line is never the message; a crash's first line is. */
+    res.err = "time=x level=warn msg=w\nSegmentation fault\nmore\n";
+    res.exit_code = 139;
+    assert_int_equal(child_result_error(&res, "seed", 0, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INTERNAL);
+    assert_string_equal(err->msg, "seed: child exited with status 139: Segmentation fault");
+    error_free(steal_ptr(&err));
+    /* A "code=" line out of range is not trusted. */
+    res.err = "code=0 msg=fine\n";
+    res.exit_code = 1;
+    assert_int_equal(child_result_error(&res, "seed", 0, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INTERNAL);
+    error_free(steal_ptr(&err));
+    res.exited = false;
+    res.term_signal = 9;
+    res.err = "";
+    assert_int_equal(child_result_error(&res, "seed", 0, &err), -1);
+    assert_string_equal(err->msg, "seed: child killed by signal 9");
+    error_free(steal_ptr(&err));
+    res.timed_out = true;
+    assert_int_equal(child_result_error(&res, "seed", 250, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_DEADLINE_EXCEEDED);
+    assert_string_equal(err->msg, "seed: timed out after 250 ms");
+    error_free(err);
+}
+
+static int exit_errorf_child(void *arg)
+{
+    (void)arg;
+    child_exit_errorf(GRPC_NOT_FOUND, ENOENT, "open %s", "/a\nb");
+}
+
+static int exit_error_child(void *arg)
+{
+    (void)arg;
+    struct error *e = NULL;
+    error_set(&e, GRPC_RESOURCE_EXHAUSTED, 0, "too\rbig");
+    child_exit_error(e);
+}
+
+/* What a forked child reports comes back as the same code and text, line breaks flattened. */
+static void test_child_exit_error_round_trip(void **state)
+{
+    (void)state;
+    struct {
+        int (*fn)(void *);
+        int code;
+        const char *msg;
+    } cases[] = {
+        {exit_errorf_child, GRPC_NOT_FOUND, "job: open /a b: No such file or directory"},
+        {exit_error_child, GRPC_RESOURCE_EXHAUSTED, "job: too big"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct capture cap = {0};
+        struct child_opts o = {0};
+        struct error *err = NULL;
+        pending = 1;
+        assert_non_null(child_fork(&o, cases[i].fn, NULL, on_child_done, &cap, &err));
+        run_loop(SAFETY_MS);
+        assert_int_equal(cap.calls, 1);
+        assert_int_equal(child_result_error(&cap.res, "job", 0, &err), -1);
+        assert_int_equal(err->grpc_code, cases[i].code);
+        assert_string_equal(err->msg, cases[i].msg);
+        error_free(err);
+        capture_free(&cap);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_child_result_error),
+        cmocka_unit_test_setup_teardown(test_child_exit_error_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_exit_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_killed_by_signal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child_exec_failure, setup, teardown),

@@ -346,33 +346,6 @@ static void test_child(void **state)
     assert_int_equal(entries_at("volumes/child/c2"), 0);
 }
 
-static void test_result(void **state)
-{
-    struct error *err = NULL;
-    struct child_result res = {.exited = true, .exit_code = 0, .err = "", .out = ""};
-    assert_int_equal(volume_seed_result(&res, &err), 0);
-    res.exit_code = 1;
-    res.err = "noise\ncode=3 msg=image volume /x: the image has no directory there\n";
-    assert_int_equal(volume_seed_result(&res, &err), -1);
-    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
-    assert_string_equal(err->msg, "image volume /x: the image has no directory there");
-    error_free(err);
-    err = NULL;
-    res.err = "Segmentation fault\n";
-    res.exit_code = 139;
-    assert_int_equal(volume_seed_result(&res, &err), -1);
-    assert_int_equal(err->grpc_code, GRPC_INTERNAL);
-    assert_non_null(strstr(err->msg, "Segmentation fault"));
-    error_free(err);
-    err = NULL;
-    res.exited = false;
-    res.term_signal = 9;
-    res.timed_out = true;
-    assert_int_equal(volume_seed_result(&res, &err), -1);
-    assert_int_equal(err->grpc_code, GRPC_DEADLINE_EXCEEDED);
-    error_free(err);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,7 +358,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_depth_is_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_child, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_result, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
