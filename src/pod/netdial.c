@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The port-forward dialer behind netdial.h: a child per connection (forked,
- * never exec'd: the "/bin/true" argv is never run) that does setns, socket,
- * connect and sendmsg, and reports a failure as one line on its stderr.
+ * The port-forward dialer behind netdial.h: a child per connection
+ * (child_fork, no exec) that does setns, socket, connect and sendmsg, and
+ * reports a failure the loop's way (child_exit_errorf, child_result_error).
  */
 #include "autoconf.h"
 
@@ -25,6 +25,7 @@
 struct netdial {
     char *netns_path; /* NULL: the host's */
     uint16_t port;
+    int64_t timeout_ms;
     int sock[2]; /* [0] ours, [1] the child's end */
     struct child *child;
     netdial_cb cb;
@@ -40,19 +41,6 @@ static void netdial_free(void *obj)
     }
     free(d->netns_path);
     free(d);
-}
-
-/* In the child: say why, exit 1 (async-signal-safe calls only). */
-static __attribute__((noreturn)) void child_fail(const char *what, int e4, int e6)
-{
-    char line[256];
-    /* snprintf is not async-signal-safe in general; glibc's does not allocate for these. */
-    int n = e6 ? snprintf(line, sizeof(line), "%s: IPv4: %s, IPv6: %s\n", what, strerrordesc_np(e4),
-                          strerrordesc_np(e6))
-               : snprintf(line, sizeof(line), "%s: %s\n", what, strerrordesc_np(e4));
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-    _exit(e4 == ECONNREFUSED ? 2 : 1);
 }
 
 static int try_connect(int family, uint16_t port)
@@ -84,16 +72,18 @@ static int dial_child_main(void *arg)
     if (d->netns_path) {
         int ns = open(d->netns_path, O_RDONLY | O_CLOEXEC);
         if (ns < 0)
-            child_fail("open the pod's network namespace", errno, 0);
+            child_exit_errorf(GRPC_INTERNAL, errno, "open the pod's network namespace");
         if (setns(ns, CLONE_NEWNET) < 0)
-            child_fail("enter the pod's network namespace", errno, 0);
+            child_exit_errorf(GRPC_INTERNAL, errno, "enter the pod's network namespace");
         close(ns);
     }
     int s = try_connect(AF_INET, d->port);
     if (s < 0) {
         int s6 = try_connect(AF_INET6, d->port);
+        /* Refused: nothing listens on the port (UNAVAILABLE); other errors are ours. */
         if (s6 < 0)
-            child_fail("connect to localhost", -s, -s6);
+            child_exit_errorf(-s == ECONNREFUSED ? GRPC_UNAVAILABLE : GRPC_INTERNAL, 0,
+                              "IPv4: %s, IPv6: %s", strerrordesc_np(-s), strerrordesc_np(-s6));
         s = s6;
     }
     union {
@@ -111,7 +101,7 @@ static int dial_child_main(void *arg)
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &s, sizeof(int));
     if (sendmsg(d->sock[1], &msg, MSG_NOSIGNAL) < 0)
-        child_fail("pass the socket back", errno, 0);
+        child_exit_errorf(GRPC_INTERNAL, errno, "pass the socket back");
     _exit(0);
 }
 
@@ -143,15 +133,9 @@ static void on_child_done(const struct child_result *res, void *arg)
     d->child = NULL;
     _cleanup_error_ struct error *err = NULL;
     int fd = -1;
-    if (res->timed_out) {
-        error_set(&err, GRPC_DEADLINE_EXCEEDED, 0, "connecting to port %u timed out", d->port);
-    } else if (!res->exited || res->exit_code != 0) {
-        size_t n = res->err_len;
-        while (n > 0 && res->err[n - 1] == '\n')
-            n--;
-        error_set(&err, res->exited && res->exit_code == 2 ? GRPC_UNAVAILABLE : GRPC_INTERNAL, 0,
-                  "%.*s", (int)(n ? n : 6), n ? res->err : "failed");
-    } else {
+    char what[48];
+    snprintf(what, sizeof(what), "connect to localhost:%u", d->port);
+    if (child_result_error(res, what, d->timeout_ms, &err) == 0) {
         fd = receive_fd(d->sock[0]);
         if (fd < 0)
             error_set(&err, GRPC_INTERNAL, 0, "the dialer passed no socket back");
@@ -171,6 +155,7 @@ struct netdial *netdial_start(const char *netns_path, uint16_t port, int64_t tim
     struct netdial *d = xcalloc(1, sizeof(*d));
     d->netns_path = netns_path ? xstrdup(netns_path) : NULL;
     d->port = port;
+    d->timeout_ms = timeout_ms;
     d->cb = cb;
     d->arg = arg;
     if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, d->sock) < 0) {
@@ -179,14 +164,8 @@ struct netdial *netdial_start(const char *netns_path, uint16_t port, int64_t tim
         netdial_free(d);
         return NULL;
     }
-    /* Never executed: the child does the work and _exit()s. */
-    static char *const argv[] = {(char *)"/bin/true", NULL};
-    struct child_opts o = {.argv = argv,
-                           .timeout_ms = timeout_ms,
-                           .out_cap = 1024,
-                           .in_child = dial_child_main,
-                           .in_child_arg = d};
-    d->child = child_spawn(&o, on_child_done, d, err);
+    struct child_opts o = {.timeout_ms = timeout_ms, .out_cap = 1024};
+    d->child = child_fork(&o, dial_child_main, d, on_child_done, d, err);
     if (!d->child) {
         netdial_free(d);
         return NULL;
