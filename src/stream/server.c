@@ -620,11 +620,10 @@ static void upgrade_spdy(struct sconn *c, struct stream_request *req, const char
 }
 
 static void upgrade_ws(struct sconn *c, struct stream_request *req, const char *proto,
-                       const char *key)
+                       const char *accept)
 {
     c->framing = proto && strstr(proto, "base64") ? SCONN_WS_BASE64 : SCONN_WS_BINARY;
     snprintf(c->protocol, sizeof(c->protocol), "%s", proto ? proto : "");
-    _cleanup_free_ char *accept = ws_accept_key(key);
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
@@ -723,7 +722,14 @@ static void on_head(struct sconn *c)
                    "unable to upgrade: none of the offered subprotocols is supported");
             return;
         }
-        upgrade_ws(c, req, proto, key);
+        _cleanup_error_ struct error *aerr = NULL;
+        _cleanup_free_ char *accept = ws_accept_key(key, &aerr);
+        if (!accept) {
+            stream_request_free(req);
+            refuse(c, 500, NULL, "unable to upgrade: %s", aerr->msg);
+            return;
+        }
+        upgrade_ws(c, req, proto, accept);
         return;
     }
 

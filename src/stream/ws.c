@@ -15,89 +15,21 @@
 
 #include "core/base64.h"
 #include "core/util.h"
+#include "image/xferlib.h"
 #include "stream/ws.h"
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/* ---- SHA-1 (FIPS 180-4), for the handshake only ---- */
-
-static uint32_t rol(uint32_t v, int n)
+char *ws_accept_key(const char *key, struct error **err)
 {
-    return (v << n) | (v >> (32 - n));
-}
-
-static void sha1_block(uint32_t h[5], const uint8_t *p)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5a827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ed9eba1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8f1bbcdc;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xca62c1d6;
-        }
-        uint32_t t = rol(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-void ws_sha1(const void *data, size_t n, uint8_t out[20])
-{
-    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
-    const uint8_t *p = data;
-    size_t left = n;
-    while (left >= 64) {
-        sha1_block(h, p);
-        p += 64;
-        left -= 64;
-    }
-    uint8_t tail[128] = {0};
-    memcpy(tail, p, left);
-    tail[left] = 0x80;
-    size_t total = left + 9 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int i = 0; i < 8; i++)
-        tail[total - 1 - i] = (uint8_t)(bits >> (8 * i));
-    sha1_block(h, tail);
-    if (total == 128)
-        sha1_block(h, tail + 64);
-    for (int i = 0; i < 5; i++) {
-        out[4 * i] = (uint8_t)(h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)h[i];
-    }
-}
-
-char *ws_accept_key(const char *key)
-{
-    _cleanup_free_ char *joined = xasprintf("%s%s", key, ws_guid);
-    uint8_t digest[20];
-    ws_sha1(joined, strlen(joined), digest);
-    return base64_encode(digest, sizeof(digest));
+    struct xferlib_hash h;
+    if (xferlib_hash_init(&h, XFERLIB_SHA1, err) < 0)
+        return NULL;
+    xferlib_hash_update(&h, key, strlen(key));
+    xferlib_hash_update(&h, ws_guid, strlen(ws_guid));
+    uint8_t digest[XFERLIB_HASH_MAX];
+    size_t n = xferlib_hash_final(&h, digest);
+    return base64_encode(digest, n);
 }
 
 /* ---- the session ---- */

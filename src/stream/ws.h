@@ -14,17 +14,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct error;
 struct evbuffer;
 
 #define WS_MSG_MAX (1024 * 1024)
 #define WS_OPCODE_TEXT 1
 #define WS_OPCODE_BINARY 2
 
-/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (owned; 28 characters). */
-char *ws_accept_key(const char *key);
-
-/* SHA-1 of n bytes into out (20 bytes); only the handshake needs it. */
-void ws_sha1(const void *data, size_t n, uint8_t out[20]);
+/*
+ * Sec-WebSocket-Accept for a Sec-WebSocket-Key (owned; 28 characters): the
+ * SHA-1 is libcrypto's (image/xferlib). NULL with UNAVAILABLE or INTERNAL
+ * when libcrypto cannot be loaded.
+ */
+char *ws_accept_key(const char *key, struct error **err);
 
 struct ws;
 
