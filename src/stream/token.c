@@ -6,24 +6,24 @@
  */
 #include "autoconf.h"
 
-#include <errno.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/queue.h>
 
 #include "core/base64.h"
 #include "core/error.h"
+#include "core/id.h"
 #include "core/util.h"
 #include "stream/token.h"
 
 struct entry {
-    struct entry *next;
+    TAILQ_ENTRY(entry) link; /* oldest first */
     char token[TOKEN_LEN + 1];
     int64_t expires_ns;
     struct stream_request *req;
 };
 
 struct token_cache {
-    struct entry *head, **tail;
+    TAILQ_HEAD(, entry) entries;
     size_t n, max;
     int64_t ttl_ns;
 };
@@ -57,7 +57,7 @@ const char *stream_kind_name(enum stream_kind k)
 struct token_cache *token_cache_new(size_t max, int64_t ttl_ms)
 {
     struct token_cache *c = xcalloc(1, sizeof(*c));
-    c->tail = &c->head;
+    TAILQ_INIT(&c->entries);
     c->max = max;
     c->ttl_ns = ttl_ms * 1000000;
     return c;
@@ -79,56 +79,49 @@ void token_cache_free(struct token_cache *c)
 {
     if (!c)
         return;
-    while (c->head) {
-        struct entry *e = c->head;
-        c->head = e->next;
+    struct entry *e;
+    while ((e = TAILQ_FIRST(&c->entries))) {
+        TAILQ_REMOVE(&c->entries, e, link);
         entry_free(e);
     }
     free(c);
 }
 
-static void unlink_entry(struct token_cache *c, struct entry **pp)
+static void unlink_entry(struct token_cache *c, struct entry *e)
 {
-    struct entry *e = *pp;
-    *pp = e->next;
-    if (c->tail == &e->next)
-        c->tail = pp;
+    TAILQ_REMOVE(&c->entries, e, link);
     c->n--;
 }
 
 static void expire(struct token_cache *c)
 {
     int64_t now = now_monotonic_ns();
-    while (c->head && c->head->expires_ns <= now) {
-        struct entry *e = c->head;
-        unlink_entry(c, &c->head);
+    struct entry *e;
+    while ((e = TAILQ_FIRST(&c->entries)) && e->expires_ns <= now) {
+        unlink_entry(c, e);
         entry_free(e);
     }
 }
 
 /* 8 characters of base64url: the standard alphabet with '-' and '_' for '+' and '/'. */
-static void random_token(char *out)
+static int random_token(char *out, struct error **err)
 {
     uint8_t raw[TOKEN_LEN / 4 * 3];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        assert_state(n > 0);
-        got += (size_t)n;
-    }
+    if (id_random(raw, sizeof(raw), err) < 0)
+        return error_prefix(err, "streaming token");
     _cleanup_free_ char *text = base64_encode(raw, sizeof(raw));
     for (size_t i = 0; i < TOKEN_LEN; i++)
         out[i] = text[i] == '+' ? '-' : text[i] == '/' ? '_' : text[i];
     out[TOKEN_LEN] = '\0';
+    return 0;
 }
 
-static struct entry **find(struct token_cache *c, const char *token)
+static struct entry *find(struct token_cache *c, const char *token)
 {
-    for (struct entry **pp = &c->head; *pp; pp = &(*pp)->next) {
-        if (strcmp((*pp)->token, token) == 0)
-            return pp;
+    struct entry *e;
+    TAILQ_FOREACH (e, &c->entries, link) {
+        if (strcmp(e->token, token) == 0)
+            return e;
     }
     return NULL;
 }
@@ -144,12 +137,15 @@ int token_cache_insert(struct token_cache *c, struct stream_request *req, char *
     }
     struct entry *e = xcalloc(1, sizeof(*e));
     do {
-        random_token(e->token);
+        if (random_token(e->token, err) < 0) {
+            stream_request_free(req);
+            free(e);
+            return -1;
+        }
     } while (find(c, e->token));
     e->expires_ns = now_monotonic_ns() + c->ttl_ns;
     e->req = req;
-    *c->tail = e;
-    c->tail = &e->next;
+    TAILQ_INSERT_TAIL(&c->entries, e, link);
     c->n++;
     memcpy(token, e->token, TOKEN_LEN + 1);
     return 0;
@@ -160,11 +156,10 @@ struct stream_request *token_cache_take(struct token_cache *c, const char *token
     expire(c);
     if (!token || strlen(token) != TOKEN_LEN)
         return NULL;
-    struct entry **pp = find(c, token);
-    if (!pp)
+    struct entry *e = find(c, token);
+    if (!e)
         return NULL;
-    struct entry *e = *pp;
-    unlink_entry(c, pp);
+    unlink_entry(c, e);
     /* Checked again: after a lower ttl, a later entry may expire before an earlier one. */
     struct stream_request *req = e->expires_ns > now_monotonic_ns() ? steal_ptr(&e->req) : NULL;
     entry_free(e);
