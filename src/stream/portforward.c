@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,7 +51,7 @@ enum pair_state {
 struct pf;
 
 struct pair {
-    struct pair *next;
+    TAILQ_ENTRY(pair) link; /* pf->pairs, until done */
     struct pf *pf;
     enum pair_state state;
     char request_id[REQUEST_ID_MAX];
@@ -72,7 +73,7 @@ struct pf {
     const struct stream_backend *be;
     struct stream_request *req;
     bool ws;
-    struct pair *pairs;
+    TAILQ_HEAD(, pair) pairs; /* newest first */
     size_t n_pairs;
     size_t blocked; /* pairs with too much input waiting: the connection is paused */
     struct loop_timer *timer;
@@ -141,16 +142,11 @@ static void pair_done(struct pair *p)
         event_del(p->rev);
     if (p->wev)
         event_del(p->wev);
-    for (struct pair **pp = &pf->pairs; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            pf->n_pairs--;
-            break;
-        }
-    }
+    TAILQ_REMOVE(&pf->pairs, p, link);
+    pf->n_pairs--;
     loop_defer_free(pair_free, p);
     /* WebSocket: the session is the fixed set of pairs; it ends with the last. */
-    if (pf->ws && !pf->pairs && pf->c && !pf->ending) {
+    if (pf->ws && TAILQ_EMPTY(&pf->pairs) && pf->c && !pf->ending) {
         pf->ending = true;
         sconn_finish(pf->c);
     }
@@ -238,10 +234,8 @@ static void on_connected(int fd, const struct error *err, void *arg)
         return;
     }
     p->fd = fd;
-    p->rev = event_new(loop_base(), fd, EV_READ | EV_PERSIST, on_pod_readable, p);
-    p->wev = event_new(loop_base(), fd, EV_WRITE | EV_PERSIST, on_pod_writable, p);
-    if (!p->rev || !p->wev)
-        util_die_invariant(__FILE__, __LINE__, "out of memory (libevent)");
+    p->rev = loop_event_new(fd, EV_READ | EV_PERSIST, on_pod_readable, p);
+    p->wev = loop_event_new(fd, EV_WRITE | EV_PERSIST, on_pod_writable, p);
     p->state = PAIR_SPLICING;
     log_debug("port-forward connected sandbox=%s port=%u", p->pf->req->sandbox_id, p->port);
     event_add(p->rev, NULL);
@@ -281,8 +275,7 @@ static struct pair *pair_new(struct pf *pf, const char *request_id, uint16_t por
     p->fd = -1;
     buf_init(&p->to_pod, PAIR_IN_CAP);
     p->deadline_ns = now_monotonic_ns() + sconn_creation_timeout_ms(pf->c) * 1000000;
-    p->next = pf->pairs;
-    pf->pairs = p;
+    TAILQ_INSERT_HEAD(&pf->pairs, p, link);
     pf->n_pairs++;
     return p;
 }
@@ -293,7 +286,8 @@ static struct pair *pair_new(struct pf *pf, const char *request_id, uint16_t por
 
 static struct pair *pair_by_stream(struct pf *pf, uint32_t id, bool *is_data)
 {
-    for (struct pair *p = pf->pairs; p; p = p->next) {
+    struct pair *p;
+    TAILQ_FOREACH (p, &pf->pairs, link) {
         if (p->have_data && p->data_id == id) {
             *is_data = true;
             return p;
@@ -309,7 +303,8 @@ static struct pair *pair_by_stream(struct pf *pf, uint32_t id, bool *is_data)
 static void arm_deadlines(struct pf *pf)
 {
     int64_t next = 0;
-    for (struct pair *p = pf->pairs; p; p = p->next) {
+    struct pair *p;
+    TAILQ_FOREACH (p, &pf->pairs, link) {
         if (p->state == PAIR_WAITING && (!next || p->deadline_ns < next))
             next = p->deadline_ns;
     }
@@ -324,8 +319,8 @@ static void on_timer(void *arg)
     struct pf *pf = arg;
     int64_t now = now_monotonic_ns();
     struct pair *next;
-    for (struct pair *p = pf->pairs; p; p = next) {
-        next = p->next;
+    for (struct pair *p = TAILQ_FIRST(&pf->pairs); p; p = next) {
+        next = TAILQ_NEXT(p, link);
         if (p->state != PAIR_WAITING || p->deadline_ns > now)
             continue;
         log_info("port-forward: stream pair %s incomplete after the creation timeout",
@@ -379,7 +374,7 @@ static int on_stream_open(void *h, uint32_t id, uint8_t flags, const struct spdy
         return -1;
     }
     struct pair *p = NULL;
-    for (p = pf->pairs; p; p = p->next) {
+    TAILQ_FOREACH (p, &pf->pairs, link) {
         if (strcmp(p->request_id, rid) == 0)
             break;
     }
@@ -408,7 +403,8 @@ static int on_stream_open(void *h, uint32_t id, uint8_t flags, const struct spdy
 static struct pair *pair_for_data(struct pf *pf, uint32_t id)
 {
     if (pf->ws) {
-        for (struct pair *p = pf->pairs; p; p = p->next) {
+        struct pair *p;
+        TAILQ_FOREACH (p, &pf->pairs, link) {
             if (p->data_id == id)
                 return p;
         }
@@ -459,7 +455,8 @@ static void on_reset(void *h, uint32_t id)
 static void on_writable(void *h)
 {
     struct pf *pf = h;
-    for (struct pair *p = pf->pairs; p; p = p->next) {
+    struct pair *p;
+    TAILQ_FOREACH (p, &pf->pairs, link) {
         if (p->state == PAIR_SPLICING)
             event_add(p->rev, NULL);
     }
@@ -468,9 +465,9 @@ static void on_writable(void *h)
 static void pf_free(void *obj)
 {
     struct pf *pf = obj;
-    while (pf->pairs) {
-        struct pair *p = pf->pairs;
-        pf->pairs = p->next;
+    struct pair *p;
+    while ((p = TAILQ_FIRST(&pf->pairs))) {
+        TAILQ_REMOVE(&pf->pairs, p, link);
         pair_free(p);
     }
     loop_timer_free(pf->timer);
@@ -482,7 +479,8 @@ static void on_closed(void *h)
 {
     struct pf *pf = h;
     pf->c = NULL;
-    for (struct pair *p = pf->pairs; p; p = p->next) {
+    struct pair *p;
+    TAILQ_FOREACH (p, &pf->pairs, link) {
         if (p->rev)
             event_del(p->rev);
         if (p->wev)
@@ -508,6 +506,7 @@ void portforward_start(struct sconn *c, struct stream_request *req, const struct
     pf->be = be;
     pf->req = req;
     pf->ws = sconn_framing(c) != SCONN_SPDY;
+    TAILQ_INIT(&pf->pairs);
     pf->timer = loop_timer_new(on_timer, pf);
     sconn_set_handler(c, &pf_ops, pf);
     if (!pf->ws)
@@ -533,8 +532,11 @@ void portforward_start(struct sconn *c, struct stream_request *req, const struct
     /* Connect each (new pairs are at the head: walk a snapshot). */
     struct pair *list[MAX_PAIRS];
     size_t n = 0;
-    for (struct pair *p = pf->pairs; p && n < MAX_PAIRS; p = p->next)
-        list[n++] = p;
+    struct pair *p;
+    TAILQ_FOREACH (p, &pf->pairs, link) {
+        if (n < MAX_PAIRS)
+            list[n++] = p;
+    }
     for (size_t i = 0; i < n; i++)
         pair_step(list[i]);
 }

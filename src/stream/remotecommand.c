@@ -506,10 +506,7 @@ static void on_exec_done(int exit_code, const struct error *err, void *arg)
 
 static struct event *watch(struct rc *rc, int fd, short what, event_callback_fn cb)
 {
-    struct event *ev = event_new(loop_base(), fd, what | EV_PERSIST, cb, rc);
-    if (!ev)
-        util_die_invariant(__FILE__, __LINE__, "out of memory (libevent)");
-    return ev;
+    return loop_event_new(fd, what | EV_PERSIST, cb, rc);
 }
 
 /* A pty pair for a terminal exec: the master is ours, the slave the runtime's stdio. */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -71,7 +72,7 @@ struct stream_server {
     int fd;
     struct event *ev;
     struct token_cache *tokens;
-    struct sconn *conns;
+    TAILQ_HEAD(, sconn) conns;
     size_t n_heads, n_sessions;
     char *base_url;
     struct tls_context *tls; /* HTTPS; NULL: plain HTTP */
@@ -79,7 +80,7 @@ struct stream_server {
 };
 
 struct sconn {
-    struct sconn *prev, *next;
+    TAILQ_ENTRY(sconn) link; /* srv->conns, until closed */
     struct stream_server *srv;
     enum conn_state state;
     int fd;
@@ -154,13 +155,7 @@ static void conn_close(struct sconn *c)
     loop_timer_disarm(c->timer);
     close(c->fd);
     c->fd = -1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    TAILQ_REMOVE(&s->conns, c, link);
     log_debug("stream connection closed peer=%s", c->peer);
     if (s->freeing)
         conn_destroy(c);
@@ -877,21 +872,17 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         c->state = CONN_HEAD;
         peer_name(&ss, c->peer, sizeof(c->peer));
         c->out = evbuffer_new();
-        c->rev = event_new(loop_base(), fd, EV_READ | EV_PERSIST, on_readable, c);
-        c->wev = event_new(loop_base(), fd, EV_WRITE | EV_PERSIST, on_writable, c);
-        if (!c->out || !c->rev || !c->wev) {
+        if (!c->out)
             util_die_invariant(__FILE__, __LINE__, "out of memory (libevent)");
-        }
+        c->rev = loop_event_new(fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->wev = loop_event_new(fd, EV_WRITE | EV_PERSIST, on_writable, c);
         c->timer = loop_timer_new(on_timer, c);
         if (s->tls)
             c->tls = tls_conn_new(s->tls, fd);
         c->req = xcalloc(1, sizeof(*c->req));
         http_request_init(c->req);
         c->last_active_ns = now_monotonic_ns();
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
+        TAILQ_INSERT_HEAD(&s->conns, c, link);
         s->n_heads++;
         event_add(c->rev, NULL);
         loop_timer_arm(c->timer, (int64_t)s->opts.creation_timeout_s * 1000);
@@ -954,6 +945,7 @@ struct stream_server *stream_server_new(const struct stream_server_opts *opts,
             return error_prefix(err, "stream server"), NULL;
     }
     struct stream_server *s = xcalloc(1, sizeof(*s));
+    TAILQ_INIT(&s->conns);
     s->opts = *opts;
     s->opts.address = xstrdup(opts->address);
     s->opts.tls_cert = NULL;
@@ -968,8 +960,8 @@ struct stream_server *stream_server_new(const struct stream_server_opts *opts,
         return NULL;
     }
     s->tokens = token_cache_new(TOKEN_CACHE_MAX, (int64_t)opts->token_timeout_s * 1000);
-    s->ev = event_new(loop_base(), s->fd, EV_READ | EV_PERSIST, on_accept, s);
-    if (!s->ev || event_add(s->ev, NULL) < 0) {
+    s->ev = loop_event_new(s->fd, EV_READ | EV_PERSIST, on_accept, s);
+    if (event_add(s->ev, NULL) < 0) {
         error_set(err, GRPC_INTERNAL, 0, "stream server: event_add failed");
         stream_server_free(s);
         return NULL;
@@ -983,8 +975,8 @@ void stream_server_free(struct stream_server *s)
     if (!s)
         return;
     s->freeing = true;
-    while (s->conns)
-        conn_close(s->conns);
+    while (!TAILQ_EMPTY(&s->conns))
+        conn_close(TAILQ_FIRST(&s->conns));
     if (s->ev)
         event_free(s->ev);
     if (s->fd >= 0)
