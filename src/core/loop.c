@@ -680,8 +680,7 @@ static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, 
     child_fail("exec", opts->argv[0], errno);
 }
 
-/* A pipe with O_CLOEXEC on both ends and O_NONBLOCK on the parent's end. */
-static int pipe_for_child(int *parent_end, int *child_end, bool parent_reads, struct error **err)
+int child_pipe(int *parent_end, int *child_end, bool parent_reads, struct error **err)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -803,7 +802,7 @@ static struct child *spawn(const char *what, const struct child_opts *opts, int 
     if (given && given[0] >= 0) {
         /* the caller's fd, used as it is */
     } else if (opts->stdin_data) {
-        if (pipe_for_child(&c->in_fd, &in_child, false, err) < 0)
+        if (child_pipe(&c->in_fd, &in_child, false, err) < 0)
             return error_prefix(err, "spawn %s: stdin", what), NULL;
         c->in_data = xmalloc(opts->stdin_len);
         memcpy(c->in_data, opts->stdin_data, opts->stdin_len);
@@ -813,8 +812,8 @@ static struct child *spawn(const char *what, const struct child_opts *opts, int 
         if (in_child < 0)
             return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", what), NULL;
     }
-    if ((!(given && given[1] >= 0) && pipe_for_child(&c->out.fd, &out_child, true, err) < 0) ||
-        (!(given && given[2] >= 0) && pipe_for_child(&c->err.fd, &err_child, true, err) < 0))
+    if ((!(given && given[1] >= 0) && child_pipe(&c->out.fd, &out_child, true, err) < 0) ||
+        (!(given && given[2] >= 0) && child_pipe(&c->err.fd, &err_child, true, err) < 0))
         return error_prefix(err, "spawn %s: output", what), NULL;
     int child_fds[3] = {given && given[0] >= 0 ? given[0] : in_child,
                         given && given[1] >= 0 ? given[1] : out_child,

@@ -212,6 +212,13 @@ struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms
 
 pid_t child_pid(const struct child *c);
 
+/*
+ * A pipe for a child's stdio (child_opts.stdio): O_CLOEXEC on both ends,
+ * O_NONBLOCK on the parent's. parent_reads: the child writes into it.
+ * Errors: INTERNAL (both ends may be set then: the caller closes them).
+ */
+int child_pipe(int *parent_end, int *child_end, bool parent_reads, struct error **err);
+
 /* Send a signal through the pidfd (no-op once the child has been reaped). */
 void child_signal(struct child *c, int signo);
 

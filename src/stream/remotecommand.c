@@ -536,18 +536,6 @@ static int open_pty(int *master, int *slave, struct error **err)
     return 0;
 }
 
-static int pipe_pair(int *ours, int *theirs, bool we_read, struct error **err)
-{
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "pipe");
-    *ours = we_read ? p[0] : p[1];
-    *theirs = we_read ? p[1] : p[0];
-    if (fd_set_nonblock(*ours, true) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "pipe non-blocking");
-    return 0;
-}
-
 static int start_exec(struct rc *rc, struct error **err)
 {
     int child[3] = {-1, -1, -1};
@@ -559,9 +547,9 @@ static int start_exec(struct rc *rc, struct error **err)
         rc->out_fd = rc->in_fd;
         child[0] = child[1] = child[2] = slave;
     } else {
-        if ((rc->want[CH_STDIN] && pipe_pair(&rc->in_fd, &child[0], false, err) < 0) ||
-            (rc->want[CH_STDOUT] && pipe_pair(&rc->out_fd, &child[1], true, err) < 0) ||
-            (rc->want[CH_STDERR] && pipe_pair(&rc->err_fd, &child[2], true, err) < 0))
+        if ((rc->want[CH_STDIN] && child_pipe(&rc->in_fd, &child[0], false, err) < 0) ||
+            (rc->want[CH_STDOUT] && child_pipe(&rc->out_fd, &child[1], true, err) < 0) ||
+            (rc->want[CH_STDERR] && child_pipe(&rc->err_fd, &child[2], true, err) < 0))
             goto out;
     }
     rc->exec = rc->be->exec_start(rc->req, child, on_exec_done, rc, err);
