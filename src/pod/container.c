@@ -1005,17 +1005,27 @@ int container_exec_stream(const char *id, char *const *cmd, size_t n_cmd, bool t
 }
 
 /* ---------------------------------------------------------------------- */
-/* log reopen                                                              */
+/* the running container's keeper: log reopen, attach, resize              */
 /* ---------------------------------------------------------------------- */
 
-int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+/* The container, RUNNING with its keeper there; else NULL with NOT_FOUND or FAILED_PRECONDITION. */
+static struct ctr *find_kept(const char *id, struct error **err)
 {
     struct ctr *c = ctr_find(id);
     if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id), NULL;
     if (c->pub.state != CONTAINER_RUNNING || !c->keeper)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
-                         c->pub.id, container_state_name(c->pub.state));
+                         c->pub.id, container_state_name(c->pub.state)),
+               NULL;
+    return c;
+}
+
+int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+{
+    struct ctr *c = find_kept(id, err);
+    if (!c)
+        return -1;
     /* The keeper reopens the log file the kubelet has just renamed. */
     return keeper_ctl_send(c->pub.id, c->pub.state_dir, KEEPER_CMD_REOPEN, REOPEN_TIMEOUT_MS, cb,
                            arg, err)
@@ -1023,19 +1033,12 @@ int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct
                : -1;
 }
 
-/* ---------------------------------------------------------------------- */
-/* attach and resize                                                       */
-/* ---------------------------------------------------------------------- */
-
 int container_attach_connect(const char *id, bool in, bool out, bool errs, bool *tty,
                              struct error **err)
 {
-    struct ctr *c = ctr_find(id);
+    struct ctr *c = find_kept(id, err);
     if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
-    if (c->pub.state != CONTAINER_RUNNING || !c->keeper)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
-                         c->pub.id, container_state_name(c->pub.state));
+        return -1;
     *tty = c->pub.config->tty;
     return keeper_attach_connect(c->pub.id, c->pub.state_dir, in, out, errs && !*tty, err);
 }
@@ -1051,15 +1054,12 @@ static void on_resize_done(const struct error *err, void *arg)
 
 int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err)
 {
-    struct ctr *c = ctr_find(id);
+    struct ctr *c = find_kept(id, err);
     if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+        return -1;
     if (!c->pub.config->tty)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s has no terminal",
                          c->pub.id);
-    if (c->pub.state != CONTAINER_RUNNING || !c->keeper)
-        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
-                         c->pub.id, container_state_name(c->pub.state));
     char cmd[32];
     snprintf(cmd, sizeof(cmd), KEEPER_CMD_RESIZE " %u %u", cols, rows);
     char *arg = xstrdup(c->pub.id);
