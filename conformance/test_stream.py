@@ -685,6 +685,34 @@ def test_attach_keeper_memory_and_output_fanout(ctrs):
     assert " stdout F tick-1\n" in log and " stderr F tock-1\n" in log
 
 
+def test_attach_tty_resize_reaches_the_container(ctrs):
+    """Attach to a tty container with a resize stream: the size goes through the keeper's
+    control socket to the container's terminal, where the attached shell reads it back."""
+    pod = ctrs.run_pod("attres")
+    cid = create_with(ctrs, pod, "c", command=["sh"], stdin=True, tty=True)
+    url = ctrs.rt.Attach(ctrs.pb.AttachRequest(container_id=cid, stdin=True, stdout=True,
+                                               tty=True), timeout=10).url
+    c, ids = spdyclient.exec_session(url, stdin=True, tty=True, resize=True, stderr=False)
+
+    def shell_sees(rows, cols):
+        # Nobody waits for the keeper's answer to a resize: ask the shell until it sees it.
+        want = b"%d %d" % (rows, cols)
+        c.data(ids["resize"], json.dumps({"Width": cols, "Height": rows}).encode() + b"\n")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            c.data(ids["stdin"], b"stty size\n")
+            try:
+                c.until(lambda c: want in bytes(c.streams[ids["stdout"]]), timeout=1)
+                return True
+            except TimeoutError:
+                pass
+        return False
+
+    assert shell_sees(31, 97), bytes(c.streams[ids["stdout"]])
+    assert shell_sees(24, 80), bytes(c.streams[ids["stdout"]])
+    c.close()
+
+
 def test_slow_attach_client_is_cut_off(ctrs):
     """A client on the keeper's attach socket that never reads: the container is not held
     up, everything reaches the log, and the client is cut off after a bounded backlog."""
