@@ -26,6 +26,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "stream/conn.h"
 #include "stream/portforward.h"
@@ -323,8 +324,9 @@ static void on_timer(void *arg)
         next = TAILQ_NEXT(p, link);
         if (p->state != PAIR_WAITING || p->deadline_ns > now)
             continue;
-        log_info("port-forward: stream pair %s incomplete after the creation timeout",
-                 p->request_id);
+        _cleanup_free_ char *shown = text_safe(p->request_id, REQUEST_ID_MAX);
+        log_info("port-forward: stream pair requestid=\"%s\" incomplete after the creation timeout",
+                 shown);
         if (pf->c && p->have_err)
             sconn_reset(pf->c, p->err_id, SPDY_RST_CANCEL);
         if (pf->c && p->have_data)
@@ -359,8 +361,10 @@ static int on_stream_open(void *h, uint32_t id, uint8_t flags, const struct spdy
     bool is_data = type && strcmp(type, "data") == 0;
     uint16_t port = 0;
     if ((!is_err && !is_data) || !parse_port(spdy_headers_get(hd, "port"), &port)) {
-        log_debug("port-forward: refused stream type=%s port=%s", type ? type : "(none)",
-                  spdy_headers_get(hd, "port") ? spdy_headers_get(hd, "port") : "(none)");
+        const char *given_port = spdy_headers_get(hd, "port");
+        _cleanup_free_ char *shown_type = text_safe(type ? type : "(none)", 64);
+        _cleanup_free_ char *shown_port = text_safe(given_port ? given_port : "(none)", 64);
+        log_debug("port-forward: refused stream type=\"%s\" port=\"%s\"", shown_type, shown_port);
         return -1;
     }
     char rid[REQUEST_ID_MAX];

@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "keeper/protocol.h"
 #include "stream/conn.h"
@@ -696,8 +697,8 @@ static int on_stream_open(void *h, uint32_t id, uint8_t flags, const struct spdy
             ch = i;
     }
     if (rc->state != RC_STREAMS || ch < 0 || !rc->want[ch] || rc->have[ch]) {
-        log_debug("stream %s: refused stream type=%s", stream_kind_name(rc->req->kind),
-                  type ? type : "(none)");
+        _cleanup_free_ char *shown = text_safe(type ? type : "(none)", 64);
+        log_debug("stream %s: refused stream type=\"%s\"", stream_kind_name(rc->req->kind), shown);
         return -1;
     }
     rc->have[ch] = true;
