@@ -1017,14 +1017,11 @@ def test_stats_statsp_and_update(cr):
 # --------------------------------------------------------------------------
 # These RPCs answer UNIMPLEMENTED today. Each test checks that crictl reports it
 # clearly, naming the method, and that the daemon carries on. The tests of the
-# real behaviour come with the issues that build them (streaming: Exec, Attach,
-# PortForward; checkpoints).
+# real behaviour come with the issues that build them (checkpoints). crictl
+# exec, attach and port-forward (the streaming RPCs) are tested in
+# test_stream.py; stats, statsp and update above.
 
 UNIMPLEMENTED = [
-    ("exec", lambda c, p: ["exec", c, "echo", "hi"], "Exec"),  # no -s: the streaming Exec
-    ("exec-it", lambda c, p: ["exec", "-it", c, "sh"], "Exec"),
-    ("attach", lambda c, p: ["attach", c], "Attach"),
-    ("port-forward", lambda c, p: ["port-forward", p, "18080:80"], "PortForward"),
     ("checkpoint", lambda c, p: ["checkpoint", c], "CheckpointContainer"),
 ]
 

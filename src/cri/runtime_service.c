@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "cri/runtime_service.h"
 #include "pod/cgroup.h"
+#include "cri/stream_service.h"
 #include "pod/cni.h"
 #include "pod/runtime.h"
 
@@ -145,24 +146,31 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
     _cleanup_free_ char *cni_json = NULL;
     _cleanup_free_ char *runtimes_json = NULL;
     _cleanup_free_ char *cgroups_json = NULL;
-    Runtime__V1__StatusResponse__InfoEntry entries[5];
-    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[5];
+    _cleanup_free_ char *stream_json = NULL;
+    Runtime__V1__StatusResponse__InfoEntry entries[6];
+    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[6];
     if (r->verbose) {
         config_json = config_to_json(rs->cfg);
         cni_json = verbose_info_json(rs, &net, net_err);
         runtimes_json = runtime_handlers_json();
         cgroups_json = cgroups_info_json();
+        json_t *stream = json_object();
+        const char *url = stream_service_url();
+        json_object_set_new(stream, "url", url ? json_string(url) : json_null());
+        stream_json = json_dumps(stream, JSON_COMPACT);
+        json_decref(stream);
         /* lastCNILoadStatus: containerd's key, a plain text ("OK" or why not). */
-        const char *keys[5] = {"config", "cni", "runtimes", "cgroups", "lastCNILoadStatus"};
-        const char *values[5] = {config_json, cni_json, runtimes_json, cgroups_json,
-                                 net_err ? net_err->msg : "OK"};
-        for (size_t i = 0; i < 5; i++) {
+        const char *keys[6] = {"config",  "cni",       "runtimes",
+                               "cgroups", "streaming", "lastCNILoadStatus"};
+        const char *values[6] = {config_json,  cni_json,    runtimes_json,
+                                 cgroups_json, stream_json, net_err ? net_err->msg : "OK"};
+        for (size_t i = 0; i < 6; i++) {
             runtime__v1__status_response__info_entry__init(&entries[i]);
             entries[i].key = (char *)keys[i];
             entries[i].value = (char *)values[i];
             entry_ptrs[i] = &entries[i];
         }
-        resp.n_info = 5;
+        resp.n_info = 6;
         resp.info = entry_ptrs;
     }
     rpc_reply(call, &resp.base);
