@@ -201,6 +201,14 @@ const struct cgroup_layout *cgroup_host_layout(void)
     return host.ready ? &host.layout : NULL;
 }
 
+void cgroup_host_layout_take(struct cgroup_layout *l)
+{
+    cgroup_layout_clear(&host.layout);
+    host.layout = *l;
+    memset(l, 0, sizeof(*l));
+    host.ready = true;
+}
+
 /* ---- paths ---- */
 
 int cgroup_paths_parse(const char *text, struct cgroup_paths *p, struct error **err)

@@ -71,6 +71,12 @@ void cgroup_init(void);
 void cgroup_shutdown(void);
 const struct cgroup_layout *cgroup_host_layout(void);
 
+/*
+ * Replace the host's layout with *l (taken: *l is emptied). For the unit
+ * tests, which point the stats at fixture trees; after cgroup_init().
+ */
+void cgroup_host_layout_take(struct cgroup_layout *l);
+
 /* One cgroup: its path inside each hierarchy ("/tinycri/<id>"). */
 struct cgroup_paths {
     char *v1[CGROUP_N]; /* NULL when the controller has no v1 hierarchy line */
