@@ -82,19 +82,30 @@ static void pod_input(const struct sandbox *sb, struct stats_pod_input *in)
     in->systemd = is_systemd();
 }
 
-static bool ctr_pending(const struct container *c)
+/*
+ * What a reply with c's figures must wait for (STATS_WAIT_ bits, 0: none):
+ * its first writable-layer figure, its cgroup reading (queued when stale,
+ * so that a call over many containers reads them in slices). detail: the
+ * metrics' figures.
+ */
+static unsigned ctr_pending(const struct container *c, bool detail)
 {
     char upper[4096];
     struct stats_ctr_input in;
     ctr_input(c, &in, upper, sizeof(upper));
-    return stats_container_pending(&in);
+    in.detail = detail;
+    unsigned what = stats_container_pending(&in) ? STATS_WAIT_FIRST : 0;
+    return what | (stats_container_stale(&in) ? STATS_WAIT_SAMPLES : 0);
 }
 
-static bool pod_pending(const struct sandbox *sb)
+/* ctr_pending() for a pod's own figures: its network counters' first open, its cgroup. */
+static unsigned pod_pending(const struct sandbox *sb, bool detail)
 {
     struct stats_pod_input in;
     pod_input(sb, &in);
-    return stats_pod_pending(&in);
+    in.detail = detail;
+    unsigned what = stats_pod_pending(&in) ? STATS_WAIT_FIRST : 0;
+    return what | (stats_pod_stale(&in) ? STATS_WAIT_SAMPLES : 0);
 }
 
 /* ---- waiting for first figures ---- */
@@ -123,9 +134,12 @@ static void on_deferred_cancelled(void *arg)
     deferred_free(arg);
 }
 
-/* Answer later, once first figures are in (or STATS_FIRST_WAIT_MS passed). */
+/*
+ * Answer later, once what (STATS_WAIT_ bits) is done: first figures are in,
+ * the stale readings have been read; or STATS_FIRST_WAIT_MS passed.
+ */
 static void defer(struct h2_call *call, const char *method, const ProtobufCMessage *req,
-                  worker_fn fn)
+                  worker_fn fn, unsigned what)
 {
     size_t len = protobuf_c_message_get_packed_size(req);
     _cleanup_free_ uint8_t *packed = xmalloc(len ? len : 1);
@@ -140,7 +154,7 @@ static void defer(struct h2_call *call, const char *method, const ProtobufCMessa
     d->fn = fn;
     d->req = copy;
     TAILQ_INSERT_TAIL(&svc.deferreds, d, link);
-    d->w = stats_wait(STATS_FIRST_WAIT_MS, on_deferred_ready, d);
+    d->w = stats_wait(what, STATS_FIRST_WAIT_MS, on_deferred_ready, d);
     reply_cancel_with(d->rep, on_deferred_cancelled, d);
 }
 
@@ -331,8 +345,9 @@ static void container_worker(struct h2_call *call, const ProtobufCMessage *req, 
         rpc_fail_code(call, GRPC_NOT_FOUND, "container %s not found", r->container_id);
         return;
     }
-    if (may_wait && ctr_pending(c)) {
-        defer(call, "ContainerStats", req, container_worker);
+    unsigned what = may_wait ? ctr_pending(c, false) : 0;
+    if (what) {
+        defer(call, "ContainerStats", req, container_worker, what);
         return;
     }
     struct ctr_msg m;
@@ -369,17 +384,17 @@ static void list_containers_worker(struct h2_call *call, const ProtobufCMessage 
         total++;
     _cleanup_free_ const struct container **match = xcalloc(total + 1, sizeof(*match));
     size_t n = 0;
-    bool pending = false;
+    unsigned what = 0;
     for (size_t i = 0; i < total; i++) {
         const struct container *c = container_at(i);
         if (!ctr_filter_match(c, f))
             continue;
         match[n++] = c;
         if (may_wait)
-            pending = ctr_pending(c) || pending;
+            what |= ctr_pending(c, false);
     }
-    if (pending) {
-        defer(call, "ListContainerStats", req, list_containers_worker);
+    if (what) {
+        defer(call, "ListContainerStats", req, list_containers_worker, what);
         return;
     }
     _cleanup_free_ struct ctr_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
@@ -587,14 +602,14 @@ static void pod_msg_clear(struct pod_msg *m)
     stats_pod_sample_clear(&m->sample);
 }
 
-/* Anything of this pod or its containers still being measured for the first time? */
-static bool pod_any_pending(const struct sandbox *sb, const struct by_pod *bp)
+/* What a reply with this pod and its containers must wait for (ctr_pending()). */
+static unsigned pod_any_pending(const struct sandbox *sb, const struct by_pod *bp, bool detail)
 {
-    bool pending = pod_pending(sb);
+    unsigned what = pod_pending(sb, detail);
     size_t first, n = by_pod_range(bp, sb->id, &first);
     for (size_t i = 0; i < n; i++)
-        pending = ctr_pending(bp->items[first + i]) || pending;
-    return pending;
+        what |= ctr_pending(bp->items[first + i], detail);
+    return what;
 }
 
 static void pod_worker(struct h2_call *call, const ProtobufCMessage *req, bool may_wait)
@@ -611,9 +626,10 @@ static void pod_worker(struct h2_call *call, const ProtobufCMessage *req, bool m
     }
     struct by_pod bp;
     by_pod_make(&bp);
-    if (may_wait && pod_any_pending(sb, &bp)) {
+    unsigned what = may_wait ? pod_any_pending(sb, &bp, false) : 0;
+    if (what) {
         free(bp.items);
-        defer(call, "PodSandboxStats", req, pod_worker);
+        defer(call, "PodSandboxStats", req, pod_worker, what);
         return;
     }
     size_t first, n = by_pod_range(&bp, sb->id, &first);
@@ -647,14 +663,13 @@ static bool pod_filter_match(const struct sandbox *sb, const Runtime__V1__PodSan
 
 /*
  * The sandboxes f selects (NULL: every ready one) into match (*n of them);
- * true when may_wait and one of them, or one of its containers, still waits
- * for its first figures.
+ * with may_wait, what the reply must wait for (pod_any_pending()), else 0.
  */
-static bool select_pods(const Runtime__V1__PodSandboxStatsFilter *f, const struct by_pod *bp,
-                        bool may_wait, const struct sandbox **match, size_t *n)
+static unsigned select_pods(const Runtime__V1__PodSandboxStatsFilter *f, const struct by_pod *bp,
+                            bool may_wait, bool detail, const struct sandbox **match, size_t *n)
 {
     size_t total = sandbox_count();
-    bool pending = false;
+    unsigned what = 0;
     *n = 0;
     for (size_t i = 0; i < total; i++) {
         const struct sandbox *sb = sandbox_at(i);
@@ -662,9 +677,9 @@ static bool select_pods(const Runtime__V1__PodSandboxStatsFilter *f, const struc
             continue;
         match[(*n)++] = sb;
         if (may_wait)
-            pending = pod_any_pending(sb, bp) || pending;
+            what |= pod_any_pending(sb, bp, detail);
     }
-    return pending;
+    return what;
 }
 
 static const struct list_mode list_pod_mode = {false, "ListPodSandboxStats",
@@ -683,9 +698,10 @@ static void list_pods_worker(struct h2_call *call, const ProtobufCMessage *req, 
     by_pod_make(&bp);
     _cleanup_free_ const struct sandbox **match = xcalloc(sandbox_count() + 1, sizeof(*match));
     size_t n;
-    if (select_pods(f, &bp, may_wait, match, &n)) {
+    unsigned what = select_pods(f, &bp, may_wait, false, match, &n);
+    if (what) {
         free(bp.items);
-        defer(call, "ListPodSandboxStats", req, list_pods_worker);
+        defer(call, "ListPodSandboxStats", req, list_pods_worker, what);
         return;
     }
     _cleanup_free_ struct pod_msg *msgs = xcalloc(n + 1, sizeof(*msgs));
@@ -798,9 +814,10 @@ static void list_metrics_worker(struct h2_call *call, const ProtobufCMessage *re
     by_pod_make(&bp);
     _cleanup_free_ const struct sandbox **match = xcalloc(sandbox_count() + 1, sizeof(*match));
     size_t n;
-    if (select_pods(NULL, &bp, may_wait, match, &n)) {
+    unsigned what = select_pods(NULL, &bp, may_wait, true, match, &n);
+    if (what) {
         free(bp.items);
-        defer(call, "ListPodSandboxMetrics", req, list_metrics_worker);
+        defer(call, "ListPodSandboxMetrics", req, list_metrics_worker, what);
         return;
     }
     _cleanup_free_ struct pod_metrics_msg *msgs = xcalloc(n + 1, sizeof(*msgs));

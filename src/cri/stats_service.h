@@ -5,10 +5,13 @@
  * StreamPodSandboxStats, ListMetricDescriptors, ListPodSandboxMetrics and
  * StreamPodSandboxMetrics, answered from pod/stats samples.
  *
- * A call answers at once from what is known. Only what is being measured
+ * A call answers from what is known, once the cgroup and network readings
+ * it found stale have been read: pod/stats reads them in slices over a few
+ * loop turns, so other calls are served in between (a call over a hundred
+ * containers never holds the loop for tens of ms). What is being measured
  * for the very first time (a container's writable layer, a pod's network
- * counters) makes it wait, at most STATS_FIRST_WAIT_MS; after that it
- * answers without those figures.
+ * counters) makes it wait too. Either wait is at most STATS_FIRST_WAIT_MS;
+ * after that it answers with what it has (reading what is still stale).
  *
  * Which records: ListContainerStats has every container the filter
  * matches (CPU and memory for those that are CREATED or RUNNING, the

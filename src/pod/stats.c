@@ -4,6 +4,8 @@
  * trees (tsearch) keyed by id. Two kinds of child work, each with one child
  * at a time and a queue: the writable-layer walk, and opening pods' network
  * counters inside their namespaces (the fds come back over a socketpair).
+ * Cgroup and network readings that calls found stale wait in a FIFO queue,
+ * read a slice per loop turn from a zero timer.
  */
 #include "autoconf.h"
 
@@ -44,10 +46,21 @@
 
 /* The last cgroup reading of an entry, served again while fresh. */
 struct sample {
-    bool valid;
-    int64_t mono; /* when it was read */
+    bool valid;   /* read; else the last try failed (or none was made: mono 0) */
+    int64_t mono; /* when it was read or tried */
     int64_t real;
     struct cgroup_stats cg;
+};
+
+/* A reading a call found stale, queued for a later slice; the input copied. */
+struct sample_req {
+    TAILQ_ENTRY(sample_req) link;
+    uint64_t seq; /* rising along the queue */
+    bool is_pod;
+    char *id;
+    char *cgroup_parent;
+    struct stats_ctr_input ctr; /* its strings are the ones above */
+    struct stats_pod_input pod;
 };
 
 struct ctr_entry {
@@ -61,6 +74,7 @@ struct ctr_entry {
     bool has_rate;
     uint64_t nano_cores;
     struct sample cached;
+    struct sample_req *queued; /* in st.samples; NULL: not */
     char *upper;
     bool fs_known;
     int64_t fs_real;
@@ -87,10 +101,13 @@ struct pod_entry {
     bool has_rate;
     uint64_t nano_cores;
     struct sample cached;
+    struct sample_req *queued;
 };
 
 struct stats_waiter {
     TAILQ_ENTRY(stats_waiter) link;
+    unsigned what; /* STATS_WAIT_ bits */
+    uint64_t seq;  /* the last reading queued when it began */
     struct loop_timer *timer;
     void (*cb)(void *arg);
     void *arg;
@@ -119,9 +136,15 @@ static struct {
     int net_sock; /* our end of the socketpair the net child sends fds on */
     struct loop_timer *kick;
     TAILQ_HEAD(, stats_waiter) waiters;
-} st = {.net_sock = -1, .waiters = TAILQ_HEAD_INITIALIZER(st.waiters)};
+    TAILQ_HEAD(, sample_req) samples;
+    uint64_t sample_seq; /* of the last reading queued */
+    struct loop_timer *slice;
+} st = {.net_sock = -1,
+        .waiters = TAILQ_HEAD_INITIALIZER(st.waiters),
+        .samples = TAILQ_HEAD_INITIALIZER(st.samples)};
 
 static void kick(void);
+static void sample_req_free(struct sample_req *r);
 
 /* ---- entries ---- */
 
@@ -185,6 +208,7 @@ static void batch_release(struct batch *b, void (*release)(const char *id, int64
 static void ctr_entry_free(void *p)
 {
     struct ctr_entry *e = p;
+    sample_req_free(e->queued);
     cgroup_paths_clear(&e->paths);
     free(e->upper);
     free(e->id);
@@ -194,6 +218,7 @@ static void ctr_entry_free(void *p)
 static void pod_entry_free(void *p)
 {
     struct pod_entry *e = p;
+    sample_req_free(e->queued);
     if (e->net_fd >= 0)
         close(e->net_fd);
     cgroup_paths_clear(&e->paths);
@@ -275,6 +300,16 @@ static bool is_busy(void)
     return st.walk || st.net || st.n_walk_queue || st.n_net_queue;
 }
 
+/* Has everything w waits for been done? */
+static bool is_ready(const struct stats_waiter *w)
+{
+    if ((w->what & STATS_WAIT_FIRST) && is_busy())
+        return false;
+    /* The queue is FIFO: what was queued before w has gone once the head is younger. */
+    const struct sample_req *head = TAILQ_FIRST(&st.samples);
+    return !(w->what & STATS_WAIT_SAMPLES) || !head || head->seq > w->seq;
+}
+
 static void waiter_free(struct stats_waiter *w)
 {
     TAILQ_REMOVE(&st.waiters, w, link);
@@ -291,23 +326,24 @@ static void on_waiter_timer(void *arg)
     cb(cb_arg);
 }
 
-/* Wake every waiter (from a zero timer each: never inside the caller's stack). */
+/* Wake the waiters that are ready (from a zero timer each: never inside the caller's stack). */
 static void wake_waiters(void)
 {
-    if (is_busy())
-        return;
     struct stats_waiter *w;
     TAILQ_FOREACH (w, &st.waiters, link)
-        loop_timer_arm(w->timer, 0);
+        if (is_ready(w))
+            loop_timer_arm(w->timer, 0);
 }
 
-struct stats_waiter *stats_wait(int64_t timeout_ms, void (*cb)(void *arg), void *arg)
+struct stats_waiter *stats_wait(unsigned what, int64_t timeout_ms, void (*cb)(void *arg), void *arg)
 {
     struct stats_waiter *w = xcalloc(1, sizeof(*w));
+    w->what = what;
+    w->seq = st.sample_seq;
     w->cb = cb;
     w->arg = arg;
     w->timer = loop_timer_new(on_waiter_timer, w);
-    loop_timer_arm(w->timer, is_busy() ? timeout_ms : 0);
+    loop_timer_arm(w->timer, is_ready(w) ? 0 : timeout_ms);
     TAILQ_INSERT_HEAD(&st.waiters, w, link);
     return w;
 }
@@ -400,11 +436,19 @@ bool stats_container_pending(const struct stats_ctr_input *in)
     return !e->fs_known && (e->fs_queued || e->fs_walking);
 }
 
-/* Is the last reading young enough, and detailed enough, to serve again? */
+/*
+ * Is the last reading young enough, and detailed enough, to serve again? A
+ * failed one counts too: a cgroup that is gone is not tried on every call.
+ */
 static bool is_fresh(const struct sample *c, bool detail)
 {
-    return c->valid && now_monotonic_ns() - c->mono < STATS_FRESH_MS * NS_PER_MS &&
-           (!detail || (c->cg.have & CGROUP_HAVE_DETAIL));
+    return c->mono && now_monotonic_ns() - c->mono < STATS_FRESH_MS * NS_PER_MS &&
+           (!c->valid || !detail || (c->cg.have & CGROUP_HAVE_DETAIL));
+}
+
+static void sample_drop(struct sample *c)
+{
+    memset(c, 0, sizeof(*c));
 }
 
 /* Read paths' cgroup into c (valid when it could), updating the rate. */
@@ -422,6 +466,27 @@ static void read_sample(struct sample *c, const struct cgroup_layout *l,
                     c->mono);
 }
 
+static bool ctr_is_stale(const struct ctr_entry *e, const struct stats_ctr_input *in)
+{
+    return in->live && cgroup_host_layout() && !is_fresh(&e->cached, in->detail);
+}
+
+/* Read the container's cgroup unless its reading is fresh. */
+static void ctr_refresh(struct ctr_entry *e, const struct stats_ctr_input *in)
+{
+    if (!in->live)
+        sample_drop(&e->cached);
+    if (!ctr_is_stale(e, in))
+        return;
+    find_ctr_paths(e, in);
+    sample_drop(&e->cached);
+    if (e->have_paths)
+        read_sample(&e->cached, cgroup_host_layout(), &e->paths, in->detail, &e->has_base,
+                    &e->base_mono, &e->base_cpu, &e->has_rate, &e->nano_cores);
+    else
+        e->cached.mono = now_monotonic_ns();
+}
+
 void stats_container_sample(const struct stats_ctr_input *in, struct stats_ctr_sample *out)
 {
     memset(out, 0, sizeof(*out));
@@ -429,24 +494,13 @@ void stats_container_sample(const struct stats_ctr_input *in, struct stats_ctr_s
     if (!st.ready)
         return;
     struct ctr_entry *e = ctr_get(in->id);
-    const struct cgroup_layout *l = cgroup_host_layout();
-    if (!in->live)
-        e->cached.valid = false;
-    if (in->live && l) {
-        if (!is_fresh(&e->cached, in->detail)) {
-            find_ctr_paths(e, in);
-            e->cached.valid = false;
-            if (e->have_paths)
-                read_sample(&e->cached, l, &e->paths, in->detail, &e->has_base, &e->base_mono,
-                            &e->base_cpu, &e->has_rate, &e->nano_cores);
-        }
-        if (e->cached.valid) {
-            out->has_cgroup = true;
-            out->cg = e->cached.cg;
-            out->ts_ns = e->cached.real;
-            out->has_rate = e->has_rate;
-            out->nano_cores = e->nano_cores;
-        }
+    ctr_refresh(e, in);
+    if (in->live && e->cached.valid) {
+        out->has_cgroup = true;
+        out->cg = e->cached.cg;
+        out->ts_ns = e->cached.real;
+        out->has_rate = e->has_rate;
+        out->nano_cores = e->nano_cores;
     }
     maybe_queue_walk(e, in->upper_dir);
     if (e->fs_known) {
@@ -697,6 +751,43 @@ static void read_net(struct pod_entry *e, struct stats_pod_sample *out)
     out->has_net = true;
 }
 
+/*
+ * Does the pod have a cgroup of its own to read? Its paths are made again
+ * when the parent changed (no reading: only strings).
+ */
+static bool pod_has_cgroup(struct pod_entry *e, const struct stats_pod_input *in)
+{
+    const char *parent = in->cgroup_parent && *in->cgroup_parent ? in->cgroup_parent : NULL;
+    if (!parent || !cgroup_host_layout())
+        return false;
+    if (!e->paths_parent || strcmp(e->paths_parent, parent) != 0) {
+        cgroup_paths_clear(&e->paths);
+        free(e->paths_parent);
+        e->paths_parent = xstrdup(parent);
+        const char *base = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
+        _cleanup_free_ char *path =
+            in->systemd ? cgroup_systemd_slice_path(base) : cgroup_path_from_oci(parent, false);
+        e->have_paths = path != NULL;
+        sample_drop(&e->cached);
+        if (path)
+            cgroup_paths_same(path, &e->paths);
+    }
+    return e->have_paths;
+}
+
+static bool pod_is_stale(struct pod_entry *e, const struct stats_pod_input *in)
+{
+    return pod_has_cgroup(e, in) && !is_fresh(&e->cached, in->detail);
+}
+
+/* Read the pod's cgroup unless its reading is fresh. */
+static void pod_refresh(struct pod_entry *e, const struct stats_pod_input *in)
+{
+    if (pod_is_stale(e, in))
+        read_sample(&e->cached, cgroup_host_layout(), &e->paths, in->detail, &e->has_base,
+                    &e->base_mono, &e->base_cpu, &e->has_rate, &e->nano_cores);
+}
+
 void stats_pod_sample(const struct stats_pod_input *in, struct stats_pod_sample *out)
 {
     memset(out, 0, sizeof(*out));
@@ -704,40 +795,20 @@ void stats_pod_sample(const struct stats_pod_input *in, struct stats_pod_sample 
     if (!st.ready)
         return;
     struct pod_entry *e = pod_get(in->id);
-    const struct cgroup_layout *l = cgroup_host_layout();
-    const char *parent = in->cgroup_parent && *in->cgroup_parent ? in->cgroup_parent : NULL;
-    if (parent && l) {
-        if (!e->have_paths || strcmp(e->paths_parent, parent) != 0) {
-            cgroup_paths_clear(&e->paths);
-            free(e->paths_parent);
-            e->paths_parent = xstrdup(parent);
-            const char *base = strrchr(parent, '/') ? strrchr(parent, '/') + 1 : parent;
-            _cleanup_free_ char *path =
-                in->systemd ? cgroup_systemd_slice_path(base) : cgroup_path_from_oci(parent, false);
-            e->have_paths = path != NULL;
-            e->cached.valid = false;
-            if (path)
-                cgroup_paths_same(path, &e->paths);
-        }
-        if (!is_fresh(&e->cached, in->detail)) {
-            e->cached.valid = false;
-            if (e->have_paths)
-                read_sample(&e->cached, l, &e->paths, in->detail, &e->has_base, &e->base_mono,
-                            &e->base_cpu, &e->has_rate, &e->nano_cores);
-        }
-        if (e->cached.valid) {
-            out->has_cgroup = true;
-            out->cg = e->cached.cg;
-            out->ts_ns = e->cached.real;
-            out->has_rate = e->has_rate;
-            out->nano_cores = e->nano_cores;
-        }
+    pod_refresh(e, in);
+    if (pod_has_cgroup(e, in) && e->cached.valid) {
+        out->has_cgroup = true;
+        out->cg = e->cached.cg;
+        out->ts_ns = e->cached.real;
+        out->has_rate = e->has_rate;
+        out->nano_cores = e->nano_cores;
     }
     if (!in->ready && e->net_fd >= 0) {
         close(e->net_fd);
         e->net_fd = -1;
     }
     net_wanted(e, in);
+    /* Read on every call: one pread, and a transfer shows at once. */
     if (e->net_fd >= 0)
         read_net(e, out);
 }
@@ -896,6 +967,101 @@ static void start_net(void)
     }
 }
 
+/* ---- readings in slices ---- */
+
+static void sample_req_free(struct sample_req *r)
+{
+    if (!r)
+        return;
+    TAILQ_REMOVE(&st.samples, r, link);
+    free(r->id);
+    free(r->cgroup_parent);
+    free(r);
+}
+
+static struct sample_req *sample_req_new(bool is_pod, const char *id, const char *cgroup_parent)
+{
+    struct sample_req *r = xcalloc(1, sizeof(*r));
+    r->is_pod = is_pod;
+    r->id = xstrdup(id);
+    r->cgroup_parent = cgroup_parent ? xstrdup(cgroup_parent) : NULL;
+    r->seq = ++st.sample_seq;
+    TAILQ_INSERT_TAIL(&st.samples, r, link);
+    if (!loop_timer_is_armed(st.slice))
+        loop_timer_arm(st.slice, 0);
+    return r;
+}
+
+bool stats_container_stale(const struct stats_ctr_input *in)
+{
+    if (!st.ready)
+        return false;
+    struct ctr_entry *e = ctr_get(in->id);
+    if (e->queued) {
+        e->queued->ctr.detail = e->queued->ctr.detail || in->detail;
+        return true;
+    }
+    if (!ctr_is_stale(e, in))
+        return false;
+    struct sample_req *r = sample_req_new(false, in->id, in->cgroup_parent);
+    r->ctr = *in;
+    r->ctr.id = r->id;
+    r->ctr.cgroup_parent = r->cgroup_parent;
+    r->ctr.upper_dir = NULL;
+    e->queued = r;
+    return true;
+}
+
+bool stats_pod_stale(const struct stats_pod_input *in)
+{
+    if (!st.ready)
+        return false;
+    struct pod_entry *e = pod_get(in->id);
+    if (e->queued) {
+        e->queued->pod.detail = e->queued->pod.detail || in->detail;
+        return true;
+    }
+    if (!pod_is_stale(e, in))
+        return false;
+    struct sample_req *r = sample_req_new(true, in->id, in->cgroup_parent);
+    r->pod = *in;
+    r->pod.id = r->id;
+    r->pod.cgroup_parent = r->cgroup_parent;
+    r->pod.netns_path = NULL; /* the slice reads the cgroup only */
+    e->queued = r;
+    return true;
+}
+
+/*
+ * One slice: the readings at the head of the queue, at least one, until
+ * STATS_SLICE_MAX or STATS_SLICE_US; the rest waits for the next turn, after
+ * a poll, so the calls that came meanwhile are served in between.
+ */
+static void on_slice(void *arg)
+{
+    int64_t start = now_monotonic_ns();
+    struct sample_req *r;
+    for (size_t n = 0; n < STATS_SLICE_MAX && (r = TAILQ_FIRST(&st.samples)); n++) {
+        if (n && now_monotonic_ns() - start >= STATS_SLICE_US * 1000LL)
+            break;
+        if (r->is_pod) {
+            struct pod_entry *e = tree_find(&st.pods, r->id);
+            assert_state(e && e->queued == r);
+            e->queued = NULL;
+            pod_refresh(e, &r->pod);
+        } else {
+            struct ctr_entry *e = tree_find(&st.ctrs, r->id);
+            assert_state(e && e->queued == r);
+            e->queued = NULL;
+            ctr_refresh(e, &r->ctr);
+        }
+        sample_req_free(r);
+    }
+    if (!TAILQ_EMPTY(&st.samples))
+        loop_timer_arm(st.slice, 0);
+    wake_waiters();
+}
+
 /* ---- scheduling ---- */
 
 static void on_kick(void *arg)
@@ -920,6 +1086,7 @@ void stats_init(void)
         return;
     cgroup_init();
     st.kick = loop_timer_new(on_kick, NULL);
+    st.slice = loop_timer_new(on_slice, NULL);
     st.ready = true;
 }
 
@@ -946,7 +1113,10 @@ void stats_shutdown(void)
     if (st.net_sock >= 0)
         close(st.net_sock);
     loop_timer_free(st.kick);
+    loop_timer_free(st.slice);
     cgroup_shutdown();
     memset(&st, 0, sizeof(st));
     st.net_sock = -1;
+    TAILQ_INIT(&st.waiters);
+    TAILQ_INIT(&st.samples);
 }

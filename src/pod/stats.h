@@ -9,7 +9,17 @@
  *    too) back to back, and the second reads nothing again. A container's
  *    cgroup is found once, from /proc/<pid>/cgroup of its init while it
  *    lives (right for any runtime and cgroup driver), else from the
- *    cgroupsPath it was given.
+ *    cgroupsPath it was given. A reading that failed is not tried again
+ *    within STATS_FRESH_MS either.
+ *  - A call over many containers does not read them all in one loop turn
+ *    (~160 us a container in cgroupfs, tens of ms for a hundred, which
+ *    the calls behind it would wait for): it queues what is stale
+ *    (stats_container_stale(), stats_pod_stale()), and the queue is read
+ *    a slice per turn, at most STATS_SLICE_MAX readings or STATS_SLICE_US,
+ *    with a poll between slices; the call waits for its part of the queue
+ *    (stats_wait(STATS_WAIT_SAMPLES, ...)), then builds its reply from the
+ *    fresh samples. (A pod's network counters are one pread each: read on
+ *    every call.)
  *  - nano-cores is the rate between this CPU sample and the last one at
  *    least STATS_RATE_MIN_MS older (a faster caller gets the last rate).
  *  - The writable layer's bytes and inodes are counted by a child process
@@ -41,6 +51,8 @@
 #define STATS_FRESH_MS 1000
 #define STATS_FS_MAX_AGE_MS 10000
 #define STATS_WALK_BATCH 256
+#define STATS_SLICE_MAX 16
+#define STATS_SLICE_US 1000
 /* A pod's /proc/net/dev: one line per interface; beyond this it is cut (logged). */
 #define STATS_NET_DEV_MAX (16 * 1024)
 
@@ -83,7 +95,14 @@ bool stats_container_pending(const struct stats_ctr_input *in);
 /* Queue a first walk of the writable layer now (a new container), without sampling. */
 void stats_container_prepare(const struct stats_ctr_input *in);
 
-/* The container is gone: drop its entry (a walk in flight forgets it). */
+/*
+ * Is the container's cgroup reading older than STATS_FRESH_MS (or without
+ * the detail asked for)? Then it is queued to be read in a slice on a later
+ * turn (once: a container queued already stays in its place).
+ */
+bool stats_container_stale(const struct stats_ctr_input *in);
+
+/* The container is gone: drop its entry (a walk in flight forgets it, a queued reading goes). */
 void stats_container_forget(const char *id);
 
 struct stats_pod_input {
@@ -123,17 +142,27 @@ void stats_pod_sample_clear(struct stats_pod_sample *s);
 /* Is the pod's network counter fd being opened? (starts it when needed) */
 bool stats_pod_pending(const struct stats_pod_input *in);
 
+/* stats_container_stale() for a pod's own cgroup (when it has a cgroup parent). */
+bool stats_pod_stale(const struct stats_pod_input *in);
+
 /* The pod stopped or went away: close its counters and drop its entry. */
 void stats_pod_forget(const char *id);
 
 /*
- * Wait for what is being measured for the first time (walks and namespace
- * opens started so far): cb(arg) runs on the loop once they are done, or
- * after timeout_ms, never inside this call. The waiter is freed after cb;
- * cancel it before then to drop the call.
+ * Wait for what what names: STATS_WAIT_FIRST, what is being measured for
+ * the first time (walks and namespace opens started so far);
+ * STATS_WAIT_SAMPLES, the readings queued so far (stats_*_stale()). cb(arg)
+ * runs on the loop once they are done, or after timeout_ms, never inside
+ * this call. The waiter is freed after cb; cancel it before then to drop
+ * the call.
  */
+enum {
+    STATS_WAIT_FIRST = 1u << 0,
+    STATS_WAIT_SAMPLES = 1u << 1,
+};
 struct stats_waiter;
-struct stats_waiter *stats_wait(int64_t timeout_ms, void (*cb)(void *arg), void *arg);
+struct stats_waiter *stats_wait(unsigned what, int64_t timeout_ms, void (*cb)(void *arg),
+                                void *arg);
 void stats_waiter_cancel(struct stats_waiter *w);
 
 /*

@@ -3,7 +3,10 @@
  * Unit tests for pod/stats: the /proc/net/dev parser, the writable-layer walk
  * (in a child, on a real loop: files, hard links counted once, a symlink to
  * a big file outside never followed, a layer that is missing), the waiter
- * that first figures make a call wait for, and a pod's network counters
+ * that first figures make a call wait for, cgroup readings taken in slices
+ * across loop turns (a fake cgroup v1 tree of many containers: other events
+ * run between slices, a container removed and one added mid-way, the
+ * readings served from the cache afterwards), and a pod's network counters
  * opened inside a namespace by a child and read through the fd it passed
  * back (the daemon's own namespace, /proc/self/ns/net, stands in for a
  * pod's; needs root for setns, skipped otherwise).
@@ -27,6 +30,7 @@
 #include "core/error.h"
 #include "core/loop.h"
 #include "core/util.h"
+#include "pod/cgroup.h"
 #include "pod/stats.h"
 
 #define SAFETY_MS 10000
@@ -96,7 +100,7 @@ static void wait_first_figures(void)
     struct loop_timer *t = loop_timer_new(on_safety, NULL);
     safety_fired = false;
     loop_timer_arm(t, SAFETY_MS);
-    stats_wait(SAFETY_MS, on_ready, &woken);
+    stats_wait(STATS_WAIT_FIRST | STATS_WAIT_SAMPLES, SAFETY_MS, on_ready, &woken);
     assert_int_equal(loop_run(), 0);
     loop_timer_free(t);
     assert_false(safety_fired);
@@ -241,6 +245,173 @@ static void test_pod_network_counters_through_a_passed_fd(void **state)
     stats_pod_sample_clear(&s);
 }
 
+/* ---- cgroup readings in slices ---- */
+
+#define N_FAKE 64
+/* Enough containers for several slices by count alone, however fast the files are read. */
+_Static_assert(N_FAKE >= 4 * STATS_SLICE_MAX, "N_FAKE makes too few slices");
+
+__attribute__((format(printf, 3, 4))) static void put(const char *dir, const char *name,
+                                                      const char *fmt, ...)
+{
+    _cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A cgroup v1 tree under tmp/cg (cpu,cpuacct, memory, pids), used as the host's. */
+static void fake_layout(void)
+{
+    const char *ctls[] = {"cpu,cpuacct", "memory", "pids"};
+    _cleanup_free_ char *mi = xstrdup("");
+    for (size_t i = 0; i < ARRAY_SIZE(ctls); i++) {
+        _cleanup_free_ char *dir = xasprintf("%s/cg/%s", tmp, ctls[i]);
+        _cleanup_free_ char *cmd = xasprintf("mkdir -p '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+        char *next = xasprintf("%s%zu 25 0:%zu / %s rw,relatime shared:%zu - cgroup cgroup rw,%s\n",
+                               mi, 29 + i, 27 + i, dir, 10 + i, ctls[i]);
+        free(mi);
+        mi = next;
+    }
+    struct cgroup_layout l;
+    _cleanup_error_ struct error *err = NULL;
+    assert_int_equal(cgroup_layout_parse(mi, NULL, &l, &err), 0);
+    cgroup_host_layout_take(&l);
+}
+
+/* A cgroup /tinycri/<name> whose CPU usage is cpu ns and memory usage mem bytes. */
+static void fake_cgroup(const char *name, unsigned long long cpu, unsigned long long mem)
+{
+    _cleanup_free_ char *cpu_dir = xasprintf("%s/cg/cpu,cpuacct/tinycri/%s", tmp, name);
+    _cleanup_free_ char *mem_dir = xasprintf("%s/cg/memory/tinycri/%s", tmp, name);
+    _cleanup_free_ char *pids_dir = xasprintf("%s/cg/pids/tinycri/%s", tmp, name);
+    _cleanup_free_ char *cmd = xasprintf("mkdir -p '%s' '%s' '%s'", cpu_dir, mem_dir, pids_dir);
+    assert_int_equal(system(cmd), 0);
+    put(cpu_dir, "cpuacct.usage", "%llu\n", cpu);
+    put(mem_dir, "memory.usage_in_bytes", "%llu\n", mem);
+    put(mem_dir, "memory.stat", "total_inactive_file %d\ntotal_rss 4096\n", 1024);
+    put(mem_dir, "memory.limit_in_bytes", "%llu\n", 1ULL << 30);
+    put(pids_dir, "pids.current", "%d\n", 3);
+}
+
+static struct {
+    int ticks;     /* turns of the loop seen by the ticker */
+    int fired[2];  /* the tick at which each waiter fired; 0: not yet */
+    bool mid_done; /* the removal and the late request were made */
+    struct loop_timer *ticker;
+    char ids[N_FAKE + 1][16];
+} sl;
+
+static struct stats_ctr_input fake_input(int i)
+{
+    return (struct stats_ctr_input){.id = sl.ids[i], .live = true, .cgroup_parent = "/tinycri"};
+}
+
+static void on_sliced(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    sl.fired[k] = sl.ticks;
+    if (sl.fired[0] && sl.fired[1])
+        loop_exit();
+}
+
+/*
+ * Another event on every turn (as a list call would be): after the first
+ * slice it removes container 40, queued and not read yet, and asks for a
+ * new one and again for one queued already, with a waiter of its own.
+ */
+static void on_tick(void *arg)
+{
+    sl.ticks++;
+    if (!sl.mid_done) {
+        sl.mid_done = true;
+        stats_container_forget(sl.ids[40]);
+        _cleanup_free_ char *cmd = xasprintf("rm -rf %s/cg/*/tinycri/%s", tmp, sl.ids[40]);
+        assert_int_equal(system(cmd), 0);
+        struct stats_ctr_input late = fake_input(N_FAKE), again = fake_input(41);
+        assert_true(stats_container_stale(&late));
+        assert_true(stats_container_stale(&again)); /* still queued: joins */
+        stats_wait(STATS_WAIT_SAMPLES, SAFETY_MS, on_sliced, (void *)(intptr_t)1);
+    }
+    if (!sl.fired[0] || !sl.fired[1])
+        loop_timer_arm(sl.ticker, 0);
+}
+
+static void test_cgroup_readings_in_slices(void **state)
+{
+    fake_layout();
+    memset(&sl, 0, sizeof(sl));
+    for (int i = 0; i <= N_FAKE; i++) {
+        snprintf(sl.ids[i], sizeof(sl.ids[i]), "c%02d", i);
+        fake_cgroup(sl.ids[i], 1000 + (unsigned)i, 1 << 20);
+    }
+    for (int i = 0; i < N_FAKE; i++) {
+        struct stats_ctr_input in = fake_input(i);
+        assert_true(stats_container_stale(&in));
+    }
+    /* Not live: nothing to read. */
+    struct stats_ctr_input exited = {.id = "exited", .cgroup_parent = "/tinycri"};
+    assert_false(stats_container_stale(&exited));
+
+    stats_wait(STATS_WAIT_SAMPLES, SAFETY_MS, on_sliced, (void *)(intptr_t)0);
+    sl.ticker = loop_timer_new(on_tick, NULL);
+    loop_timer_arm(sl.ticker, 0);
+    struct loop_timer *safety = loop_timer_new(on_safety, NULL);
+    safety_fired = false;
+    loop_timer_arm(safety, SAFETY_MS);
+    assert_int_equal(loop_run(), 0);
+    loop_timer_free(safety);
+    loop_timer_free(sl.ticker);
+    assert_false(safety_fired);
+
+    /* Read over several turns, with other events in between; the late waiter after the first. */
+    assert_true(sl.fired[0] >= N_FAKE / STATS_SLICE_MAX);
+    assert_true(sl.fired[1] >= sl.fired[0]);
+    for (int i = 0; i <= N_FAKE; i++) {
+        struct stats_ctr_input in = fake_input(i);
+        struct stats_ctr_sample s;
+        if (i == 40) {
+            /* Removed mid-way: its reading was dropped (a new one finds its cgroup gone). */
+            stats_container_sample(&in, &s);
+            assert_false(s.has_cgroup);
+            continue;
+        }
+        /* Fresh: nothing left to read, nothing queued again. */
+        assert_false(stats_container_stale(&in));
+        stats_container_sample(&in, &s);
+        assert_true(s.has_cgroup);
+        assert_true(s.cg.have & CGROUP_HAVE_CPU);
+        assert_int_equal(s.cg.cpu_usage_ns, 1000 + i);
+        assert_int_equal(s.cg.mem_usage, 1 << 20);
+        assert_int_equal(s.cg.mem_working_set, (1 << 20) - 1024);
+        assert_int_equal(s.cg.pids_current, 3);
+    }
+    /* The reply is built from the cache: a change in the files shows only once stale. */
+    _cleanup_free_ char *dir = xasprintf("%s/cg/cpu,cpuacct/tinycri/%s", tmp, sl.ids[0]);
+    put(dir, "cpuacct.usage", "%d\n", 999999);
+    struct stats_ctr_input first = fake_input(0);
+    struct stats_ctr_sample s;
+    stats_container_sample(&first, &s);
+    assert_int_equal(s.cg.cpu_usage_ns, 1000);
+
+    /* A pod's own cgroup goes through the same queue. */
+    fake_cgroup("pod1", 5000, 2 << 20);
+    struct stats_pod_input pod = {.id = "p1", .ready = true, .cgroup_parent = "/tinycri/pod1"};
+    assert_true(stats_pod_stale(&pod));
+    wait_first_figures();
+    assert_false(stats_pod_stale(&pod));
+    struct stats_pod_sample ps;
+    stats_pod_sample(&pod, &ps);
+    assert_true(ps.has_cgroup);
+    assert_int_equal(ps.cg.cpu_usage_ns, 5000);
+    stats_pod_sample_clear(&ps);
+}
+
 static void test_waiter_without_work_and_cancel(void **state)
 {
     /* Nothing being measured: the waiter fires on the next turn, not after its timeout. */
@@ -248,7 +419,7 @@ static void test_waiter_without_work_and_cancel(void **state)
     wait_first_figures();
     assert_true(now_monotonic_ns() - t0 < 1000000000LL);
     int woken = 0;
-    struct stats_waiter *w = stats_wait(0, on_ready, &woken);
+    struct stats_waiter *w = stats_wait(STATS_WAIT_FIRST, 0, on_ready, &woken);
     stats_waiter_cancel(w);
     struct loop_timer *t = loop_timer_new(on_safety, NULL);
     loop_timer_arm(t, 50);
@@ -264,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writable_layer_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pod_network_counters_through_a_passed_fd, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_cgroup_readings_in_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiter_without_work_and_cancel, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
