@@ -387,6 +387,39 @@ static void warn_entry(struct extractor *x, const char *path, struct archive *a)
     log_warn("layer entry not fully restored path=\"%s\" reason=\"%s\"", safe_path, safe_msg);
 }
 
+/*
+ * libarchive reports a failed write(), a failed ftruncate() of a sparse file's
+ * tail and a failed fsetxattr() as ARCHIVE_WARN, like a refused owner or
+ * timestamp. What the host caused (a full disk, I/O) leaves the entry
+ * incomplete, so it fails the layer; anything else only warns.
+ */
+static bool is_host_write_error(int e)
+{
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case EFBIG:
+    case EROFS:
+    case ENOMEM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* An ARCHIVE_WARN from the disk writer: fail on a host write error, else log it and go on. */
+static int disk_warn(struct extractor *x, const char *path, const char *what, struct error **err)
+{
+    if (is_host_write_error(archive_errno(x->disk))) {
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
+        _cleanup_free_ char *msg = xasprintf("%s %s", what, safe);
+        return unpack_archive_fail(err, x->disk, msg);
+    }
+    warn_entry(x, path, x->disk);
+    return 0;
+}
+
 /* The tar reader failed: report the decompressor's error when it is the cause. */
 static int tar_fail(struct extractor *x, struct error **err)
 {
@@ -497,8 +530,8 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
         what = xasprintf("extract %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, path, x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, path, "extract", err) < 0)
+        return -1;
     for (;;) {
         const void *buf;
         size_t size;
@@ -508,14 +541,16 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
             break;
         if (r < ARCHIVE_WARN)
             return tar_fail(x, err);
+        /*
+         * Any warning here (a failed write, or more data than the header
+         * said) means the file on disk is not the file in the layer.
+         */
         la_ssize_t w = archive_write_data_block(x->disk, buf, size, offset);
-        if (w < ARCHIVE_WARN) {
+        if (w < ARCHIVE_OK) {
             _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             what = xasprintf("write %s", safe);
             return unpack_archive_fail(err, x->disk, what);
         }
-        if (w == ARCHIVE_WARN)
-            warn_entry(x, path, x->disk);
         x->size += size;
     }
     r = archive_write_finish_entry(x->disk);
@@ -524,8 +559,8 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
         what = xasprintf("finish %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, path, x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, path, "finish", err) < 0)
+        return -1;
     return 0;
 }
 
@@ -657,8 +692,8 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
     r = archive_write_close(x->disk);
     if (r < ARCHIVE_WARN)
         return unpack_archive_fail(err, x->disk, "finish layer");
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, ".", x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, ".", "finish", err) < 0)
+        return -1;
     if (x->warnings > MAX_WARNINGS_LOGGED)
         log_warn("layer warnings not logged count=%u", x->warnings - MAX_WARNINGS_LOGGED);
     return 0;
@@ -791,7 +826,7 @@ static int extract_in_child(const struct unpack_op *op, uint64_t *size, struct e
     if (unpack_extract_fd(blob_fd, "/", op->diff_id, size, err) < 0)
         return -1;
     if (syncfs(root_fd) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "sync %s", op->tmp);
+        return error_set(err, unpack_errno_code(errno), errno, "sync %s", op->tmp);
     return 0;
 }
 
@@ -799,6 +834,8 @@ static int extract_child_main(void *arg)
 {
     struct error *err = NULL;
     uint64_t size = 0;
+    /* A file size limit then fails the write with EFBIG, which names the file. */
+    signal(SIGXFSZ, SIG_IGN);
     if (extract_in_child(arg, &size, &err) < 0)
         child_exit_error(err);
     char line[64];

@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Never losing track (issue 11): a full disk during a pull and during record
+writes, a host restart, records that cannot be read.
+
+For the full disk the daemon's root dir is a small tmpfs of its own (mounted by
+the `small` fixture under the daemon's temp dir, unmounted at the end), filled
+by a file the test writes and removes, so "the disk is full" is exact and
+touches nothing else. The state dir stays on /tmp. A host restart is what it
+leaves behind: no keeper, no container process, no mount, an empty state dir,
+and the records in the root dir. Pods use the container tests' bridge and the
+`ctrs` fixture (test_containers.py). Needs root.
+"""
+import errno
+import hashlib
+import os
+import shutil
+import signal
+
+import grpc
+import pytest
+
+import imagebuild as ib
+from conftest import wait_until
+from test_containers import (Ctrs, conflist, ctrs, daemon_config, keeper_pids, mounts_under,
+                             pod_network, sh)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs mounts and containers need root")
+
+assert pod_network and ctrs  # fixtures, used by name below
+
+KiB = 1024
+MiB = 1024 * KiB
+ROOT_SIZE = 32 * MiB
+CALL_TIMEOUT = 60.0
+PULL_TIMEOUT = 90.0
+
+
+@pytest.fixture
+def small(daemon, api, pod_network, pushed_images):
+    """Ctrs on a daemon whose root dir is a ROOT_SIZE tmpfs; nothing pulled yet."""
+    d = daemon(start=False)
+    os.makedirs(d.root, mode=0o700)
+    sh("mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % ROOT_SIZE, "tc-durable", d.root)
+    c = Ctrs(d, api, pushed_images)
+    d.write_cni("10-test.conflist", conflist(c.ipam_dir))
+    d.write_config(daemon_config(pushed_images))
+    problems = []
+    try:
+        d.start()
+        yield c
+        free_disk(d)
+        if d.alive():
+            try:
+                c.cleanup()
+                wait_until(lambda: c.container_dirs() == [], 10,
+                           what="container directories to go")
+            except grpc.RpcError as e:
+                problems.append("cleanup: %s %s" % (e.code(), e.details()))
+            rc = d.stop()
+            if rc != 0:
+                problems.append("tinycrid exited with status %d" % rc)
+    finally:
+        keepers = keeper_pids(d.state)
+        for pid in keepers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        rdir = os.path.join(d.state, "runtime", "runc")
+        if os.path.isdir(rdir):
+            for cid in os.listdir(rdir):
+                sh("/usr/bin/runc", "--root", rdir, "delete", "--force", cid, check=False)
+        left = mounts_under(d.tmp)
+        for m in sorted(left, key=len, reverse=True):
+            sh("umount", "-l", m, check=False)
+        if keepers:
+            problems.append("keepers left running: %s" % keepers)
+        if [m for m in left if "/containers/" in m]:
+            problems.append("mounts left under %s: %s" % (d.tmp, left))
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+def filler_path(d):
+    return os.path.join(d.root, "filler")
+
+
+def fill_disk(d, leave=0):
+    """Fill the root tmpfs until only about leave bytes are free (0: until ENOSPC)."""
+    st = os.statvfs(d.root)
+    want = st.f_bavail * st.f_frsize - leave
+    block = b"\0" * (256 * KiB)
+    with open(filler_path(d), "ab") as f:
+        written = 0
+        try:
+            while leave == 0 or written < want:
+                n = len(block) if leave == 0 else min(len(block), want - written)
+                if n <= 0:
+                    break
+                f.write(block[:n])
+                f.flush()
+                written += n
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    if leave == 0:
+        # Small writes too: fill the last partial pages.
+        try:
+            with open(filler_path(d) + "2", "ab", buffering=0) as f:
+                while True:
+                    f.write(b"\0" * 512)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+
+
+def free_disk(d):
+    for p in (filler_path(d), filler_path(d) + "2"):
+        if os.path.exists(p):
+            os.unlink(p)
+
+
+def expect_exhausted(fn):
+    with pytest.raises(grpc.RpcError) as ei:
+        fn()
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, ei.value.details()
+    return ei.value
+
+
+def layer_entries(d):
+    path = os.path.join(d.root, "layers")
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def image_listed(c, ref):
+    resp = c.d.image.ImageStatus(c.pb.ImageStatusRequest(image=c.pb.ImageSpec(image=ref)),
+                                 timeout=CALL_TIMEOUT)
+    return resp.HasField("image")
+
+
+def test_pull_on_a_full_disk_commits_no_layer(small, pushed_images):
+    """ENOSPC while a layer is unpacked fails the pull with RESOURCE_EXHAUSTED and leaves
+    no layer; once there is room the next pull unpacks it whole and containers run."""
+    c, d = small, small.d
+    layer = pushed_images["busybox"].layers[0]
+    # Room for the blob, the manifest and the config, and half the unpacked layer.
+    fill_disk(d, leave=layer.blob.size + 128 * KiB + len(layer.tar) // 2)
+    err = expect_exhausted(c.pull)
+    assert "No space left on device" in err.details()
+    assert not image_listed(c, c.image_ref)
+    assert layer_entries(d) == []
+
+    free_disk(d)
+    c.image_id = c.pull()
+    assert image_listed(c, c.image_ref)
+    pod = c.run_pod("full")
+    cid = c.run(pod, command=["sleep", "3600"])
+    out = c.out(cid, "/bin/busybox", "sha256sum", "/bin/busybox")
+    with open(ib.BUSYBOX, "rb") as f:
+        assert out.split()[0] == hashlib.sha256(f.read()).hexdigest()
+
