@@ -157,3 +157,36 @@ def test_pull_on_a_full_disk_commits_no_layer(small, pushed_images):
     with open(ib.BUSYBOX, "rb") as f:
         assert out.split()[0] == hashlib.sha256(f.read()).hexdigest()
 
+
+def test_record_writes_on_a_full_disk(small):
+    """RunPodSandbox, CreateContainer and StopPodSandbox on a full disk answer
+    RESOURCE_EXHAUSTED, list nothing half-made, and work once there is room."""
+    c, d = small, small.d
+    c.image_id = c.pull()
+    pod = c.run_pod("p1")
+    fill_disk(d)
+
+    expect_exhausted(lambda: c.run_pod("p2"))
+    pods = c.rt.ListPodSandbox(c.pb.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items
+    assert [p.id for p in pods] == [pod]
+
+    expect_exhausted(lambda: c.create(pod, "c1", command=["sleep", "3600"]))
+    assert list(c.list()) == []
+    assert c.container_dirs() == []
+
+    free_disk(d)
+    pod2 = c.run_pod("p2")
+    cid = c.run(pod2, "c1", command=["sleep", "3600"])
+    assert c.state(cid) == c.pb.CONTAINER_RUNNING
+
+    # A Stop that cannot save the pod's state fails; kubelet's retry with room works.
+    fill_disk(d)
+    expect_exhausted(lambda: c.rt.StopPodSandbox(
+        c.pb.StopPodSandboxRequest(pod_sandbox_id=pod2), timeout=CALL_TIMEOUT))
+    free_disk(d)
+    c.rt.StopPodSandbox(c.pb.StopPodSandboxRequest(pod_sandbox_id=pod2), timeout=CALL_TIMEOUT)
+    st = c.rt.PodSandboxStatus(c.pb.PodSandboxStatusRequest(pod_sandbox_id=pod2),
+                               timeout=CALL_TIMEOUT).status
+    assert st.state == c.pb.SANDBOX_NOTREADY
+    assert c.state(cid) == c.pb.CONTAINER_EXITED
+

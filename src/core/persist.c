@@ -29,13 +29,19 @@ static char *dir_of(const char *path)
     return xstrndup(path, (size_t)(slash - path));
 }
 
+/* A full disk (or quota) is the host's to fix and may pass: RESOURCE_EXHAUSTED, not INTERNAL. */
+int persist_errno_code(int e)
+{
+    return e == ENOSPC || e == EDQUOT ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL;
+}
+
 int persist_sync_dir(const char *dir, struct error **err)
 {
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return error_set(err, GRPC_INTERNAL, errno, "open directory %s", dir);
     if (fsync(fd) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "fsync directory %s", dir);
+        return error_set(err, persist_errno_code(errno), errno, "fsync directory %s", dir);
     return 0;
 }
 
@@ -46,17 +52,17 @@ int persist_write(const char *path, const void *data, size_t len, unsigned mode,
     _cleanup_free_ char *tmp = xasprintf("%s/.%s" TEMP_MARK "XXXXXX", dir, base);
     _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "create temp file for %s", path);
+        return error_set(err, persist_errno_code(errno), errno, "create temp file for %s", path);
     /* Until the rename, a crash leaves only a temp file that readers skip. */
     if (fchmod(fd, mode) < 0 || fd_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         int e = errno;
         unlink(tmp);
-        return error_set(err, GRPC_INTERNAL, e, "write %s", tmp);
+        return error_set(err, persist_errno_code(e), e, "write %s", tmp);
     }
     if (rename(tmp, path) < 0) {
         int e = errno;
         unlink(tmp);
-        return error_set(err, GRPC_INTERNAL, e, "rename %s to %s", tmp, path);
+        return error_set(err, persist_errno_code(e), e, "rename %s to %s", tmp, path);
     }
     /* After the rename the new content is visible; the dir fsync makes it durable. */
     return persist_sync_dir(dir, err);

@@ -13,12 +13,19 @@
 
 struct error;
 
-/* Replace path with data atomically; mode for the new file. Errors: INTERNAL. */
+/*
+ * Replace path with data atomically; mode for the new file. Errors:
+ * RESOURCE_EXHAUSTED on a full disk or quota (ENOSPC, EDQUOT; the temp file
+ * is removed, the old content stays), else INTERNAL.
+ */
 int persist_write(const char *path, const void *data, size_t len, unsigned mode,
                   struct error **err);
 
 /* Remove path and fsync its directory; a missing file is not an error. */
 int persist_remove(const char *path, struct error **err);
+
+/* The gRPC code for a failed write with errno e: RESOURCE_EXHAUSTED for ENOSPC/EDQUOT. */
+int persist_errno_code(int e);
 
 /* fsync a directory. */
 int persist_sync_dir(const char *dir, struct error **err);
