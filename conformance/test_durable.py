@@ -190,3 +190,54 @@ def test_record_writes_on_a_full_disk(small):
     assert st.state == c.pb.SANDBOX_NOTREADY
     assert c.state(cid) == c.pb.CONTAINER_EXITED
 
+
+def simulate_host_restart(d):
+    """Stop tinycrid, then take away what a reboot takes: keepers, container processes
+    (runc delete --force), every mount under the daemon's dirs, and the state dir."""
+    assert d.stop() == 0
+    for pid in keeper_pids(d.state):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: keeper_pids(d.state) == [], 10, what="keepers to die")
+    rdir = os.path.join(d.state, "runtime", "runc")
+    for cid in os.listdir(rdir) if os.path.isdir(rdir) else []:
+        sh("/usr/bin/runc", "--root", rdir, "delete", "--force", cid)
+    for m in sorted(mounts_under(d.tmp), key=len, reverse=True):
+        sh("umount", "-l", m)
+    shutil.rmtree(d.state)
+
+
+def test_host_restart(ctrs):
+    """After a reboot (empty state dir, records kept) pods are NOTREADY and containers
+    EXITED with exit code 255 and a message saying why, at once; all stop and go cleanly."""
+    c, d = ctrs, ctrs.d
+    pod = c.run_pod("rb")
+    running = c.run(pod, "running", command=["sleep", "3600"])
+    created = c.create(pod, "created", command=["sleep", "3600"])
+    exited = c.run(pod, "exited", command=["sh", "-c", "exit 7"])
+    c.wait_exited(exited)
+    simulate_host_restart(d)
+    d.start()
+
+    st = c.rt.PodSandboxStatus(c.pb.PodSandboxStatusRequest(pod_sandbox_id=pod),
+                               timeout=CALL_TIMEOUT).status
+    assert st.state == c.pb.SANDBOX_NOTREADY
+    for cid in (running, created):
+        s = c.status(cid).status
+        assert s.state == c.pb.CONTAINER_EXITED, (cid, s.state)
+        assert s.exit_code == 255
+        assert s.reason == "Unknown"
+        assert "host restarted" in s.message
+        assert s.finished_at > 0
+    s = c.status(exited).status
+    assert (s.state, s.exit_code) == (c.pb.CONTAINER_EXITED, 7)
+
+    c.rt.StopPodSandbox(c.pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=CALL_TIMEOUT)
+    for cid in (running, created, exited):
+        c.remove(cid)
+    c.rt.RemovePodSandbox(c.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                          timeout=CALL_TIMEOUT)
+    c.pods = {}
+    assert list(c.rt.ListPodSandbox(c.pb.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items) == []
+    c.nothing_left()
+    assert mounts_under(d.tmp) == []
+

@@ -487,6 +487,22 @@ void ctr_keeper_gone(struct ctr *c)
     }
     c->pub.exit_code = EXIT_CODE_UNKNOWN;
     ctr_set_str(&c->pub.reason, "Unknown");
+    struct stat st;
+    if (c->pub.state_dir && stat(c->pub.state_dir, &st) < 0 && errno == ENOENT) {
+        /*
+         * The state dir (a tmpfs such as /run) lost the container's directory
+         * with the keeper: the host restarted. Nothing of the container runs
+         * any more, so it has exited, with the exit code containerd reports
+         * for an unknown exit; kubelet then recreates it without a Stop.
+         */
+        ctr_set_str(&c->pub.message, "the host restarted while the container existed; "
+                                     "its exit status is unknown");
+        if (c->pub.finished_ns == 0)
+            c->pub.finished_ns = now_realtime_ns();
+        log_warn("container lost to a host restart container=%s", c->pub.id);
+        ctr_set_state(c, CONTAINER_EXITED, &err);
+        return;
+    }
     ctr_set_str(&c->pub.message, "the container's keeper exited without recording the exit");
     log_warn("keeper gone without an exit record container=%s", c->pub.id);
     ctr_set_state(c, CONTAINER_UNKNOWN, &err);
