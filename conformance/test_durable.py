@@ -241,3 +241,36 @@ def test_host_restart(ctrs):
     c.nothing_left()
     assert mounts_under(d.tmp) == []
 
+
+def test_unreadable_records_are_moved_aside(ctrs):
+    """A record cut short (a power cut) is moved into corrupt/ with a log line; the rest loads."""
+    c, d = ctrs, ctrs.d
+    pod = c.run_pod("ok")
+    cid = c.run(pod, "c", command=["sleep", "3600"])
+    assert d.stop() == 0
+    bad = {}
+    for sub, real in (("sandboxes", pod), ("containers", cid),
+                      ("images", c.image_id.split(":")[-1])):
+        with open(os.path.join(d.root, sub, real + ".json"), "rb") as f:
+            text = f.read()
+        name = "%s.json" % ("e" * 64)
+        with open(os.path.join(d.root, sub, name), "wb") as f:
+            f.write(text[:len(text) // 2])
+        bad[sub] = (name, text[:len(text) // 2])
+    d.start()
+
+    pods = c.rt.ListPodSandbox(c.pb.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items
+    assert [(p.id, p.state) for p in pods] == [(pod, c.pb.SANDBOX_READY)]
+    assert [x.id for x in c.list()] == [cid]
+    assert c.state(cid) == c.pb.CONTAINER_RUNNING
+    assert image_listed(c, c.image_ref)
+    for sub, (name, text) in bad.items():
+        assert not os.path.exists(os.path.join(d.root, sub, name))
+        with open(os.path.join(d.root, sub, "corrupt", name), "rb") as f:
+            assert f.read() == text
+    log = d.stderr_text()
+    for kind in ("sandbox", "container", "image"):
+        assert "unreadable %s record moved aside" % kind in log
+    for sub in bad:
+        shutil.rmtree(os.path.join(d.root, sub, "corrupt"))  # the fixture counts what is left
+

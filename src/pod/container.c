@@ -1297,7 +1297,7 @@ int container_init(const struct config *cfg, struct store *store, struct error *
         _cleanup_error_ struct error *lerr = NULL;
         struct ctr *c = record_load(path, &lerr);
         if (!c) {
-            log_error("skipping unreadable container record path=%s: %s", path, lerr->msg);
+            persist_set_aside(ctrs.records_dir, e->d_name, "container", lerr);
             continue;
         }
         table_add(&ctrs.table, c);

@@ -74,7 +74,8 @@ struct sandbox_container_hooks {
 /*
  * Load records from disk and reconcile them with what survived (see
  * sandbox.c): a sandbox whose pinned namespaces are gone (reboot) or whose
- * pod-init died is NOTREADY. Corrupt records are skipped with a warning.
+ * pod-init died is NOTREADY. A record that does not parse is moved into
+ * sandboxes/corrupt/ with a log line (persist_set_aside()).
  * hooks may be NULL, and so may each of its functions: "no containers".
  * Errors: INTERNAL (directories). Call once after loop_init.
  */
