@@ -274,3 +274,17 @@ def test_unreadable_records_are_moved_aside(ctrs):
     for sub in bad:
         shutil.rmtree(os.path.join(d.root, sub, "corrupt"))  # the fixture counts what is left
 
+
+def test_remove_pod_returns_once_mounts_are_gone(ctrs):
+    """RemovePodSandbox (without a Stop first, as `crictl rmp -f` does) answers only
+    once its containers' overlay rootfs is unmounted and their directories are gone."""
+    c, d = ctrs, ctrs.d
+    for i in range(3):
+        pod = c.run_pod("rm%d" % i)
+        c.run(pod, "a", command=["sleep", "3600"])
+        c.run(pod, "b", command=["sleep", "3600"])
+        c.rt.RemovePodSandbox(c.pb.RemovePodSandboxRequest(pod_sandbox_id=pod),
+                              timeout=CALL_TIMEOUT)
+        del c.pods[pod]
+        assert mounts_under(os.path.join(d.root, "containers")) == []
+        assert c.container_dirs() == []

@@ -1168,19 +1168,58 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     group_release(g);
 }
 
-static int hook_remove_all(const char *sandbox_id, struct error **err)
+/* The containers of a sandbox being removed; done runs once the last teardown has finished. */
+struct remove_group {
+    size_t pending;
+    void (*done)(const struct error *err, void *arg);
+    void *arg;
+};
+
+/* The sandbox side copes with a call from inside hook_remove_all() (its step goes on). */
+static void remove_group_release(struct remove_group *g)
 {
-    /* Normally none are left after stop_all; their undo goes on in the background. */
-    ctr_creates_fail(sandbox_id, "removed", NULL, NULL, NULL);
+    if (--g->pending > 0)
+        return;
+    g->done(NULL, g->arg);
+    free(g);
+}
+
+static void on_remove_member_gone(void *arg)
+{
+    remove_group_release(arg);
+}
+
+static void on_remove_create_undone(const struct error *err, void *arg)
+{
+    (void)err; /* the undo has finished either way */
+    remove_group_release(arg);
+}
+
+/*
+ * Removal means removed: the sandbox's removal waits for every teardown
+ * (runtime delete, keeper gone, rootfs unmounted, directories removed) and
+ * for the undo of creates in flight, so RemovePodSandbox answers only once
+ * no mount of its containers is left.
+ */
+static void hook_remove_all(const char *sandbox_id,
+                            void (*done)(const struct error *err, void *arg), void *arg)
+{
+    struct remove_group *g = xcalloc(1, sizeof(*g));
+    g->done = done;
+    g->arg = arg;
+    g->pending = 1;
+    /* Normally none are left after stop_all. */
+    ctr_creates_fail(sandbox_id, "removed", on_remove_create_undone, g, &g->pending);
     for (size_t i = 0; i < ctrs.table.n;) {
         struct ctr *c = ctr_at(i);
         if (strcmp(c->pub.sandbox_id, sandbox_id) != 0) {
             i++;
             continue;
         }
-        container_detach_and_teardown(c, NULL, NULL); /* removes it from the table */
+        g->pending++;
+        container_detach_and_teardown(c, on_remove_member_gone, g); /* out of the table */
     }
-    return 0;
+    remove_group_release(g);
 }
 
 const struct sandbox_container_hooks container_sandbox_hooks = {

@@ -66,9 +66,10 @@ struct sandbox_container_hooks {
     /* Stop every container of the sandbox (SIGKILL), then call done(err, arg) once. */
     void (*stop_all)(const char *sandbox_id, void (*done)(const struct error *err, void *arg),
                      void *arg);
-    /* Remove every container of the sandbox (forced); synchronous bookkeeping,
-     * slow cleanup may continue in children. */
-    int (*remove_all)(const char *sandbox_id, struct error **err);
+    /* Remove every container of the sandbox (forced), then call done(err, arg)
+     * once, when their mounts and directories are gone (maybe from inside). */
+    void (*remove_all)(const char *sandbox_id, void (*done)(const struct error *err, void *arg),
+                       void *arg);
 };
 
 /*
