@@ -288,3 +288,46 @@ def test_remove_pod_returns_once_mounts_are_gone(ctrs):
         del c.pods[pod]
         assert mounts_under(os.path.join(d.root, "containers")) == []
         assert c.container_dirs() == []
+
+
+def tinycri_cgroups():
+    """Every /sys/fs/cgroup/<hierarchy>/tinycri/<id> directory (pods without a cgroup parent)."""
+    out = set()
+    base = "/sys/fs/cgroup"
+    for h in os.listdir(base):
+        d = os.path.join(base, h, "tinycri")
+        if os.path.isdir(d):
+            out |= {os.path.join(d, n) for n in os.listdir(d)
+                    if os.path.isdir(os.path.join(d, n))}
+    return out
+
+
+@pytest.mark.parametrize("resources,field", [
+    ({"cpuset_cpus": "999"}, "cpuset_cpus"),
+    ({"cpu_quota": -5}, "cpu_quota"),
+    ({"cpu_period": 1}, "cpu_period"),
+    ({"memory_limit_in_bytes": 1}, "memory_limit_in_bytes"),
+])
+def test_resources_the_kernel_refuses_are_invalid_up_front(ctrs, resources, field):
+    """Values the kernel or runtime would refuse once the cgroups exist: INVALID_ARGUMENT
+    naming the field, and no cgroup directory left behind."""
+    c = ctrs
+    pod = c.run_pod("res")
+    before = tinycri_cgroups()
+    e = c.create_fails(pod, "c", command=["sleep", "3600"], resources=resources)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert field in e.details()
+    assert list(c.list()) == []
+    assert tinycri_cgroups() == before
+
+
+def test_unified_on_cgroup_v1_is_invalid(ctrs):
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("the host has cgroup v2")
+    c = ctrs
+    pod = c.run_pod("uni")
+    e = c.create_fails(pod, "c", command=["sleep", "3600"],
+                       resources={"unified": {"memory.high": "100000000"}})
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+    assert "unified" in e.details()
+

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -658,12 +659,99 @@ static int build_process(struct build *b, struct error **err)
 
 /* --- resources --- */
 
+/*
+ * What the kernel accepts (CFS bandwidth: period 1 ms to 1 s, quota at least
+ * 1 ms or -1 for none) and the smallest memory limit a runtime can start a
+ * container in (Docker's minimum, 6 MiB): beyond these the runtime fails
+ * half-way through its create, after making the container's cgroups.
+ */
+#define CPU_PERIOD_MIN 1000
+#define CPU_PERIOD_MAX 1000000
+#define CPU_QUOTA_MIN 1000
+#define MEMORY_LIMIT_MIN (6 * 1024 * 1024)
+#define CPUS_ONLINE_MAX 4096 /* bytes of /sys/devices/system/cpu/online read */
+
 static bool valid_cpuset(const char *s)
 {
     for (; *s; s++)
         if (!((*s >= '0' && *s <= '9') || *s == ',' || *s == '-'))
             return false;
     return true;
+}
+
+/* The highest CPU number in a cpuset list ("0-3,8"), or -1 when it is not one. */
+static long cpuset_max(const char *s)
+{
+    long max = -1;
+    while (*s) {
+        char *end = NULL;
+        errno = 0;
+        long lo = strtol(s, &end, 10), hi = lo;
+        if (end == s || errno != 0 || lo < 0)
+            return -1;
+        s = end;
+        if (*s == '-') {
+            hi = strtol(s + 1, &end, 10);
+            if (end == s + 1 || errno != 0 || hi < lo)
+                return -1;
+            s = end;
+        }
+        if (*s == ',')
+            s++;
+        else if (*s != '\0' && *s != '\n')
+            return -1;
+        else if (*s == '\n')
+            s++;
+        if (hi > max)
+            max = hi;
+    }
+    return max;
+}
+
+/* CPUs 0..n-1 exist (online) on this host; 0 when that cannot be read. */
+static unsigned detect_n_cpus(unsigned given)
+{
+    if (given)
+        return given;
+    _cleanup_error_ struct error *tmp = NULL;
+    _cleanup_free_ char *online =
+        read_file_capped("/sys/devices/system/cpu/online", CPUS_ONLINE_MAX, NULL, &tmp);
+    long max = online ? cpuset_max(online) : -1;
+    return max < 0 ? 0 : (unsigned)max + 1;
+}
+
+/* Values the kernel or the runtime would refuse after the cgroups exist, refused here. */
+static int check_resources(const struct build *b, const Runtime__V1__LinuxContainerResources *r,
+                           struct error **err)
+{
+    if (r->cpu_period && (r->cpu_period < CPU_PERIOD_MIN || r->cpu_period > CPU_PERIOD_MAX))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "cpu_period %" PRId64 " is out of range (%d to %d microseconds)",
+                         r->cpu_period, CPU_PERIOD_MIN, CPU_PERIOD_MAX);
+    if (r->cpu_quota < -1 || (r->cpu_quota > 0 && r->cpu_quota < CPU_QUOTA_MIN))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "cpu_quota %" PRId64
+                         " is out of range (-1 for no limit, or at least %d microseconds)",
+                         r->cpu_quota, CPU_QUOTA_MIN);
+    if (r->memory_limit_in_bytes > 0 && r->memory_limit_in_bytes < MEMORY_LIMIT_MIN)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "memory_limit_in_bytes %" PRId64 " is below the minimum of %d (6 MiB)",
+                         r->memory_limit_in_bytes, MEMORY_LIMIT_MIN);
+    if (oci_is_set(r->cpuset_cpus) && valid_cpuset(r->cpuset_cpus)) {
+        long max = cpuset_max(r->cpuset_cpus);
+        unsigned n = detect_n_cpus(b->in->host.n_cpus);
+        if (max < 0)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid cpuset_cpus \"%s\"",
+                             r->cpuset_cpus);
+        if (n > 0 && (unsigned long)max >= n)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "cpuset_cpus \"%s\" names CPU %ld; this host has CPUs 0-%u",
+                             r->cpuset_cpus, max, n - 1);
+    }
+    if (r->n_unified && !b->cgroup_v2)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "unified resources need cgroup v2; this host uses cgroup v1");
+    return 0;
 }
 
 static int build_resources(struct build *b, struct error **err)
@@ -674,6 +762,8 @@ static int build_resources(struct build *b, struct error **err)
     if (r->cpu_shares < 0 || r->cpu_period < 0 || r->memory_limit_in_bytes < 0 ||
         r->memory_swap_limit_in_bytes < -1)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "negative resource limit");
+    if (check_resources(b, r, err) < 0)
+        return -1;
     json_t *cpu = json_object();
     if (r->cpu_shares)
         json_object_set_new(cpu, "shares", json_integer(r->cpu_shares));
