@@ -40,6 +40,7 @@
 #include "pod/sandbox.h"
 /* containers (pod/container, pod/runtime, cri/container_service) */
 #include "cri/container_service.h"
+#include "cri/stream_service.h"
 #include "pod/container.h"
 #include "pod/runtime.h"
 
@@ -301,11 +302,18 @@ static void reload(struct daemon *d)
     if (strcmp(fresh.socket_path, d->cfg.socket_path) || strcmp(fresh.root_dir, d->cfg.root_dir) ||
         strcmp(fresh.state_dir, d->cfg.state_dir))
         log_warn("reload: socket, root_dir and state_dir changes need a restart");
+    if (strcmp(fresh.stream_address, d->cfg.stream_address) ||
+        fresh.stream_port != d->cfg.stream_port)
+        log_warn("reload: [stream] address and port changes need a restart");
     log_set_level(fresh.log_level);
     d->cfg.log_level = fresh.log_level;
     d->cfg.cgroup_driver = fresh.cgroup_driver;
     d->cfg.cni_timeout_s = fresh.cni_timeout_s;
     d->cfg.shutdown_timeout_s = fresh.shutdown_timeout_s;
+    d->cfg.stream_idle_timeout_s = fresh.stream_idle_timeout_s;
+    d->cfg.stream_creation_timeout_s = fresh.stream_creation_timeout_s;
+    d->cfg.stream_token_timeout_s = fresh.stream_token_timeout_s;
+    stream_service_reload(&d->cfg);
     char *tmp = d->cfg.cni_conf_dir;
     d->cfg.cni_conf_dir = fresh.cni_conf_dir;
     fresh.cni_conf_dir = tmp;
@@ -361,6 +369,8 @@ static int start(struct daemon *d, struct error **err)
     /* containers: records and live keepers (needs the image store) */
     container_service_init(&d->cfg, d->is.store);
     if (container_init(&d->cfg, d->is.store, err) < 0)
+        return -1;
+    if (stream_service_init(&d->cfg, err) < 0)
         return -1;
     d->router = cri_methods_router_new(&d->rs, &d->is);
     image_service_import(&d->is);

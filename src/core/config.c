@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 #include "core/config.h"
@@ -55,6 +56,11 @@
 #define DEFAULT_MAX_DOWNLOADS 3
 #define DEFAULT_PULL_TIMEOUT_S 0
 #define DEFAULT_PROGRESS_INTERVAL_S 5
+#define DEFAULT_STREAM_ADDRESS "127.0.0.1"
+#define DEFAULT_STREAM_IDLE_TIMEOUT_S (4 * 3600)
+#define DEFAULT_STREAM_CREATION_TIMEOUT_S 30
+#define DEFAULT_STREAM_TOKEN_TIMEOUT_S 60
+#define DEFAULT_STREAM_MAX_SESSIONS 1000
 
 static const char *const default_cni_bin_dirs[] = {"/opt/cni/bin", "/usr/lib/cni"};
 static const struct {
@@ -95,6 +101,7 @@ enum key_kind {
     KEY_DIR_LIST,      /* colon-separated absolute directories (the CNI bin_dirs) */
     KEY_IMAGE_LIST,    /* comma-separated image references */
     KEY_URL_LIST,      /* comma-separated http:// or https:// URLs */
+    KEY_ADDRESS,       /* an IPv4 or IPv6 address literal */
 };
 
 struct key_def {
@@ -145,6 +152,15 @@ static const struct key_def key_defs[] = {
     {"image", "progress_interval", KEY_NUMBER, CFG(progress_interval_s), 1, 3600, "seconds", 0},
     {"image", "pinned_images", KEY_IMAGE_LIST, CFG(pinned_images), 0, CONFIG_MAX_PINNED, NULL,
      CFG(n_pinned_images)},
+    {"stream", "address", KEY_ADDRESS, CFG(stream_address), 0, 0, NULL, 0},
+    {"stream", "port", KEY_NUMBER, CFG(stream_port), 0, 65535, NULL, 0},
+    {"stream", "idle_timeout", KEY_NUMBER, CFG(stream_idle_timeout_s), 1, 7 * 86400, "seconds", 0},
+    {"stream", "creation_timeout", KEY_NUMBER, CFG(stream_creation_timeout_s), 1, 600, "seconds",
+     0},
+    {"stream", "token_timeout", KEY_NUMBER, CFG(stream_token_timeout_s), 1, 3600, "seconds", 0},
+    {"stream", "max_sessions", KEY_NUMBER, CFG(stream_max_sessions), 1, 65536, NULL, 0},
+    {"stream", "tls_cert", KEY_PATH, CFG(stream_tls_cert), 0, 0, NULL, 0},
+    {"stream", "tls_key", KEY_PATH, CFG(stream_tls_key), 0, 0, NULL, 0},
     {REGISTRY_SECTION, "mirrors", KEY_URL_LIST, REG(mirrors), 0, CONFIG_MAX_MIRRORS, NULL,
      REG(n_mirrors)},
     {REGISTRY_SECTION, "insecure", KEY_BOOL, REG(insecure), 0, 0, NULL, 0},
@@ -461,6 +477,15 @@ static int set_key(void *base, const struct key_def *def, const char *value, str
         free(*(char **)field);
         *(char **)field = xstrdup(value);
         return 0;
+    case KEY_ADDRESS: {
+        unsigned char addr[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, value, addr) != 1 && inet_pton(AF_INET6, value, addr) != 1)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "\"%s\" is not an IPv4 or IPv6 address",
+                             value);
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        return 0;
+    }
     case KEY_SECRET:
         free_secret(*(char **)field);
         *(char **)field = xstrdup(value);
@@ -589,6 +614,12 @@ static int check_config(const struct config *cfg, const struct key_lines *lines,
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "path: runtime handler %s has no path",
                          cfg->runtimes[i].name);
     }
+    if ((cfg->stream_tls_cert != NULL) != (cfg->stream_tls_key != NULL)) {
+        *line = 0;
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "%s: [stream] tls_cert and tls_key go together",
+                         cfg->stream_tls_cert ? "tls_key" : "tls_cert");
+    }
     *line = lines ? lines->default_runtime : 0;
     if (!cfg->default_runtime)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "default_runtime: not set");
@@ -623,6 +654,9 @@ static void copy_config(struct config *dst, const struct config *src)
     dst->import_dir = dup_or_null(src->import_dir);
     for (size_t i = 0; i < src->n_pinned_images; i++)
         dst->pinned_images[i] = dup_or_null(src->pinned_images[i]);
+    dst->stream_address = dup_or_null(src->stream_address);
+    dst->stream_tls_cert = dup_or_null(src->stream_tls_cert);
+    dst->stream_tls_key = dup_or_null(src->stream_tls_key);
     for (size_t i = 0; i < src->n_registries; i++) {
         const struct config_registry *s = &src->registries[i];
         struct config_registry *d = &dst->registries[i];
@@ -671,6 +705,11 @@ void config_init_defaults(struct config *cfg)
     cfg->max_downloads = DEFAULT_MAX_DOWNLOADS;
     cfg->pull_timeout_s = DEFAULT_PULL_TIMEOUT_S;
     cfg->progress_interval_s = DEFAULT_PROGRESS_INTERVAL_S;
+    cfg->stream_address = xstrdup(DEFAULT_STREAM_ADDRESS);
+    cfg->stream_idle_timeout_s = DEFAULT_STREAM_IDLE_TIMEOUT_S;
+    cfg->stream_creation_timeout_s = DEFAULT_STREAM_CREATION_TIMEOUT_S;
+    cfg->stream_token_timeout_s = DEFAULT_STREAM_TOKEN_TIMEOUT_S;
+    cfg->stream_max_sessions = DEFAULT_STREAM_MAX_SESSIONS;
 }
 
 /* The state of one ini_parse_stream() over a file read into memory. */
@@ -1013,6 +1052,16 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(image, "progress_interval", json_integer(cfg->progress_interval_s));
     json_object_set_new(image, "pinned_images", pinned);
 
+    json_t *stream = json_object();
+    json_object_set_new(stream, "address", json_text(cfg->stream_address));
+    json_object_set_new(stream, "port", json_integer(cfg->stream_port));
+    json_object_set_new(stream, "idle_timeout", json_integer(cfg->stream_idle_timeout_s));
+    json_object_set_new(stream, "creation_timeout", json_integer(cfg->stream_creation_timeout_s));
+    json_object_set_new(stream, "token_timeout", json_integer(cfg->stream_token_timeout_s));
+    json_object_set_new(stream, "max_sessions", json_integer(cfg->stream_max_sessions));
+    json_object_set_new(stream, "tls_cert", json_text(cfg->stream_tls_cert));
+    json_object_set_new(stream, "tls_key", json_text(cfg->stream_tls_key));
+
     json_t *registries = json_object();
     for (size_t i = 0; i < cfg->n_registries; i++) {
         const struct config_registry *reg = &cfg->registries[i];
@@ -1034,6 +1083,7 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(root, "runtime", runtime);
     json_object_set_new(root, "cni", cni);
     json_object_set_new(root, "image", image);
+    json_object_set_new(root, "stream", stream);
     json_object_set_new(root, "registries", registries);
     json_object_set_new(root, "config_file", json_text(cfg->file));
     char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1061,6 +1111,9 @@ void config_free(struct config *cfg)
     free(cfg->import_dir);
     for (size_t i = 0; i < cfg->n_pinned_images; i++)
         free(cfg->pinned_images[i]);
+    free(cfg->stream_address);
+    free(cfg->stream_tls_cert);
+    free(cfg->stream_tls_key);
     for (size_t i = 0; i < cfg->n_registries; i++) {
         struct config_registry *reg = &cfg->registries[i];
         free(reg->host);

@@ -77,6 +77,16 @@ struct config {
     char *pinned_images[CONFIG_MAX_PINNED]; /* pinned_images: comma-separated references */
     size_t n_pinned_images;
 
+    /* [stream] */
+    char *stream_address;               /* address: 127.0.0.1 (an IPv4 or IPv6 literal) */
+    uint32_t stream_port;               /* port: 0 (any free port) */
+    uint32_t stream_idle_timeout_s;     /* idle_timeout: 14400 (4h) */
+    uint32_t stream_creation_timeout_s; /* creation_timeout: 30 */
+    uint32_t stream_token_timeout_s;    /* token_timeout: 60 */
+    uint32_t stream_max_sessions;       /* max_sessions: 1000 */
+    char *stream_tls_cert;              /* tls_cert: none */
+    char *stream_tls_key;               /* tls_key: none */
+
     /* [registry.<host>] */
     struct config_registry registries[CONFIG_MAX_REGISTRIES];
     size_t n_registries;

@@ -12,6 +12,7 @@
 #include "cri/methods.h"
 #include "cri/runtime_service.h"
 #include "cri/sandbox_service.h"
+#include "cri/stream_service.h"
 #include "grpc/router.h"
 
 static const struct rpc_handler runtime_handlers[] = {
@@ -32,6 +33,9 @@ static const struct rpc_handler runtime_handlers[] = {
     {"ListContainers", container_service_list},
     {"ExecSync", container_service_exec_sync},
     {"ReopenContainerLog", container_service_reopen_log},
+    {"Exec", stream_service_exec},
+    {"Attach", stream_service_attach},
+    {"PortForward", stream_service_port_forward},
 };
 
 static const struct rpc_handler image_handlers[] = {

@@ -129,9 +129,11 @@ void xferlib_set_sonames(const char *curl_soname, const char *crypto_soname);
 enum xferlib_hash_algo {
     XFERLIB_SHA256, /* 32 bytes, 64 hex digits */
     XFERLIB_SHA512, /* 64 bytes, 128 hex digits */
+    XFERLIB_SHA1,   /* 20 bytes; only for protocols that name it (the WebSocket handshake) */
 };
 
-/* Room for the hex of any digest here, NUL included. */
+/* Room for any digest here, and for its hex with the NUL. */
+#define XFERLIB_HASH_MAX 64
 #define XFERLIB_HASH_HEX_MAX 129
 #define XFERLIB_SHA256_HEX_LEN 64
 
@@ -146,6 +148,8 @@ int xferlib_hash_init(struct xferlib_hash *h, enum xferlib_hash_algo algo, struc
 void xferlib_hash_update(struct xferlib_hash *h, const void *data, size_t len);
 /* Finish: write 2 * digest length lower-case hex digits and a NUL to out; h is cleared. */
 void xferlib_hash_final_hex(struct xferlib_hash *h, char *out);
+/* Finish: write the digest's bytes to out and return how many; h is cleared. */
+size_t xferlib_hash_final(struct xferlib_hash *h, uint8_t out[XFERLIB_HASH_MAX]);
 /* Drop an unfinished hash; a no-op on a cleared one. */
 void xferlib_hash_clear(struct xferlib_hash *h);
 #define _cleanup_xferlib_hash_ __attribute__((cleanup(xferlib_hash_clear)))

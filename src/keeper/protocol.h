@@ -3,9 +3,9 @@
  * The keeper's wire protocol, shared by the keeper (src/keeper/keeper.c,
  * which documents the behaviour behind each word) and the daemon (the
  * keeper client in pod/, and the pod-init start in pod/sandbox): its command
- * line, the status line on fd 3, the files in its state directory, and the
- * control socket's commands and replies. Header only, libc only: the keeper
- * links nothing of the daemon's.
+ * line, the status line on fd 3, the files in its state directory, the
+ * control socket's commands and replies, and the attach socket's framing.
+ * Header only, libc only: the keeper links nothing of the daemon's.
  */
 #ifndef TINYCRI_KEEPER_PROTOCOL_H
 #define TINYCRI_KEEPER_PROTOCOL_H
@@ -44,6 +44,7 @@
 #define KEEPER_FILE_LOG "keeper.log"         /* the keeper's stderr (the daemon opens it) */
 #define KEEPER_SOCKET_CTL "ctl.sock"         /* the control socket */
 #define KEEPER_SOCKET_CONSOLE "console.sock" /* the runtime's --console-socket (tty) */
+#define KEEPER_SOCKET_ATTACH "attach.sock"   /* attach clients */
 
 /* exit.json: {"exitCode":<n, 128+signal>,"signal":<n>,"finishedAt":<unix ns>,"oomKilled":<bool>} */
 #define KEEPER_EXIT_CODE "exitCode"
@@ -67,5 +68,23 @@
 #define KEEPER_CMD_STDIN_CLOSE "stdin-close"
 #define KEEPER_REPLY_OK "ok"
 #define KEEPER_REPLY_ERROR "error "
+
+/*
+ * The attach socket: the client first sends one line (at most
+ * KEEPER_ATTACH_LINE_MAX bytes with the newline), KEEPER_ATTACH_REQUEST and
+ * then any of the stream words, space-separated. Then the keeper sends
+ * frames <stream u8><length u16 big-endian><bytes> (KEEPER_ATTACH_HEADER
+ * bytes of header; an error frame is the last: the keeper closes after it),
+ * and the client sends raw bytes for the container's stdin.
+ */
+#define KEEPER_ATTACH_LINE_MAX 64
+#define KEEPER_ATTACH_REQUEST "attach"
+#define KEEPER_ATTACH_STDIN "stdin"
+#define KEEPER_ATTACH_STDOUT "stdout"
+#define KEEPER_ATTACH_STDERR "stderr"
+#define KEEPER_ATTACH_HEADER 3
+#define KEEPER_ATTACH_FRAME_STDOUT 1
+#define KEEPER_ATTACH_FRAME_STDERR 2
+#define KEEPER_ATTACH_FRAME_ERROR 3
 
 #endif

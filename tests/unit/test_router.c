@@ -111,9 +111,9 @@ static void test_unbuilt_method_is_unimplemented(void **state)
     call("/runtime.v1.RuntimeService/CheckpointContainer", NULL, 0);
     assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
     assert_string_equal(last.msg, "not implemented yet: CheckpointContainer");
-    call("/runtime.v1.RuntimeService/Exec", NULL, 0);
+    call("/runtime.v1.RuntimeService/UpdateContainerResources", NULL, 0);
     assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
-    assert_string_equal(last.msg, "not implemented yet: Exec");
+    assert_string_equal(last.msg, "not implemented yet: UpdateContainerResources");
 }
 
 static void test_unknown_path_is_unimplemented(void **state)
