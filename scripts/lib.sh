@@ -27,6 +27,7 @@ TINYCRI_TEST_DEBS=(
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-hpack
     iputils-ping docker-registry busybox-static zstd openssl
     python3-cryptography python3-jwt python3-bcrypt clang-format
+    clang-14 libclang-rt-14-dev
     man-db systemd
     "${TINYCRI_GO_DEBS[@]}"
     python3-websocket

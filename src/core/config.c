@@ -39,6 +39,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "core/util.h"
 
 #define DEFAULT_SOCKET "/run/tinycri/tinycri.sock"
@@ -46,6 +47,9 @@
 #define DEFAULT_STATE_DIR "/run/tinycri"
 #define DEFAULT_LOG_LEVEL LOG_LEVEL_INFO
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 10
+#define DEFAULT_HANDSHAKE_TIMEOUT_S 10
+#define DEFAULT_KEEPALIVE_TIME_S 120
+#define DEFAULT_KEEPALIVE_TIMEOUT_S 20
 #define DEFAULT_MAX_MSG_SIZE (16u * 1024 * 1024)
 #define DEFAULT_MAX_STREAMS 1000
 #define DEFAULT_MAX_CONNECTIONS 256
@@ -137,6 +141,9 @@ static const struct key_def key_defs[] = {
      "bytes", 0},
     {"server", "max_concurrent_streams", KEY_NUMBER, CFG(max_streams), 1, 100000, NULL, 0},
     {"server", "max_connections", KEY_NUMBER, CFG(max_connections), 1, 65536, NULL, 0},
+    {"server", "handshake_timeout", KEY_NUMBER, CFG(handshake_timeout_s), 1, 3600, "seconds", 0},
+    {"server", "keepalive_time", KEY_NUMBER, CFG(keepalive_time_s), 1, 86400, "seconds", 0},
+    {"server", "keepalive_timeout", KEY_NUMBER, CFG(keepalive_timeout_s), 1, 3600, "seconds", 0},
     {"runtime", "default_runtime", KEY_HANDLER_NAME, CFG(default_runtime), 0, 0, NULL, 0},
     {"runtime", "cgroup_driver", KEY_CGROUP_DRIVER, CFG(cgroup_driver), 0, 0, NULL, 0},
     {HANDLER_SECTION, "path", KEY_PATH, RT(path), 0, 0, NULL, 0},
@@ -180,37 +187,14 @@ static char *dup_or_null(const char *s)
 static bool is_clean_text(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return false;
-            p++;
-            continue;
-        }
-        size_t more;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x20 || p[i] == 0x7f)
             return false;
-        }
-        for (size_t i = 1; i <= more; i++) {
-            if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
+        size_t len = text_utf8_char_len(p + i, n - i);
+        if (len == 0)
             return false;
-        p += more + 1;
+        i += len;
     }
     return true;
 }
@@ -690,6 +674,9 @@ void config_init_defaults(struct config *cfg)
     cfg->max_send_msg_size = DEFAULT_MAX_MSG_SIZE;
     cfg->max_streams = DEFAULT_MAX_STREAMS;
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
+    cfg->handshake_timeout_s = DEFAULT_HANDSHAKE_TIMEOUT_S;
+    cfg->keepalive_time_s = DEFAULT_KEEPALIVE_TIME_S;
+    cfg->keepalive_timeout_s = DEFAULT_KEEPALIVE_TIMEOUT_S;
     cfg->default_runtime = xstrdup(DEFAULT_RUNTIME);
     cfg->cgroup_driver = DEFAULT_CGROUP_DRIVER;
     for (size_t i = 0; i < ARRAY_SIZE(builtin_runtimes); i++) {
@@ -1014,6 +1001,9 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(server, "max_send_message_size", json_integer(cfg->max_send_msg_size));
     json_object_set_new(server, "max_concurrent_streams", json_integer(cfg->max_streams));
     json_object_set_new(server, "max_connections", json_integer(cfg->max_connections));
+    json_object_set_new(server, "handshake_timeout", json_integer(cfg->handshake_timeout_s));
+    json_object_set_new(server, "keepalive_time", json_integer(cfg->keepalive_time_s));
+    json_object_set_new(server, "keepalive_timeout", json_integer(cfg->keepalive_timeout_s));
 
     json_t *handlers = json_object();
     for (size_t i = 0; i < cfg->n_runtimes; i++) {

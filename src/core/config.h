@@ -46,15 +46,18 @@ struct config_registry {
 
 struct config {
     /* [server] */
-    char *socket_path;           /* socket: /run/tinycri/tinycri.sock */
-    char *root_dir;              /* root_dir: /var/lib/tinycri */
-    char *state_dir;             /* state_dir: /run/tinycri */
-    enum log_level log_level;    /* log_level: info */
-    uint32_t shutdown_timeout_s; /* shutdown_timeout: 10 */
-    uint32_t max_recv_msg_size;  /* max_recv_message_size: 16 MiB */
-    uint32_t max_send_msg_size;  /* max_send_message_size: 16 MiB */
-    uint32_t max_streams;        /* max_concurrent_streams: 1000 per connection */
-    uint32_t max_connections;    /* max_connections: 256 */
+    char *socket_path;            /* socket: /run/tinycri/tinycri.sock */
+    char *root_dir;               /* root_dir: /var/lib/tinycri */
+    char *state_dir;              /* state_dir: /run/tinycri */
+    enum log_level log_level;     /* log_level: info */
+    uint32_t shutdown_timeout_s;  /* shutdown_timeout: 10 */
+    uint32_t max_recv_msg_size;   /* max_recv_message_size: 16 MiB */
+    uint32_t max_send_msg_size;   /* max_send_message_size: 16 MiB */
+    uint32_t max_streams;         /* max_concurrent_streams: 1000 per connection */
+    uint32_t max_connections;     /* max_connections: 256 */
+    uint32_t handshake_timeout_s; /* handshake_timeout: 10 */
+    uint32_t keepalive_time_s;    /* keepalive_time: 120 */
+    uint32_t keepalive_timeout_s; /* keepalive_timeout: 20 */
 
     /* [runtime] */
     char *default_runtime;                               /* default_runtime: crun */

@@ -317,15 +317,14 @@ static char *token_key(const struct registry_fetch *f)
 
 /* ---- registry error bodies ---- */
 
-/* " (CODE: message)" from {"errors":[{"code":…,"message":…}]}, or "" (owned). */
-static char *error_detail(const struct registry_fetch *f, bool *denied)
+char *registry_error_detail(const char *body, size_t len, bool *denied)
 {
     if (denied)
         *denied = false;
-    if (f->sink != SINK_ERROR || f->body.len == 0)
+    if (len == 0)
         return xstrdup("");
     json_error_t jerr;
-    _cleanup_json_ json_t *root = json_loadb(f->body.data, f->body.len, 0, &jerr);
+    _cleanup_json_ json_t *root = json_loadb(body, len, 0, &jerr);
     json_t *errors = json_object_get(root, "errors");
     json_t *first = json_array_get(errors, 0);
     if (!json_is_object(first))
@@ -347,6 +346,14 @@ static char *error_detail(const struct registry_fetch *f, bool *denied)
     if (!*c && !*m)
         return xstrdup("");
     return xasprintf(" (%s%s%s)", c, *c && *m ? ": " : "", m);
+}
+
+/* The detail of the error body the fetch received, if it kept one (owned). */
+static char *error_detail(const struct registry_fetch *f, bool *denied)
+{
+    if (f->sink != SINK_ERROR)
+        return registry_error_detail("", 0, denied);
+    return registry_error_detail(f->body.data, f->body.len, denied);
 }
 
 /* ---- fetch lifecycle ---- */

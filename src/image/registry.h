@@ -130,4 +130,15 @@ void registry_fetch_cancel(struct registry_fetch *f);
 /* Bytes given to the data callback so far, not counting offset (for progress logs). */
 int64_t registry_fetch_bytes(const struct registry_fetch *f);
 
+/*
+ * ---- Internal: exposed for tests/fuzz only (registry_auth.h has the auth parsers). ----
+ */
+
+/*
+ * " (CODE: message)" from a registry error body {"errors":[{"code":…,
+ * "message":…}]}, printable ASCII only and capped, or "" (owned). *denied
+ * (when not NULL) tells whether any error has the code DENIED.
+ */
+char *registry_error_detail(const char *body, size_t len, bool *denied);
+
 #endif

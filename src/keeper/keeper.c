@@ -79,12 +79,13 @@
  * together with memory.failcnt > 0 (v1). Without --cgroup-path it is false.
  *
  * Control socket <state-dir>/ctl.sock, AF_UNIX stream, 0600, at most 4
- * clients, line commands of at most 127 bytes; every command gets one reply
- * line, "ok\n" or "error <message>\n":
+ * clients, line commands of at most 127 bytes (assembled and parsed by
+ * protocol.c); every command gets one reply line, "ok\n" or "error <message>\n":
  *   reopen               reopen log-path (the kubelet rotates by renaming the
  *                        file, then asks for a reopen); unfinished lines go
  *                        to the new file
- *   resize <cols> <rows> TIOCSWINSZ on the pty master (--tty only)
+ *   resize <cols> <rows> TIOCSWINSZ on the pty master (--tty only); sizes
+ *                        in decimal, 1..65535
  *   stdin-close          close the write end of the stdin pipe (--stdin only);
  *                        with --tty, send the terminal's EOF character instead
  *
@@ -175,7 +176,6 @@
 #define ATTACH_OUT_SIZE (20 * 1024)
 #define ATTACH_IN_SIZE 4096
 #define ATTACH_FLUSH_MS 1000
-#define CLIENT_LINE_MAX KEEPER_CTL_LINE_MAX
 #define DRAIN_TIMEOUT_MS 2000
 /* Every state file path fits; checked against --state-dir at start-up. Socket
  * addresses are shorter: see sock_addr(). */
@@ -204,8 +204,7 @@ struct opts {
 
 struct client {
     int fd;
-    size_t len;
-    char line[CLIENT_LINE_MAX];
+    struct keeper_ctl_buf buf;
 };
 
 enum attach_stream {
@@ -1006,16 +1005,6 @@ static void reply(struct client *c, const char *fmt, ...)
         close_fd(&c->fd);
 }
 
-static bool parse_dim(const char *s, char **end, unsigned short *out)
-{
-    errno = 0;
-    unsigned long v = strtoul(s, end, 10);
-    if (errno || *end == s || v == 0 || v > 65535)
-        return false;
-    *out = (unsigned short)v;
-    return true;
-}
-
 /* Close the container's stdin (tty: send the terminal's EOF); NULL, or why not. */
 static const char *close_container_stdin(void)
 {
@@ -1039,58 +1028,61 @@ static const char *close_container_stdin(void)
     return NULL;
 }
 
-static void run_command(struct client *c, char *cmd)
+static void run_command(struct client *c, const char *line, size_t len)
 {
-    size_t n = strlen(cmd);
-    if (n > 0 && cmd[n - 1] == '\r')
-        cmd[--n] = '\0';
-    if (strcmp(cmd, KEEPER_CMD_REOPEN) == 0) {
+    struct keeper_ctl_request req;
+    keeper_ctl_parse(line, len, &req);
+    switch (req.cmd) {
+    case KEEPER_CTL_REOPEN:
         if (ctr_log_reopen(&log_writer) < 0)
             reply(c, KEEPER_REPLY_ERROR "reopen %s: %s\n", k.o.log_path, strerror(errno));
         else
             reply(c, KEEPER_REPLY_OK "\n");
-    } else if (strncmp(cmd, KEEPER_CMD_RESIZE " ", strlen(KEEPER_CMD_RESIZE " ")) == 0) {
-        struct winsize ws = {0};
-        char *end;
-        if (!parse_dim(cmd + strlen(KEEPER_CMD_RESIZE " "), &end, &ws.ws_col) || *end != ' ' ||
-            !parse_dim(end + 1, &end, &ws.ws_row) || *end)
-            reply(c, KEEPER_REPLY_ERROR "usage: resize <cols> <rows>\n");
-        else if (!k.o.tty || k.out_fd < 0)
+        break;
+    case KEEPER_CTL_RESIZE: {
+        struct winsize ws = {.ws_col = req.cols, .ws_row = req.rows};
+        if (!k.o.tty || k.out_fd < 0)
             reply(c, KEEPER_REPLY_ERROR "the container has no terminal\n");
         else if (ioctl(k.out_fd, TIOCSWINSZ, &ws) < 0)
             reply(c, KEEPER_REPLY_ERROR "resize: %s\n", strerror(errno));
         else
             reply(c, KEEPER_REPLY_OK "\n");
-    } else if (strcmp(cmd, KEEPER_CMD_STDIN_CLOSE) == 0) {
+        break;
+    }
+    case KEEPER_CTL_USAGE:
+        reply(c, KEEPER_REPLY_ERROR "usage: resize <cols> <rows>\n");
+        break;
+    case KEEPER_CTL_STDIN_CLOSE: {
         const char *why = close_container_stdin();
         if (why)
             reply(c, KEEPER_REPLY_ERROR "%s\n", why);
         else
             reply(c, KEEPER_REPLY_OK "\n");
-    } else {
+        break;
+    }
+    case KEEPER_CTL_UNKNOWN:
         reply(c, KEEPER_REPLY_ERROR "unknown command\n");
+        break;
     }
 }
 
 static void on_client(struct client *c)
 {
-    ssize_t n = recv(c->fd, c->line + c->len, sizeof(c->line) - c->len, MSG_DONTWAIT);
+    size_t room = 0;
+    char *tail = keeper_ctl_room(&c->buf, &room);
+    ssize_t n = recv(c->fd, tail, room, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
         close_fd(&c->fd);
         return;
     }
-    c->len += (size_t)n;
-    char *nl;
-    while (c->fd >= 0 && (nl = memchr(c->line, '\n', c->len)) != NULL) {
-        *nl = '\0';
-        run_command(c, c->line);
-        size_t used = (size_t)(nl + 1 - c->line);
-        memmove(c->line, nl + 1, c->len - used);
-        c->len -= used;
-    }
-    if (c->fd >= 0 && c->len == sizeof(c->line)) {
+    keeper_ctl_received(&c->buf, (size_t)n);
+    const char *line;
+    size_t len = 0;
+    while (c->fd >= 0 && (line = keeper_ctl_next_line(&c->buf, &len)) != NULL)
+        run_command(c, line, len);
+    if (c->fd >= 0 && keeper_ctl_overflow(&c->buf)) {
         reply(c, KEEPER_REPLY_ERROR "line too long\n");
         close_fd(&c->fd);
     }
@@ -1104,7 +1096,7 @@ static void on_ctl_listen(void)
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (k.clients[i].fd < 0) {
             k.clients[i].fd = fd;
-            k.clients[i].len = 0;
+            memset(&k.clients[i].buf, 0, sizeof(k.clients[i].buf));
             return;
         }
     }

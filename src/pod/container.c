@@ -906,6 +906,8 @@ static void on_exec_done(const struct runtime_result *res, void *arg)
             .out_len = res->out_len,
             .err = res->err_out,
             .err_len = res->err_len,
+            .out_truncated = res->out_truncated,
+            .err_truncated = res->err_truncated,
         };
         if (res->out_truncated || res->err_truncated)
             log_info("exec output truncated container=%s stdout=%zu stderr=%zu", eo->id,

@@ -86,6 +86,8 @@ struct container_exec_result {
     size_t out_len;
     const char *err;
     size_t err_len;
+    bool out_truncated; /* the stream went past the cap; out holds its first bytes */
+    bool err_truncated;
 };
 typedef void (*container_exec_cb)(const struct container_exec_result *res, const struct error *err,
                                   void *arg);
