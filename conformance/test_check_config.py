@@ -246,12 +246,31 @@ def test_root_dir_owned_by_another_user(chk):
                % chk.d.root)
 
 
-def test_socket_dir_writable_by_others(chk):
+def test_socket_dir_writable_by_others_is_no_problem(chk):
+    """tinycrid sets the socket's directory to 0700 at start-up (test_hostile.py)."""
     sock_dir = os.path.dirname(chk.d.socket)
     os.mkdir(sock_dir)
     os.chmod(sock_dir, 0o1777)
     r = chk.run()
-    expect_one(chk, r, "socket: %s is writable by other users (mode 1777)" % sock_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert os.stat(sock_dir).st_mode & 0o7777 == 0o1777, "the check changed the mode"
+
+
+def test_socket_dir_is_a_symlink(chk):
+    sock_dir = os.path.dirname(chk.d.socket)
+    real = os.path.join(chk.d.tmp, "real-sock-dir")
+    os.mkdir(real, 0o700)
+    os.symlink(real, sock_dir)
+    r = chk.run()
+    expect_one(chk, r, "socket: %s is a symlink: tinycrid wants a directory of its own there"
+               % sock_dir)
+
+
+def test_socket_in_a_shared_directory(chk):
+    chk.config(server={"socket": "/run/tinycri-check-%d.sock" % os.getpid()})
+    r = chk.run()
+    expect_one(chk, r, "socket: /run/tinycri-check-%d.sock: the socket needs a directory of its "
+               "own" % os.getpid())
 
 
 def test_socket_path_is_not_a_socket(chk):

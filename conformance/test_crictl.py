@@ -942,17 +942,14 @@ def test_run_one_shot(cr, pushed_images):
 # --------------------------------------------------------------------------
 # These RPCs answer UNIMPLEMENTED today. Each test checks that crictl reports it
 # clearly, naming the method, and that the daemon carries on. The tests of the
-# real behaviour come with the issues that build them (streaming: Exec, Attach,
-# PortForward; stats; UpdateContainerResources; checkpoints).
+# real behaviour come with the issues that build them (stats;
+# UpdateContainerResources; checkpoints). crictl exec, attach and port-forward
+# (the streaming RPCs) are tested in test_stream.py.
 
 UNIMPLEMENTED = [
     ("update", lambda c, p: ["update", "--memory", "100000000", c], "UpdateContainerResources"),
     ("stats", lambda c, p: ["stats", "--id", c], "ListContainerStats"),
     ("statsp", lambda c, p: ["statsp", "--id", p], "ListPodSandboxStats"),
-    ("exec", lambda c, p: ["exec", c, "echo", "hi"], "Exec"),  # no -s: the streaming Exec
-    ("exec-it", lambda c, p: ["exec", "-it", c, "sh"], "Exec"),
-    ("attach", lambda c, p: ["attach", c], "Attach"),
-    ("port-forward", lambda c, p: ["port-forward", p, "18080:80"], "PortForward"),
     ("checkpoint", lambda c, p: ["checkpoint", c], "CheckpointContainer"),
 ]
 

@@ -1126,7 +1126,9 @@ def test_grpc_framing_abuse(daemon, api, case):
 
 def test_error_message_quoting_invalid_utf8_is_decodable(daemon, api):
     """grpc-message is percent-encoded UTF-8; an error quoting a client's bytes that are
-    not UTF-8 must still decode (a gRPC client drops, or chokes on, one that does not)."""
+    not UTF-8 must still decode (a gRPC client drops, or chokes on, one that does not).
+    A string field that is not UTF-8 is refused at the request boundary, naming the
+    field; a :path that is not UTF-8 is quoted, with U+FFFD for the bad bytes."""
     d = daemon()
     w = Watch(d)
     c = raw_conn(d)
@@ -1141,6 +1143,16 @@ def test_error_message_quoting_invalid_utf8_is_decodable(daemon, api):
         assert status == GRPC_INVALID_ARGUMENT, (status, message)
         text = urllib.parse.unquote_to_bytes(message).decode("utf-8")  # must not raise
         print("%r -> %r" % (ref, text))
-        assert "\ufffd" in text
+        assert text == "the PullImage request has invalid UTF-8 in image.image"
+    for i, path in enumerate([b"/runtime.v1.RuntimeService/\xff\xfeVersion", b"/x/ok\xc3"]):
+        sid = 2 * i + 7
+        c.send(frame(HEADERS, END_HEADERS, sid, grpc_headers(path))
+               + frame(DATA, END_STREAM, sid, grpc_message(b"")))
+        assert c.wait_stream(sid)
+        status, message = c.grpc_status(sid)
+        assert status == GRPC_UNIMPLEMENTED, (status, message)
+        text = urllib.parse.unquote_to_bytes(message).decode("utf-8")  # must not raise
+        print("%r -> %r" % (path, text))
+        assert text.startswith("unknown method /") and "\ufffd" in text
     c.sock.close()
     w.check("errors quoting invalid UTF-8")

@@ -11,7 +11,7 @@ TINYCRI_DEBS=(
     build-essential autoconf automake libtool pkg-config
     libevent-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
     libinih-dev libjansson-dev libcmocka-dev
-    libarchive-dev libcurl4-openssl-dev libssl-dev
+    libarchive-dev libcurl4-openssl-dev libssl-dev zlib1g-dev libwslay-dev
     crun runc containernetworking-plugins iproute2 iptables util-linux
 )
 
@@ -27,8 +27,10 @@ TINYCRI_TEST_DEBS=(
     python3-grpcio python3-grpc-tools python3-pytest python3-protobuf python3-hpack
     iputils-ping docker-registry busybox-static zstd openssl
     python3-cryptography python3-jwt python3-bcrypt clang-format
+    clang-14 libclang-rt-14-dev
     man-db systemd
     "${TINYCRI_GO_DEBS[@]}"
+    python3-websocket
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -310,13 +310,17 @@ static int probe_writable(const char *dir)
 }
 
 /*
- * A directory tinycrid makes (mkdir -p) and writes to. tinycrid itself sets
- * root_dir and state_dir to 0700 at start-up; a socket's directory it only
- * creates, so that one must not be writable by others (fixes_mode false).
+ * A directory tinycrid makes (mkdir -p) and writes to. tinycrid sets root_dir,
+ * state_dir and the socket's directory to 0700 at start-up, and refuses to
+ * start when one is a symlink or belongs to another user.
  */
-static void check_dir(struct report *r, const char *area, const char *path, bool fixes_mode)
+static void check_dir(struct report *r, const char *area, const char *path)
 {
     struct stat st;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        problem(r, area, "%s is a symlink: tinycrid wants a directory of its own there", path);
+        return;
+    }
     if (stat(path, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
             problem(r, area, "%s exists and is not a directory", path);
@@ -327,11 +331,6 @@ static void check_dir(struct report *r, const char *area, const char *path, bool
                     "%s is owned by uid %u, not by tinycrid's uid %u: that user could change "
                     "what tinycrid keeps there",
                     path, (unsigned)st.st_uid, (unsigned)geteuid());
-        else if (!fixes_mode && (st.st_mode & (S_IWGRP | S_IWOTH)))
-            problem(r, area,
-                    "%s is writable by other users (mode %04o): one of them could put a socket "
-                    "of their own in tinycrid's place; use a directory only root can write to",
-                    path, (unsigned)(st.st_mode & 07777));
         int e = probe_writable(path);
         if (e)
             problem(r, area, "%s is not writable: %s", path, strerror(e));
@@ -371,11 +370,20 @@ static void check_dir(struct report *r, const char *area, const char *path, bool
 
 static void check_socket(struct report *r, const char *path)
 {
+    static const char *const shared[] = {"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"};
     _cleanup_free_ char *dir = xstrdup(path);
     char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        check_dir(r, "socket", dir, false);
+    if (slash) {
+        slash[slash == dir ? 1 : 0] = '\0';
+        bool is_shared = false;
+        for (size_t i = 0; i < ARRAY_SIZE(shared); i++)
+            is_shared = is_shared || strcmp(dir, shared[i]) == 0;
+        if (is_shared)
+            problem(r, "socket",
+                    "%s: the socket needs a directory of its own (tinycrid makes it 0700), not %s",
+                    path, dir);
+        else
+            check_dir(r, "socket", dir);
     }
     struct stat st;
     if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
@@ -419,8 +427,8 @@ int check_run(const struct config *cfg, FILE *out)
 
     check_kernel(&r);
 
-    check_dir(&r, "root_dir", cfg->root_dir, true);
-    check_dir(&r, "state_dir", cfg->state_dir, true);
+    check_dir(&r, "root_dir", cfg->root_dir);
+    check_dir(&r, "state_dir", cfg->state_dir);
     check_socket(&r, cfg->socket_path);
 
     loop_shutdown();

@@ -40,6 +40,7 @@
 #include "pod/sandbox.h"
 /* containers (pod/container, pod/runtime, cri/container_service) */
 #include "cri/container_service.h"
+#include "cri/stream_service.h"
 #include "pod/container.h"
 #include "pod/runtime.h"
 
@@ -192,15 +193,64 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *sa, st
     return 0;
 }
 
+/*
+ * A directory only tinycrid's user may change (root, state, the socket's):
+ * created 0700 when missing; refused when it is a symlink, not a directory,
+ * or owned by another user (who could swap what tinycrid keeps there, the
+ * socket kubelet connects to included); set to 0700 when it is not.
+ */
+static int secure_dir(const char *what, const char *path, struct error **err)
+{
+    if (mkdir_p(path, 0700, err) < 0)
+        return error_prefix(err, "%s", what);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    /* O_DIRECTORY | O_NOFOLLOW on a symlink fails with ENOTDIR (ELOOP without O_DIRECTORY). */
+    if (fd < 0 && (errno == ENOTDIR || errno == ELOOP) && lstat(path, &st) == 0 &&
+        S_ISLNK(st.st_mode))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "%s %s is a symlink; it must be a directory of its own", what, path);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return error_set(err, GRPC_INTERNAL, errno, "%s %s", what, path);
+    if (st.st_uid != geteuid())
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "%s %s is owned by uid %u, not by tinycrid's uid %u", what, path,
+                         (unsigned)st.st_uid, (unsigned)geteuid());
+    if ((st.st_mode & 07777) != 0700) {
+        if (fchmod(fd, 0700) < 0)
+            return error_set(err, GRPC_INTERNAL, errno, "chmod 0700 %s", path);
+        log_info("%s had mode %04o, set to 0700 path=%s", what, (unsigned)(st.st_mode & 07777),
+                 path);
+    }
+    return 0;
+}
+
+/* Directories other programs use: the socket's must be one of its own. */
+static bool is_shared_dir(const char *dir)
+{
+    static const char *const shared[] = {"/", "/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm"};
+    for (size_t i = 0; i < ARRAY_SIZE(shared); i++)
+        if (strcmp(dir, shared[i]) == 0)
+            return true;
+    return false;
+}
+
 static int listen_unix(const char *path, struct error **err)
 {
     _cleanup_free_ char *dir = xstrdup(path);
     char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        if (mkdir_p(dir, 0700, err) < 0)
-            return error_prefix(err, "socket directory");
-    }
+    if (!slash)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "socket path %s is not absolute", path);
+    slash[slash == dir ? 1 : 0] = '\0';
+    while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/')
+        dir[strlen(dir) - 1] = '\0';
+    if (is_shared_dir(dir))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "socket %s: the socket needs a directory of its own (tinycrid makes "
+                         "it 0700), not %s",
+                         path, dir);
+    if (secure_dir("socket directory", dir, err) < 0)
+        return -1;
     struct sockaddr_un sa;
     if (fill_sockaddr(path, &sa, err) < 0 || clear_stale_socket(path, &sa, err) < 0)
         return -1;
@@ -301,11 +351,18 @@ static void reload(struct daemon *d)
     if (strcmp(fresh.socket_path, d->cfg.socket_path) || strcmp(fresh.root_dir, d->cfg.root_dir) ||
         strcmp(fresh.state_dir, d->cfg.state_dir))
         log_warn("reload: socket, root_dir and state_dir changes need a restart");
+    if (strcmp(fresh.stream_address, d->cfg.stream_address) ||
+        fresh.stream_port != d->cfg.stream_port)
+        log_warn("reload: [stream] address and port changes need a restart");
     log_set_level(fresh.log_level);
     d->cfg.log_level = fresh.log_level;
     d->cfg.cgroup_driver = fresh.cgroup_driver;
     d->cfg.cni_timeout_s = fresh.cni_timeout_s;
     d->cfg.shutdown_timeout_s = fresh.shutdown_timeout_s;
+    d->cfg.stream_idle_timeout_s = fresh.stream_idle_timeout_s;
+    d->cfg.stream_creation_timeout_s = fresh.stream_creation_timeout_s;
+    d->cfg.stream_token_timeout_s = fresh.stream_token_timeout_s;
+    stream_service_reload(&d->cfg);
     char *tmp = d->cfg.cni_conf_dir;
     d->cfg.cni_conf_dir = fresh.cni_conf_dir;
     fresh.cni_conf_dir = tmp;
@@ -335,10 +392,9 @@ static void on_reload_signal(int signo, void *arg)
 static int start(struct daemon *d, struct error **err)
 {
     const struct config *c = &d->cfg;
-    if (mkdir_p(c->root_dir, 0700, err) < 0 || mkdir_p(c->state_dir, 0700, err) < 0)
+    if (secure_dir("root directory", c->root_dir, err) < 0 ||
+        secure_dir("state directory", c->state_dir, err) < 0)
         return -1;
-    if (chmod(c->root_dir, 0700) < 0 || chmod(c->state_dir, 0700) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "chmod state directories");
     d->lock_fd = lock_root(c->root_dir, err);
     if (d->lock_fd < 0)
         return -1;
@@ -362,6 +418,8 @@ static int start(struct daemon *d, struct error **err)
     container_service_init(&d->cfg, d->is.store);
     if (container_init(&d->cfg, d->is.store, err) < 0)
         return -1;
+    if (stream_service_init(&d->cfg, err) < 0)
+        return -1;
     d->router = cri_methods_router_new(&d->rs, &d->is);
     image_service_import(&d->is);
     int fd = listen_unix(c->socket_path, err);
@@ -373,6 +431,9 @@ static int start(struct daemon *d, struct error **err)
         .max_streams = c->max_streams,
         .max_connections = c->max_connections,
         .max_header_list = 16 * 1024,
+        .handshake_ms = (int64_t)c->handshake_timeout_s * 1000,
+        .keepalive_ms = (int64_t)c->keepalive_time_s * 1000,
+        .keepalive_timeout_ms = (int64_t)c->keepalive_timeout_s * 1000,
     };
     d->server = h2_server_new(fd, &opts, router_dispatch, d->router, err);
     if (!d->server) {

@@ -34,10 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "core/util.h"
 
 #define DEFAULT_SOCKET "/run/tinycri/tinycri.sock"
@@ -45,6 +47,9 @@
 #define DEFAULT_STATE_DIR "/run/tinycri"
 #define DEFAULT_LOG_LEVEL LOG_LEVEL_INFO
 #define DEFAULT_SHUTDOWN_TIMEOUT_S 10
+#define DEFAULT_HANDSHAKE_TIMEOUT_S 10
+#define DEFAULT_KEEPALIVE_TIME_S 120
+#define DEFAULT_KEEPALIVE_TIMEOUT_S 20
 #define DEFAULT_MAX_MSG_SIZE (16u * 1024 * 1024)
 #define DEFAULT_MAX_STREAMS 1000
 #define DEFAULT_MAX_CONNECTIONS 256
@@ -55,6 +60,11 @@
 #define DEFAULT_MAX_DOWNLOADS 3
 #define DEFAULT_PULL_TIMEOUT_S 0
 #define DEFAULT_PROGRESS_INTERVAL_S 5
+#define DEFAULT_STREAM_ADDRESS "127.0.0.1"
+#define DEFAULT_STREAM_IDLE_TIMEOUT_S (4 * 3600)
+#define DEFAULT_STREAM_CREATION_TIMEOUT_S 30
+#define DEFAULT_STREAM_TOKEN_TIMEOUT_S 60
+#define DEFAULT_STREAM_MAX_SESSIONS 1000
 
 static const char *const default_cni_bin_dirs[] = {"/opt/cni/bin", "/usr/lib/cni"};
 static const struct {
@@ -95,6 +105,7 @@ enum key_kind {
     KEY_DIR_LIST,      /* colon-separated absolute directories (the CNI bin_dirs) */
     KEY_IMAGE_LIST,    /* comma-separated image references */
     KEY_URL_LIST,      /* comma-separated http:// or https:// URLs */
+    KEY_ADDRESS,       /* an IPv4 or IPv6 address literal */
 };
 
 struct key_def {
@@ -130,6 +141,9 @@ static const struct key_def key_defs[] = {
      "bytes", 0},
     {"server", "max_concurrent_streams", KEY_NUMBER, CFG(max_streams), 1, 100000, NULL, 0},
     {"server", "max_connections", KEY_NUMBER, CFG(max_connections), 1, 65536, NULL, 0},
+    {"server", "handshake_timeout", KEY_NUMBER, CFG(handshake_timeout_s), 1, 3600, "seconds", 0},
+    {"server", "keepalive_time", KEY_NUMBER, CFG(keepalive_time_s), 1, 86400, "seconds", 0},
+    {"server", "keepalive_timeout", KEY_NUMBER, CFG(keepalive_timeout_s), 1, 3600, "seconds", 0},
     {"runtime", "default_runtime", KEY_HANDLER_NAME, CFG(default_runtime), 0, 0, NULL, 0},
     {"runtime", "cgroup_driver", KEY_CGROUP_DRIVER, CFG(cgroup_driver), 0, 0, NULL, 0},
     {HANDLER_SECTION, "path", KEY_PATH, RT(path), 0, 0, NULL, 0},
@@ -145,6 +159,15 @@ static const struct key_def key_defs[] = {
     {"image", "progress_interval", KEY_NUMBER, CFG(progress_interval_s), 1, 3600, "seconds", 0},
     {"image", "pinned_images", KEY_IMAGE_LIST, CFG(pinned_images), 0, CONFIG_MAX_PINNED, NULL,
      CFG(n_pinned_images)},
+    {"stream", "address", KEY_ADDRESS, CFG(stream_address), 0, 0, NULL, 0},
+    {"stream", "port", KEY_NUMBER, CFG(stream_port), 0, 65535, NULL, 0},
+    {"stream", "idle_timeout", KEY_NUMBER, CFG(stream_idle_timeout_s), 1, 7 * 86400, "seconds", 0},
+    {"stream", "creation_timeout", KEY_NUMBER, CFG(stream_creation_timeout_s), 1, 600, "seconds",
+     0},
+    {"stream", "token_timeout", KEY_NUMBER, CFG(stream_token_timeout_s), 1, 3600, "seconds", 0},
+    {"stream", "max_sessions", KEY_NUMBER, CFG(stream_max_sessions), 1, 65536, NULL, 0},
+    {"stream", "tls_cert", KEY_PATH, CFG(stream_tls_cert), 0, 0, NULL, 0},
+    {"stream", "tls_key", KEY_PATH, CFG(stream_tls_key), 0, 0, NULL, 0},
     {REGISTRY_SECTION, "mirrors", KEY_URL_LIST, REG(mirrors), 0, CONFIG_MAX_MIRRORS, NULL,
      REG(n_mirrors)},
     {REGISTRY_SECTION, "insecure", KEY_BOOL, REG(insecure), 0, 0, NULL, 0},
@@ -164,37 +187,14 @@ static char *dup_or_null(const char *s)
 static bool is_clean_text(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return false;
-            p++;
-            continue;
-        }
-        size_t more;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        if (p[i] < 0x20 || p[i] == 0x7f)
             return false;
-        }
-        for (size_t i = 1; i <= more; i++) {
-            if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
+        size_t len = text_utf8_char_len(p + i, n - i);
+        if (len == 0)
             return false;
-        p += more + 1;
+        i += len;
     }
     return true;
 }
@@ -461,6 +461,15 @@ static int set_key(void *base, const struct key_def *def, const char *value, str
         free(*(char **)field);
         *(char **)field = xstrdup(value);
         return 0;
+    case KEY_ADDRESS: {
+        unsigned char addr[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, value, addr) != 1 && inet_pton(AF_INET6, value, addr) != 1)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "\"%s\" is not an IPv4 or IPv6 address",
+                             value);
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        return 0;
+    }
     case KEY_SECRET:
         free_secret(*(char **)field);
         *(char **)field = xstrdup(value);
@@ -589,6 +598,12 @@ static int check_config(const struct config *cfg, const struct key_lines *lines,
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "path: runtime handler %s has no path",
                          cfg->runtimes[i].name);
     }
+    if ((cfg->stream_tls_cert != NULL) != (cfg->stream_tls_key != NULL)) {
+        *line = 0;
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "%s: [stream] tls_cert and tls_key go together",
+                         cfg->stream_tls_cert ? "tls_key" : "tls_cert");
+    }
     *line = lines ? lines->default_runtime : 0;
     if (!cfg->default_runtime)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "default_runtime: not set");
@@ -623,6 +638,9 @@ static void copy_config(struct config *dst, const struct config *src)
     dst->import_dir = dup_or_null(src->import_dir);
     for (size_t i = 0; i < src->n_pinned_images; i++)
         dst->pinned_images[i] = dup_or_null(src->pinned_images[i]);
+    dst->stream_address = dup_or_null(src->stream_address);
+    dst->stream_tls_cert = dup_or_null(src->stream_tls_cert);
+    dst->stream_tls_key = dup_or_null(src->stream_tls_key);
     for (size_t i = 0; i < src->n_registries; i++) {
         const struct config_registry *s = &src->registries[i];
         struct config_registry *d = &dst->registries[i];
@@ -656,6 +674,9 @@ void config_init_defaults(struct config *cfg)
     cfg->max_send_msg_size = DEFAULT_MAX_MSG_SIZE;
     cfg->max_streams = DEFAULT_MAX_STREAMS;
     cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
+    cfg->handshake_timeout_s = DEFAULT_HANDSHAKE_TIMEOUT_S;
+    cfg->keepalive_time_s = DEFAULT_KEEPALIVE_TIME_S;
+    cfg->keepalive_timeout_s = DEFAULT_KEEPALIVE_TIMEOUT_S;
     cfg->default_runtime = xstrdup(DEFAULT_RUNTIME);
     cfg->cgroup_driver = DEFAULT_CGROUP_DRIVER;
     for (size_t i = 0; i < ARRAY_SIZE(builtin_runtimes); i++) {
@@ -671,6 +692,11 @@ void config_init_defaults(struct config *cfg)
     cfg->max_downloads = DEFAULT_MAX_DOWNLOADS;
     cfg->pull_timeout_s = DEFAULT_PULL_TIMEOUT_S;
     cfg->progress_interval_s = DEFAULT_PROGRESS_INTERVAL_S;
+    cfg->stream_address = xstrdup(DEFAULT_STREAM_ADDRESS);
+    cfg->stream_idle_timeout_s = DEFAULT_STREAM_IDLE_TIMEOUT_S;
+    cfg->stream_creation_timeout_s = DEFAULT_STREAM_CREATION_TIMEOUT_S;
+    cfg->stream_token_timeout_s = DEFAULT_STREAM_TOKEN_TIMEOUT_S;
+    cfg->stream_max_sessions = DEFAULT_STREAM_MAX_SESSIONS;
 }
 
 /* The state of one ini_parse_stream() over a file read into memory. */
@@ -975,6 +1001,9 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(server, "max_send_message_size", json_integer(cfg->max_send_msg_size));
     json_object_set_new(server, "max_concurrent_streams", json_integer(cfg->max_streams));
     json_object_set_new(server, "max_connections", json_integer(cfg->max_connections));
+    json_object_set_new(server, "handshake_timeout", json_integer(cfg->handshake_timeout_s));
+    json_object_set_new(server, "keepalive_time", json_integer(cfg->keepalive_time_s));
+    json_object_set_new(server, "keepalive_timeout", json_integer(cfg->keepalive_timeout_s));
 
     json_t *handlers = json_object();
     for (size_t i = 0; i < cfg->n_runtimes; i++) {
@@ -1013,6 +1042,16 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(image, "progress_interval", json_integer(cfg->progress_interval_s));
     json_object_set_new(image, "pinned_images", pinned);
 
+    json_t *stream = json_object();
+    json_object_set_new(stream, "address", json_text(cfg->stream_address));
+    json_object_set_new(stream, "port", json_integer(cfg->stream_port));
+    json_object_set_new(stream, "idle_timeout", json_integer(cfg->stream_idle_timeout_s));
+    json_object_set_new(stream, "creation_timeout", json_integer(cfg->stream_creation_timeout_s));
+    json_object_set_new(stream, "token_timeout", json_integer(cfg->stream_token_timeout_s));
+    json_object_set_new(stream, "max_sessions", json_integer(cfg->stream_max_sessions));
+    json_object_set_new(stream, "tls_cert", json_text(cfg->stream_tls_cert));
+    json_object_set_new(stream, "tls_key", json_text(cfg->stream_tls_key));
+
     json_t *registries = json_object();
     for (size_t i = 0; i < cfg->n_registries; i++) {
         const struct config_registry *reg = &cfg->registries[i];
@@ -1034,6 +1073,7 @@ char *config_to_json(const struct config *cfg)
     json_object_set_new(root, "runtime", runtime);
     json_object_set_new(root, "cni", cni);
     json_object_set_new(root, "image", image);
+    json_object_set_new(root, "stream", stream);
     json_object_set_new(root, "registries", registries);
     json_object_set_new(root, "config_file", json_text(cfg->file));
     char *text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1061,6 +1101,9 @@ void config_free(struct config *cfg)
     free(cfg->import_dir);
     for (size_t i = 0; i < cfg->n_pinned_images; i++)
         free(cfg->pinned_images[i]);
+    free(cfg->stream_address);
+    free(cfg->stream_tls_cert);
+    free(cfg->stream_tls_key);
     for (size_t i = 0; i < cfg->n_registries; i++) {
         struct config_registry *reg = &cfg->registries[i];
         free(reg->host);

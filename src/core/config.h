@@ -46,15 +46,18 @@ struct config_registry {
 
 struct config {
     /* [server] */
-    char *socket_path;           /* socket: /run/tinycri/tinycri.sock */
-    char *root_dir;              /* root_dir: /var/lib/tinycri */
-    char *state_dir;             /* state_dir: /run/tinycri */
-    enum log_level log_level;    /* log_level: info */
-    uint32_t shutdown_timeout_s; /* shutdown_timeout: 10 */
-    uint32_t max_recv_msg_size;  /* max_recv_message_size: 16 MiB */
-    uint32_t max_send_msg_size;  /* max_send_message_size: 16 MiB */
-    uint32_t max_streams;        /* max_concurrent_streams: 1000 per connection */
-    uint32_t max_connections;    /* max_connections: 256 */
+    char *socket_path;            /* socket: /run/tinycri/tinycri.sock */
+    char *root_dir;               /* root_dir: /var/lib/tinycri */
+    char *state_dir;              /* state_dir: /run/tinycri */
+    enum log_level log_level;     /* log_level: info */
+    uint32_t shutdown_timeout_s;  /* shutdown_timeout: 10 */
+    uint32_t max_recv_msg_size;   /* max_recv_message_size: 16 MiB */
+    uint32_t max_send_msg_size;   /* max_send_message_size: 16 MiB */
+    uint32_t max_streams;         /* max_concurrent_streams: 1000 per connection */
+    uint32_t max_connections;     /* max_connections: 256 */
+    uint32_t handshake_timeout_s; /* handshake_timeout: 10 */
+    uint32_t keepalive_time_s;    /* keepalive_time: 120 */
+    uint32_t keepalive_timeout_s; /* keepalive_timeout: 20 */
 
     /* [runtime] */
     char *default_runtime;                               /* default_runtime: crun */
@@ -76,6 +79,16 @@ struct config {
     uint32_t progress_interval_s;           /* progress_interval: 5 */
     char *pinned_images[CONFIG_MAX_PINNED]; /* pinned_images: comma-separated references */
     size_t n_pinned_images;
+
+    /* [stream] */
+    char *stream_address;               /* address: 127.0.0.1 (an IPv4 or IPv6 literal) */
+    uint32_t stream_port;               /* port: 0 (any free port) */
+    uint32_t stream_idle_timeout_s;     /* idle_timeout: 14400 (4h) */
+    uint32_t stream_creation_timeout_s; /* creation_timeout: 30 */
+    uint32_t stream_token_timeout_s;    /* token_timeout: 60 */
+    uint32_t stream_max_sessions;       /* max_sessions: 1000 */
+    char *stream_tls_cert;              /* tls_cert: none */
+    char *stream_tls_key;               /* tls_key: none */
 
     /* [registry.<host>] */
     struct config_registry registries[CONFIG_MAX_REGISTRIES];

@@ -20,6 +20,9 @@ struct error;
  */
 int id_new(char out[ID_LEN + 1], struct error **err);
 
+/* len random bytes into buf, from getrandom(2) (what id_new() draws on); errors as id_new(). */
+int id_random(void *buf, size_t len, struct error **err);
+
 /* Is s exactly ID_LEN lowercase hex digits? (false for NULL) */
 bool id_is_valid(const char *s);
 

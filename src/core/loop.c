@@ -680,8 +680,7 @@ static __attribute__((noreturn)) void child_exec(const struct child_opts *opts, 
     child_fail("exec", opts->argv[0], errno);
 }
 
-/* A pipe with O_CLOEXEC on both ends and O_NONBLOCK on the parent's end. */
-static int pipe_for_child(int *parent_end, int *child_end, bool parent_reads, struct error **err)
+int child_pipe(int *parent_end, int *child_end, bool parent_reads, struct error **err)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -799,8 +798,11 @@ static struct child *spawn(const char *what, const struct child_opts *opts, int 
     buf_init(&c->err.buf, cap);
 
     _cleanup_close_ int in_child = -1, out_child = -1, err_child = -1;
-    if (opts->stdin_data) {
-        if (pipe_for_child(&c->in_fd, &in_child, false, err) < 0)
+    const int *given = opts->stdio;
+    if (given && given[0] >= 0) {
+        /* the caller's fd, used as it is */
+    } else if (opts->stdin_data) {
+        if (child_pipe(&c->in_fd, &in_child, false, err) < 0)
             return error_prefix(err, "spawn %s: stdin", what), NULL;
         c->in_data = xmalloc(opts->stdin_len);
         memcpy(c->in_data, opts->stdin_data, opts->stdin_len);
@@ -810,15 +812,18 @@ static struct child *spawn(const char *what, const struct child_opts *opts, int 
         if (in_child < 0)
             return error_set(err, GRPC_INTERNAL, errno, "spawn %s: open /dev/null", what), NULL;
     }
-    if (pipe_for_child(&c->out.fd, &out_child, true, err) < 0 ||
-        pipe_for_child(&c->err.fd, &err_child, true, err) < 0)
+    if ((!(given && given[1] >= 0) && child_pipe(&c->out.fd, &out_child, true, err) < 0) ||
+        (!(given && given[2] >= 0) && child_pipe(&c->err.fd, &err_child, true, err) < 0))
         return error_prefix(err, "spawn %s: output", what), NULL;
+    int child_fds[3] = {given && given[0] >= 0 ? given[0] : in_child,
+                        given && given[1] >= 0 ? given[1] : out_child,
+                        given && given[2] >= 0 ? given[2] : err_child};
 
     pid_t pid = fork();
     if (pid < 0)
         return error_set(err, GRPC_INTERNAL, errno, "spawn %s: fork", what), NULL;
     if (pid == 0)
-        child_exec(opts, fn, fn_arg, in_child, out_child, err_child);
+        child_exec(opts, fn, fn_arg, child_fds[0], child_fds[1], child_fds[2]);
     c->pid = pid;
 
     /*
@@ -831,10 +836,12 @@ static struct child *spawn(const char *what, const struct child_opts *opts, int 
         goto undo;
     }
     c->exit_ev = loop_event_new(c->pidfd, EV_READ | EV_PERSIST, on_child_exit, c);
-    c->out.ev = loop_event_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
-    c->err.ev = loop_event_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
-    if (event_add(c->exit_ev, NULL) < 0 || event_add(c->out.ev, NULL) < 0 ||
-        event_add(c->err.ev, NULL) < 0) {
+    if (c->out.fd >= 0)
+        c->out.ev = loop_event_new(c->out.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->out);
+    if (c->err.fd >= 0)
+        c->err.ev = loop_event_new(c->err.fd, EV_READ | EV_PERSIST, on_stream_readable, &c->err);
+    if (event_add(c->exit_ev, NULL) < 0 || (c->out.ev && event_add(c->out.ev, NULL) < 0) ||
+        (c->err.ev && event_add(c->err.ev, NULL) < 0)) {
         error_set(err, GRPC_INTERNAL, 0, "spawn %s: event_add failed", what);
         goto undo;
     }

@@ -115,6 +115,9 @@ void loop_timer_free(struct loop_timer *t);
  * blocking wait). When opts->timeout_ms > 0 and the child is still running at
  * the deadline, it gets SIGKILL and the result says timed_out.
  *
+ * opts->stdio may hand the child fds of the caller's own instead (a pty, a
+ * pipe whose other end the caller reads itself).
+ *
  * In the child, signal mask and dispositions are reset, the working
  * directory is opts->cwd when set, then opts->in_child(opts->in_child_arg)
  * runs (async-signal-safe work only; return non-zero to make the child exit
@@ -135,6 +138,13 @@ struct child_opts {
     int64_t timeout_ms; /* 0: no deadline */
     int (*in_child)(void *arg);
     void *in_child_arg;
+    /*
+     * NULL, or the child's stdin, stdout and stderr given by the caller
+     * (borrowed; -1 for the default: stdin_data or /dev/null, captured
+     * pipes). A given stream is neither fed nor captured, and its fd stays
+     * the caller's.
+     */
+    const int *stdio;
 };
 
 struct child_result {
@@ -201,6 +211,13 @@ struct child *child_rm_rf(const char *const *paths, size_t n, int64_t timeout_ms
                           void *arg, struct error **err);
 
 pid_t child_pid(const struct child *c);
+
+/*
+ * A pipe for a child's stdio (child_opts.stdio): O_CLOEXEC on both ends,
+ * O_NONBLOCK on the parent's. parent_reads: the child writes into it.
+ * Errors: INTERNAL (both ends may be set then: the caller closes them).
+ */
+int child_pipe(int *parent_end, int *child_end, bool parent_reads, struct error **err);
 
 /* Send a signal through the pidfd (no-op once the child has been reaped). */
 void child_signal(struct child *c, int signo);

@@ -36,6 +36,38 @@ bool path_has_dotdot(const char *p)
     return any_component(p, is_dotdot);
 }
 
+static bool is_dot_or_dotdot(const char *c, size_t n)
+{
+    return (n == 1 && c[0] == '.') || is_dotdot(c, n);
+}
+
+bool path_has_dot_component(const char *p)
+{
+    return any_component(p, is_dot_or_dotdot);
+}
+
+bool path_has_control(const char *p)
+{
+    for (; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+size_t path_longest_component(const char *p)
+{
+    size_t longest = 0;
+    for (const char *c = p;;) {
+        size_t n = strcspn(c, "/");
+        if (n > longest)
+            longest = n;
+        if (c[n] == '\0')
+            return longest;
+        c += n + 1;
+    }
+}
+
 bool path_is_safe_relpath(const char *p)
 {
     return p[0] != '\0' && p[0] != '/' && !path_has_dotdot(p);
@@ -51,9 +83,5 @@ bool path_is_name(const char *s, size_t max)
     size_t len = strlen(s);
     if (len == 0 || len > max || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
-    for (const char *p = s; *p; p++) {
-        if (*p == '/' || (unsigned char)*p < 0x20 || *p == 0x7f)
-            return false;
-    }
-    return true;
+    return !strchr(s, '/') && !path_has_control(s);
 }

@@ -12,6 +12,15 @@
 /* Has p a ".." component ("..", "../a", "a/..", "a/../b"; not "a..b")? */
 bool path_has_dotdot(const char *p);
 
+/* Has p a "." or ".." component ("./a", "a/.", "a/../b"; not ".a" or "a..b")? */
+bool path_has_dot_component(const char *p);
+
+/* Has p a control character (0x01-0x1f or 0x7f: a newline in a file name)? */
+bool path_has_control(const char *p);
+
+/* The length of p's longest component (to compare with NAME_MAX). */
+size_t path_longest_component(const char *p);
+
 /*
  * Can p be used below a directory without escaping it: not empty, not
  * absolute, no ".." component. "./a//b/" is fine (tar entries look so).

@@ -7,6 +7,7 @@
 #include "autoconf.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -358,15 +359,38 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
 
 /* ---- ExecSync ---- */
 
+/*
+ * Output past the cap is dropped, and the stream says so at its end (the exit
+ * code stays what the command returned: probes look at nothing else).
+ */
+#define EXEC_TRUNCATED_MARK "\n[tinycri: exec output truncated after %zu bytes]\n"
+
+/* The stream as the reply carries it: with the mark when it was cut (*owned then set). */
+static ProtobufCBinaryData exec_stream(const char *data, size_t len, bool truncated,
+                                       uint8_t **owned)
+{
+    *owned = NULL;
+    if (!truncated)
+        return (ProtobufCBinaryData){len, (uint8_t *)data};
+    char mark[96];
+    int n = snprintf(mark, sizeof(mark), EXEC_TRUNCATED_MARK, len);
+    size_t mlen = n > 0 && (size_t)n < sizeof(mark) ? (size_t)n : 0;
+    *owned = xmalloc(len + mlen + 1);
+    if (len)
+        memcpy(*owned, data, len);
+    memcpy(*owned + len, mark, mlen);
+    return (ProtobufCBinaryData){len + mlen, *owned};
+}
+
 static void on_exec_done(const struct container_exec_result *res, const struct error *err,
                          void *arg)
 {
     Runtime__V1__ExecSyncResponse resp = RUNTIME__V1__EXEC_SYNC_RESPONSE__INIT;
+    _cleanup_free_ uint8_t *out = NULL;
+    _cleanup_free_ uint8_t *errout = NULL;
     if (res) {
-        resp.stdout.data = (uint8_t *)res->out;
-        resp.stdout.len = res->out_len;
-        resp.stderr.data = (uint8_t *)res->err;
-        resp.stderr.len = res->err_len;
+        resp.stdout = exec_stream(res->out, res->out_len, res->out_truncated, &out);
+        resp.stderr = exec_stream(res->err, res->err_len, res->err_truncated, &errout);
         resp.exit_code = res->exit_code;
     }
     reply_finish(arg, err, &resp.base);

@@ -28,6 +28,7 @@
 #include "image/pull.h"
 #include "image/ref.h"
 #include "image/registry.h"
+#include "image/registry_auth.h"
 #include "image/store.h"
 #include "pod/container.h"
 
@@ -116,10 +117,14 @@ void image_service_pull(struct h2_call *call, const ProtobufCMessage *req, void 
         auth = (struct registry_auth){r->auth->username, r->auth->password, r->auth->auth,
                                       r->auth->identity_token, r->auth->registry_token};
     }
+    _cleanup_error_ struct error *err = NULL;
+    if (registry_auth_check(&auth, &err) < 0) {
+        rpc_fail(call, err);
+        return;
+    }
     struct pull_req *pr = xcalloc(1, sizeof(*pr));
     pr->svc = svc;
     pr->reply = reply_new(call, "PullImage", r->image->image);
-    _cleanup_error_ struct error *err = NULL;
     pr->pull_id = pull_start(svc->puller, r->image->image, &auth, on_pulled, pr, &err);
     if (!pr->pull_id) {
         reply_free(pr->reply);

@@ -5,6 +5,8 @@
  */
 #include "autoconf.h"
 
+#include <stdlib.h>
+
 #include "api.pb-c.h"
 #include "core/util.h"
 #include "cri/container_service.h"
@@ -12,6 +14,7 @@
 #include "cri/methods.h"
 #include "cri/runtime_service.h"
 #include "cri/sandbox_service.h"
+#include "cri/stream_service.h"
 #include "grpc/router.h"
 
 static const struct rpc_handler runtime_handlers[] = {
@@ -32,6 +35,9 @@ static const struct rpc_handler runtime_handlers[] = {
     {"ListContainers", container_service_list},
     {"ExecSync", container_service_exec_sync},
     {"ReopenContainerLog", container_service_reopen_log},
+    {"Exec", stream_service_exec},
+    {"Attach", stream_service_attach},
+    {"PortForward", stream_service_port_forward},
 };
 
 static const struct rpc_handler image_handlers[] = {
@@ -40,12 +46,34 @@ static const struct rpc_handler image_handlers[] = {
     {"ImageFsInfo", image_service_fs_info},
 };
 
-struct router *cri_methods_router_new(struct runtime_service *rs, struct image_service *is)
+/* Add a service with its handler table; only, when set, stands in for every handler. */
+static void add_service(struct router *r, const ProtobufCServiceDescriptor *svc,
+                        const struct rpc_handler *handlers, size_t n, void *ctx,
+                        rpc_handler_fn only)
+{
+    struct rpc_handler *table = xcalloc(n, sizeof(*table));
+    for (size_t i = 0; i < n; i++)
+        table[i] = (struct rpc_handler){handlers[i].method, only ? only : handlers[i].fn};
+    router_add_service(r, svc, table, n, ctx);
+    free(table);
+}
+
+static struct router *build(void *rs, void *is, rpc_handler_fn only)
 {
     struct router *r = router_new();
-    router_add_service(r, &runtime__v1__runtime_service__descriptor, runtime_handlers,
-                       ARRAY_SIZE(runtime_handlers), rs);
-    router_add_service(r, &runtime__v1__image_service__descriptor, image_handlers,
-                       ARRAY_SIZE(image_handlers), is);
+    add_service(r, &runtime__v1__runtime_service__descriptor, runtime_handlers,
+                ARRAY_SIZE(runtime_handlers), rs, only);
+    add_service(r, &runtime__v1__image_service__descriptor, image_handlers,
+                ARRAY_SIZE(image_handlers), is, only);
     return r;
+}
+
+struct router *cri_methods_router_new(struct runtime_service *rs, struct image_service *is)
+{
+    return build(rs, is, NULL);
+}
+
+struct router *cri_methods_router_new_with(rpc_handler_fn fn, void *ctx)
+{
+    return build(ctx, ctx, fn);
 }

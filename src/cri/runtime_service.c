@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "cri/runtime_service.h"
+#include "cri/stream_service.h"
 #include "pod/cni.h"
 #include "pod/runtime.h"
 
@@ -121,21 +122,27 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
     _cleanup_free_ char *config_json = NULL;
     _cleanup_free_ char *cni_json = NULL;
     _cleanup_free_ char *runtimes_json = NULL;
-    Runtime__V1__StatusResponse__InfoEntry entries[3];
-    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[3];
+    _cleanup_free_ char *stream_json = NULL;
+    Runtime__V1__StatusResponse__InfoEntry entries[4];
+    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[4];
     if (r->verbose) {
         config_json = config_to_json(rs->cfg);
         cni_json = verbose_info_json(rs, &net, net_err);
         runtimes_json = runtime_handlers_json();
-        const char *keys[3] = {"config", "cni", "runtimes"};
-        const char *values[3] = {config_json, cni_json, runtimes_json};
-        for (size_t i = 0; i < 3; i++) {
+        json_t *stream = json_object();
+        const char *url = stream_service_url();
+        json_object_set_new(stream, "url", url ? json_string(url) : json_null());
+        stream_json = json_dumps(stream, JSON_COMPACT);
+        json_decref(stream);
+        const char *keys[4] = {"config", "cni", "runtimes", "streaming"};
+        const char *values[4] = {config_json, cni_json, runtimes_json, stream_json};
+        for (size_t i = 0; i < 4; i++) {
             runtime__v1__status_response__info_entry__init(&entries[i]);
             entries[i].key = (char *)keys[i];
             entries[i].value = (char *)values[i];
             entry_ptrs[i] = &entries[i];
         }
-        resp.n_info = 3;
+        resp.n_info = 4;
         resp.info = entry_ptrs;
     }
     rpc_reply(call, &resp.base);

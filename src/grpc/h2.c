@@ -53,6 +53,9 @@
 #define OUT_LOW (32u << 10)
 /* Between the shutdown notice and the real GOAWAY: time for in-flight requests to land. */
 #define GOAWAY_DELAY_MS 100
+#define DEFAULT_HANDSHAKE_MS 10000
+#define DEFAULT_KEEPALIVE_MS 120000
+#define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000
 #define ACCEPT_RETRY_MS 200
 #define MAX_TIMER_MS (100LL * 24 * 3600 * 1000)
 
@@ -125,6 +128,13 @@ struct h2_call {
     void *cancel_arg;
 };
 
+/* Whether a connection is alive (its own timer); closing is the closed flag. */
+enum conn_state {
+    CONN_HANDSHAKE, /* accepted; waits for the client's SETTINGS, at most handshake_ms */
+    CONN_OPEN,      /* serving; the timer checks for keepalive_ms of silence */
+    CONN_PINGING,   /* silent that long: PING sent; waits keepalive_timeout_ms for any byte */
+};
+
 struct h2_conn {
     uint64_t id;
     struct h2_server *srv;     /* NULL once closed */
@@ -136,6 +146,11 @@ struct h2_conn {
     size_t held; /* request bytes its calls hold */
     bool closed;
     bool goaway_sent;
+    enum conn_state state;
+    struct loop_timer *timer; /* the handshake or keepalive deadline of state */
+    int64_t accepted_ns;
+    int64_t last_recv_ns; /* when bytes last came from the client */
+    int64_t ping_sent_ns;
 };
 
 enum server_state {
@@ -276,6 +291,7 @@ struct h2_call *h2_call_lookup(uint64_t id)
 /* ---- calls ---- */
 
 static void conn_schedule_flush(struct h2_conn *c);
+static void conn_handshake_done(struct h2_conn *c);
 static void server_schedule_check(struct h2_server *s);
 
 static nghttp2_nv make_nv(const char *name, const char *value)
@@ -726,6 +742,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         log_debug("client sent GOAWAY conn=%" PRIu64 " error=%" PRIu32, c->id,
                   frame->goaway.error_code);
         break;
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            conn_handshake_done(c);
+        break;
     default:
         break;
     }
@@ -882,6 +902,7 @@ static void conn_close(struct h2_conn *c, const char *why)
     s->held -= c->held;
     c->held = 0;
     event_del(c->flush_ev);
+    loop_timer_free(steal_ptr(&c->timer));
     /* libevent keeps the bufferevent alive while its own callback is running. */
     bufferevent_free(c->bev);
     c->bev = NULL;
@@ -968,6 +989,7 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
 {
     struct h2_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    c->last_recv_ns = now_monotonic_ns();
     while (!c->closed && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -1015,6 +1037,108 @@ static void conn_goaway(struct h2_conn *c)
     conn_schedule_flush(c);
 }
 
+/* ---- liveness: handshake deadline, keepalive PINGs, room at the cap ---- */
+
+static void conn_arm(struct h2_conn *c, int64_t ms)
+{
+    loop_timer_arm(c->timer, ms < 1 ? 1 : ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms);
+}
+
+static void conn_handshake_done(struct h2_conn *c)
+{
+    if (c->state != CONN_HANDSHAKE)
+        return;
+    c->state = CONN_OPEN;
+    conn_arm(c, c->srv->opts.keepalive_ms);
+}
+
+/* Tell a well-behaved client to go (GOAWAY, no error), hand it over, close. */
+static void conn_goaway_close(struct h2_conn *c, const char *why)
+{
+    conn_goaway(c);
+    conn_flush(c);
+    if (c->closed)
+        return;
+    conn_write_now(c);
+    conn_close(c, why);
+}
+
+static void on_conn_timer(void *arg)
+{
+    struct h2_conn *c = arg;
+    const struct h2_server_opts *o = &c->srv->opts;
+    int64_t now = now_monotonic_ns();
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        log_debug("no HTTP/2 handshake in time conn=%" PRIu64 " timeout_ms=%" PRId64, c->id,
+                  o->handshake_ms);
+        conn_close(c, "handshake timeout");
+        return;
+    case CONN_OPEN: {
+        int64_t silent_ms = (now - c->last_recv_ns) / 1000000;
+        if (silent_ms < o->keepalive_ms) {
+            conn_arm(c, o->keepalive_ms - silent_ms);
+            return;
+        }
+        int rv = nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
+        if (rv < 0) {
+            log_warn("submit ping failed conn=%" PRIu64 " err=\"%s\"", c->id, nghttp2_strerror(rv));
+            conn_close(c, "cannot ping");
+            return;
+        }
+        c->state = CONN_PINGING;
+        c->ping_sent_ns = now;
+        conn_arm(c, o->keepalive_timeout_ms);
+        conn_schedule_flush(c);
+        return;
+    }
+    case CONN_PINGING:
+        /* Any byte since the PING (its ACK, or a request) shows the client is there. */
+        if (c->last_recv_ns > c->ping_sent_ns) {
+            c->state = CONN_OPEN;
+            conn_arm(c, o->keepalive_ms - (now - c->last_recv_ns) / 1000000);
+            return;
+        }
+        log_debug("no answer to a keepalive PING conn=%" PRIu64 " timeout_ms=%" PRId64, c->id,
+                  o->keepalive_timeout_ms);
+        /* A client that only stopped reading (grpcio between calls) learns why, later. */
+        conn_goaway_close(c, "keepalive timeout");
+        return;
+    }
+}
+
+/* Is a handler at work for one of the connection's calls? */
+static bool conn_has_running_call(const struct h2_conn *c)
+{
+    const struct h2_call *call;
+    TAILQ_FOREACH (call, &c->calls, link)
+        if (call->state == CALL_RUNNING)
+            return true;
+    return false;
+}
+
+/*
+ * Room for a new connection at max_connections: the connection to close, or
+ * NULL when every one has a call a handler is working on. A connection still
+ * in its handshake goes first (the oldest), then the one silent longest among
+ * the others: a client that keeps calling is never the one, and a request
+ * that stopped arriving half-way does not hold a slot.
+ */
+static struct h2_conn *pick_victim(const struct h2_server *s)
+{
+    struct h2_conn *best = NULL, *c;
+    TAILQ_FOREACH (c, &s->conns, link) {
+        if (conn_has_running_call(c))
+            continue;
+        bool c_hs = c->state == CONN_HANDSHAKE, b_hs = best && best->state == CONN_HANDSHAKE;
+        if (!best || (c_hs && !b_hs) ||
+            (c_hs == b_hs &&
+             (c_hs ? c->accepted_ns < best->accepted_ns : c->last_recv_ns < best->last_recv_ns)))
+            best = c;
+    }
+    return best;
+}
+
 static int conn_new(struct h2_server *s, int fd, struct error **err)
 {
     struct h2_conn *c = xcalloc(1, sizeof(*c));
@@ -1046,6 +1170,10 @@ static int conn_new(struct h2_server *s, int fd, struct error **err)
 
     TAILQ_INSERT_HEAD(&s->conns, c, link);
     s->n_conns++;
+    c->state = CONN_HANDSHAKE;
+    c->accepted_ns = c->last_recv_ns = now_monotonic_ns();
+    c->timer = loop_timer_new(on_conn_timer, c);
+    conn_arm(c, s->opts.handshake_ms);
     bufferevent_setcb(c->bev, on_conn_read, on_conn_write, on_conn_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -1065,10 +1193,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     if (s->n_conns >= s->opts.max_connections) {
-        log_warn("too many connections, closing a new one max_connections=%" PRIu32,
-                 s->opts.max_connections);
-        close(fd);
-        return;
+        struct h2_conn *victim = pick_victim(s);
+        if (!victim) {
+            log_warn("too many connections, all with calls in flight: closing a new one "
+                     "max_connections=%" PRIu32,
+                     s->opts.max_connections);
+            close(fd);
+            return;
+        }
+        log_debug("connection limit reached: closing the longest-silent idle connection "
+                  "conn=%" PRIu64 " max_connections=%" PRIu32,
+                  victim->id, s->opts.max_connections);
+        conn_goaway_close(victim, "room for a new connection");
     }
     _cleanup_error_ struct error *err = NULL;
     if (conn_new(s, fd, &err) < 0)
@@ -1172,6 +1308,12 @@ struct h2_server *h2_server_new(int listen_fd, const struct h2_server_opts *opts
         s->opts.max_conn_held = 2 * (size_t)s->opts.max_recv_msg;
     if (!s->opts.max_held)
         s->opts.max_held = 4 * (size_t)s->opts.max_recv_msg;
+    if (s->opts.handshake_ms <= 0)
+        s->opts.handshake_ms = DEFAULT_HANDSHAKE_MS;
+    if (s->opts.keepalive_ms <= 0)
+        s->opts.keepalive_ms = DEFAULT_KEEPALIVE_MS;
+    if (s->opts.keepalive_timeout_ms <= 0)
+        s->opts.keepalive_timeout_ms = DEFAULT_KEEPALIVE_TIMEOUT_MS;
     s->dispatch = dispatch;
     s->arg = arg;
     s->state = SERVER_SERVING;

@@ -32,7 +32,7 @@ struct h2_server_opts {
     uint32_t max_recv_msg;    /* request message cap; RESOURCE_EXHAUSTED beyond; 16 MiB */
     uint32_t max_send_msg;    /* reply message cap; RESOURCE_EXHAUSTED beyond; 16 MiB */
     uint32_t max_streams;     /* SETTINGS_MAX_CONCURRENT_STREAMS per connection; 128 */
-    uint32_t max_connections; /* connections beyond this are closed at accept; 64 */
+    uint32_t max_connections; /* open at once; at the cap see below; 64 */
     uint32_t max_header_list; /* SETTINGS_MAX_HEADER_LIST_SIZE; 16 KiB */
     /*
      * Request bytes held (received, not yet dispatched) by all the calls of
@@ -41,6 +41,20 @@ struct h2_server_opts {
      */
     size_t max_conn_held; /* 2 * max_recv_msg */
     size_t max_held;      /* 4 * max_recv_msg */
+    /*
+     * Connection liveness, in milliseconds. A new connection must send the
+     * HTTP/2 preface and its SETTINGS within handshake_ms (10 s) or it is
+     * closed. A connection that has sent nothing for keepalive_ms (2 min)
+     * gets a PING and is closed when nothing comes back within
+     * keepalive_timeout_ms (20 s). One that answers is never closed for
+     * being idle, except to make room: with max_connections open, a new
+     * connection closes the one silent longest among those with no call
+     * (one still in its handshake first), or is itself closed when every
+     * connection has a call in flight.
+     */
+    int64_t handshake_ms;
+    int64_t keepalive_ms;
+    int64_t keepalive_timeout_ms;
 };
 
 /*

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "grpc/h2_codec.h"
 
@@ -163,35 +164,6 @@ int h2_timeout_parse(const char *s, size_t len, int64_t *ns)
     return 0;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when there is none. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    size_t len;
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        len = 2;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        len = 3;
-        lo = s[0] == 0xE0 ? 0xA0 : lo; /* overlong */
-        hi = s[0] == 0xED ? 0x9F : hi; /* UTF-16 surrogates */
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        len = 4;
-        lo = s[0] == 0xF0 ? 0x90 : lo; /* overlong */
-        hi = s[0] == 0xF4 ? 0x8F : hi; /* past U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    return len;
-}
-
 char *h2_grpc_message_encode(const char *msg)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -201,7 +173,7 @@ char *h2_grpc_message_encode(const char *msg)
     char *out = xmalloc(H2_GRPC_MESSAGE_MAX + 1);
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_len(in + i, n - i);
+        size_t len = text_utf8_char_len(in + i, n - i);
         const unsigned char *ch = len ? in + i : replacement;
         size_t ch_len = len ? len : sizeof(replacement);
         bool plain = ch_len == 1 && ch[0] >= 0x20 && ch[0] <= 0x7E && ch[0] != '%';

@@ -45,6 +45,16 @@ void router_add_service(struct router *r, const ProtobufCServiceDescriptor *svc,
 void router_dispatch(struct h2_call *call, const char *path, const uint8_t *msg, size_t len,
                      void *arg);
 
+/*
+ * The request of a call to path, unpacked as router_dispatch() does before
+ * calling the handler; free it with protobuf_c_message_free_unpacked(). NULL
+ * with *err set: UNIMPLEMENTED for an unknown path or a method without a
+ * handler, RESOURCE_EXHAUSTED for a request with too many fields (or nested
+ * too deep), INVALID_ARGUMENT for one that does not parse.
+ */
+ProtobufCMessage *router_unpack(const struct router *r, const char *path, const uint8_t *msg,
+                                size_t len, struct error **err);
+
 /* The method name of a path registered in the router ("Version"), or NULL. */
 const char *router_method_name(const struct router *r, const char *path);
 

@@ -56,9 +56,50 @@ bool registry_auth_is_set(const struct registry_auth *a)
             (a->identity_token && *a->identity_token) || (a->registry_token && *a->registry_token));
 }
 
+/* Control bytes would end a header line (CR, LF) or corrupt one. */
+static int check_credential(const char *field, const char *value, size_t len, struct error **err)
+{
+    for (size_t i = 0; value && i < len; i++) {
+        if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "%s has a control character (such as CR or LF)", field);
+    }
+    return 0;
+}
+
+static int check_credential_str(const char *field, const char *value, struct error **err)
+{
+    return check_credential(field, value, value ? strlen(value) : 0, err);
+}
+
+int registry_auth_check(const struct registry_auth *a, struct error **err)
+{
+    if (!a)
+        return 0;
+    if (check_credential_str("auth.username", a->username, err) < 0 ||
+        check_credential_str("auth.password", a->password, err) < 0 ||
+        check_credential_str("auth.identity_token", a->identity_token, err) < 0 ||
+        check_credential_str("auth.registry_token", a->registry_token, err) < 0)
+        return -1;
+    if (!a->auth || !*a->auth)
+        return 0;
+    size_t len = 0;
+    char *plain = (char *)base64_decode(a->auth, &len);
+    int rc =
+        plain && memchr(plain, ':', len)
+            ? check_credential("auth.auth", plain, len, err)
+            : error_set(err, GRPC_INVALID_ARGUMENT, 0, "auth is not base64 of \"user:password\"");
+    if (plain)
+        explicit_bzero(plain, len);
+    free(plain);
+    return rc;
+}
+
 int registry_auth_creds_from(struct registry_creds *c, const struct registry_auth *a,
                              struct error **err)
 {
+    if (registry_auth_check(a, err) < 0)
+        return -1;
     c->registry_token = xstrdup_nonempty(a->registry_token);
     c->identity_token = xstrdup_nonempty(a->identity_token);
     if (a->username && *a->username) {
@@ -280,6 +321,9 @@ int registry_auth_token_parse(const char *body, size_t len, size_t max_len,
         return -1;
     json_t *exp = json_object_get(root, "expires_in");
     int64_t lifetime = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
+    /* A token server's "expires_in": 9e15 overflowed the expiry in nanoseconds. */
+    if (lifetime > REGISTRY_TOKEN_MAX_LIFETIME_S)
+        lifetime = REGISTRY_TOKEN_MAX_LIFETIME_S;
     *lifetime_s = lifetime > 0 ? lifetime : default_lifetime_s;
     *token_out = xstrdup(token);
     return 0;

@@ -37,8 +37,18 @@ bool registry_auth_creds_any(const struct registry_creds *c);
 bool registry_auth_is_set(const struct registry_auth *a);
 
 /*
+ * Every credential ends up in a header or a request body: refuse a CR, LF or
+ * other control byte (0x00-0x1f, 0x7f) in any of them, the user and password
+ * inside a base64 auth included, with INVALID_ARGUMENT naming the field
+ * ("auth.registry_token"), never its value. A malformed base64 auth is
+ * INVALID_ARGUMENT too. a may be NULL.
+ */
+int registry_auth_check(const struct registry_auth *a, struct error **err);
+
+/*
  * The credentials of an AuthConfig: username/password, or "auth" (base64 of
- * "user:password", strict), and the tokens. INVALID_ARGUMENT for a bad "auth".
+ * "user:password", strict), and the tokens. INVALID_ARGUMENT for a bad "auth"
+ * or a credential that registry_auth_check() refuses.
  */
 int registry_auth_creds_from(struct registry_creds *c, const struct registry_auth *a,
                              struct error **err);
@@ -87,8 +97,10 @@ void registry_auth_challenge_clear(struct registry_challenge *c);
 /*
  * A token endpoint's JSON answer: "token" (or "access_token"), visible ASCII
  * and at most max_len bytes, and "expires_in" (default_lifetime_s when absent
- * or not positive). 0 with *token (owned) set, or -1 when it holds no usable token.
+ * or not positive, REGISTRY_TOKEN_MAX_LIFETIME_S at most: the cache counts in
+ * nanoseconds). 0 with *token (owned) set, or -1 when it holds no usable token.
  */
+#define REGISTRY_TOKEN_MAX_LIFETIME_S (24 * 3600)
 int registry_auth_token_parse(const char *body, size_t len, size_t max_len,
                               int64_t default_lifetime_s, char **token, int64_t *lifetime_s);
 

@@ -27,6 +27,7 @@
 
 #define DEFAULT_CURL_SONAME "libcurl.so.4"
 #define DEFAULT_CRYPTO_SONAME "libcrypto.so.3"
+#define ARCHIVE_SONAME "libarchive.so.13"
 /* Waiting for a resolver thread to end: look again after this long. */
 #define THREADS_RECHECK_MS 1000
 
@@ -37,6 +38,7 @@
 #endif
 
 struct xferlib_curl xcurl;
+struct xferlib_archive xarchive;
 
 /* The EVP functions hashing uses. */
 #define CRYPTO_FUNCS(X)                                                                            \
@@ -45,6 +47,7 @@ struct xferlib_curl xcurl;
     X(EVP_DigestInit_ex)                                                                           \
     X(EVP_DigestUpdate)                                                                            \
     X(EVP_DigestFinal_ex)                                                                          \
+    X(EVP_sha1)                                                                                    \
     X(EVP_sha256)                                                                                  \
     X(EVP_sha512)
 
@@ -62,6 +65,12 @@ struct symbol {
 #define CURL_SYMBOL(name) {"curl_" #name, (void **)&xcurl.name},
 static const struct symbol curl_symbols[] = {XFERLIB_CURL_FUNCS(CURL_SYMBOL)};
 #undef CURL_SYMBOL
+
+#define ARCHIVE_SYMBOL(name) {"archive_" #name, (void **)&xarchive.name},
+static const struct symbol archive_symbols[] = {
+    XFERLIB_ARCHIVE_FUNCS(ARCHIVE_SYMBOL){"archive_errno", (void **)&xarchive.errno_of},
+};
+#undef ARCHIVE_SYMBOL
 
 #define CRYPTO_SYMBOL(name) {#name, (void **)&xcrypto.name},
 static const struct symbol crypto_symbols[] = {CRYPTO_FUNCS(CRYPTO_SYMBOL)};
@@ -226,6 +235,16 @@ static void cancel_idle(void)
         loop_timer_disarm(lib.idle);
 }
 
+int xferlib_archive_load(struct error **err)
+{
+    static void *so;
+    if (so)
+        return 0;
+    /* Never unloaded: the child that loads it exits with it loaded. */
+    so = load(ARCHIVE_SONAME, archive_symbols, ARRAY_SIZE(archive_symbols), err);
+    return so ? 0 : -1;
+}
+
 int xferlib_acquire(struct error **err)
 {
     cancel_idle();
@@ -271,6 +290,19 @@ void xferlib_set_sonames(const char *curl_soname, const char *crypto_soname)
 
 /* ---- hashing ---- */
 
+static const char *algo_name(enum xferlib_hash_algo algo)
+{
+    switch (algo) {
+    case XFERLIB_SHA1:
+        return "SHA-1";
+    case XFERLIB_SHA512:
+        return "SHA-512";
+    case XFERLIB_SHA256:
+        break;
+    }
+    return "SHA-256";
+}
+
 int xferlib_hash_init(struct xferlib_hash *h, enum xferlib_hash_algo algo, struct error **err)
 {
     memset(h, 0, sizeof(*h));
@@ -280,17 +312,19 @@ int xferlib_hash_init(struct xferlib_hash *h, enum xferlib_hash_algo algo, struc
         return -1;
     }
     lib.hash_users++;
-    const EVP_MD *md = algo == XFERLIB_SHA512 ? xcrypto.EVP_sha512() : xcrypto.EVP_sha256();
+    const EVP_MD *md = algo == XFERLIB_SHA1     ? xcrypto.EVP_sha1()
+                       : algo == XFERLIB_SHA512 ? xcrypto.EVP_sha512()
+                                                : xcrypto.EVP_sha256();
     EVP_MD_CTX *ctx = xcrypto.EVP_MD_CTX_new();
     if (!md || !ctx || xcrypto.EVP_DigestInit_ex(ctx, md, NULL) != 1) {
         xcrypto.EVP_MD_CTX_free(ctx);
         lib.hash_users--;
         maybe_idle();
         return error_set(err, GRPC_INTERNAL, 0, "%s: %s digest init failed", lib.crypto_soname,
-                         algo == XFERLIB_SHA512 ? "SHA-512" : "SHA-256");
+                         algo_name(algo));
     }
     h->ctx = ctx;
-    h->md_len = algo == XFERLIB_SHA512 ? 64 : 32;
+    h->md_len = algo == XFERLIB_SHA1 ? 20 : algo == XFERLIB_SHA512 ? 64 : 32;
     return 0;
 }
 
@@ -302,20 +336,29 @@ void xferlib_hash_update(struct xferlib_hash *h, const void *data, size_t len)
         assert_state(!"EVP_DigestUpdate failed");
 }
 
-void xferlib_hash_final_hex(struct xferlib_hash *h, char *out)
+size_t xferlib_hash_final(struct xferlib_hash *h, uint8_t out[XFERLIB_HASH_MAX])
 {
     assert_state(h->ctx);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (xcrypto.EVP_DigestFinal_ex(h->ctx, md, &len) != 1 || len != h->md_len)
+    if (xcrypto.EVP_DigestFinal_ex(h->ctx, md, &len) != 1 || len != h->md_len ||
+        len > XFERLIB_HASH_MAX)
         assert_state(!"EVP_DigestFinal_ex failed");
+    memcpy(out, md, len);
+    xferlib_hash_clear(h);
+    return len;
+}
+
+void xferlib_hash_final_hex(struct xferlib_hash *h, char *out)
+{
+    uint8_t md[XFERLIB_HASH_MAX];
+    size_t len = xferlib_hash_final(h, md);
     static const char digits[] = "0123456789abcdef";
-    for (unsigned int i = 0; i < len; i++) {
+    for (size_t i = 0; i < len; i++) {
         out[2 * i] = digits[md[i] >> 4];
         out[2 * i + 1] = digits[md[i] & 0xf];
     }
     out[2 * len] = '\0';
-    xferlib_hash_clear(h);
 }
 
 void xferlib_hash_clear(struct xferlib_hash *h)

@@ -207,11 +207,15 @@ int ctr_log_feed(struct ctr_log *log, enum ctr_log_stream s, const void *data, s
 int ctr_log_flush(struct ctr_log *log, enum ctr_log_stream s)
 {
     struct ctr_log_buf *buf = &log->bufs[s];
-    if (buf->len == 0)
-        return 0;
-    size_t n = buf->len;
+    int rc = 0;
+    /* A full tty line with its held '\r' is one byte over a record's size. */
+    for (size_t off = 0; off < buf->len; off += CTR_LOG_MAX_LINE) {
+        size_t n = buf->len - off < CTR_LOG_MAX_LINE ? buf->len - off : CTR_LOG_MAX_LINE;
+        if (write_record(log, s, 'P', buf->data + off, n, NULL, 0) < 0)
+            rc = -1;
+    }
     buf->len = 0;
-    return write_record(log, s, 'P', buf->data, n, NULL, 0);
+    return rc;
 }
 
 static int open_path(const char *path)

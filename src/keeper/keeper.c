@@ -79,22 +79,43 @@
  * together with memory.failcnt > 0 (v1). Without --cgroup-path it is false.
  *
  * Control socket <state-dir>/ctl.sock, AF_UNIX stream, 0600, at most 4
- * clients, line commands of at most 127 bytes; every command gets one reply
- * line, "ok\n" or "error <message>\n":
+ * clients, line commands of at most 127 bytes (assembled and parsed by
+ * protocol.c); every command gets one reply line, "ok\n" or "error <message>\n":
  *   reopen               reopen log-path (the kubelet rotates by renaming the
  *                        file, then asks for a reopen); unfinished lines go
  *                        to the new file
- *   resize <cols> <rows> TIOCSWINSZ on the pty master (--tty only)
+ *   resize <cols> <rows> TIOCSWINSZ on the pty master (--tty only); sizes
+ *                        in decimal, 1..65535
  *   stdin-close          close the write end of the stdin pipe (--stdin only);
  *                        with --tty, send the terminal's EOF character instead
- * Attach (forwarding stdin and output to clients) is out of scope for now;
- * --stdin-once is accepted for that future use and changes nothing yet.
+ *
+ * Attach socket <state-dir>/attach.sock, AF_UNIX stream, 0600 (reached like
+ * ctl.sock), at most 4 clients at once. A client sends one line first,
+ * "attach" followed by any of the words "stdin", "stdout", "stderr" (what it
+ * wants), at most 63 bytes. Then:
+ *   keeper -> client: frames <stream u8><length u16 big-endian><bytes>, stream
+ *                     1 stdout, 2 stderr (a tty has only 1), 3 an error text
+ *                     after which the keeper closes the connection. Every
+ *                     piece of container output goes to every client that
+ *                     wants its stream, and still to the log.
+ *   client -> keeper: raw bytes for the container's stdin (with "stdin", when
+ *                     the container has one: --stdin; else read and dropped).
+ *                     The client's end of input (shutdown(SHUT_WR) or
+ *                     closing) ends its attach session; with --stdin-once the
+ *                     container's stdin is then closed (tty: the terminal's
+ *                     EOF character is sent), as after "stdin-close".
+ * A client that does not read is never waited for: what the socket does not
+ * take goes to a 20 KiB buffer of its own; when that is full, the client is
+ * cut off (closed), and the container and the log go on. When the container
+ * has exited, clients get what is buffered for at most 1 s, then the
+ * connection closes: EOF means the container's output is over.
  *
  * Exit status: 0 after exit.json is written, 1 on a failure reported on fd 3
  * (and stderr), 2 on a usage error. Diagnostics go to stderr, one line each.
  *
- * Memory: a 16 KiB read buffer and the log writer's 2 x 16 KiB line buffers
- * are static; container output never grows memory. Statically linked, the
+ * Memory: a 16 KiB read buffer, the log writer's 2 x 16 KiB line buffers and
+ * each attach client's 20 KiB output and 4 KiB input buffers are static;
+ * container output never grows memory. Statically linked, the
  * keeper's RssAnon is about 70 KiB while a container logs short lines and
  * about 110 KiB with every buffer in use (dynamically linked: +45 KiB).
  *
@@ -123,6 +144,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,7 +169,13 @@
 #define READ_BUF_SIZE (16 * 1024)
 #define RUNTIME_OUTPUT_CAP 2048
 #define MAX_CLIENTS 4
-#define CLIENT_LINE_MAX KEEPER_CTL_LINE_MAX
+#define MAX_ATTACH 4
+#define ATTACH_LINE_MAX KEEPER_ATTACH_LINE_MAX
+#define ATTACH_HEADER KEEPER_ATTACH_HEADER
+/* A whole read (READ_BUF_SIZE) framed, plus what a partly written frame left. */
+#define ATTACH_OUT_SIZE (20 * 1024)
+#define ATTACH_IN_SIZE 4096
+#define ATTACH_FLUSH_MS 1000
 #define DRAIN_TIMEOUT_MS 2000
 /* Every state file path fits; checked against --state-dir at start-up. Socket
  * addresses are shorter: see sock_addr(). */
@@ -176,8 +204,26 @@ struct opts {
 
 struct client {
     int fd;
-    size_t len;
-    char line[CLIENT_LINE_MAX];
+    struct keeper_ctl_buf buf;
+};
+
+enum attach_stream {
+    ATTACH_STDOUT = KEEPER_ATTACH_FRAME_STDOUT,
+    ATTACH_STDERR = KEEPER_ATTACH_FRAME_STDERR,
+    ATTACH_ERROR = KEEPER_ATTACH_FRAME_ERROR,
+};
+
+struct attach {
+    int fd;     /* -1: free slot */
+    bool ready; /* the request line was read */
+    bool want_in, want_out, want_err;
+    bool in_done; /* the client's input ended */
+    size_t line_len;
+    char line[ATTACH_LINE_MAX];
+    size_t out_len;        /* framed output the socket has not taken yet (in out) */
+    size_t in_off, in_len; /* stdin bytes read, not yet written to the container (in in) */
+    uint8_t *out;          /* attach_out[slot]: ATTACH_OUT_SIZE bytes */
+    uint8_t *in;           /* attach_in[slot]: ATTACH_IN_SIZE bytes */
 };
 
 struct keeper {
@@ -206,9 +252,15 @@ struct keeper {
     size_t rt_len;
     char rt_out[RUNTIME_OUTPUT_CAP];
     struct client clients[MAX_CLIENTS];
+    int attach_fd; /* listening attach socket */
 };
 
 static struct keeper k;
+static struct attach attached[MAX_ATTACH];
+/* Apart from the slots, so that only a buffer in use is ever resident. */
+static uint8_t attach_out[MAX_ATTACH][ATTACH_OUT_SIZE];
+static uint8_t attach_in[MAX_ATTACH][ATTACH_IN_SIZE];
+static void attach_fanout(enum ctr_log_stream s, const char *data, size_t n);
 static struct ctr_log log_writer;
 static char read_buf[READ_BUF_SIZE];
 static mode_t saved_umask;
@@ -318,6 +370,8 @@ static void remove_sockets(void)
         unlink(state_path(path, KEEPER_SOCKET_CTL));
     if (k.console_fd >= 0)
         unlink(state_path(path, KEEPER_SOCKET_CONSOLE));
+    if (k.attach_fd >= 0)
+        unlink(state_path(path, KEEPER_SOCKET_ATTACH));
 }
 
 /*
@@ -899,10 +953,12 @@ static void on_output(int *fd, enum ctr_log_stream s)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n > 0) {
-        if (k.state == KEEPER_CREATING)
+        if (k.state == KEEPER_CREATING) {
             capture_runtime_output(read_buf, (size_t)n);
-        else
+        } else {
             ctr_log_feed(&log_writer, s, read_buf, (size_t)n);
+            attach_fanout(s, read_buf, (size_t)n);
+        }
         return;
     }
     /* EOF, or EIO on a pty master whose slave side is closed everywhere. */
@@ -949,82 +1005,84 @@ static void reply(struct client *c, const char *fmt, ...)
         close_fd(&c->fd);
 }
 
-static bool parse_dim(const char *s, char **end, unsigned short *out)
+/* Close the container's stdin (tty: send the terminal's EOF); NULL, or why not. */
+static const char *close_container_stdin(void)
 {
-    errno = 0;
-    unsigned long v = strtoul(s, end, 10);
-    if (errno || *end == s || v == 0 || v > 65535)
-        return false;
-    *out = (unsigned short)v;
-    return true;
+    static char why[128];
+    if (!k.o.stdin_open)
+        return "the container has no stdin";
+    if (!k.o.tty) {
+        close_fd(&k.in_fd);
+        return NULL;
+    }
+    struct termios t;
+    char eof = 4;
+    if (k.out_fd < 0)
+        return "the terminal is closed";
+    if (tcgetattr(k.out_fd, &t) == 0 && t.c_cc[VEOF] != _POSIX_VDISABLE)
+        eof = (char)t.c_cc[VEOF];
+    if (write(k.out_fd, &eof, 1) != 1) {
+        snprintf(why, sizeof(why), "write EOF to the terminal: %s", strerror(errno));
+        return why;
+    }
+    return NULL;
 }
 
-static void run_command(struct client *c, char *cmd)
+static void run_command(struct client *c, const char *line, size_t len)
 {
-    size_t n = strlen(cmd);
-    if (n > 0 && cmd[n - 1] == '\r')
-        cmd[--n] = '\0';
-    if (strcmp(cmd, KEEPER_CMD_REOPEN) == 0) {
+    struct keeper_ctl_request req;
+    keeper_ctl_parse(line, len, &req);
+    switch (req.cmd) {
+    case KEEPER_CTL_REOPEN:
         if (ctr_log_reopen(&log_writer) < 0)
             reply(c, KEEPER_REPLY_ERROR "reopen %s: %s\n", k.o.log_path, strerror(errno));
         else
             reply(c, KEEPER_REPLY_OK "\n");
-    } else if (strncmp(cmd, KEEPER_CMD_RESIZE " ", strlen(KEEPER_CMD_RESIZE " ")) == 0) {
-        struct winsize ws = {0};
-        char *end;
-        if (!parse_dim(cmd + strlen(KEEPER_CMD_RESIZE " "), &end, &ws.ws_col) || *end != ' ' ||
-            !parse_dim(end + 1, &end, &ws.ws_row) || *end)
-            reply(c, KEEPER_REPLY_ERROR "usage: resize <cols> <rows>\n");
-        else if (!k.o.tty || k.out_fd < 0)
+        break;
+    case KEEPER_CTL_RESIZE: {
+        struct winsize ws = {.ws_col = req.cols, .ws_row = req.rows};
+        if (!k.o.tty || k.out_fd < 0)
             reply(c, KEEPER_REPLY_ERROR "the container has no terminal\n");
         else if (ioctl(k.out_fd, TIOCSWINSZ, &ws) < 0)
             reply(c, KEEPER_REPLY_ERROR "resize: %s\n", strerror(errno));
         else
             reply(c, KEEPER_REPLY_OK "\n");
-    } else if (strcmp(cmd, KEEPER_CMD_STDIN_CLOSE) == 0) {
-        if (!k.o.stdin_open) {
-            reply(c, KEEPER_REPLY_ERROR "the container has no stdin\n");
-        } else if (k.o.tty) {
-            struct termios t;
-            char eof = 4;
-            if (k.out_fd < 0) {
-                reply(c, KEEPER_REPLY_ERROR "the terminal is closed\n");
-                return;
-            }
-            if (tcgetattr(k.out_fd, &t) == 0 && t.c_cc[VEOF] != _POSIX_VDISABLE)
-                eof = (char)t.c_cc[VEOF];
-            if (write(k.out_fd, &eof, 1) != 1)
-                reply(c, KEEPER_REPLY_ERROR "write EOF to the terminal: %s\n", strerror(errno));
-            else
-                reply(c, KEEPER_REPLY_OK "\n");
-        } else {
-            close_fd(&k.in_fd);
+        break;
+    }
+    case KEEPER_CTL_USAGE:
+        reply(c, KEEPER_REPLY_ERROR "usage: resize <cols> <rows>\n");
+        break;
+    case KEEPER_CTL_STDIN_CLOSE: {
+        const char *why = close_container_stdin();
+        if (why)
+            reply(c, KEEPER_REPLY_ERROR "%s\n", why);
+        else
             reply(c, KEEPER_REPLY_OK "\n");
-        }
-    } else {
+        break;
+    }
+    case KEEPER_CTL_UNKNOWN:
         reply(c, KEEPER_REPLY_ERROR "unknown command\n");
+        break;
     }
 }
 
 static void on_client(struct client *c)
 {
-    ssize_t n = recv(c->fd, c->line + c->len, sizeof(c->line) - c->len, MSG_DONTWAIT);
+    size_t room = 0;
+    char *tail = keeper_ctl_room(&c->buf, &room);
+    ssize_t n = recv(c->fd, tail, room, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
         close_fd(&c->fd);
         return;
     }
-    c->len += (size_t)n;
-    char *nl;
-    while (c->fd >= 0 && (nl = memchr(c->line, '\n', c->len)) != NULL) {
-        *nl = '\0';
-        run_command(c, c->line);
-        size_t used = (size_t)(nl + 1 - c->line);
-        memmove(c->line, nl + 1, c->len - used);
-        c->len -= used;
-    }
-    if (c->fd >= 0 && c->len == sizeof(c->line)) {
+    keeper_ctl_received(&c->buf, (size_t)n);
+    const char *line;
+    size_t len = 0;
+    while (c->fd >= 0 && (line = keeper_ctl_next_line(&c->buf, &len)) != NULL)
+        run_command(c, line, len);
+    if (c->fd >= 0 && keeper_ctl_overflow(&c->buf)) {
         reply(c, KEEPER_REPLY_ERROR "line too long\n");
         close_fd(&c->fd);
     }
@@ -1038,13 +1096,252 @@ static void on_ctl_listen(void)
     for (int i = 0; i < MAX_CLIENTS; i++) {
         if (k.clients[i].fd < 0) {
             k.clients[i].fd = fd;
-            k.clients[i].len = 0;
+            memset(&k.clients[i].buf, 0, sizeof(k.clients[i].buf));
             return;
         }
     }
     struct client busy = {.fd = fd};
     reply(&busy, KEEPER_REPLY_ERROR "too many clients\n");
     close(fd);
+}
+
+/* ---------------------------------------------------------------------- */
+/* attach socket                                                           */
+/* ---------------------------------------------------------------------- */
+
+/* Where the container's stdin is written: the pipe, or the pty master. */
+static int stdin_target(void)
+{
+    if (!k.o.stdin_open)
+        return -1;
+    return k.o.tty ? k.out_fd : k.in_fd;
+}
+
+static void attach_close(struct attach *a)
+{
+    bool had_stdin = a->ready && a->want_in && !a->in_done;
+    close_fd(&a->fd);
+    a->ready = false;
+    a->out_len = a->in_len = a->in_off = a->line_len = 0;
+    /* The first attach session with stdin is over: stdin_once closes the container's. */
+    if (had_stdin && k.o.stdin_once && k.state != KEEPER_DONE)
+        close_container_stdin();
+}
+
+/* Send what is buffered; false when the client had to be closed. */
+static bool attach_flush(struct attach *a)
+{
+    while (a->out_len > 0) {
+        ssize_t n = send(a->fd, a->out, a->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return true;
+        if (n <= 0) {
+            attach_close(a);
+            return false;
+        }
+        memmove(a->out, a->out + n, a->out_len - (size_t)n);
+        a->out_len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Queue one frame for a client; a client too slow to take it is cut off. */
+static void attach_send(struct attach *a, enum attach_stream s, const char *data, size_t n)
+{
+    while (n > 0 && a->fd >= 0) {
+        size_t piece = n > 0xffff ? 0xffff : n;
+        if (a->out_len + ATTACH_HEADER + piece > ATTACH_OUT_SIZE && attach_flush(a) &&
+            a->out_len + ATTACH_HEADER + piece > ATTACH_OUT_SIZE) {
+            diag("attach client too slow, cut off (%zu bytes waiting)", a->out_len);
+            attach_close(a);
+            return;
+        }
+        if (a->fd < 0)
+            return;
+        uint8_t *p = a->out + a->out_len;
+        p[0] = (uint8_t)s;
+        p[1] = (uint8_t)(piece >> 8);
+        p[2] = (uint8_t)piece;
+        memcpy(p + ATTACH_HEADER, data, piece);
+        a->out_len += ATTACH_HEADER + piece;
+        data += piece;
+        n -= piece;
+        attach_flush(a);
+    }
+}
+
+/* Container output: to every attached client that wants this stream. */
+static void attach_fanout(enum ctr_log_stream s, const char *data, size_t n)
+{
+    for (int i = 0; i < MAX_ATTACH; i++) {
+        struct attach *a = &attached[i];
+        if (a->fd < 0 || !a->ready)
+            continue;
+        bool out = s == CTR_LOG_STDOUT;
+        if ((out && a->want_out) || (!out && a->want_err))
+            attach_send(a, out ? ATTACH_STDOUT : ATTACH_STDERR, data, n);
+    }
+}
+
+static void attach_error(struct attach *a, const char *msg)
+{
+    attach_send(a, ATTACH_ERROR, msg, strlen(msg));
+    attach_close(a);
+}
+
+/* The request line: "attach" and the streams wanted. */
+static void attach_request(struct attach *a, char *line)
+{
+    size_t n = strlen(line);
+    if (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0';
+    char *save = NULL;
+    char *w = strtok_r(line, " ", &save);
+    if (!w || strcmp(w, KEEPER_ATTACH_REQUEST) != 0) {
+        attach_error(a, "expected: attach [stdin] [stdout] [stderr]");
+        return;
+    }
+    while ((w = strtok_r(NULL, " ", &save))) {
+        if (strcmp(w, KEEPER_ATTACH_STDIN) == 0)
+            a->want_in = true;
+        else if (strcmp(w, KEEPER_ATTACH_STDOUT) == 0)
+            a->want_out = true;
+        else if (strcmp(w, KEEPER_ATTACH_STDERR) == 0)
+            a->want_err = true;
+        else {
+            attach_error(a, "unknown stream in attach request");
+            return;
+        }
+    }
+    a->ready = true;
+}
+
+/* Write a client's pending input to the container's stdin, as far as it takes it. */
+static void attach_write_stdin(struct attach *a)
+{
+    int fd = stdin_target();
+    if (fd < 0 || !a->want_in) {
+        a->in_len = a->in_off = 0; /* no stdin: dropped */
+        return;
+    }
+    while (a->in_off < a->in_len) {
+        ssize_t n = write(fd, a->in + a->in_off, a->in_len - a->in_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n < 0) {
+            a->in_len = a->in_off = 0; /* stdin gone (EPIPE): the rest is dropped */
+            return;
+        }
+        a->in_off += (size_t)n;
+    }
+    a->in_len = a->in_off = 0;
+}
+
+static void on_attach_readable(struct attach *a)
+{
+    if (!a->ready) {
+        ssize_t n =
+            recv(a->fd, a->line + a->line_len, sizeof(a->line) - 1 - a->line_len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            attach_close(a);
+            return;
+        }
+        a->line_len += (size_t)n;
+        a->line[a->line_len] = '\0';
+        char *nl = memchr(a->line, '\n', a->line_len);
+        if (!nl) {
+            if (a->line_len == sizeof(a->line) - 1)
+                attach_error(a, "attach request line too long");
+            return;
+        }
+        *nl = '\0';
+        size_t rest = a->line_len - (size_t)(nl + 1 - a->line);
+        char extra[ATTACH_LINE_MAX];
+        memcpy(extra, nl + 1, rest);
+        attach_request(a, a->line);
+        if (a->fd < 0)
+            return;
+        /* Input sent right after the line. */
+        memcpy(a->in, extra, rest);
+        a->in_len = rest;
+        attach_write_stdin(a);
+        return;
+    }
+    if (a->in_len > 0)
+        return; /* not polled for input until the last piece is written */
+    ssize_t n = recv(a->fd, a->in, ATTACH_IN_SIZE, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0) {
+        attach_close(a);
+        return;
+    }
+    if (n == 0) {
+        /* The client's input is over; its output goes on until it closes. */
+        if (!a->in_done) {
+            bool had_stdin = a->want_in;
+            a->in_done = true;
+            if (had_stdin && k.o.stdin_once)
+                close_container_stdin();
+        }
+        if (!a->want_out && !a->want_err)
+            attach_close(a);
+        return;
+    }
+    a->in_len = (size_t)n;
+    a->in_off = 0;
+    attach_write_stdin(a);
+}
+
+static void on_attach_listen(void)
+{
+    int fd = accept4(k.attach_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    for (int i = 0; i < MAX_ATTACH; i++) {
+        struct attach *a = &attached[i];
+        if (a->fd < 0) {
+            memset(a, 0, sizeof(*a));
+            a->fd = fd;
+            a->out = attach_out[i];
+            a->in = attach_in[i];
+            return;
+        }
+    }
+    static const char msg[] = "\x03\x00\x19too many attached clients";
+    (void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
+}
+
+/* The container is gone: give clients their buffered output for a moment, then close. */
+static void attach_finish(void)
+{
+    int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)ATTACH_FLUSH_MS * 1000000;
+    for (;;) {
+        struct pollfd pfd[MAX_ATTACH];
+        int n = 0;
+        for (int i = 0; i < MAX_ATTACH; i++) {
+            if (attached[i].fd >= 0 && attached[i].out_len > 0)
+                pfd[n++] = (struct pollfd){.fd = attached[i].fd, .events = POLLOUT};
+        }
+        int64_t left = deadline - now_ns(CLOCK_MONOTONIC);
+        if (n == 0 || left <= 0)
+            break;
+        if (poll(pfd, (nfds_t)n, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < MAX_ATTACH; i++) {
+            if (attached[i].fd >= 0 && attached[i].out_len > 0)
+                attach_flush(&attached[i]);
+        }
+    }
+    for (int i = 0; i < MAX_ATTACH; i++)
+        close_fd(&attached[i].fd);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1059,13 +1356,25 @@ enum watch {
     W_STDOUT,
     W_STDERR,
     W_RUNTIME,
+    W_ATTACH_LISTEN,
+    W_STDIN,  /* the container's stdin became writable (attach input waiting) */
     W_CLIENT, /* + client index */
+    W_ATTACH = W_CLIENT + MAX_CLIENTS, /* + attach index */
 };
+
+static bool attach_input_waiting(void)
+{
+    for (int i = 0; i < MAX_ATTACH; i++) {
+        if (attached[i].fd >= 0 && attached[i].in_len > 0)
+            return true;
+    }
+    return false;
+}
 
 static void loop(void)
 {
-    struct pollfd pfd[W_CLIENT + MAX_CLIENTS];
-    int what[W_CLIENT + MAX_CLIENTS];
+    struct pollfd pfd[W_ATTACH + MAX_ATTACH];
+    int what[W_ATTACH + MAX_ATTACH];
     while (k.state != KEEPER_DONE) {
         int n = 0;
 #define WATCH(fd_, w_)                                                                             \
@@ -1084,6 +1393,19 @@ static void loop(void)
         WATCH(k.rt_fd, W_RUNTIME);
         for (int i = 0; i < MAX_CLIENTS; i++)
             WATCH(k.clients[i].fd, W_CLIENT + i);
+        WATCH(k.state == KEEPER_CREATING ? -1 : k.attach_fd, W_ATTACH_LISTEN);
+        for (int i = 0; i < MAX_ATTACH; i++) {
+            struct attach *a = &attached[i];
+            if (a->fd < 0)
+                continue;
+            short ev = (short)((a->in_len == 0 ? POLLIN : 0) | (a->out_len > 0 ? POLLOUT : 0));
+            pfd[n] = (struct pollfd){.fd = a->fd, .events = ev};
+            what[n++] = W_ATTACH + i;
+        }
+        if (attach_input_waiting() && stdin_target() >= 0) {
+            pfd[n] = (struct pollfd){.fd = stdin_target(), .events = POLLOUT};
+            what[n++] = W_STDIN;
+        }
 #undef WATCH
 
         int timeout = -1;
@@ -1127,8 +1449,27 @@ static void loop(void)
             case W_RUNTIME:
                 on_runtime_output();
                 break;
+            case W_ATTACH_LISTEN:
+                on_attach_listen();
+                break;
+            case W_STDIN:
+                for (int j = 0; j < MAX_ATTACH; j++) {
+                    if (attached[j].fd >= 0 && attached[j].in_len > 0)
+                        attach_write_stdin(&attached[j]);
+                }
+                break;
             default:
-                on_client(&k.clients[what[i] - W_CLIENT]);
+                if (what[i] >= W_ATTACH) {
+                    struct attach *a = &attached[what[i] - W_ATTACH];
+                    if (a->fd < 0)
+                        break;
+                    if ((pfd[i].revents & POLLOUT) && !attach_flush(a))
+                        break;
+                    if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                        on_attach_readable(a);
+                } else {
+                    on_client(&k.clients[what[i] - W_CLIENT]);
+                }
                 break;
             }
         }
@@ -1201,6 +1542,9 @@ int main(int argc, char **argv)
     k.oom_before = -1;
     for (int i = 0; i < MAX_CLIENTS; i++)
         k.clients[i].fd = -1;
+    for (int i = 0; i < MAX_ATTACH; i++)
+        attached[i].fd = -1;
+    k.attach_fd = -1;
 
     close_inherited_fds();
     if (argc > 1 && strcmp(argv[1], "--" KEEPER_OPT_POD_INIT) == 0)
@@ -1217,9 +1561,13 @@ int main(int argc, char **argv)
     k.ctl_fd = listen_unix(path, KEEPER_SOCKET_CTL);
     if (k.ctl_fd < 0)
         fail("listen on %s: %s", path, strerror(errno));
+    k.attach_fd = listen_unix(path, KEEPER_SOCKET_ATTACH);
+    if (k.attach_fd < 0)
+        fail("listen on %s: %s", path, strerror(errno));
 
     k.state = KEEPER_CREATING;
     start_create();
     loop();
+    attach_finish();
     return 0;
 }

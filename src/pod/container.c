@@ -54,6 +54,7 @@ extern char **environ;
 #define RECORD_MAX (4 * 1024 * 1024)
 #define BUNDLE_CONFIG_MAX (4 * 1024 * 1024)
 #define REOPEN_TIMEOUT_MS 5000
+#define RESIZE_TIMEOUT_MS 5000
 #define EXIT_CODE_UNKNOWN 255
 /* A sane cap; container sockets do not depend on it (see container_reopen_log). */
 #define STATE_DIR_MAX 512
@@ -433,8 +434,11 @@ static void notify_waiters(struct ctr *c, const struct error *err)
 static void on_deleted_after_exit(const struct runtime_result *res, void *arg)
 {
     char *id = arg;
+    struct ctr *c = ctr_find(id);
     if (res->err)
         log_debug("runtime delete after exit failed container=%s: %s", id, res->err->msg);
+    else if (c && strcmp(c->pub.id, id) == 0)
+        c->runtime_released = true; /* RemoveContainer need not ask again */
     free(id);
 }
 
@@ -542,7 +546,7 @@ static void container_detach_and_teardown(struct ctr *c, void (*cb)(void *arg), 
     int pidfd = c->keeper ? loop_pidfd_dup(c->keeper) : -1;
     ctr_unwatch_keeper(c);
     log_info("container removed container=%s", c->pub.id);
-    ctr_teardown_start(c->pub.id, c->pub.runtime, pidfd, cb, arg);
+    ctr_teardown_start(c->pub.id, c->runtime_released ? NULL : c->pub.runtime, pidfd, cb, arg);
     loop_defer_free(ctr_free, c);
 }
 
@@ -918,6 +922,8 @@ static void on_exec_done(const struct runtime_result *res, void *arg)
             .out_len = res->out_len,
             .err = res->err_out,
             .err_len = res->err_len,
+            .out_truncated = res->out_truncated,
+            .err_truncated = res->err_truncated,
         };
         if (res->out_truncated || res->err_truncated)
             log_info("exec output truncated container=%s stdout=%zu stderr=%zu", eo->id,
@@ -942,11 +948,13 @@ static int write_small_file(const char *path, const char *text, struct error **e
     return 0;
 }
 
-int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
-                        size_t out_cap, container_exec_cb cb, void *arg, struct error **err)
+/* Both execs: process.json from the container's process with cmd and terminal, then the runtime. */
+static int exec_begin(const char *method, const char *id, char *const *cmd, size_t n_cmd,
+                      int64_t timeout_s, size_t out_cap, bool tty, const int *stdio,
+                      container_exec_cb cb, void *arg, struct error **err)
 {
     if (n_cmd == 0)
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "ExecSync: cmd is required");
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s: cmd is required", method);
     struct ctr *c = ctr_find(id);
     if (!c)
         return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
@@ -969,12 +977,12 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         json_t *s = json_string(cmd[i]);
         if (!s) {
             json_decref(args);
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "ExecSync: cmd is not UTF-8");
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "%s: cmd is not UTF-8", method);
         }
         json_array_append_new(args, s);
     }
     json_object_set_new(p, "args", args);
-    json_object_set_new(p, "terminal", json_false());
+    json_object_set_new(p, "terminal", json_boolean(tty));
     json_object_del(p, "consoleSize");
     _cleanup_free_ char *ptext = json_dumps(p, JSON_COMPACT);
     uint64_t seq = ++ctrs.exec_seq;
@@ -989,6 +997,8 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
         .pid_file = eo->pid_path,
         .timeout_ms = timeout_s > 0 ? timeout_s * 1000 : 0,
         .out_cap = out_cap,
+        .stdio = stdio,
+        .ctty = tty,
     };
     if (!ptext)
         error_set(err, GRPC_INTERNAL, 0, "encode process.json");
@@ -1003,23 +1013,83 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
     return 0;
 }
 
+int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t timeout_s,
+                        size_t out_cap, container_exec_cb cb, void *arg, struct error **err)
+{
+    return exec_begin("ExecSync", id, cmd, n_cmd, timeout_s, out_cap, false, NULL, cb, arg, err);
+}
+
+int container_exec_stream(const char *id, char *const *cmd, size_t n_cmd, bool tty,
+                          const int stdio[3], container_exec_cb cb, void *arg, struct error **err)
+{
+    return exec_begin("Exec", id, cmd, n_cmd, 0, 4096, tty, stdio, cb, arg, err);
+}
+
 /* ---------------------------------------------------------------------- */
-/* log reopen                                                              */
+/* the running container's keeper: log reopen, attach, resize              */
 /* ---------------------------------------------------------------------- */
 
-int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+/* The container, RUNNING with its keeper there; else NULL with NOT_FOUND or FAILED_PRECONDITION. */
+static struct ctr *find_kept(const char *id, struct error **err)
 {
     struct ctr *c = ctr_find(id);
     if (!c)
-        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id), NULL;
     if (c->pub.state != CONTAINER_RUNNING || !c->keeper)
         return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s is not running (%s)",
-                         c->pub.id, container_state_name(c->pub.state));
+                         c->pub.id, container_state_name(c->pub.state)),
+               NULL;
+    return c;
+}
+
+int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err)
+{
+    struct ctr *c = find_kept(id, err);
+    if (!c)
+        return -1;
     /* The keeper reopens the log file the kubelet has just renamed. */
     return keeper_ctl_send(c->pub.id, c->pub.state_dir, KEEPER_CMD_REOPEN, REOPEN_TIMEOUT_MS, cb,
                            arg, err)
                ? 0
                : -1;
+}
+
+int container_attach_connect(const char *id, bool in, bool out, bool errs, bool *tty,
+                             struct error **err)
+{
+    struct ctr *c = find_kept(id, err);
+    if (!c)
+        return -1;
+    *tty = c->pub.config->tty;
+    return keeper_attach_connect(c->pub.id, c->pub.state_dir, in, out, errs && !*tty, err);
+}
+
+/* Nobody waits for a resize: a failure only shows in the debug log. */
+static void on_resize_done(const struct error *err, void *arg)
+{
+    char *id = arg;
+    if (err)
+        log_debug("resize failed container=%s: %s", id, err->msg);
+    free(id);
+}
+
+int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err)
+{
+    struct ctr *c = find_kept(id, err);
+    if (!c)
+        return -1;
+    if (!c->pub.config->tty)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0, "container %s has no terminal",
+                         c->pub.id);
+    char cmd[32];
+    snprintf(cmd, sizeof(cmd), KEEPER_CMD_RESIZE " %u %u", cols, rows);
+    char *arg = xstrdup(c->pub.id);
+    if (!keeper_ctl_send(c->pub.id, c->pub.state_dir, cmd, RESIZE_TIMEOUT_MS, on_resize_done, arg,
+                         err)) {
+        free(arg);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------- */

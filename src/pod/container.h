@@ -86,6 +86,8 @@ struct container_exec_result {
     size_t out_len;
     const char *err;
     size_t err_len;
+    bool out_truncated; /* the stream went past the cap; out holds its first bytes */
+    bool err_truncated;
 };
 typedef void (*container_exec_cb)(const struct container_exec_result *res, const struct error *err,
                                   void *arg);
@@ -157,13 +159,43 @@ int container_exec_sync(const char *id, char *const *cmd, size_t n_cmd, int64_t 
                         size_t out_cap, container_exec_cb cb, void *arg, struct error **err);
 
 /*
- * The caller of an ExecSync went away: kill the exec (found by the arg given
+ * Exec for the streaming server: cmd in the running container with the
+ * caller's stdio (borrowed; the caller closes its copies once this returns).
+ * Without tty, stdio holds the process's stdin (-1: /dev/null), stdout and
+ * stderr. With tty, all three are the slave of a pty whose master the caller
+ * keeps: the OCI runtime relays it to the container's own terminal, and a
+ * size set on it (TIOCSWINSZ) reaches the container. cb gets the exit code
+ * (128 + signal for a killed process) and no output, or an error; it does
+ * not run after container_exec_cancel(arg). Errors as for ExecSync.
+ */
+int container_exec_stream(const char *id, char *const *cmd, size_t n_cmd, bool tty,
+                          const int stdio[3], container_exec_cb cb, void *arg, struct error **err);
+
+/*
+ * The caller of an ExecSync or a streaming exec went away: kill the exec (found by the arg given
  * to container_exec_sync()); its callback will not run. No-op when done.
  */
 void container_exec_cancel(void *arg);
 
 /* ReopenContainerLog: FAILED_PRECONDITION unless RUNNING; asks the keeper to reopen. */
 int container_reopen_log(const char *id, container_done_cb cb, void *arg, struct error **err);
+
+/*
+ * Attach: a connected, non-blocking socket (owned) to the container's keeper
+ * attach socket, the request for its stdin (in), stdout (out) and stderr
+ * (errs; never with a terminal) sent: what follows is the keeper's attach
+ * framing (keeper/protocol.h). *tty tells whether the container has a
+ * terminal. NOT_FOUND, FAILED_PRECONDITION unless RUNNING.
+ */
+int container_attach_connect(const char *id, bool in, bool out, bool errs, bool *tty,
+                             struct error **err);
+
+/*
+ * Resize the container's terminal: the keeper is asked and nobody waits for
+ * its answer (a failure shows in the debug log). NOT_FOUND,
+ * FAILED_PRECONDITION without a terminal or unless RUNNING.
+ */
+int container_resize(const char *id, uint16_t cols, uint16_t rows, struct error **err);
 
 /*
  * Verbose ContainerStatus info (owned JSON text): ids, pids, runtime, paths, and

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -751,6 +752,28 @@ static json_t *image_config_json(const struct store_image *img, struct error **e
     return j;
 }
 
+/*
+ * The log file <log_dir>/<log_path> must be a path the keeper can open: no
+ * control characters (a newline in a file name), at most PATH_MAX - 1 bytes
+ * in all and NAME_MAX per component (ENAMETOOLONG was an INTERNAL error).
+ */
+static int check_log_path(const char *log_dir, const char *log_path, struct error **err)
+{
+    if (!log_path || !*log_path || !log_dir || !*log_dir)
+        return 0;
+    if (path_has_control(log_path))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "config.log_path has a control character");
+    size_t total = strlen(log_dir) + 1 + strlen(log_path);
+    if (total >= PATH_MAX)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_path: the log file path would be %zu bytes long (max %d)",
+                         total, PATH_MAX - 1);
+    if (path_longest_component(log_path) > NAME_MAX)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_path has a name longer than %d bytes", NAME_MAX);
+    return 0;
+}
+
 int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig *config,
                      container_created_cb cb, void *arg, struct error **err)
 {
@@ -793,6 +816,12 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     if (config->log_path && path_has_dotdot(config->log_path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "log path %s has a \"..\" component",
                          config->log_path);
+    if (check_log_path(log_dir, config->log_path, err) < 0)
+        return -1;
+    int sig = ctr_cri_signal(config->stop_signal);
+    if (config->stop_signal != RUNTIME__V1__SIGNAL__RUNTIME_DEFAULT && sig <= 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "config.stop_signal %d is not a signal",
+                         (int)config->stop_signal);
     _cleanup_json_ json_t *image_config = image_config_json(img, err);
     if (!image_config)
         return -1;
@@ -810,7 +839,6 @@ int container_create(const char *sandbox_id, const Runtime__V1__ContainerConfig 
     for (size_t i = 0; i < img->n_layers; i++)
         c->pub.chain_ids[i] = xstrdup(img->chain_ids[i]);
     c->pub.runtime = xstrdup(handler);
-    int sig = ctr_cri_signal(config->stop_signal);
     if (sig <= 0) {
         const json_t *ic = json_object_get(image_config, "config");
         sig = runtime_signal_parse(json_string_value(json_object_get(ic, "StopSignal")));

@@ -301,32 +301,42 @@ static void on_ctl_timeout(void *arg)
     ctl_finish(k, err);
 }
 
-struct keeper_ctl *keeper_ctl_send(const char *id, const char *state_dir, const char *cmd,
-                                   int64_t timeout_ms, keeper_ctl_cb cb, void *arg,
-                                   struct error **err)
+/*
+ * A connected, non-blocking socket to the keeper's socket <state_dir>/<name>.
+ * A long state dir does not fit sun_path: connect through an O_PATH fd on it
+ * (the path is resolved at connect time; the fd can go right after).
+ */
+static int keeper_connect(const char *id, const char *state_dir, const char *name,
+                          struct error **err)
 {
-    /* A long state dir does not fit sun_path: connect through an O_PATH fd on it
-     * (the path is resolved at connect time; the fd can go right after). */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     _cleanup_close_ int dir_fd = -1;
-    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" KEEPER_SOCKET_CTL, state_dir) >=
+    if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", state_dir, name) >=
         sizeof(sa.sun_path)) {
         dir_fd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dir_fd < 0)
             return error_set(err, errno == ENOENT ? GRPC_FAILED_PRECONDITION : GRPC_INTERNAL, errno,
-                             "container %s: open %s", id, state_dir),
-                   NULL;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" KEEPER_SOCKET_CTL, dir_fd);
+                             "container %s: open %s", id, state_dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd, name);
     }
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "socket"), NULL;
+        return error_set(err, GRPC_INTERNAL, errno, "socket");
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         return error_set(err,
                          errno == ENOENT || errno == ECONNREFUSED ? GRPC_FAILED_PRECONDITION
                                                                   : GRPC_UNAVAILABLE,
-                         errno, "container %s: connect to the keeper", id),
-               NULL;
+                         errno, "container %s: connect to the keeper", id);
+    return steal_fd(&fd);
+}
+
+struct keeper_ctl *keeper_ctl_send(const char *id, const char *state_dir, const char *cmd,
+                                   int64_t timeout_ms, keeper_ctl_cb cb, void *arg,
+                                   struct error **err)
+{
+    _cleanup_close_ int fd = keeper_connect(id, state_dir, KEEPER_SOCKET_CTL, err);
+    if (fd < 0)
+        return NULL;
     _cleanup_free_ char *line = xasprintf("%s\n", cmd);
     size_t len = strlen(line);
     if (len > KEEPER_CTL_LINE_MAX)
@@ -354,4 +364,22 @@ void keeper_ctl_abort_all(const struct error *err)
 {
     while (!TAILQ_EMPTY(&ctls))
         ctl_finish(TAILQ_FIRST(&ctls), err);
+}
+
+/* ---- the attach socket ---- */
+
+int keeper_attach_connect(const char *id, const char *state_dir, bool in, bool out, bool errs,
+                          struct error **err)
+{
+    _cleanup_close_ int fd = keeper_connect(id, state_dir, KEEPER_SOCKET_ATTACH, err);
+    if (fd < 0)
+        return -1;
+    char line[KEEPER_ATTACH_LINE_MAX];
+    int n = snprintf(line, sizeof(line), "%s%s%s%s\n", KEEPER_ATTACH_REQUEST,
+                     in ? " " KEEPER_ATTACH_STDIN : "", out ? " " KEEPER_ATTACH_STDOUT : "",
+                     errs ? " " KEEPER_ATTACH_STDERR : "");
+    /* A fresh unix socket takes a few bytes at once. */
+    if (send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n)
+        return error_set(err, GRPC_UNAVAILABLE, errno, "container %s: attach to the keeper", id);
+    return steal_fd(&fd);
 }

@@ -3,7 +3,7 @@
  * The daemon's side of the keeper protocol (keeper/protocol.h): starting a
  * container's tinycri-keeper, reading what it reports (the status line) and
  * records (exit.json, keeper.log), recognising a keeper after a restart,
- * and sending it commands on its control socket. pod/container drives
+ * sending it commands on its control socket and joining its attach socket. pod/container drives
  * these; the keeper itself is src/keeper/keeper.c.
  */
 #ifndef TINYCRI_POD_KEEPER_CLIENT_H
@@ -79,5 +79,15 @@ struct keeper_ctl *keeper_ctl_send(const char *id, const char *state_dir, const 
 
 /* End every command still waiting: each cb gets err (the daemon is stopping). */
 void keeper_ctl_abort_all(const struct error *err);
+
+/*
+ * Attach: a connected, non-blocking socket (owned) to <state_dir>/attach.sock
+ * with the request line sent for the streams wanted (in: the container's
+ * stdin; out, errs: its stdout, stderr). What follows on it is the keeper's
+ * attach framing (keeper/protocol.h). Errors: FAILED_PRECONDITION (no keeper
+ * listening), UNAVAILABLE, INTERNAL.
+ */
+int keeper_attach_connect(const char *id, const char *state_dir, bool in, bool out, bool errs,
+                          struct error **err);
 
 #endif

@@ -75,10 +75,9 @@ static void push_mount(struct build *b, char *clean_dst, json_t *obj)
     b->n_mounts++;
 }
 
-static int add_bind(struct build *b, const char *dst, const char *src, const char *propagation,
-                    const char *ro, struct error **err)
+static int add_bind_opts(struct build *b, const char *dst, const char *src, const char *const *opts,
+                         struct error **err)
 {
-    const char *opts[] = {"rbind", propagation, ro, NULL};
     char *clean = oci_path_clean(dst);
     json_t *m = mount_json(clean, "bind", src, opts, err);
     if (!m) {
@@ -87,6 +86,13 @@ static int add_bind(struct build *b, const char *dst, const char *src, const cha
     }
     push_mount(b, clean, m);
     return 0;
+}
+
+static int add_bind(struct build *b, const char *dst, const char *src, const char *propagation,
+                    const char *ro, struct error **err)
+{
+    const char *opts[] = {"rbind", propagation, ro, NULL};
+    return add_bind_opts(b, dst, src, opts, err);
 }
 
 static int add_sandbox_files(struct build *b, struct error **err)
@@ -105,8 +111,11 @@ static int add_sandbox_files(struct build *b, struct error **err)
             return -1;
     /* The host's IPC namespace goes with the host's /dev/shm. */
     const char *shm = b->ns[NS_IPC].source == NS_HOST ? "/dev/shm" : b->in->shm_dir;
+    /* What a tmpfs /dev/shm has, also when it is the pod's or the host's. */
+    static const char *const shm_opts[] = {"rbind", "rprivate", "rw", "nosuid",
+                                           "nodev", "noexec",   NULL};
     if (oci_is_set(shm) && !cri_mounts_path(b, "/dev/shm") &&
-        add_bind(b, "/dev/shm", shm, "rprivate", "rw", err) < 0)
+        add_bind_opts(b, "/dev/shm", shm, shm_opts, err) < 0)
         return -1;
     return 0;
 }
@@ -275,20 +284,77 @@ static int check_host_propagation(const struct build *b, const char *src, bool n
                      src, best, need_shared ? "shared" : "shared or slave");
 }
 
-static int add_cri_mount(struct build *b, const Runtime__V1__Mount *m, struct error **err)
+/*
+ * Where a bind mount may not go, as runc has it: over /proc, or inside it
+ * but for the files lxcfs emulates.
+ */
+static bool is_forbidden_proc_mount(const char *clean)
 {
+    static const char *const lxcfs[] = {
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+    };
+    if (strcmp(clean, "/proc") != 0 && !str_has_prefix(clean, "/proc/"))
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(lxcfs); i++)
+        if (strcmp(clean, lxcfs[i]) == 0)
+            return false;
+    return true;
+}
+
+/* The container and host paths of CRI mount i. Errors name the field. */
+static int check_mount_paths(const Runtime__V1__Mount *m, size_t i, struct error **err)
+{
+    const char *cp = m->container_path ? m->container_path : "";
+    const char *hp = m->host_path ? m->host_path : "";
+    if (path_has_control(cp))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].container_path has a control character", i);
+    if (cp[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].container_path \"%s\" is not absolute", i, cp);
+    if (path_has_dotdot(cp))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].container_path %s has a \"..\" component", i, cp);
+    _cleanup_free_ char *clean = oci_path_clean(cp);
+    if (strcmp(clean, "/") == 0)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].container_path %s is the container's root", i, cp);
+    if (is_forbidden_proc_mount(clean))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].container_path %s: nothing may be mounted over or "
+                         "inside /proc",
+                         i, cp);
+    if (!*hp && !(m->image && oci_is_set(m->image->image)))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "config.mounts[%zu].host_path is empty", i);
+    if (path_has_control(hp))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].host_path has a control character", i);
+    /* Relative, it would be resolved against the daemon's working directory. */
+    if (*hp && hp[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.mounts[%zu].host_path \"%s\" is not absolute", i, hp);
+    return 0;
+}
+
+static int add_cri_mount(struct build *b, const Runtime__V1__Mount *m, size_t i, struct error **err)
+{
+    if (check_mount_paths(m, i, err) < 0)
+        return -1;
     if (m->image && oci_is_set(m->image->image))
         return error_set(err, GRPC_UNIMPLEMENTED, 0, "image mounts are not supported");
-    if (!oci_is_set(m->container_path) || m->container_path[0] != '/')
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "mount container path \"%s\" is not absolute",
-                         m->container_path ? m->container_path : "");
     if (m->n_uidmappings || m->n_gidmappings)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "mount %s: idmapped mounts are not supported", m->container_path);
-    if (!oci_is_set(m->host_path))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "mount %s has no host path",
-                         m->container_path);
     _cleanup_free_ char *src = realpath(m->host_path, NULL);
     if (!src)
         return error_set(err, GRPC_INVALID_ARGUMENT, errno, "mount host path %s", m->host_path);
@@ -347,7 +413,7 @@ int oci_build_mounts(struct build *b, struct error **err)
     if (add_sandbox_files(b, err) < 0 || add_image_volumes(b, err) < 0)
         return -1;
     for (size_t i = 0; i < b->ctr->n_mounts; i++)
-        if (add_cri_mount(b, b->ctr->mounts[i], err) < 0)
+        if (add_cri_mount(b, b->ctr->mounts[i], i, err) < 0)
             return -1;
 
     const char *rw = b->privileged ? "rw" : "ro";

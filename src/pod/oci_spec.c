@@ -314,6 +314,24 @@ static bool detect_cgroup_v2(enum oci_spec_tristate t)
     return access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
+/* As runc's apparmor.IsEnabled(): the module says Y. */
+static bool detect_apparmor(enum oci_spec_tristate t)
+{
+    if (t != OCI_SPEC_DETECT)
+        return t == OCI_SPEC_YES;
+    char c = 0;
+    _cleanup_close_ int fd = open("/sys/module/apparmor/parameters/enabled", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 && read(fd, &c, 1) == 1 && c == 'Y';
+}
+
+/* As libselinux's is_selinux_enabled(): selinuxfs is mounted. */
+static bool detect_selinux(enum oci_spec_tristate t)
+{
+    if (t != OCI_SPEC_DETECT)
+        return t == OCI_SPEC_YES;
+    return access("/sys/fs/selinux/enforce", F_OK) == 0;
+}
+
 /*
  * The capabilities "ALL" and privileged mean: those the daemon holds itself
  * (CapEff of /proc/self/status), as containerd does. A runtime cannot grant
@@ -1054,58 +1072,188 @@ static json_t *load_localhost_profile(const char *ref, const char *root, struct 
     return steal_ptr(&out);
 }
 
-enum seccomp_kind { SC_UNCONFINED, SC_DEFAULT, SC_LOCALHOST };
+/* What a CRI SecurityProfile (seccomp or AppArmor) or its legacy string asks for. */
+enum profile_kind { PROFILE_NONE, PROFILE_DEFAULT, PROFILE_UNCONFINED, PROFILE_LOCALHOST };
 
-static int seccomp_choice(const struct build *b, enum seccomp_kind *kind, const char **ref,
+/* The kind of sp, a profile for what ("seccomp", "apparmor"); *ref: its Localhost ref. */
+static int profile_choice(const Runtime__V1__SecurityProfile *sp, const char *what,
+                          enum profile_kind *kind, const char **ref, struct error **err)
+{
+    if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
+        oci_is_set(sp->localhost_ref))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "%s localhost_ref is only valid with a Localhost profile", what);
+    switch (sp->profile_type) {
+    case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault:
+        *kind = PROFILE_DEFAULT;
+        return 0;
+    case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
+        *kind = PROFILE_UNCONFINED;
+        return 0;
+    case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
+        *kind = PROFILE_LOCALHOST;
+        *ref = sp->localhost_ref;
+        return 0;
+    default:
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown %s profile type %d", what,
+                         (int)sp->profile_type);
+    }
+}
+
+/* Seccomp: none asked for is unconfined. */
+static int seccomp_choice(const struct build *b, enum profile_kind *kind, const char **ref,
                           struct error **err)
 {
-    *kind = SC_UNCONFINED;
+    *kind = PROFILE_UNCONFINED;
     *ref = NULL;
     const Runtime__V1__SecurityProfile *sp = b->sc ? b->sc->seccomp : NULL;
-    if (sp) {
-        if (sp->profile_type != RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost &&
-            oci_is_set(sp->localhost_ref))
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                             "seccomp localhost_ref is only valid with a Localhost profile");
-        switch (sp->profile_type) {
-        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault:
-            *kind = SC_DEFAULT;
-            return 0;
-        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined:
-            return 0;
-        case RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost:
-            *kind = SC_LOCALHOST;
-            *ref = sp->localhost_ref;
-            return 0;
-        default:
-            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "unknown seccomp profile type %d",
-                             (int)sp->profile_type);
-        }
-    }
+    if (sp)
+        return profile_choice(sp, "seccomp", kind, ref, err);
     const char *path = b->sc ? b->sc->seccomp_profile_path : NULL;
     if (!oci_is_set(path) || strcmp(path, "unconfined") == 0)
         return 0;
     if (strcmp(path, "runtime/default") == 0 || strcmp(path, "docker/default") == 0) {
-        *kind = SC_DEFAULT;
+        *kind = PROFILE_DEFAULT;
         return 0;
     }
     if (str_has_prefix(path, "localhost/")) {
-        *kind = SC_LOCALHOST;
+        *kind = PROFILE_LOCALHOST;
         *ref = path + strlen("localhost/");
         return 0;
     }
     return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid seccomp profile \"%s\"", path);
 }
 
+/* --- AppArmor and SELinux --- */
+
+/*
+ * A profile name goes into /proc/self/attr/apparmor/exec through the runtime:
+ * printable ASCII without blanks, and no "." or ".." component (the probe's
+ * localhost_ref "../x").
+ */
+static int check_apparmor_name(const char *name, struct error **err)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 255)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "AppArmor profile name must be 1 to 255 bytes");
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "AppArmor profile name has a blank, control or non-ASCII character");
+    if (path_has_dot_component(name))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "AppArmor profile name %s has a \".\" or \"..\" component", name);
+    return 0;
+}
+
+/* What the request asks for: the profile field, else the legacy apparmor_profile string. */
+static int apparmor_choice(const struct build *b, enum profile_kind *kind, const char **ref,
+                           struct error **err)
+{
+    *kind = PROFILE_NONE;
+    *ref = NULL;
+    const Runtime__V1__SecurityProfile *sp = b->sc ? b->sc->apparmor : NULL;
+    if (sp) {
+        if (profile_choice(sp, "apparmor", kind, ref, err) < 0)
+            return -1;
+        if (*kind != PROFILE_LOCALHOST)
+            return 0;
+        *ref = *ref ? *ref : "";
+        /* containerd trims the old prefix too, should a client send it here. */
+        if (str_has_prefix(*ref, "localhost/"))
+            *ref += strlen("localhost/");
+        return check_apparmor_name(*ref, err);
+    }
+    const char *legacy = b->sc ? b->sc->apparmor_profile : NULL;
+    if (!oci_is_set(legacy))
+        return 0;
+    if (strcmp(legacy, "unconfined") == 0) {
+        *kind = PROFILE_UNCONFINED;
+        return 0;
+    }
+    if (strcmp(legacy, "runtime/default") == 0) {
+        *kind = PROFILE_DEFAULT;
+        return 0;
+    }
+    if (str_has_prefix(legacy, "localhost/")) {
+        *kind = PROFILE_LOCALHOST;
+        *ref = legacy + strlen("localhost/");
+        return check_apparmor_name(*ref, err);
+    }
+    return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid apparmor_profile \"%s\"", legacy);
+}
+
+/*
+ * AppArmor as containerd has it on a host without AppArmor: asking for any
+ * profile but Unconfined fails the create instead of running the container
+ * unconfined without a word. With AppArmor, a Localhost profile is set on
+ * the process (the runtime fails when it is not loaded); there is no default
+ * profile of ours to load, so RuntimeDefault is refused rather than dropped.
+ * A privileged container runs unconfined, as with containerd.
+ */
+static int build_apparmor(struct build *b, struct error **err)
+{
+    enum profile_kind kind;
+    const char *ref;
+    if (apparmor_choice(b, &kind, &ref, err) < 0)
+        return -1;
+    if (kind == PROFILE_NONE || kind == PROFILE_UNCONFINED)
+        return 0;
+    if (!detect_apparmor(b->in->host.apparmor))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "apparmor is not supported: this host has no AppArmor, and the "
+                         "container asks for the %s profile",
+                         kind == PROFILE_DEFAULT ? "RuntimeDefault" : ref);
+    if (b->privileged)
+        return 0;
+    if (kind == PROFILE_DEFAULT)
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "the RuntimeDefault AppArmor profile is not supported; use a Localhost "
+                         "profile or Unconfined");
+    return oci_set_str(b->process, "apparmorProfile", ref, "apparmor profile", err);
+}
+
+/*
+ * SELinux options name a label; tinycri applies none. Rather than run the
+ * container with another label than asked, the create fails: SELinux off
+ * on this host, or labels not supported. The values are checked first.
+ */
+static int build_selinux(struct build *b, struct error **err)
+{
+    const Runtime__V1__SELinuxOption *o = b->sc ? b->sc->selinux_options : NULL;
+    if (!o || (!oci_is_set(o->user) && !oci_is_set(o->role) && !oci_is_set(o->type) &&
+               !oci_is_set(o->level)))
+        return 0;
+    const struct {
+        const char *name, *value;
+    } parts[] = {{"user", o->user}, {"role", o->role}, {"type", o->type}, {"level", o->level}};
+    for (size_t i = 0; i < ARRAY_SIZE(parts); i++) {
+        const char *v = parts[i].value ? parts[i].value : "";
+        bool bad = strlen(v) > 255;
+        for (const char *p = v; *p && !bad; p++)
+            bad = (unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || (*p == ':' && i < 3);
+        if (bad)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "selinux_options.%s is malformed",
+                             parts[i].name);
+    }
+    if (!detect_selinux(b->in->host.selinux))
+        return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                         "selinux is not supported: SELinux is not enabled on this host, and the "
+                         "container asks for selinux_options");
+    return error_set(err, GRPC_FAILED_PRECONDITION, 0,
+                     "SELinux labels (selinux_options) are not supported by tinycri");
+}
+
 static int build_seccomp(struct build *b, struct error **err)
 {
-    enum seccomp_kind kind;
+    enum profile_kind kind;
     const char *ref;
     if (seccomp_choice(b, &kind, &ref, err) < 0)
         return -1;
-    if (b->privileged || kind == SC_UNCONFINED)
+    if (b->privileged || kind == PROFILE_UNCONFINED)
         return 0;
-    json_t *profile = kind == SC_DEFAULT
+    json_t *profile = kind == PROFILE_DEFAULT
                           ? seccomp_default_profile(b->caps, b->in->host.arch)
                           : load_localhost_profile(ref, b->in->seccomp_localhost_root, err);
     if (!profile)
@@ -1193,7 +1341,8 @@ static int build_linux(struct build *b, struct error **err)
     if (!cg || oci_set_str(b->linux, "cgroupsPath", cg, "cgroup parent", err) < 0)
         return -1;
     if (build_namespaces(b, err) < 0 || oci_build_devices(b, err) < 0 ||
-        build_resources(b, err) < 0 || build_seccomp(b, err) < 0)
+        build_resources(b, err) < 0 || build_seccomp(b, err) < 0 || build_apparmor(b, err) < 0 ||
+        build_selinux(b, err) < 0)
         return -1;
 
     if (pl && pl->n_sysctls) {

@@ -93,6 +93,8 @@ enum oci_spec_tristate {
  */
 struct oci_spec_host {
     enum oci_spec_tristate cgroup_v2; /* detect: /sys/fs/cgroup/cgroup.controllers */
+    enum oci_spec_tristate apparmor;  /* detect: /sys/module/apparmor/parameters/enabled is Y */
+    enum oci_spec_tristate selinux;   /* detect: selinuxfs at /sys/fs/selinux */
     uint64_t caps;          /* what "ALL" grants (bit n: capability n); 0: the daemon's CapEff */
     enum seccomp_arch arch; /* SECCOMP_ARCH_NATIVE: compiled-in arch */
     const char *dev_dir;    /* host devices for privileged containers; NULL: "/dev" */
@@ -140,7 +142,11 @@ struct oci_spec_input {
  * device host path, bad seccomp profile, privileged container in an
  * unprivileged sandbox, a container network or IPC mode other than POD or
  * NODE, a masked or read-only path that is not absolute, unsupported feature
- * such as user namespaces),
+ * such as user namespaces, a malformed AppArmor profile name or SELinux
+ * option), FAILED_PRECONDITION for an AppArmor profile on a host without
+ * AppArmor ("apparmor is not supported", as containerd says), for the
+ * RuntimeDefault AppArmor profile (there is none to load), and for SELinux
+ * options (SELinux off, or labels not supported),
  * UNIMPLEMENTED for image mounts and CDI devices, FAILED_PRECONDITION for a
  * propagated mount whose host mount does not propagate, NOT_FOUND when a
  * TARGET pid namespace is not given, RESOURCE_EXHAUSTED for over-large image

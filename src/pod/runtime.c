@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
+#include <sys/ioctl.h>
 #include <sys/pidfd.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -681,13 +682,23 @@ struct runtime_op *runtime_state(const char *handler, const char *id, runtime_do
     return op_run(VERB_STATE, handler, id, tail, ARRAY_SIZE(tail), &o, cb, arg, err);
 }
 
+/* In the forked runtime: its own session, with the pty slave on stdin as controlling terminal. */
+static int take_ctty(void *arg)
+{
+    /* Without it the exec still runs; only SIGWINCH (resize) would not reach the runtime. */
+    if (setsid() >= 0)
+        (void)ioctl(0, TIOCSCTTY, 0);
+    return 0;
+}
+
 struct runtime_op *runtime_exec(const char *handler, const char *id,
                                 const struct runtime_exec_opts *opts, runtime_done_cb cb, void *arg,
                                 struct error **err)
 {
     char *tail[] = {(char *)"--process", (char *)opts->process_path, (char *)"--pid-file",
                     (char *)opts->pid_file, (char *)id};
-    struct child_opts o = {.out_cap = opts->out_cap};
+    struct child_opts o = {
+        .out_cap = opts->out_cap, .stdio = opts->stdio, .in_child = opts->ctty ? take_ctty : NULL};
     struct runtime_op *op =
         op_run(VERB_EXEC, handler, id, tail, ARRAY_SIZE(tail), &o, cb, arg, err);
     if (!op)

@@ -10,8 +10,12 @@
  *   state   <rt> --root R state <id>          the JSON's "status" and "pid"
  *   exec    <rt> --root R exec --process F --pid-file P <id>
  *           stdout and stderr captured up to out_cap bytes each (the rest is
- *           read and dropped); at the timeout the exec'd process (pid file)
- *           and the runtime are killed and the result says timed_out.
+ *           read and dropped), or the caller's own fds (streaming exec); at
+ *           the timeout the exec'd process (pid file) and the runtime are
+ *           killed and the result says timed_out. For a terminal (process
+ *           "terminal": true) the caller gives a pty slave as the runtime's
+ *           stdio and controlling terminal: the runtime relays it to the
+ *           container's own pty and applies its size on SIGWINCH.
  *
  * `create` is not here: tinycri-keeper runs it (src/keeper/keeper.c).
  *
@@ -97,6 +101,14 @@ struct runtime_exec_opts {
     const char *pid_file;     /* where the runtime writes the exec'd process's pid */
     int64_t timeout_ms;       /* 0: none */
     size_t out_cap;           /* per stream */
+    /*
+     * NULL, or the runtime's stdin, stdout, stderr (borrowed; -1: default, as
+     * child_opts.stdio says). The exec'd process inherits them: a stream the
+     * caller hands over is neither captured nor in the result.
+     */
+    const int *stdio;
+    /* Make the runtime a session leader with its stdin (a pty slave) as controlling terminal. */
+    bool ctty;
 };
 struct runtime_op *runtime_exec(const char *handler, const char *id,
                                 const struct runtime_exec_opts *opts, runtime_done_cb cb, void *arg,

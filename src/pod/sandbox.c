@@ -60,6 +60,7 @@
 #include "core/id.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/path.h"
 #include "core/persist.h"
 #include "core/table.h"
 #include "core/util.h"
@@ -254,6 +255,40 @@ static int check_cgroup_parent(const char *parent, struct error **err)
     return 0;
 }
 
+/*
+ * The pod's log directory (empty: no container logs) is where container log
+ * files are created: an absolute clean path, and a directory when it exists
+ * already (kubelet makes it before RunPodSandbox). A FIFO or a file there
+ * would take the logs, or hang whoever opens it.
+ */
+static int check_log_directory(const char *dir, struct error **err)
+{
+    if (!dir || !*dir)
+        return 0;
+    if (path_has_control(dir))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_directory has a control character");
+    if (dir[0] != '/')
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0, "config.log_directory %s is not absolute",
+                         dir);
+    if (path_has_dotdot(dir))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_directory %s has a \"..\" component", dir);
+    if (strlen(dir) >= PATH_MAX - NAME_MAX - 1)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_directory is longer than %d bytes", PATH_MAX - NAME_MAX - 2);
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return error_set(err, GRPC_INVALID_ARGUMENT, errno, "config.log_directory %s", dir);
+    }
+    if (!S_ISDIR(st.st_mode))
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "config.log_directory %s exists and is not a directory", dir);
+    return 0;
+}
+
 int sb_validate(const Runtime__V1__PodSandboxConfig *c, const char *handler, struct error **err)
 {
     if (!c)
@@ -316,6 +351,8 @@ int sb_validate(const Runtime__V1__PodSandboxConfig *c, const char *handler, str
         if (check_cgroup_parent(c->linux->cgroup_parent, err) < 0)
             return -1;
     }
+    if (check_log_directory(c->log_directory, err) < 0)
+        return -1;
     const char *keys[] = {"kubernetes.io/ingress-bandwidth", "kubernetes.io/egress-bandwidth"};
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         const char *q = sb_annotation(c, keys[i]);

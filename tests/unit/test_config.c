@@ -120,6 +120,14 @@ static void assert_config_equal(const struct config *a, const struct config *b)
     assert_int_equal(a->n_pinned_images, b->n_pinned_images);
     for (size_t i = 0; i < a->n_pinned_images; i++)
         assert_string_equal(a->pinned_images[i], b->pinned_images[i]);
+    assert_string_equal(a->stream_address, b->stream_address);
+    assert_int_equal(a->stream_port, b->stream_port);
+    assert_int_equal(a->stream_idle_timeout_s, b->stream_idle_timeout_s);
+    assert_int_equal(a->stream_creation_timeout_s, b->stream_creation_timeout_s);
+    assert_int_equal(a->stream_token_timeout_s, b->stream_token_timeout_s);
+    assert_int_equal(a->stream_max_sessions, b->stream_max_sessions);
+    assert_str_or_null_equal(a->stream_tls_cert, b->stream_tls_cert);
+    assert_str_or_null_equal(a->stream_tls_key, b->stream_tls_key);
     assert_int_equal(a->n_registries, b->n_registries);
     for (size_t i = 0; i < a->n_registries; i++) {
         const struct config_registry *ra = &a->registries[i], *rb = &b->registries[i];
@@ -210,6 +218,14 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.pull_timeout_s, 0);
     assert_int_equal(cfg.progress_interval_s, 5);
     assert_int_equal(cfg.n_pinned_images, 0);
+    assert_string_equal(cfg.stream_address, "127.0.0.1");
+    assert_int_equal(cfg.stream_port, 0);
+    assert_int_equal(cfg.stream_idle_timeout_s, 14400);
+    assert_int_equal(cfg.stream_creation_timeout_s, 30);
+    assert_int_equal(cfg.stream_token_timeout_s, 60);
+    assert_int_equal(cfg.stream_max_sessions, 1000);
+    assert_null(cfg.stream_tls_cert);
+    assert_null(cfg.stream_tls_key);
     assert_int_equal(cfg.n_registries, 0);
     assert_null(config_find_registry(&cfg, "docker.io"));
     assert_null(cfg.file);
@@ -301,6 +317,16 @@ static const char full_conf[] = "# every key changed\n"
                                 "pinned_images = registry.k8s.io/pause:3.9, quay.io/a/b@sha256:00 "
                                 ",busybox\n"
                                 "\n"
+                                "[stream]\n"
+                                "address = ::1\n"
+                                "port = 10010\n"
+                                "idle_timeout = 604800\n"
+                                "creation_timeout = 600\n"
+                                "token_timeout = 1\n"
+                                "max_sessions = 65536\n"
+                                "tls_cert = /etc/tinycri/stream.crt\n"
+                                "tls_key = /etc/tinycri/stream.key\n"
+                                "\n"
                                 "[registry.docker.io]\n"
                                 "mirrors = https://mirror.example.com/v2,http://10.0.0.5:5000\n"
                                 "insecure = on\n"
@@ -352,6 +378,14 @@ static void assert_full_conf(const struct config *cfg)
     assert_string_equal(cfg->pinned_images[0], "registry.k8s.io/pause:3.9");
     assert_string_equal(cfg->pinned_images[1], "quay.io/a/b@sha256:00");
     assert_string_equal(cfg->pinned_images[2], "busybox");
+    assert_string_equal(cfg->stream_address, "::1");
+    assert_int_equal(cfg->stream_port, 10010);
+    assert_int_equal(cfg->stream_idle_timeout_s, 604800);
+    assert_int_equal(cfg->stream_creation_timeout_s, 600);
+    assert_int_equal(cfg->stream_token_timeout_s, 1);
+    assert_int_equal(cfg->stream_max_sessions, 65536);
+    assert_string_equal(cfg->stream_tls_cert, "/etc/tinycri/stream.crt");
+    assert_string_equal(cfg->stream_tls_key, "/etc/tinycri/stream.key");
     assert_int_equal(cfg->n_registries, 3);
     const struct config_registry *r = &cfg->registries[0];
     assert_string_equal(r->host, "docker.io");
@@ -596,6 +630,13 @@ static void test_bad_lines(void **state)
          "2: max_connections: 99999999999999999999999 is out of range (1..65536)"},
         {"[server]\nmax_concurrent_streams = 100001\n",
          "2: max_concurrent_streams: 100001 is out of range (1..100000)"},
+        {"[stream]\naddress = localhost\n",
+         "2: address: \"localhost\" is not an IPv4 or IPv6 address"},
+        {"[stream]\nport = 65536\n", "2: port: 65536 is out of range (0..65535)"},
+        {"[stream]\ntoken_timeout = 0\n", "2: token_timeout: 0 is out of range (1..3600 seconds)"},
+        {"[stream]\ntls_cert = relative.crt\n",
+         "2: tls_cert: \"relative.crt\" is not an absolute path"},
+        {"[stream]\ntls_cert = /a.crt\n", " tls_key: [stream] tls_cert and tls_key go together"},
         {"[server]\nmax_recv_message_size = 1023\n",
          "2: max_recv_message_size: 1023 is out of range (1024..268435456 bytes)"},
         {"[server]\n\nmax_send_message_size = 257Mi\n",

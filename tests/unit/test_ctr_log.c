@@ -268,6 +268,24 @@ static void test_tty_exact_16k_crlf(void **state)
     free(line);
 }
 
+static void test_tty_16k_and_cr_at_end_of_stream(void **state)
+{
+    /*
+     * 16 KiB of content and a '\r' held back for a '\n' that never comes: the
+     * stream ends, and no record may be longer than 16 KiB (found by
+     * tests/fuzz/fuzz_ctr_log).
+     */
+    ctr_log_close(log_);
+    assert_int_equal(ctr_log_open(log_, path, true, fixed_clock), 0);
+    char *line = pattern(16 * KiB + 1);
+    line[16 * KiB] = '\r';
+    assert_int_equal(ctr_log_feed(log_, CTR_LOG_STDOUT, line, 16 * KiB + 1), 0);
+    assert_int_equal(ctr_log_flush(log_, CTR_LOG_STDOUT), 0);
+    size_t lens[] = {16 * KiB, 1};
+    assert_records("stdout", "PP", lens, line);
+    free(line);
+}
+
 static void test_partial_flush_at_close(void **state)
 {
     feed_str(CTR_LOG_STDOUT, "done\nno newline");
@@ -395,6 +413,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tty_crlf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_crlf_strip_without_tty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tty_exact_16k_crlf, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tty_16k_and_cr_at_end_of_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_flush_at_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_partial_line, setup, teardown),

@@ -1562,19 +1562,91 @@ static void test_max_connections(void **state)
     struct tclient *a = tc_new();
     struct tclient *b = tc_new();
     struct tstream *sa = tc_echo(a, "/t/Echo", "a");
-    struct tstream *sb = tc_echo(b, "/t/Echo", "b");
     assert_true(run_until(is_closed, sa, WAIT_MS));
+    struct tstream *sb = tc_echo(b, "/t/Echo", "b");
     assert_true(run_until(is_closed, sb, WAIT_MS));
+    /* At the cap, a new connection is served: the one silent longest (a) makes room. */
     struct tclient *c = tc_new();
-    assert_true(run_until(is_eof, c, WAIT_MS));
+    struct tstream *sc = tc_echo(c, "/t/Echo", "c");
+    assert_true(run_until(is_closed, sc, WAIT_MS));
+    assert_reply(sc, "c", 1);
+    assert_true(run_until(is_eof, a, WAIT_MS));
+    assert_true(a->goaways >= 1);
     assert_int_equal(h2_server_connection_count(fx.srv), 2);
-    /* Room again once one leaves. */
-    tc_close(a);
-    assert_true(run_until(one_connection, NULL, WAIT_MS));
+    struct tstream *sb2 = tc_echo(b, "/t/Echo", "b2");
+    assert_true(run_until(is_closed, sb2, WAIT_MS));
+    assert_reply(sb2, "b2", 2);
+    /* A connection with a call a handler is working on is never the one: the new one goes. */
+    tc_echo(b, "/t/Never", "x");
+    tc_echo(c, "/t/Never", "y");
+    want_count = fx.dispatched + 2;
+    assert_true(run_until(enough_dispatched, NULL, WAIT_MS));
     struct tclient *d = tc_new();
-    struct tstream *sd = tc_echo(d, "/t/Echo", "d");
-    assert_true(run_until(is_closed, sd, WAIT_MS));
-    assert_reply(sd, "d", 1);
+    assert_true(run_until(is_eof, d, WAIT_MS));
+    assert_false(b->eof || c->eof);
+    assert_int_equal(h2_server_connection_count(fx.srv), 2);
+}
+
+/* A client that sends the given bytes, never answers, and reads what comes. */
+static struct tclient *deaf_client(const void *bytes, size_t len)
+{
+    struct tclient *tc = xcalloc(1, sizeof(*tc));
+    fx.clients[fx.n_clients++] = tc;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_client_new(&tc->session, cbs, tc);
+    nghttp2_session_callbacks_del(cbs);
+    tc->bev = bufferevent_socket_new(loop_base(), connect_socket(), BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_setcb(tc->bev, NULL, NULL, tc_on_event, tc);
+    bufferevent_enable(tc->bev, EV_READ | EV_WRITE);
+    if (len)
+        bufferevent_write(tc->bev, bytes, len);
+    return tc;
+}
+
+#define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+static void test_handshake_timeout(void **state)
+{
+    h2_server_free(fx.srv);
+    unlink(fx.path);
+    start_server(&(struct h2_server_opts){.handshake_ms = 200});
+    int64_t t0 = now_monotonic_ns();
+    struct tclient *silent = deaf_client(NULL, 0);
+    struct tclient *preface_only = deaf_client(PREFACE, strlen(PREFACE));
+    struct tclient *good = tc_new();
+    assert_true(run_until(is_eof, silent, WAIT_MS));
+    assert_true(run_until(is_eof, preface_only, WAIT_MS));
+    assert_true(now_monotonic_ns() - t0 >= 200 * 1000000LL);
+    /* The one that sent its SETTINGS stays, and is served. */
+    assert_false(good->eof);
+    struct tstream *st = tc_echo(good, "/t/Echo", "hi");
+    assert_true(run_until(is_closed, st, WAIT_MS));
+    assert_reply(st, "hi", 2);
+    assert_int_equal(h2_server_connection_count(fx.srv), 1);
+}
+
+static void test_keepalive(void **state)
+{
+    h2_server_free(fx.srv);
+    unlink(fx.path);
+    start_server(&(struct h2_server_opts){.keepalive_ms = 100, .keepalive_timeout_ms = 200});
+    /* Preface and an empty SETTINGS, then deaf: the keepalive PING goes unanswered. */
+    static const uint8_t settings[] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    uint8_t hello[sizeof(PREFACE) - 1 + sizeof(settings)];
+    memcpy(hello, PREFACE, sizeof(PREFACE) - 1);
+    memcpy(hello + sizeof(PREFACE) - 1, settings, sizeof(settings));
+    int64_t t0 = now_monotonic_ns();
+    struct tclient *deaf = deaf_client(hello, sizeof(hello));
+    struct tclient *idle = tc_new(); /* nghttp2 answers PINGs by itself */
+    assert_true(run_until(is_eof, deaf, WAIT_MS));
+    assert_true(now_monotonic_ns() - t0 >= 300 * 1000000LL);
+    /* An idle client that answers is never closed for being idle. */
+    run_loop_for(800);
+    assert_false(idle->eof);
+    struct tstream *st = tc_echo(idle, "/t/Echo", "still here");
+    assert_true(run_until(is_closed, st, WAIT_MS));
+    assert_reply(st, "still here", 10);
 }
 
 /* How many fds are open, and the highest one. */
@@ -1688,6 +1760,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drain_timeout, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_drain_idle, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_timeout, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup_server, teardown),
         cmocka_unit_test_setup_teardown(test_fd_leak, setup_server, teardown),
     };
     if (getenv("TEST_FILTER"))

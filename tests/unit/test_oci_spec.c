@@ -1043,6 +1043,57 @@ static void test_bad_mount_host_path(void **state)
     fx_clear(&f);
 }
 
+static void test_mount_paths_checked(void **state)
+{
+    /* Each refusal names the field (the probe of issue 12 found each one accepted). */
+    struct fx f;
+    fx_init(&f);
+    static Runtime__V1__Mount ok = RUNTIME__V1__MOUNT__INIT;
+    ok.container_path = S("/data");
+    ok.host_path = S(fx_path(&f, "host/data"));
+    static Runtime__V1__Mount m = RUNTIME__V1__MOUNT__INIT;
+    static Runtime__V1__Mount *mounts[] = {&ok, &m};
+    f.ctr.mounts = mounts;
+    f.ctr.n_mounts = 2;
+    m.container_path = S("/hostroot");
+    m.host_path = S("../../..");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].host_path \"../../..\" is not absolute");
+    m.host_path = S("");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].host_path is empty");
+    m.host_path = S(fx_path(&f, "host/data"));
+    m.container_path = S("/");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].container_path / is the container's root");
+    m.container_path = S("//./");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "is the container's root");
+    m.container_path = S("/a/../b");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].container_path /a/../b has a \"..\"");
+    m.container_path = S("/a\nb");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "config.mounts[1].container_path has a control character");
+    m.container_path = S("/b");
+    m.host_path = S("/tmp\r");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "config.mounts[1].host_path has a control character");
+    m.host_path = S(fx_path(&f, "host/data"));
+    /* Nothing over /proc or inside it, but for what lxcfs emulates (as runc has it). */
+    m.container_path = S("/proc");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "nothing may be mounted over or inside /proc");
+    m.container_path = S("/proc/1/root");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "inside /proc");
+    m.container_path = S("/proc/meminfo");
+    m.host_path = S(fx_path(&f, "host/hosts"));
+    json_t *spec = build_ok(&f);
+    assert_non_null(find_mount(spec, "/proc/meminfo"));
+    json_decref(spec);
+    m.container_path = S("/procedures");
+    m.host_path = S(fx_path(&f, "host/data"));
+    spec = build_ok(&f);
+    assert_non_null(find_mount(spec, "/procedures"));
+    json_decref(spec);
+    fx_clear(&f);
+}
+
 static void test_mount_propagation_needs_host_support(void **state)
 {
     struct fx f;
@@ -1718,6 +1769,74 @@ static bool rule_names(const json_t *profile, const char *name, const char *op)
     return false;
 }
 
+static void test_apparmor(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    static Runtime__V1__SecurityProfile aa = RUNTIME__V1__SECURITY_PROFILE__INIT;
+    f.sc.apparmor = &aa;
+    /* No AppArmor on the host: a profile fails the create, as containerd has it. */
+    f.in.host.apparmor = OCI_SPEC_NO;
+    aa.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost;
+    aa.localhost_ref = S("k8s-apparmor-example");
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "apparmor is not supported");
+    aa.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__RuntimeDefault;
+    aa.localhost_ref = S("");
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "apparmor is not supported");
+    aa.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Unconfined;
+    json_t *spec = build_ok(&f);
+    assert_null(json_object_get(json_object_get(spec, "process"), "apparmorProfile"));
+    json_decref(spec);
+    /* Names are checked first, whatever the host. */
+    aa.profile_type = RUNTIME__V1__SECURITY_PROFILE__PROFILE_TYPE__Localhost;
+    const char *bad[] = {"../x", "a/../b", "", "two words", "x\ny", "./x"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        aa.localhost_ref = S(bad[i]);
+        expect_fail(&f, GRPC_INVALID_ARGUMENT, "AppArmor profile name");
+    }
+    f.sc.apparmor = NULL;
+    f.sc.apparmor_profile = S("localhost/../x");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "AppArmor profile name");
+    f.sc.apparmor_profile = S("bogus");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "invalid apparmor_profile");
+    f.sc.apparmor_profile = S("localhost/k8s-x");
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "apparmor is not supported");
+
+    /* With AppArmor: the Localhost profile is the process's; no default profile exists. */
+    f.in.host.apparmor = OCI_SPEC_YES;
+    spec = build_ok(&f);
+    assert_string_equal(jstr(spec, "process.apparmorProfile"), "k8s-x");
+    json_decref(spec);
+    f.sc.apparmor_profile = S("runtime/default");
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "RuntimeDefault AppArmor profile is not supported");
+    f.sc.apparmor_profile = S("");
+    spec = build_ok(&f);
+    assert_null(json_object_get(json_object_get(spec, "process"), "apparmorProfile"));
+    json_decref(spec);
+    fx_clear(&f);
+}
+
+static void test_selinux_options(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    static Runtime__V1__SELinuxOption se = RUNTIME__V1__SELINUX_OPTION__INIT;
+    f.sc.selinux_options = &se;
+    /* Empty options are no options. */
+    json_decref(build_ok(&f));
+    se.level = S("s0:c123,c456");
+    f.in.host.selinux = OCI_SPEC_NO;
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "selinux is not supported");
+    f.in.host.selinux = OCI_SPEC_YES;
+    expect_fail(&f, GRPC_FAILED_PRECONDITION, "SELinux labels (selinux_options) are not supported");
+    se.type = S("a:b");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "selinux_options.type is malformed");
+    se.type = S("");
+    se.user = S("u\n");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "selinux_options.user is malformed");
+    fx_clear(&f);
+}
+
 static void test_seccomp_default_profile(void **state)
 {
     size_t i;
@@ -1936,6 +2055,7 @@ int main(void)
         cmocka_unit_test(test_user_from_security_context),
         cmocka_unit_test(test_env_and_cwd),
         cmocka_unit_test(test_bad_mount_host_path),
+        cmocka_unit_test(test_mount_paths_checked),
         cmocka_unit_test(test_mount_propagation_needs_host_support),
         cmocka_unit_test(test_mount_over_dev),
         cmocka_unit_test(test_shm_without_sandbox_dir),
@@ -1950,6 +2070,8 @@ int main(void)
         cmocka_unit_test(test_resources_refused_up_front),
         cmocka_unit_test(test_devices_errors),
         cmocka_unit_test(test_masked_paths_from_cri),
+        cmocka_unit_test(test_apparmor),
+        cmocka_unit_test(test_selinux_options),
         cmocka_unit_test(test_seccomp_default_profile),
         cmocka_unit_test(test_seccomp_choices),
         cmocka_unit_test(test_missing_inputs),

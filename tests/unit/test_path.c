@@ -73,6 +73,35 @@ static void test_name(void **state)
     assert_false(path_is_name("a\x7f", 16));
 }
 
+static void test_dot_component(void **state)
+{
+    const char *yes[] = {".", "..", "./a", "a/.", "a/../b", "/a/./b", "a//./"};
+    const char *no[] = {"", "/", "a", ".a", "a.", "a..b", "...", "/a/b/"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(path_has_dot_component(yes[i]));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(path_has_dot_component(no[i]));
+}
+
+static void test_control(void **state)
+{
+    assert_false(path_has_control(""));
+    assert_false(path_has_control("/var/log/pods/a b/\xc3\xa9"));
+    assert_true(path_has_control("a\nb"));
+    assert_true(path_has_control("a\rb"));
+    assert_true(path_has_control("\x01"));
+    assert_true(path_has_control("a\x7f"));
+}
+
+static void test_longest_component(void **state)
+{
+    assert_int_equal(path_longest_component(""), 0);
+    assert_int_equal(path_longest_component("/"), 0);
+    assert_int_equal(path_longest_component("abc"), 3);
+    assert_int_equal(path_longest_component("/a/bcde//fg/"), 4);
+    assert_int_equal(path_longest_component("ab/c/defgh"), 5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -80,6 +109,9 @@ int main(void)
         cmocka_unit_test(test_safe_relpath),
         cmocka_unit_test(test_clean_relpath),
         cmocka_unit_test(test_name),
+        cmocka_unit_test(test_dot_component),
+        cmocka_unit_test(test_control),
+        cmocka_unit_test(test_longest_component),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,11 @@ static void test_token_answers(void **state)
     assert_string_equal(tok, "xyz");
     assert_int_equal(life, 60);
     free(tok);
+    /* A lifetime past what the cache's nanosecond clock holds is capped (fuzz_auth found it). */
+    const char *c = "{\"token\":\"t\",\"expires_in\":92233720477580700}";
+    assert_int_equal(registry_auth_token_parse(c, strlen(c), 100, 60, &tok, &life), 0);
+    assert_int_equal(life, REGISTRY_TOKEN_MAX_LIFETIME_S);
+    free(tok);
     static const char *const bad[] = {"{}",
                                       "{\"token\":\"\"}",
                                       "{\"token\":\"a b\"}",
@@ -156,9 +162,47 @@ static void test_token_answers(void **state)
     assert_int_equal(registry_auth_token_parse(NULL, 0, 12, 60, &tok, &life), -1);
 }
 
+static void expect_auth_refused(const struct registry_auth *a, const char *field)
+{
+    struct error *err = NULL;
+    assert_int_equal(registry_auth_check(a, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    char want[128];
+    snprintf(want, sizeof(want), "%s has a control character (such as CR or LF)", field);
+    assert_string_equal(err->msg, want);
+    error_free(err);
+}
+
+static void test_auth_control_bytes_refused(void **state)
+{
+    /* Every credential ends in a header or a form: no CR, LF or other control byte. */
+    expect_auth_refused(&(struct registry_auth){.registry_token = "tok\r\nX-Injected: 1"},
+                        "auth.registry_token");
+    expect_auth_refused(&(struct registry_auth){.username = "u\n", .password = "p"},
+                        "auth.username");
+    expect_auth_refused(&(struct registry_auth){.username = "u", .password = "p\x7f"},
+                        "auth.password");
+    expect_auth_refused(&(struct registry_auth){.identity_token = "id\t"}, "auth.identity_token");
+    /* base64("u:p\r\nX: 1") */
+    expect_auth_refused(&(struct registry_auth){.auth = "dTpwDQpYOiAx"}, "auth.auth");
+    struct error *err = NULL;
+    assert_int_equal(registry_auth_check(&(struct registry_auth){.auth = "!!"}, &err), -1);
+    assert_int_equal(err->grpc_code, GRPC_INVALID_ARGUMENT);
+    error_clear(&err);
+    /* Printable credentials, UTF-8 ones included, are fine. */
+    assert_int_equal(registry_auth_check(&(struct registry_auth){.username = "u",
+                                                                 .password = "p \xc3\xa9 !",
+                                                                 .auth = "dTpw",
+                                                                 .registry_token = "a.b-c"},
+                                         NULL),
+                     0);
+    assert_int_equal(registry_auth_check(NULL, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auth_control_bytes_refused),
         cmocka_unit_test(test_creds_from_auth_config),
         cmocka_unit_test(test_token_cache),
         cmocka_unit_test(test_challenges),

@@ -111,9 +111,9 @@ static void test_unbuilt_method_is_unimplemented(void **state)
     call("/runtime.v1.RuntimeService/CheckpointContainer", NULL, 0);
     assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
     assert_string_equal(last.msg, "not implemented yet: CheckpointContainer");
-    call("/runtime.v1.RuntimeService/Exec", NULL, 0);
+    call("/runtime.v1.RuntimeService/UpdateContainerResources", NULL, 0);
     assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
-    assert_string_equal(last.msg, "not implemented yet: Exec");
+    assert_string_equal(last.msg, "not implemented yet: UpdateContainerResources");
 }
 
 static void test_unknown_path_is_unimplemented(void **state)
@@ -132,6 +132,63 @@ static void test_garbage_is_invalid_argument(void **state)
     call("/runtime.v1.RuntimeService/Version", garbage, sizeof(garbage));
     assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
     assert_non_null(strstr(last.msg, "Version"));
+}
+
+static void test_field_number_zero_is_invalid_argument(void **state)
+{
+    /*
+     * Field number 0 does not exist; protobuf-c takes it when the key is an
+     * overlong varint ("80 00") and keeps it as an unknown field (found by
+     * tests/fuzz/fuzz_request). Also inside a nested message, and past 2^29-1.
+     */
+    const uint8_t overlong_zero[] = {0x80, 0x00, 0x00};
+    call("/runtime.v1.RuntimeService/Version", overlong_zero, sizeof(overlong_zero));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(last.msg, "cannot parse the Version request (3 bytes)");
+    const uint8_t nested_zero[] = {0x0a, 0x03, 0x80, 0x00, 0x00}; /* runtime_config { 0: 0 } */
+    call("/runtime.v1.RuntimeService/UpdateRuntimeConfig", nested_zero, sizeof(nested_zero));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    const uint8_t too_big[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x00}; /* field 2^29 */
+    call("/runtime.v1.RuntimeService/Version", too_big, sizeof(too_big));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    const uint8_t largest[] = {0xf8, 0xff, 0xff, 0xff, 0x0f, 0x00}; /* field 2^29-1: unknown */
+    call("/runtime.v1.RuntimeService/Version", largest, sizeof(largest));
+    assert_int_equal(last.code, GRPC_OK);
+}
+
+static void test_bad_strings_are_invalid_argument(void **state)
+{
+    /* One check at the request boundary, for every string field of every method. */
+    const uint8_t nul[] = {0x0a, 0x04, 'v', '1', 0x00, 'x'}; /* version = "v1\0x" */
+    call("/runtime.v1.RuntimeService/Version", nul, sizeof(nul));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(last.msg, "the Version request has a NUL byte in version");
+
+    /* Nested: PullImage { image { image: "busybox\0" } }; the handler is never reached. */
+    const uint8_t pull[] = {0x0a, 0x0a, 0x0a, 0x08, 'b', 'u', 's', 'y', 'b', 'o', 'x', 0x00};
+    call("/runtime.v1.ImageService/PullImage", pull, sizeof(pull));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(last.msg, "the PullImage request has a NUL byte in image.image");
+
+    /* In a map key: RunPodSandbox { config { labels { key: "a\0" value: "b" } } }. */
+    const uint8_t labels[] = {0x0a, 0x09, 0x32, 0x07, 0x0a, 0x02, 'a', 0x00, 0x12, 0x01, 'b'};
+    call("/runtime.v1.RuntimeService/RunPodSandbox", labels, sizeof(labels));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(last.msg, "the RunPodSandbox request has a NUL byte in config.labels.key");
+
+    /* proto3 strings are UTF-8: an overlong '/' and a lone continuation byte are not. */
+    const uint8_t overlong[] = {0x0a, 0x03, 'v', 0xc0, 0xaf};
+    call("/runtime.v1.RuntimeService/Version", overlong, sizeof(overlong));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(last.msg, "the Version request has invalid UTF-8 in version");
+    const uint8_t lone[] = {0x0a, 0x01, 0x80};
+    call("/runtime.v1.RuntimeService/Version", lone, sizeof(lone));
+    assert_int_equal(last.code, GRPC_INVALID_ARGUMENT);
+
+    /* Valid UTF-8 is fine, and bytes fields (KeyValue.value of envs) are not strings. */
+    const uint8_t utf8[] = {0x0a, 0x04, 'v', 0xc3, 0xa9, '1'};
+    call("/runtime.v1.RuntimeService/Version", utf8, sizeof(utf8));
+    assert_int_equal(last.code, GRPC_OK);
 }
 
 static void test_version_reply(void **state)
@@ -272,6 +329,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unbuilt_method_is_unimplemented, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_path_is_unimplemented, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_is_invalid_argument, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_field_number_zero_is_invalid_argument, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_strings_are_invalid_argument, setup, teardown),
         cmocka_unit_test_setup_teardown(test_version_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_config_follows_driver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_runtime_config_keeps_cidr, setup, teardown),
