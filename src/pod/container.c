@@ -466,8 +466,11 @@ static void notify_waiters(struct ctr *c, const struct error *err)
 static void on_deleted_after_exit(const struct runtime_result *res, void *arg)
 {
     char *id = arg;
+    struct ctr *c = ctr_find(id);
     if (res->err)
         log_debug("runtime delete after exit failed container=%s: %s", id, res->err->msg);
+    else if (c && strcmp(c->pub.id, id) == 0)
+        c->runtime_released = true; /* RemoveContainer need not ask again */
     free(id);
 }
 
@@ -560,7 +563,7 @@ static void container_detach_and_teardown(struct ctr *c, void (*cb)(void *arg), 
     int pidfd = c->keeper ? loop_pidfd_dup(c->keeper) : -1;
     ctr_unwatch_keeper(c);
     log_info("container removed container=%s", c->pub.id);
-    ctr_teardown_start(c->pub.id, c->pub.runtime, pidfd, cb, arg);
+    ctr_teardown_start(c->pub.id, c->runtime_released ? NULL : c->pub.runtime, pidfd, cb, arg);
     loop_defer_free(ctr_free, c);
 }
 
