@@ -272,6 +272,8 @@ def test_version_and_info(cr):
     assert info["config"]["server"]["socket"] == cr.d.socket
     assert info["cni"]["network"] == "tinycri-container-test"
     assert info["runtimes"]["runc"]["usable"] is True
+    assert info["lastCNILoadStatus"] == "OK"  # containerd's key, as scripts read it
+    assert info["cgroups"]["layout"] in ("v1", "v2", "hybrid")
     assert cr.json("info", "-q").keys() == {"status"}
     tmpl = cr.out("info", "-o", "go-template", "--template",
                   "{{range .status.conditions}}{{.type}}={{.status}} {{end}}")
@@ -508,6 +510,11 @@ def test_runp_json_and_yaml(cr):
     assert t0 - 5 <= parse_time(st["createdAt"]) <= time.time() + 5
     info = data["info"]
     assert info["config"]["hostname"] == "yamlpod-host"
+    # the whole config, keyed as containerd gives it (Go's JSON of the CRI struct)
+    assert info["config"]["metadata"] == {"name": "yamlpod", "uid": "yamlpod-uid",
+                                          "namespace": "kube-system", "attempt": 1}
+    assert info["config"]["labels"] == {"app": "web", "tier": "front"}
+    assert info["config"]["linux"]["security_context"]["namespace_options"] == {"pid": 1}
     assert info["runtimeHandler"] == "runc"
     # No pause process: a pod with its own PID namespace per container (kubelet's
     # default) has no pid; its network namespace is entered by path (README).
@@ -600,6 +607,14 @@ def test_container_lifecycle(cr, pushed_images):
     assert st["imageRef"] == "%s/busybox@%s" % (pushed_images.host,
                                                 pushed_images["busybox"].digest)
     assert info["pid"] > 0 and info["runtime"] == "runc" and info["sandboxID"] == pod
+    # containerd's other keys: the CRI config as Go prints it, the runtime's options
+    assert info["config"]["metadata"] == {"name": "web"}
+    assert info["config"]["labels"] == {"role": "server"}
+    assert info["config"]["envs"] == [{"key": "GREETING", "value": "hello"}]
+    assert info["config"]["working_dir"] == "/tmp"
+    assert info["runtimeHandler"] == "runc" and info["snapshotter"] == "overlayfs"
+    assert info["runtimeOptions"]["binary_name"].endswith("runc")
+    assert info["removing"] is False and info["snapshotKey"] == cid
     # runtimeSpec (the OCI config), as containerd and CRI-O show it
     spec = info["runtimeSpec"]
     assert spec["process"]["args"] == ["sh", "-c", "echo started; exec sleep 3600"]
@@ -938,18 +953,75 @@ def test_run_one_shot(cr, pushed_images):
 
 
 # --------------------------------------------------------------------------
+# stats, statsp, update
+# --------------------------------------------------------------------------
+
+def screen_table(text):
+    """A table crictl prints after clearing the screen (stats, statsp)."""
+    return table(text.replace("\x1b[2J\x1b[H", ""))
+
+
+def test_stats_statsp_and_update(cr):
+    pod = cr.runp("st")
+    # 30 MiB held by tail, whose input never ends (its last "line" is all of it)
+    hog = cr.run_ctr(pod, "st", "hog",
+                     command=["sh", "-c", "(head -c 31457280 /dev/zero; sleep 3600) | tail"])
+    idle = cr.run_ctr(pod, "st", "idle", labels={"role": "idle"})
+
+    def hog_ws():
+        stats = cr.json("stats", "--id", hog)["stats"]
+        return int(stats[0]["memory"]["workingSetBytes"]["value"]) if stats else 0
+    wait_until(lambda: hog_ws() > 30 * 2**20, 30, what="the hog to hold its 30 MiB")
+
+    rows = {r["NAME"]: r for r in screen_table(cr.out("stats"))}
+    assert set(rows) == {"hog", "idle"}
+    assert rows["hog"]["CONTAINER"] == hog[:13]
+    mem = rows["hog"]["MEM"]
+    assert mem.endswith("MB") and 31 <= float(mem[:-2]) <= 40, mem  # crictl's units: 10^6
+    assert rows["idle"]["INODES"].isdigit() and int(rows["idle"]["INODES"]) >= 1
+    data = cr.json("stats", "--label", "role=idle")["stats"]
+    assert [s["attributes"]["id"] for s in data] == [idle]
+    assert int(data[0]["cpu"]["usageCoreNanoSeconds"]["value"]) > 0
+    assert data[0]["writableLayer"]["fsId"]["mountpoint"] == os.path.join(cr.d.root, "containers")
+    assert cr.json("stats", "--pod", pod[:12])["stats"].__len__() == 2
+
+    prow = screen_table(cr.out("statsp"))
+    assert [(r["POD"], r["POD ID"]) for r in prow] == [("st", pod[:13])]
+    assert float(prow[0]["MEM"][:-2]) >= 31
+    pdata = cr.json("statsp", "--id", pod)["stats"][0]
+    assert pdata["attributes"]["metadata"]["name"] == "st"
+    assert pdata["linux"]["network"]["defaultInterface"]["name"] == "eth0"
+    assert sorted(c["attributes"]["id"] for c in pdata["linux"]["containers"]) == \
+        sorted([hog, idle])
+
+    # update: the new limits reach the cgroup and ContainerStatus.resources
+    assert cr.out("update", "--memory", "100000000", "--cpu-share", "256", idle).strip() == idle
+    res = cr.inspect(idle)["status"]["resources"]["linux"]
+    assert res["memoryLimitInBytes"] == "100000000" and res["cpuShares"] == "256"
+    with open("/proc/%d/cgroup" % cr.inspect(idle)["info"]["pid"]) as f:
+        mem_path = [ln.split(":", 2)[2].strip() for ln in f if ":memory:" in ln][0]
+    with open("/sys/fs/cgroup/memory%s/memory.limit_in_bytes" % mem_path) as f:
+        assert int(f.read()) == 100000000 // 4096 * 4096  # the kernel rounds down to pages
+    assert cr.out("update", "--cpu-quota", "20000", "--cpu-period", "100000", idle).strip() == idle
+    res = cr.inspect(idle)["status"]["resources"]["linux"]
+    assert (res["cpuQuota"], res["cpuPeriod"], res["cpuShares"]) == ("20000", "100000", "256")
+    # A limit below what the hog holds: the runtime refuses, crictl says why.
+    err = cr.fails("update", "--memory", "8000000", hog)
+    assert_grpc_error(err, "Internal", "runc update")
+    err = cr.fails("update", "--cpuset-cpus", "banana", idle)
+    assert_grpc_error(err, "InvalidArgument", "cpuset_cpus")
+
+
+# --------------------------------------------------------------------------
 # Commands whose RPCs are not built yet
 # --------------------------------------------------------------------------
 # These RPCs answer UNIMPLEMENTED today. Each test checks that crictl reports it
 # clearly, naming the method, and that the daemon carries on. The tests of the
-# real behaviour come with the issues that build them (stats;
-# UpdateContainerResources; checkpoints). crictl exec, attach and port-forward
-# (the streaming RPCs) are tested in test_stream.py.
+# real behaviour come with the issues that build them (checkpoints). crictl
+# exec, attach and port-forward (the streaming RPCs) are tested in
+# test_stream.py; stats, statsp and update above.
 
 UNIMPLEMENTED = [
-    ("update", lambda c, p: ["update", "--memory", "100000000", c], "UpdateContainerResources"),
-    ("stats", lambda c, p: ["stats", "--id", c], "ListContainerStats"),
-    ("statsp", lambda c, p: ["statsp", "--id", p], "ListPodSandboxStats"),
     ("checkpoint", lambda c, p: ["checkpoint", c], "CheckpointContainer"),
 ]
 

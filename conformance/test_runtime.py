@@ -147,6 +147,28 @@ def test_status_verbose_has_config_json(daemon):
     assert json.dumps(d.cni_dir) in text, "CNI conf dir missing from config JSON: %s" % text
 
 
+def test_status_verbose_cni_load_status_and_cgroups(daemon):
+    """containerd's lastCNILoadStatus (plain text, as crictl info shows it), and where the
+    stats read each cgroup controller."""
+    d = daemon()
+    resp = d.status(verbose=True)
+    cond = [c for c in resp.status.conditions if c.type == "NetworkReady"][0]
+    assert resp.info["lastCNILoadStatus"] == cond.message != ""
+    d.write_cni("10-tinycri-test.conflist", BRIDGE_CONFLIST)
+    assert d.status(verbose=True).info["lastCNILoadStatus"] == "OK"
+    cg = json.loads(resp.info["cgroups"])
+    with open("/proc/self/mountinfo") as f:
+        mounts = {line.split()[4]: line.split(" - ")[1].split()[0] for line in f}
+    if mounts.get("/sys/fs/cgroup") == "cgroup2":
+        assert cg["layout"] == "v2" and cg["unified"] == "/sys/fs/cgroup"
+    elif mounts.get("/sys/fs/cgroup/unified") == "cgroup2":
+        assert cg["layout"] == "hybrid" and cg["unified"] == "/sys/fs/cgroup/unified"
+    else:
+        assert cg["layout"] == "v1"
+    if mounts.get("/sys/fs/cgroup/memory") == "cgroup":
+        assert cg["v1"]["memory"] == "/sys/fs/cgroup/memory"
+
+
 def test_status_not_verbose_has_no_config(daemon):
     d = daemon()
     assert "config" not in d.status(verbose=False).info

@@ -43,6 +43,11 @@
 #include "cri/stream_service.h"
 #include "pod/container.h"
 #include "pod/runtime.h"
+/* stats, events, resource updates, streamed lists */
+#include "cri/events_service.h"
+#include "cri/list_reply.h"
+#include "cri/stats_service.h"
+#include "pod/resources.h"
 
 struct daemon {
     struct config cfg;
@@ -293,6 +298,8 @@ static void on_stop_signal(int signo, void *arg)
     loop_timer_free(steal_ptr(&d->status_timer));
     notify_send("STOPPING=1\nSTATUS=Stopping (%s): finishing calls in flight, at most %us",
                 strsignal(signo), d->cfg.shutdown_timeout_s);
+    /* Event streams never end on their own: end them so the drain does not wait for them. */
+    events_service_close_all();
     h2_server_drain(d->server, (int64_t)d->cfg.shutdown_timeout_s * 1000, on_drained, d);
 }
 
@@ -420,6 +427,11 @@ static int start(struct daemon *d, struct error **err)
         return -1;
     if (stream_service_init(&d->cfg, err) < 0)
         return -1;
+    /* stats, events and resource updates listen to the containers */
+    stats_service_init(&d->cfg);
+    events_service_init();
+    resources_init(&d->cfg);
+    list_reply_init(c->max_send_msg_size);
     d->router = cri_methods_router_new(&d->rs, &d->is);
     image_service_import(&d->is);
     int fd = listen_unix(c->socket_path, err);
@@ -491,6 +503,8 @@ int main(int argc, char **argv)
     router_free(d.router);
     image_service_clear(&d.is);
     runtime_service_clear(&d.rs);
+    resources_shutdown();
+    stats_service_shutdown();
     container_shutdown(); /* containers: keepers keep running */
     runtime_shutdown();
     sandbox_shutdown();

@@ -11,6 +11,10 @@
  * and ends with grpc-status 0. Latencies (monotonic clock, nanoseconds) go into
  * a preallocated log-linear histogram with 0.4% resolution.
  *
+ * With --interval, each call slot is paced instead: it starts a call every
+ * interval (a ticker, as kubelet polls), never two at once, so the latencies
+ * are those of an idle server answering a poll (scripts/bench-poll).
+ *
  * Only calls that complete inside the measured window (after --warmup, for
  * --duration) are counted. At the end it prints a summary to stderr and one
  * machine-readable key=value line to stdout. A call that got any grpc-status
@@ -79,6 +83,7 @@ struct rpc_call {
     struct rpc_conn *conn;
     int32_t stream_id; /* 0 while the slot is idle */
     uint64_t start_ns;
+    struct event *ev_next; /* --interval: starts the slot's next call */
     size_t request_sent;
     int http_status;
     int grpc_status; /* -1 until a grpc-status header arrives */
@@ -136,6 +141,7 @@ struct rpc_options {
     double duration_s;
     double warmup_s;
     double drain_s;
+    double interval_s; /* 0: closed loop; else one call per slot every interval */
     bool quiet;
 };
 
@@ -297,6 +303,9 @@ static ssize_t on_request_read(nghttp2_session *session, int32_t stream_id, uint
     return (ssize_t)n;
 }
 
+static void conn_close(struct rpc_conn *conn, const char *why);
+static void conn_flush(struct rpc_conn *conn);
+
 static int call_start(struct rpc_call *call)
 {
     struct rpc_conn *conn = call->conn;
@@ -439,9 +448,17 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     call_record(call, res, end);
     call->stream_id = 0;
     load->inflight--;
-    if ((load->phase == PHASE_WARMUP || load->phase == PHASE_MEASURE) && !call->conn->dead &&
-        call_start(call) < 0)
+    if (load->opt.interval_s > 0 && (load->phase == PHASE_WARMUP || load->phase == PHASE_MEASURE)) {
+        /* Paced: the next call when this one's tick comes (at once if it is late). */
+        uint64_t next = call->start_ns + (uint64_t)(load->opt.interval_s * 1e9);
+        uint64_t wait = next > end ? next - end : 0;
+        struct timeval tv = {(time_t)(wait / 1000000000ULL),
+                             (suseconds_t)(wait % 1000000000ULL / 1000)};
+        evtimer_add(call->ev_next, &tv);
+    } else if ((load->phase == PHASE_WARMUP || load->phase == PHASE_MEASURE) && !call->conn->dead &&
+               call_start(call) < 0) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     if (load->phase == PHASE_DRAIN && load->inflight == 0)
         event_base_loopbreak(load->base);
     return 0;
@@ -460,6 +477,21 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             conn->load->server_max_streams = max;
     }
     return 0;
+}
+
+/* --interval: a paced slot's tick. */
+static void on_next_call(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_call *call = arg;
+    struct rpc_conn *conn = call->conn;
+    enum run_phase phase = conn->load->phase;
+    if (conn->dead || (phase != PHASE_WARMUP && phase != PHASE_MEASURE))
+        return;
+    if (call_start(call) < 0) {
+        conn_close(conn, "submit request failed");
+        return;
+    }
+    conn_flush(conn);
 }
 
 /* --- connections --- */
@@ -642,8 +674,12 @@ static int conn_init(struct rpc_load *load, struct rpc_conn *conn, int index, in
 
     conn->n_calls = n_calls;
     conn->calls = xcalloc((size_t)n_calls, sizeof(*conn->calls));
-    for (int i = 0; i < n_calls; i++)
+    for (int i = 0; i < n_calls; i++) {
         conn->calls[i].conn = conn;
+        conn->calls[i].ev_next = evtimer_new(load->base, on_next_call, &conn->calls[i]);
+        if (!conn->calls[i].ev_next)
+            die_oom();
+    }
     load->conns_alive++;
     return 0;
 }
@@ -659,6 +695,9 @@ static void conn_fini(struct rpc_conn *conn)
     if (conn->fd >= 0)
         close(conn->fd);
     free(conn->out);
+    for (int i = 0; conn->calls && i < conn->n_calls; i++)
+        if (conn->calls[i].ev_next)
+            event_free(conn->calls[i].ev_next);
     free(conn->calls);
 }
 
@@ -762,6 +801,8 @@ static void usage(FILE *f)
           "  -d, --duration SECONDS   measured time (default 5)\n"
           "  -w, --warmup SECONDS     unmeasured time before that (default 0)\n"
           "      --drain SECONDS      wait for in-flight calls at the end (default 2)\n"
+          "      --interval SECONDS   pace each call slot: one call every SECONDS (a ticker)\n"
+          "                           instead of the next one at once\n"
           "      --payload-hex HEX    request message; the default is known for Version\n"
           "                           (version \"v1\") and empty for other methods\n"
           "  -q, --quiet              only the result line on stdout\n"
@@ -808,6 +849,7 @@ static int parse_args(int argc, char **argv, struct rpc_options *opt)
         {"duration", required_argument, NULL, 'd'},
         {"warmup", required_argument, NULL, 'w'},
         {"drain", required_argument, NULL, 'D'},
+        {"interval", required_argument, NULL, 'I'},
         {"payload-hex", required_argument, NULL, 'P'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -847,6 +889,9 @@ static int parse_args(int argc, char **argv, struct rpc_options *opt)
             break;
         case 'D':
             ok = parse_double(optarg, &opt->drain_s);
+            break;
+        case 'I':
+            ok = parse_double(optarg, &opt->interval_s) && opt->interval_s > 0;
             break;
         case 'P':
             payload_hex = optarg;

@@ -41,33 +41,12 @@ struct proc_tree {
     size_t n;
 };
 
-/* Read a small /proc file into buf (NUL-terminated); returns its length or -1. */
-static ssize_t read_proc(const char *path, char *buf, size_t size)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    while (len + 1 < size) {
-        ssize_t n = read(fd, buf + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
 /* State letter and parent from /proc/<pid>/stat; false when the process is gone. */
 static bool read_stat(pid_t pid, char *state, pid_t *ppid)
 {
     char path[64], text[STAT_MAX];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if (read_proc(path, text, sizeof(text)) < 0)
+    if (read_file_into(path, 0, text, sizeof(text), true) < 0)
         return false;
     /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
     const char *p = strrchr(text, ')');
@@ -132,7 +111,7 @@ static void add_children(struct proc_tree *t, size_t i)
             continue;
         char cpath[sizeof(path) + sizeof(de->d_name) + 16];
         snprintf(cpath, sizeof(cpath), "%s/%s/children", path, de->d_name);
-        if (read_proc(cpath, text, CHILDREN_MAX) < 0)
+        if (read_file_into(cpath, 0, text, CHILDREN_MAX, true) < 0)
             continue;
         for (char *p = text, *end; *p; p = end) {
             long child = strtol(p, &end, 10);

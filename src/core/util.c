@@ -269,6 +269,34 @@ char *read_file_capped(const char *path, size_t cap, size_t *len, struct error *
     return read_fd_capped(fd, path, cap, len, err);
 }
 
+ssize_t read_file_into(const char *path, int extra_flags, char *buf, size_t size, bool cut)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | extra_flags);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == size - 1) {
+            char extra;
+            if (!cut && read(fd, &extra, 1) > 0) {
+                errno = EFBIG;
+                return -1;
+            }
+            break;
+        }
+    }
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
 char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct error **err)
 {
     struct buf b;

@@ -107,6 +107,14 @@ int mkdir_p(const char *path, mode_t mode, struct error **err);
 /* Read a whole small file, at most cap bytes (RESOURCE_EXHAUSTED beyond). */
 char *read_file_capped(const char *path, size_t cap, size_t *len, struct error **err);
 
+/*
+ * Read a small file (a /proc or cgroup file) into buf, NUL-terminated, with
+ * no allocation. Returns its length, or -1 with errno set: from open() (with
+ * O_RDONLY | O_CLOEXEC | extra_flags) or read(), or EFBIG when the file is
+ * longer than size - 1 bytes, unless cut: then buf holds its start.
+ */
+ssize_t read_file_into(const char *path, int extra_flags, char *buf, size_t size, bool cut);
+
 /* Read an open fd to EOF, at most cap bytes (RESOURCE_EXHAUSTED beyond); what names it. */
 char *read_fd_capped(int fd, const char *what, size_t cap, size_t *len, struct error **err);
 

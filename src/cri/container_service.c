@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "cri/container_service.h"
+#include "cri/list_reply.h"
 #include "cri/reply.h"
 #include "grpc/h2.h"
 #include "image/ref.h"
@@ -210,6 +211,58 @@ static const char *repo_digest_for(const struct store_image *img, const char *na
     return img->repo_digests[0];
 }
 
+void container_status_msg_fill(struct container_status_msg *m, const struct container *c)
+{
+    memset(m, 0, sizeof(*m));
+    const Runtime__V1__ContainerConfig *cfg = c->config;
+    Runtime__V1__ContainerStatus *st = &m->st;
+    runtime__v1__container_status__init(st);
+    st->id = c->id;
+    st->metadata = cfg->metadata;
+    st->state = cri_state(c->state);
+    st->created_at = c->created_ns;
+    st->started_at = c->started_ns;
+    st->finished_at = c->finished_ns;
+    st->exit_code = c->exit_code;
+    image_spec_fill(&m->spec, c);
+    st->image = &m->spec;
+    st->image_ref = c->image_id;
+    st->image_id = c->image_id;
+    const struct store_image *img = svc_store ? store_image_find(svc_store, c->image_id) : NULL;
+    if (img) {
+        st->image_ref = (char *)repo_digest_for(img, c->image_ref);
+        if (img->n_repo_tags && is_named_by_id(c))
+            m->spec.image = img->repo_tags[0];
+    }
+    st->reason = c->reason;
+    st->message = c->message;
+    m->label_ptrs = reply_map_dup(&runtime__v1__container_status__labels_entry__descriptor,
+                                  (void *const *)cfg->labels, cfg->n_labels);
+    m->annotation_ptrs =
+        reply_map_dup(&runtime__v1__container_status__annotations_entry__descriptor,
+                      (void *const *)cfg->annotations, cfg->n_annotations);
+    st->n_labels = cfg->n_labels;
+    st->labels = m->label_ptrs;
+    st->n_annotations = cfg->n_annotations;
+    st->annotations = m->annotation_ptrs;
+    st->n_mounts = cfg->n_mounts;
+    st->mounts = cfg->mounts;
+    st->log_path = c->log_path;
+    runtime__v1__container_resources__init(&m->res);
+    if (cfg->linux && cfg->linux->resources) {
+        m->res.linux = cfg->linux->resources;
+        st->resources = &m->res;
+    }
+    st->stop_signal = cfg->stop_signal;
+}
+
+void container_status_msg_clear(struct container_status_msg *m)
+{
+    free(m->label_ptrs);
+    free(m->annotation_ptrs);
+    memset(m, 0, sizeof(*m));
+}
+
 void container_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
 {
     const Runtime__V1__ContainerStatusRequest *r = (const Runtime__V1__ContainerStatusRequest *)req;
@@ -222,50 +275,10 @@ void container_service_status(struct h2_call *call, const ProtobufCMessage *req,
         rpc_fail_code(call, GRPC_NOT_FOUND, "container %s not found", r->container_id);
         return;
     }
-    const Runtime__V1__ContainerConfig *cfg = c->config;
-    Runtime__V1__ContainerStatus st = RUNTIME__V1__CONTAINER_STATUS__INIT;
-    st.id = c->id;
-    st.metadata = cfg->metadata;
-    st.state = cri_state(c->state);
-    st.created_at = c->created_ns;
-    st.started_at = c->started_ns;
-    st.finished_at = c->finished_ns;
-    st.exit_code = c->exit_code;
-    Runtime__V1__ImageSpec spec;
-    image_spec_fill(&spec, c);
-    st.image = &spec;
-    st.image_ref = c->image_id;
-    st.image_id = c->image_id;
-    const struct store_image *img = svc_store ? store_image_find(svc_store, c->image_id) : NULL;
-    if (img) {
-        st.image_ref = (char *)repo_digest_for(img, c->image_ref);
-        if (img->n_repo_tags && is_named_by_id(c))
-            spec.image = img->repo_tags[0];
-    }
-    st.reason = c->reason;
-    st.message = c->message;
-    _cleanup_free_ void *label_ptrs =
-        reply_map_dup(&runtime__v1__container_status__labels_entry__descriptor,
-                      (void *const *)cfg->labels, cfg->n_labels);
-    _cleanup_free_ void *annotation_ptrs =
-        reply_map_dup(&runtime__v1__container_status__annotations_entry__descriptor,
-                      (void *const *)cfg->annotations, cfg->n_annotations);
-    st.n_labels = cfg->n_labels;
-    st.labels = label_ptrs;
-    st.n_annotations = cfg->n_annotations;
-    st.annotations = annotation_ptrs;
-    st.n_mounts = cfg->n_mounts;
-    st.mounts = cfg->mounts;
-    st.log_path = c->log_path;
-    Runtime__V1__ContainerResources res = RUNTIME__V1__CONTAINER_RESOURCES__INIT;
-    if (cfg->linux && cfg->linux->resources) {
-        res.linux = cfg->linux->resources;
-        st.resources = &res;
-    }
-    st.stop_signal = cfg->stop_signal;
-
+    struct container_status_msg m;
+    container_status_msg_fill(&m, c);
     Runtime__V1__ContainerStatusResponse resp = RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INIT;
-    resp.status = &st;
+    resp.status = &m.st;
     _cleanup_free_ char *info = NULL;
     Runtime__V1__ContainerStatusResponse__InfoEntry entry =
         RUNTIME__V1__CONTAINER_STATUS_RESPONSE__INFO_ENTRY__INIT;
@@ -278,6 +291,7 @@ void container_service_status(struct h2_call *call, const ProtobufCMessage *req,
         resp.info = entries;
     }
     rpc_reply(call, &resp.base);
+    container_status_msg_clear(&m);
 }
 
 static bool labels_match(const Runtime__V1__ContainerConfig *cfg,
@@ -313,9 +327,9 @@ struct list_item {
     Runtime__V1__ImageSpec spec;
 };
 
-void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+static void list_containers(struct h2_call *call, const Runtime__V1__ContainerFilter *filter,
+                            const struct list_mode *mode)
 {
-    const Runtime__V1__ListContainersRequest *r = (const Runtime__V1__ListContainersRequest *)req;
     size_t total = 0;
     while (container_at(total))
         total++;
@@ -324,7 +338,7 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
     size_t n = 0;
     for (size_t i = 0; i < total; i++) {
         const struct container *c = container_at(i);
-        if (!filter_match(c, r->filter))
+        if (!filter_match(c, filter))
             continue;
         struct list_item *it = &items[n];
         Runtime__V1__Container *m = &it->msg;
@@ -350,11 +364,24 @@ void container_service_list(struct h2_call *call, const ProtobufCMessage *req, v
     Runtime__V1__ListContainersResponse resp = RUNTIME__V1__LIST_CONTAINERS_RESPONSE__INIT;
     resp.n_containers = n;
     resp.containers = ptrs;
-    rpc_reply(call, &resp.base);
+    list_finish(call, &resp.base, mode);
     for (size_t i = 0; i < n; i++) {
         free(items[i].msg.labels);
         free(items[i].msg.annotations);
     }
+}
+
+void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {false, "ListContainers", "StreamContainers", NULL};
+    list_containers(call, ((const Runtime__V1__ListContainersRequest *)req)->filter, &mode);
+}
+
+void container_service_stream(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {true, "ListContainers", "StreamContainers",
+                                          &runtime__v1__stream_containers_response__descriptor};
+    list_containers(call, ((const Runtime__V1__StreamContainersRequest *)req)->filter, &mode);
 }
 
 /* ---- ExecSync ---- */

@@ -15,10 +15,26 @@
 
 #include <stddef.h>
 
+#include "api.pb-c.h"
 #include "grpc/router.h"
 
 struct config;
+struct container;
 struct store;
+
+/*
+ * A ContainerStatus message for c, as ContainerStatus answers it (without
+ * the verbose info), borrowing c's strings: use it within the loop turn,
+ * then container_status_msg_clear(). Container events carry these too.
+ */
+struct container_status_msg {
+    Runtime__V1__ContainerStatus st;
+    Runtime__V1__ImageSpec spec;
+    Runtime__V1__ContainerResources res;
+    void *label_ptrs, *annotation_ptrs; /* reply_map_dup() blocks */
+};
+void container_status_msg_fill(struct container_status_msg *m, const struct container *c);
+void container_status_msg_clear(struct container_status_msg *m);
 
 /*
  * Remember the config and the image store (both borrowed for the daemon's
@@ -39,6 +55,7 @@ void container_service_stop(struct h2_call *call, const ProtobufCMessage *req, v
 void container_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void container_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void container_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void container_service_stream(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void container_service_exec_sync(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void container_service_reopen_log(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 

@@ -22,7 +22,9 @@
 #include "core/loop.h"
 #include "core/util.h"
 #include "cri/image_service.h"
+#include "cri/list_reply.h"
 #include "cri/reply.h"
+#include "cri/stats_service.h"
 #include "grpc/h2.h"
 #include "image/import.h"
 #include "image/pull.h"
@@ -239,14 +241,12 @@ void image_service_status(struct h2_call *call, const ProtobufCMessage *req, voi
     image_msg_clear(&msg);
 }
 
-void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+static void list_images(struct h2_call *call, const Runtime__V1__ImageFilter *filter,
+                        const struct image_service *svc, const struct list_mode *mode)
 {
-    const Runtime__V1__ListImagesRequest *r = (const Runtime__V1__ListImagesRequest *)req;
-    struct image_service *svc = ctx;
-    const char *want =
-        r->filter && r->filter->image && r->filter->image->image && *r->filter->image->image
-            ? r->filter->image->image
-            : NULL;
+    const char *want = filter && filter->image && filter->image->image && *filter->image->image
+                           ? filter->image->image
+                           : NULL;
     const struct store_image *only = want ? store_image_find(svc->store, want) : NULL;
     size_t n = want ? (only ? 1 : 0) : store_image_count(svc->store);
     _cleanup_free_ Runtime__V1__Image *msgs = xcalloc(n ? n : 1, sizeof(*msgs));
@@ -258,9 +258,22 @@ void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void 
     Runtime__V1__ListImagesResponse resp = RUNTIME__V1__LIST_IMAGES_RESPONSE__INIT;
     resp.n_images = n;
     resp.images = ptrs;
-    rpc_reply(call, &resp.base);
+    list_finish(call, &resp.base, mode);
     for (size_t i = 0; i < n; i++)
         image_msg_clear(&msgs[i]);
+}
+
+void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {false, "ListImages", "StreamImages", NULL};
+    list_images(call, ((const Runtime__V1__ListImagesRequest *)req)->filter, ctx, &mode);
+}
+
+void image_service_stream(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {true, "ListImages", "StreamImages",
+                                          &runtime__v1__stream_images_response__descriptor};
+    list_images(call, ((const Runtime__V1__StreamImagesRequest *)req)->filter, ctx, &mode);
 }
 
 /* ---- RemoveImage ---- */
@@ -309,6 +322,21 @@ static void reply_fs_info(struct reply *rep, const struct image_service *svc)
     Runtime__V1__ImageFsInfoResponse resp = RUNTIME__V1__IMAGE_FS_INFO_RESPONSE__INIT;
     resp.n_image_filesystems = 1;
     resp.image_filesystems = list;
+    /* The containers' writable layers, as their walks last measured them (off the loop). */
+    Runtime__V1__FilesystemIdentifier cfsid = RUNTIME__V1__FILESYSTEM_IDENTIFIER__INIT;
+    Runtime__V1__UInt64Value cbytes = RUNTIME__V1__UINT64_VALUE__INIT;
+    Runtime__V1__UInt64Value cinodes = RUNTIME__V1__UINT64_VALUE__INIT;
+    Runtime__V1__FilesystemUsage cusage = RUNTIME__V1__FILESYSTEM_USAGE__INIT;
+    Runtime__V1__FilesystemUsage *clist[] = {&cusage};
+    const char *cmount = NULL;
+    if (stats_service_writable_total(&cmount, &cbytes.value, &cinodes.value, &cusage.timestamp)) {
+        cfsid.mountpoint = (char *)cmount;
+        cusage.fs_id = &cfsid;
+        cusage.used_bytes = &cbytes;
+        cusage.inodes_used = &cinodes;
+        resp.n_container_filesystems = 1;
+        resp.container_filesystems = clist;
+    }
     reply_finish(rep, NULL, &resp.base);
 }
 

@@ -44,6 +44,7 @@ void image_service_import(struct image_service *svc);
 void image_service_pull(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void image_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void image_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
+void image_service_stream(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void image_service_remove(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 void image_service_fs_info(struct h2_call *call, const ProtobufCMessage *req, void *ctx);
 

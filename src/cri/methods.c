@@ -10,10 +10,13 @@
 #include "api.pb-c.h"
 #include "core/util.h"
 #include "cri/container_service.h"
+#include "cri/events_service.h"
 #include "cri/image_service.h"
 #include "cri/methods.h"
+#include "cri/resources_service.h"
 #include "cri/runtime_service.h"
 #include "cri/sandbox_service.h"
+#include "cri/stats_service.h"
 #include "cri/stream_service.h"
 #include "grpc/router.h"
 
@@ -27,14 +30,28 @@ static const struct rpc_handler runtime_handlers[] = {
     {"RemovePodSandbox", sandbox_service_remove},
     {"PodSandboxStatus", sandbox_service_status},
     {"ListPodSandbox", sandbox_service_list},
+    {"StreamPodSandboxes", sandbox_service_stream},
     {"CreateContainer", container_service_create},
     {"StartContainer", container_service_start},
     {"StopContainer", container_service_stop},
     {"RemoveContainer", container_service_remove},
     {"ContainerStatus", container_service_status},
     {"ListContainers", container_service_list},
+    {"StreamContainers", container_service_stream},
     {"ExecSync", container_service_exec_sync},
     {"ReopenContainerLog", container_service_reopen_log},
+    {"UpdateContainerResources", resources_service_update_container},
+    {"UpdatePodSandboxResources", resources_service_update_pod},
+    {"ContainerStats", stats_service_container},
+    {"ListContainerStats", stats_service_list_containers},
+    {"StreamContainerStats", stats_service_stream_containers},
+    {"PodSandboxStats", stats_service_pod},
+    {"ListPodSandboxStats", stats_service_list_pods},
+    {"StreamPodSandboxStats", stats_service_stream_pods},
+    {"ListMetricDescriptors", stats_service_metric_descriptors},
+    {"ListPodSandboxMetrics", stats_service_list_metrics},
+    {"StreamPodSandboxMetrics", stats_service_stream_metrics},
+    {"GetContainerEvents", events_service_get},
     {"Exec", stream_service_exec},
     {"Attach", stream_service_attach},
     {"PortForward", stream_service_port_forward},
@@ -43,7 +60,7 @@ static const struct rpc_handler runtime_handlers[] = {
 static const struct rpc_handler image_handlers[] = {
     {"PullImage", image_service_pull},      {"ImageStatus", image_service_status},
     {"ListImages", image_service_list},     {"RemoveImage", image_service_remove},
-    {"ImageFsInfo", image_service_fs_info},
+    {"ImageFsInfo", image_service_fs_info}, {"StreamImages", image_service_stream},
 };
 
 /* Add a service with its handler table; only, when set, stands in for every handler. */

@@ -86,6 +86,15 @@ void reply_cancel_with(struct reply *r, void (*cancel)(void *arg), void *arg)
     h2_call_on_cancel(call, on_call_cancelled, r);
 }
 
+struct h2_call *reply_take_call(struct reply *r)
+{
+    bool cancellable = r->cancel != NULL;
+    struct h2_call *call = take(r, NULL);
+    if (call && cancellable)
+        h2_call_on_cancel(call, NULL, NULL);
+    return call;
+}
+
 /* Every protobuf-c map entry message has this layout. */
 struct kv_entry {
     ProtobufCMessage base;

@@ -56,6 +56,14 @@ void reply_finish_empty(struct reply *r, const struct error *err,
 void reply_cancel_with(struct reply *r, void (*cancel)(void *arg), void *arg);
 
 /*
+ * For a reply that is not one message (a list answered whole or streamed):
+ * the call r stands for, to be answered now by the caller, or NULL when the
+ * caller has left (then that is logged). A cancel function registered with
+ * reply_cancel_with() will not run. Frees r.
+ */
+struct h2_call *reply_take_call(struct reply *r);
+
+/*
  * Entries of a map<string,string> field whose entry type is entry_type,
  * borrowing keys and values from src (the entries of another map of that
  * shape, n of them). One block: free() it after the reply is sent.

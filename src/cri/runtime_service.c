@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "cri/runtime_service.h"
+#include "pod/cgroup.h"
 #include "cri/stream_service.h"
 #include "pod/cni.h"
 #include "pod/runtime.h"
@@ -62,6 +63,28 @@ static char *verbose_info_json(const struct runtime_service *rs, const struct cn
     json_object_set_new(cni, "podCIDR", json_string(rs->pod_cidr ? rs->pod_cidr : ""));
     char *text = json_dumps(cni, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(cni);
+    return text;
+}
+
+/* Where the stats read each controller (JSON text, owned). */
+static char *cgroups_info_json(void)
+{
+    const struct cgroup_layout *l = cgroup_host_layout();
+    json_t *o = json_object();
+    if (l) {
+        json_object_set_new(o, "layout", json_string(cgroup_layout_kind(l)));
+        json_t *v1 = json_object();
+        for (int c = 0; c < CGROUP_N; c++) {
+            if (l->v1[c])
+                json_object_set_new(v1, cgroup_controller_name(c), json_string(l->v1[c]));
+        }
+        json_object_set_new(o, "v1", v1);
+        json_object_set_new(o, "unified", l->v2 ? json_string(l->v2) : json_null());
+    } else {
+        json_object_set_new(o, "layout", json_string("none found"));
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
     return text;
 }
 
@@ -122,27 +145,32 @@ void runtime_service_status(struct h2_call *call, const ProtobufCMessage *req, v
     _cleanup_free_ char *config_json = NULL;
     _cleanup_free_ char *cni_json = NULL;
     _cleanup_free_ char *runtimes_json = NULL;
+    _cleanup_free_ char *cgroups_json = NULL;
     _cleanup_free_ char *stream_json = NULL;
-    Runtime__V1__StatusResponse__InfoEntry entries[4];
-    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[4];
+    Runtime__V1__StatusResponse__InfoEntry entries[6];
+    Runtime__V1__StatusResponse__InfoEntry *entry_ptrs[6];
     if (r->verbose) {
         config_json = config_to_json(rs->cfg);
         cni_json = verbose_info_json(rs, &net, net_err);
         runtimes_json = runtime_handlers_json();
+        cgroups_json = cgroups_info_json();
         json_t *stream = json_object();
         const char *url = stream_service_url();
         json_object_set_new(stream, "url", url ? json_string(url) : json_null());
         stream_json = json_dumps(stream, JSON_COMPACT);
         json_decref(stream);
-        const char *keys[4] = {"config", "cni", "runtimes", "streaming"};
-        const char *values[4] = {config_json, cni_json, runtimes_json, stream_json};
-        for (size_t i = 0; i < 4; i++) {
+        /* lastCNILoadStatus: containerd's key, a plain text ("OK" or why not). */
+        const char *keys[6] = {"config",  "cni",       "runtimes",
+                               "cgroups", "streaming", "lastCNILoadStatus"};
+        const char *values[6] = {config_json,  cni_json,    runtimes_json,
+                                 cgroups_json, stream_json, net_err ? net_err->msg : "OK"};
+        for (size_t i = 0; i < 6; i++) {
             runtime__v1__status_response__info_entry__init(&entries[i]);
             entries[i].key = (char *)keys[i];
             entries[i].value = (char *)values[i];
             entry_ptrs[i] = &entries[i];
         }
-        resp.n_info = 4;
+        resp.n_info = 6;
         resp.info = entry_ptrs;
     }
     rpc_reply(call, &resp.base);

@@ -16,10 +16,14 @@
 #include "api.pb-c.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/pb_json.h"
 #include "core/util.h"
+#include "cri/container_service.h"
+#include "cri/list_reply.h"
 #include "cri/reply.h"
 #include "cri/sandbox_service.h"
 #include "grpc/h2.h"
+#include "pod/container.h"
 #include "pod/sandbox.h"
 
 /* ---- Run / Stop / Remove ---- */
@@ -104,7 +108,7 @@ static void json_set_opt(json_t *o, const char *key, const char *value)
     json_object_set_new(o, key, value ? json_string(value) : json_null());
 }
 
-static char *verbose_info(const struct sandbox *sb, const Runtime__V1__NamespaceOption *ns)
+static char *verbose_info(const struct sandbox *sb)
 {
     const Runtime__V1__PodSandboxConfig *c = sb->config;
     json_t *o = json_object();
@@ -126,36 +130,78 @@ static char *verbose_info(const struct sandbox *sb, const Runtime__V1__Namespace
         json_array_append_new(ips, json_string(sb->ips[i]));
     json_object_set_new(o, "ips", ips);
     json_object_set_new(o, "networkReady", json_boolean(sb->network_ready));
-    json_t *cfg = json_object();
-    json_object_set_new(cfg, "metadata",
-                        json_pack("{s:s, s:s, s:s, s:I}", "name", c->metadata->name, "namespace",
-                                  c->metadata->namespace_, "uid", c->metadata->uid, "attempt",
-                                  (json_int_t)c->metadata->attempt));
-    json_object_set_new(cfg, "hostname", json_string(c->hostname ? c->hostname : ""));
-    json_object_set_new(cfg, "logDirectory", json_string(c->log_directory ? c->log_directory : ""));
-    json_object_set_new(cfg, "namespaceOptions",
-                        json_pack("{s:s, s:s, s:s}", "network",
-                                  sandbox_namespace_mode_name(ns->network), "pid",
-                                  sandbox_namespace_mode_name(ns->pid), "ipc",
-                                  sandbox_namespace_mode_name(ns->ipc)));
-    json_t *ports = json_array();
-    for (size_t i = 0; i < c->n_port_mappings; i++) {
-        const Runtime__V1__PortMapping *p = c->port_mappings[i];
-        json_array_append_new(ports, json_pack("{s:i, s:i, s:i, s:s}", "protocol", (int)p->protocol,
-                                               "containerPort", p->container_port, "hostPort",
-                                               p->host_port, "hostIp", p->host_ip));
-    }
-    json_object_set_new(cfg, "portMappings", ports);
-    json_t *sysctls = json_object();
-    for (size_t i = 0; c->linux && i < c->linux->n_sysctls; i++)
-        json_object_set_new(sysctls, c->linux->sysctls[i]->key,
-                            json_string(c->linux->sysctls[i]->value));
-    json_object_set_new(cfg, "sysctls", sysctls);
-    json_object_set_new(o, "config", cfg);
+    /* The whole config as containerd gives it (Go's JSON of the CRI struct). */
+    json_object_set_new(o, "config", pb_json(&c->base));
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     assert_state(text);
     return text;
+}
+
+void sandbox_status_msg_fill(struct sandbox_status_msg *m, const struct sandbox *sb)
+{
+    memset(m, 0, sizeof(*m));
+    const Runtime__V1__PodSandboxConfig *c = sb->config;
+
+    Runtime__V1__PodSandboxNetworkStatus *net = &m->net;
+    runtime__v1__pod_sandbox_network_status__init(net);
+    size_t n_extra = sb->n_ips > 1 ? sb->n_ips - 1 : 0;
+    m->extra = xcalloc(n_extra + 1, sizeof(Runtime__V1__PodIP));
+    m->extra_ptrs = xcalloc(n_extra + 1, sizeof(Runtime__V1__PodIP *));
+    Runtime__V1__PodIP *extra = m->extra;
+    Runtime__V1__PodIP **extra_ptrs = m->extra_ptrs;
+    if (sb->n_ips) {
+        net->ip = sb->ips[0];
+        for (size_t i = 0; i < n_extra; i++) {
+            runtime__v1__pod_ip__init(&extra[i]);
+            extra[i].ip = sb->ips[i + 1];
+            extra_ptrs[i] = &extra[i];
+        }
+        net->n_additional_ips = n_extra;
+        net->additional_ips = extra_ptrs;
+    }
+
+    Runtime__V1__NamespaceOption *nsopt = &m->nsopt;
+    runtime__v1__namespace_option__init(nsopt);
+    const Runtime__V1__NamespaceOption *asked = c->linux && c->linux->security_context
+                                                    ? c->linux->security_context->namespace_options
+                                                    : NULL;
+    if (asked) {
+        nsopt->network = asked->network;
+        nsopt->pid = asked->pid;
+        nsopt->ipc = asked->ipc;
+    }
+    runtime__v1__namespace__init(&m->ns);
+    m->ns.options = nsopt;
+    runtime__v1__linux_pod_sandbox_status__init(&m->linux_status);
+    m->linux_status.namespaces = &m->ns;
+
+    Runtime__V1__PodSandboxStatus *st = &m->st;
+    runtime__v1__pod_sandbox_status__init(st);
+    st->id = sb->id;
+    st->metadata = c->metadata;
+    st->state = pb_state(sb->state);
+    st->created_at = sb->created_ns;
+    st->network = net;
+    st->linux = &m->linux_status;
+    m->labels = reply_map_dup(&runtime__v1__pod_sandbox_status__labels_entry__descriptor,
+                              (void *const *)c->labels, c->n_labels);
+    m->annotations = reply_map_dup(&runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
+                                   (void *const *)c->annotations, c->n_annotations);
+    st->n_labels = c->n_labels;
+    st->labels = m->labels;
+    st->n_annotations = c->n_annotations;
+    st->annotations = m->annotations;
+    st->runtime_handler = sb->runtime_handler;
+}
+
+void sandbox_status_msg_clear(struct sandbox_status_msg *m)
+{
+    free(m->extra);
+    free(m->extra_ptrs);
+    free(m->labels);
+    free(m->annotations);
+    memset(m, 0, sizeof(*m));
 }
 
 void sandbox_service_status(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
@@ -171,71 +217,57 @@ void sandbox_service_status(struct h2_call *call, const ProtobufCMessage *req, v
         rpc_fail_code(call, GRPC_NOT_FOUND, "sandbox %s not found", r->pod_sandbox_id);
         return;
     }
-    const Runtime__V1__PodSandboxConfig *c = sb->config;
-
-    Runtime__V1__PodSandboxNetworkStatus net = RUNTIME__V1__POD_SANDBOX_NETWORK_STATUS__INIT;
-    size_t n_extra = sb->n_ips > 1 ? sb->n_ips - 1 : 0;
-    _cleanup_free_ Runtime__V1__PodIP *extra = xcalloc(n_extra + 1, sizeof(*extra));
-    _cleanup_free_ Runtime__V1__PodIP **extra_ptrs = xcalloc(n_extra + 1, sizeof(*extra_ptrs));
-    if (sb->n_ips) {
-        net.ip = sb->ips[0];
-        for (size_t i = 0; i < n_extra; i++) {
-            runtime__v1__pod_ip__init(&extra[i]);
-            extra[i].ip = sb->ips[i + 1];
-            extra_ptrs[i] = &extra[i];
-        }
-        net.n_additional_ips = n_extra;
-        net.additional_ips = extra_ptrs;
-    }
-
-    Runtime__V1__NamespaceOption nsopt = RUNTIME__V1__NAMESPACE_OPTION__INIT;
-    const Runtime__V1__NamespaceOption *asked = c->linux && c->linux->security_context
-                                                    ? c->linux->security_context->namespace_options
-                                                    : NULL;
-    if (asked) {
-        nsopt.network = asked->network;
-        nsopt.pid = asked->pid;
-        nsopt.ipc = asked->ipc;
-    }
-    Runtime__V1__Namespace ns = RUNTIME__V1__NAMESPACE__INIT;
-    ns.options = &nsopt;
-    Runtime__V1__LinuxPodSandboxStatus linux_status = RUNTIME__V1__LINUX_POD_SANDBOX_STATUS__INIT;
-    linux_status.namespaces = &ns;
-
-    Runtime__V1__PodSandboxStatus st = RUNTIME__V1__POD_SANDBOX_STATUS__INIT;
-    st.id = sb->id;
-    st.metadata = c->metadata;
-    st.state = pb_state(sb->state);
-    st.created_at = sb->created_ns;
-    st.network = &net;
-    st.linux = &linux_status;
-    _cleanup_free_ void *labels =
-        reply_map_dup(&runtime__v1__pod_sandbox_status__labels_entry__descriptor,
-                      (void *const *)c->labels, c->n_labels);
-    _cleanup_free_ void *annotations =
-        reply_map_dup(&runtime__v1__pod_sandbox_status__annotations_entry__descriptor,
-                      (void *const *)c->annotations, c->n_annotations);
-    st.n_labels = c->n_labels;
-    st.labels = labels;
-    st.n_annotations = c->n_annotations;
-    st.annotations = annotations;
-    st.runtime_handler = sb->runtime_handler;
-
+    struct sandbox_status_msg m;
+    sandbox_status_msg_fill(&m, sb);
     Runtime__V1__PodSandboxStatusResponse resp = RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INIT;
-    resp.status = &st;
+    resp.status = &m.st;
     resp.timestamp = now_realtime_ns();
+    /* The pod's containers too, as kubelet's evented PLEG reads them from here. */
+    struct sandbox_containers_msg cm;
+    sandbox_containers_msg_fill(&cm, sb->id);
+    resp.n_containers_statuses = cm.n;
+    resp.containers_statuses = cm.ptrs;
     _cleanup_free_ char *info = NULL;
     Runtime__V1__PodSandboxStatusResponse__InfoEntry entry =
         RUNTIME__V1__POD_SANDBOX_STATUS_RESPONSE__INFO_ENTRY__INIT;
     Runtime__V1__PodSandboxStatusResponse__InfoEntry *entries[1] = {&entry};
     if (r->verbose) {
-        info = verbose_info(sb, &nsopt);
+        info = verbose_info(sb);
         entry.key = (char *)"info";
         entry.value = info;
         resp.n_info = 1;
         resp.info = entries;
     }
     rpc_reply(call, &resp.base);
+    sandbox_containers_msg_clear(&cm);
+    sandbox_status_msg_clear(&m);
+}
+
+void sandbox_containers_msg_fill(struct sandbox_containers_msg *m, const char *sandbox_id)
+{
+    memset(m, 0, sizeof(*m));
+    size_t total = 0;
+    for (size_t i = 0; container_at(i); i++)
+        total += strcmp(container_at(i)->sandbox_id, sandbox_id) == 0;
+    m->msgs = xcalloc(total + 1, sizeof(struct container_status_msg));
+    m->ptrs = xcalloc(total + 1, sizeof(Runtime__V1__ContainerStatus *));
+    for (size_t i = 0; container_at(i) && m->n < total; i++) {
+        const struct container *c = container_at(i);
+        if (strcmp(c->sandbox_id, sandbox_id) != 0)
+            continue;
+        container_status_msg_fill(&m->msgs[m->n], c);
+        m->ptrs[m->n] = &m->msgs[m->n].st;
+        m->n++;
+    }
+}
+
+void sandbox_containers_msg_clear(struct sandbox_containers_msg *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        container_status_msg_clear(&m->msgs[i]);
+    free(m->msgs);
+    free(m->ptrs);
+    memset(m, 0, sizeof(*m));
 }
 
 /* ---- ListPodSandbox ---- */
@@ -251,9 +283,9 @@ static bool matches(const struct sandbox *sb, const Runtime__V1__PodSandboxFilte
     return labels_match(sb->config, f);
 }
 
-void sandbox_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+static void list_sandboxes(struct h2_call *call, const Runtime__V1__PodSandboxFilter *filter,
+                           const struct list_mode *mode)
 {
-    const Runtime__V1__ListPodSandboxRequest *r = (const Runtime__V1__ListPodSandboxRequest *)req;
     size_t n = sandbox_count();
     _cleanup_free_ Runtime__V1__PodSandbox *items = xcalloc(n + 1, sizeof(*items));
     _cleanup_free_ Runtime__V1__PodSandbox **ptrs = xcalloc(n + 1, sizeof(*ptrs));
@@ -261,7 +293,7 @@ void sandbox_service_list(struct h2_call *call, const ProtobufCMessage *req, voi
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         const struct sandbox *sb = sandbox_at(i);
-        if (!matches(sb, r->filter))
+        if (!matches(sb, filter))
             continue;
         const Runtime__V1__PodSandboxConfig *c = sb->config;
         Runtime__V1__PodSandbox *it = &items[k];
@@ -285,7 +317,20 @@ void sandbox_service_list(struct h2_call *call, const ProtobufCMessage *req, voi
     Runtime__V1__ListPodSandboxResponse resp = RUNTIME__V1__LIST_POD_SANDBOX_RESPONSE__INIT;
     resp.n_items = k;
     resp.items = ptrs;
-    rpc_reply(call, &resp.base);
+    list_finish(call, &resp.base, mode);
     for (size_t i = 0; i < 2 * k; i++)
         free(maps[i]);
+}
+
+void sandbox_service_list(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {false, "ListPodSandbox", "StreamPodSandboxes", NULL};
+    list_sandboxes(call, ((const Runtime__V1__ListPodSandboxRequest *)req)->filter, &mode);
+}
+
+void sandbox_service_stream(struct h2_call *call, const ProtobufCMessage *req, void *ctx)
+{
+    static const struct list_mode mode = {true, "ListPodSandbox", "StreamPodSandboxes",
+                                          &runtime__v1__stream_pod_sandboxes_response__descriptor};
+    list_sandboxes(call, ((const Runtime__V1__StreamPodSandboxesRequest *)req)->filter, &mode);
 }

@@ -1439,6 +1439,35 @@ int64_t h2_call_deadline_ns(const struct h2_call *call)
     return call->deadline_ns;
 }
 
+/* The response HEADERS, with the call's reply bytes as the data source. */
+static int submit_headers(struct h2_call *call, struct error **err)
+{
+    nghttp2_nv nva[] = {
+        make_nv(":status", "200"),
+        make_nv("content-type", "application/grpc"),
+        make_nv("grpc-accept-encoding", "identity"),
+    };
+    nghttp2_data_provider prd = {.source.ptr = call, .read_callback = on_data_read};
+    int rv =
+        nghttp2_submit_response(call->conn->session, call->stream_id, nva, ARRAY_SIZE(nva), &prd);
+    if (rv < 0)
+        return error_set(err, GRPC_INTERNAL, 0, "submit response: %s", nghttp2_strerror(rv));
+    call->headers_sent = true;
+    return 0;
+}
+
+int h2_call_send_headers(struct h2_call *call, struct error **err)
+{
+    if (call->state != CALL_RUNNING || call->conn->closed)
+        return error_set(err, GRPC_CANCELLED, 0, "call already ended");
+    if (call->headers_sent)
+        return 0;
+    if (submit_headers(call, err) < 0)
+        return -1;
+    conn_schedule_flush(call->conn);
+    return 0;
+}
+
 int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct error **err)
 {
     if (call->state != CALL_RUNNING || call->conn->closed)
@@ -1471,18 +1500,10 @@ int h2_call_send(struct h2_call *call, const uint8_t *msg, size_t len, struct er
     call->out_len = need;
     struct h2_conn *c = call->conn;
     if (!call->headers_sent) {
-        nghttp2_nv nva[] = {
-            make_nv(":status", "200"),
-            make_nv("content-type", "application/grpc"),
-            make_nv("grpc-accept-encoding", "identity"),
-        };
-        nghttp2_data_provider prd = {.source.ptr = call, .read_callback = on_data_read};
-        int rv = nghttp2_submit_response(c->session, call->stream_id, nva, ARRAY_SIZE(nva), &prd);
-        if (rv < 0) {
+        if (submit_headers(call, err) < 0) {
             call->out_len -= len + 5;
-            return error_set(err, GRPC_INTERNAL, 0, "submit response: %s", nghttp2_strerror(rv));
+            return -1;
         }
-        call->headers_sent = true;
     } else if (call->data_deferred) {
         call->data_deferred = false;
         nghttp2_session_resume_data(c->session, call->stream_id);
@@ -1499,6 +1520,40 @@ void h2_call_finish(struct h2_call *call, int grpc_code, const char *message)
         grpc_code = GRPC_UNKNOWN;
     /* The handler ended the call itself: it needs no cancel notice. */
     call_end(call, 200, grpc_code, message, &cb, &cb_arg);
+}
+
+/* ---- long-lived server streams (events, streamed lists) ---- */
+
+void h2_call_set_out_cap(struct h2_call *call, size_t cap)
+{
+    size_t floor = (size_t)call->conn->srv->opts.max_send_msg + 5;
+    call->out_cap = cap > floor ? cap : floor;
+}
+
+size_t h2_call_out_pending(const struct h2_call *call)
+{
+    return call->out_len - call->out_off;
+}
+
+void h2_call_cut_off(struct h2_call *call)
+{
+    void (*cb)(uint64_t, void *);
+    void *cb_arg;
+    if (call->state == CALL_FINISHED)
+        return;
+    log_debug("call cut off rpc=%s call=%" PRIu64 " unsent=%zu", call_path(call), call->id,
+              call->out_len - call->out_off);
+    call_mark_finished(call, &cb, &cb_arg);
+    free(steal_ptr(&call->out));
+    call->out_off = call->out_len = call->out_alloc = 0;
+    /* Should the data source be asked once more before the reset goes out: no OK trailers. */
+    call->status = GRPC_RESOURCE_EXHAUSTED;
+    struct h2_conn *c = call->conn;
+    if (!c->closed) {
+        nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_ENHANCE_YOUR_CALM);
+        conn_schedule_flush(c);
+    }
 }
 
 void h2_call_on_cancel(struct h2_call *call, void (*cb)(uint64_t call_id, void *arg), void *arg)

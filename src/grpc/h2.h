@@ -131,6 +131,32 @@ void h2_call_finish(struct h2_call *call, int grpc_code, const char *message);
 void h2_call_on_cancel(struct h2_call *call, void (*cb)(uint64_t call_id, void *arg), void *arg);
 
 /*
+ * Server streams that live long (container events) or send a lot (streamed
+ * lists). A call queues at most its out cap of reply bytes not yet taken by
+ * the client; the default is room for two max_send_msg messages.
+ * h2_call_set_out_cap() sets another cap (never below one max-size message).
+ */
+void h2_call_set_out_cap(struct h2_call *call, size_t cap);
+
+/*
+ * Send the response headers now, before any message (a subscription the
+ * client can see is established). Errors: CANCELLED when the call ended.
+ */
+int h2_call_send_headers(struct h2_call *call, struct error **err);
+
+/* Reply bytes queued on the call that the client's flow control has not let out yet. */
+size_t h2_call_out_pending(const struct h2_call *call);
+
+/*
+ * Cut a call off: drop what it has queued and reset its stream with
+ * ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED (a
+ * trailer cannot overtake the queued data of a client that stopped
+ * reading). The call is finished: its cancel callback does not run, and it
+ * must not be used afterwards.
+ */
+void h2_call_cut_off(struct h2_call *call);
+
+/*
  * Bytes waiting in the connections' socket output buffers. Bounded by about
  * 128 KiB per connection however slowly clients read: the rest of a reply
  * waits in its call, paced by HTTP/2 flow control.

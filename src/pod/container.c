@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/path.h"
+#include "core/pb_json.h"
 #include "core/persist.h"
 #include "core/table.h"
 #include "core/util.h"
@@ -260,6 +261,33 @@ struct container *container_find(const char *id_or_prefix)
 }
 
 /* ---------------------------------------------------------------------- */
+/* events                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static struct {
+    container_event_cb cb;
+    void *arg;
+} listeners[CONTAINER_EVENT_LISTENERS];
+
+void container_add_event_listener(container_event_cb cb, void *arg)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(listeners); i++) {
+        if (!listeners[i].cb) {
+            listeners[i].cb = cb;
+            listeners[i].arg = arg;
+            return;
+        }
+    }
+    assert_state(!"too many container event listeners");
+}
+
+void ctr_emit(const struct ctr *c, enum container_event ev)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(listeners) && listeners[i].cb; i++)
+        listeners[i].cb(&c->pub, ev, listeners[i].arg);
+}
+
+/* ---------------------------------------------------------------------- */
 /* records                                                                 */
 /* ---------------------------------------------------------------------- */
 
@@ -405,8 +433,12 @@ int ctr_set_state(struct ctr *c, enum container_state s, struct error **err)
     log_info("container state container=%s from=%s to=%s", c->pub.id, container_state_name(old),
              container_state_name(s));
     ctr_save_or_log(c);
-    if (s == CONTAINER_EXITED)
+    if (s == CONTAINER_RUNNING)
+        ctr_emit(c, CONTAINER_EVENT_STARTED);
+    if (s == CONTAINER_EXITED) {
+        ctr_emit(c, CONTAINER_EVENT_STOPPED);
         after_exit(c);
+    }
     return 0;
 }
 
@@ -542,6 +574,7 @@ static void container_detach_and_teardown(struct ctr *c, void (*cb)(void *arg), 
     if (persist_remove(rec, &tmp) < 0)
         log_warn("could not remove the record container=%s: %s", c->pub.id, tmp->msg);
     table_remove(&ctrs.table, c);
+    ctr_emit(c, CONTAINER_EVENT_DELETED);
     notify_waiters(c, NULL);
     int pidfd = c->keeper ? loop_pidfd_dup(c->keeper) : -1;
     ctr_unwatch_keeper(c);
@@ -1119,6 +1152,17 @@ char *container_info_json(const struct container *pub)
     json_object_set_new(o, "logPath", json_string(c->pub.log_path));
     json_object_set_new(o, "imageId", json_string(c->pub.image_id));
     json_object_set_new(o, "stopSignal", json_integer(c->pub.stop_signal));
+    /* The rest of containerd's keys: the CRI config as Go prints it, the runtime's options. */
+    json_object_set_new(o, "config", pb_json(&c->pub.config->base));
+    json_object_set_new(o, "removing", json_false());
+    json_object_set_new(o, "snapshotKey", json_string(c->pub.id));
+    json_object_set_new(o, "snapshotter", json_string("overlayfs"));
+    json_object_set_new(o, "runtimeHandler", json_string(c->pub.runtime));
+    json_object_set_new(o, "runtimeType", json_string(c->pub.runtime));
+    json_object_set_new(o, "runtimeOptions",
+                        json_pack("{s:s, s:s, s:b}", "binary_name", path ? path : "", "root",
+                                  root ? root : "", "systemd_cgroup",
+                                  ctrs.cfg && ctrs.cfg->cgroup_driver == CGROUP_DRIVER_SYSTEMD));
     _cleanup_free_ char *bundle_config = ctr_path(c->pub.state_dir, "config.json");
     size_t len = 0;
     _cleanup_error_ struct error *tmp = NULL;
@@ -1133,6 +1177,31 @@ char *container_info_json(const struct container *pub)
     char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return text;
+}
+
+int container_set_resources(const char *id, const Runtime__V1__LinuxContainerResources *r,
+                            struct error **err)
+{
+    struct ctr *c = ctr_find(id);
+    if (!c || strcmp(c->pub.id, id) != 0)
+        return error_set(err, GRPC_NOT_FOUND, 0, "container %s not found", id);
+    /* A deep copy made the way configs are held: unpacked, freed with the config. */
+    size_t len = protobuf_c_message_get_packed_size(&r->base);
+    _cleanup_free_ uint8_t *packed = xmalloc(len ? len : 1);
+    protobuf_c_message_pack(&r->base, packed);
+    Runtime__V1__LinuxContainerResources *copy =
+        runtime__v1__linux_container_resources__unpack(NULL, len, packed);
+    if (!copy)
+        return error_set(err, GRPC_INTERNAL, 0, "copy the resources of %s", id);
+    Runtime__V1__ContainerConfig *cfg = c->pub.config;
+    if (!cfg->linux) {
+        cfg->linux = xmalloc(sizeof(*cfg->linux));
+        runtime__v1__linux_container_config__init(cfg->linux);
+    }
+    if (cfg->linux->resources)
+        protobuf_c_message_free_unpacked(&cfg->linux->resources->base, NULL);
+    cfg->linux->resources = copy;
+    return ctr_save(c, err);
 }
 
 bool ctr_uses(const struct ctr *c, const char *key)

@@ -207,6 +207,30 @@ char *container_info_json(const struct container *c);
 /* Does a container use this image id or layer chain id? (image GC claims) */
 bool container_uses(const char *key);
 
+/*
+ * Lifecycle events, told to listeners on the loop as they happen: CREATED
+ * once the container is in the table, STARTED when it becomes RUNNING,
+ * STOPPED when it becomes EXITED, DELETED once it has left the table (c is
+ * still readable during the call). Listeners must not change containers.
+ * Up to CONTAINER_EVENT_LISTENERS; for the daemon's life.
+ */
+enum container_event {
+    CONTAINER_EVENT_CREATED,
+    CONTAINER_EVENT_STARTED,
+    CONTAINER_EVENT_STOPPED,
+    CONTAINER_EVENT_DELETED,
+};
+#define CONTAINER_EVENT_LISTENERS 4
+typedef void (*container_event_cb)(const struct container *c, enum container_event ev, void *arg);
+void container_add_event_listener(container_event_cb cb, void *arg);
+
+/*
+ * Replace a container's resources (UpdateContainerResources, after the
+ * runtime applied them) and persist the record; r is copied. NOT_FOUND.
+ */
+int container_set_resources(const char *id, const Runtime__V1__LinuxContainerResources *r,
+                            struct error **err);
+
 /* What the sandbox module calls (src/pod/sandbox.h). */
 extern const struct sandbox_container_hooks container_sandbox_hooks;
 

@@ -620,6 +620,7 @@ static int create_finish(struct create_op *op, struct error **err)
              "keeper=%d",
              c->pub.id, c->pub.sandbox_id, c->pub.config->metadata->name, c->pub.image_ref,
              c->pub.runtime, c->pub.pid, c->pub.keeper_pid);
+    ctr_emit(c, CONTAINER_EVENT_CREATED);
     if (!c->keeper)
         ctr_keeper_gone(c);
     return 0;

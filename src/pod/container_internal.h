@@ -107,6 +107,8 @@ bool ctr_sandbox_is_stopping(const char *sandbox_id);
 void ctr_waiters_notify(struct container_exit_waiters *list, const struct error *err);
 /* cb(err, arg) on the loop, after the current callback: never inside the call that asks. */
 void ctr_defer_done(container_done_cb cb, const struct error *err, void *arg);
+/* Tell the event listeners (container_add_event_listener()) about c. */
+void ctr_emit(const struct ctr *c, enum container_event ev);
 
 /* ---- container_create.c ---- */
 

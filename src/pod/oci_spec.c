@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/path.h"
 #include "core/util.h"
+#include "pod/cgroup.h"
 #include "pod/oci_internal.h"
 #include "pod/oci_spec.h"
 #include "pod/sandbox.h"
@@ -683,9 +684,6 @@ static int build_process(struct build *b, struct error **err)
  * container in (Docker's minimum, 6 MiB): beyond these the runtime fails
  * half-way through its create, after making the container's cgroups.
  */
-#define CPU_PERIOD_MIN 1000
-#define CPU_PERIOD_MAX 1000000
-#define CPU_QUOTA_MIN 1000
 #define MEMORY_LIMIT_MIN (6 * 1024 * 1024)
 #define CPUS_ONLINE_MAX 4096 /* bytes of /sys/devices/system/cpu/online read */
 
@@ -738,26 +736,25 @@ static unsigned detect_n_cpus(unsigned given)
     return max < 0 ? 0 : (unsigned)max + 1;
 }
 
-/* Values the kernel or the runtime would refuse after the cgroups exist, refused here. */
-static int check_resources(const struct build *b, const Runtime__V1__LinuxContainerResources *r,
-                           struct error **err)
+/*
+ * Values the kernel or the runtime would refuse after the cgroups exist,
+ * refused here. n_cpus: the host's (0: read it); unified_ok: whether the
+ * host's cgroups can take unified resources (cgroup v2).
+ */
+static int check_resources(const Runtime__V1__LinuxContainerResources *r, unsigned n_cpus,
+                           bool unified_ok, struct error **err)
 {
-    if (r->cpu_period && (r->cpu_period < CPU_PERIOD_MIN || r->cpu_period > CPU_PERIOD_MAX))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "cpu_period %" PRId64 " is out of range (%d to %d microseconds)",
-                         r->cpu_period, CPU_PERIOD_MIN, CPU_PERIOD_MAX);
-    if (r->cpu_quota < -1 || (r->cpu_quota > 0 && r->cpu_quota < CPU_QUOTA_MIN))
-        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
-                         "cpu_quota %" PRId64
-                         " is out of range (-1 for no limit, or at least %d microseconds)",
-                         r->cpu_quota, CPU_QUOTA_MIN);
+    /* What UpdateContainerResources refuses too (ranges, lists, unified names)... */
+    if (cgroup_resources_check(r, err) < 0)
+        return -1;
+    /* ... and what only a new container's cgroups would refuse. */
     if (r->memory_limit_in_bytes > 0 && r->memory_limit_in_bytes < MEMORY_LIMIT_MIN)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "memory_limit_in_bytes %" PRId64 " is below the minimum of %d (6 MiB)",
                          r->memory_limit_in_bytes, MEMORY_LIMIT_MIN);
     if (oci_is_set(r->cpuset_cpus) && valid_cpuset(r->cpuset_cpus)) {
         long max = cpuset_max(r->cpuset_cpus);
-        unsigned n = detect_n_cpus(b->in->host.n_cpus);
+        unsigned n = detect_n_cpus(n_cpus);
         if (max < 0)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid cpuset_cpus \"%s\"",
                              r->cpuset_cpus);
@@ -766,22 +763,19 @@ static int check_resources(const struct build *b, const Runtime__V1__LinuxContai
                              "cpuset_cpus \"%s\" names CPU %ld; this host has CPUs 0-%u",
                              r->cpuset_cpus, max, n - 1);
     }
-    if (r->n_unified && !b->cgroup_v2)
+    if (r->n_unified && !unified_ok)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "unified resources need cgroup v2; this host uses cgroup v1");
     return 0;
 }
 
-static int build_resources(struct build *b, struct error **err)
+/* Set the OCI linux.resources keys for r (cpu, memory, hugepageLimits, unified) in res. */
+static int resources_into(json_t *res, const Runtime__V1__LinuxContainerResources *r,
+                          struct error **err)
 {
-    const Runtime__V1__LinuxContainerResources *r = b->res;
-    if (!r)
-        return 0;
     if (r->cpu_shares < 0 || r->cpu_period < 0 || r->memory_limit_in_bytes < 0 ||
         r->memory_swap_limit_in_bytes < -1)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "negative resource limit");
-    if (check_resources(b, r, err) < 0)
-        return -1;
     json_t *cpu = json_object();
     if (r->cpu_shares)
         json_object_set_new(cpu, "shares", json_integer(r->cpu_shares));
@@ -800,7 +794,7 @@ static int build_resources(struct build *b, struct error **err)
         json_object_set_new(cpu, sets[i][0], json_string(sets[i][1]));
     }
     if (json_object_size(cpu))
-        json_object_set_new(b->resources, "cpu", cpu);
+        json_object_set_new(res, "cpu", cpu);
     else
         json_decref(cpu);
 
@@ -813,13 +807,13 @@ static int build_resources(struct build *b, struct error **err)
     if (r->memory_swap_limit_in_bytes)
         json_object_set_new(mem, "swap", json_integer(r->memory_swap_limit_in_bytes));
     if (json_object_size(mem))
-        json_object_set_new(b->resources, "memory", mem);
+        json_object_set_new(res, "memory", mem);
     else
         json_decref(mem);
 
     if (r->n_hugepage_limits) {
         json_t *hp = json_array();
-        json_object_set_new(b->resources, "hugepageLimits", hp);
+        json_object_set_new(res, "hugepageLimits", hp);
         for (size_t i = 0; i < r->n_hugepage_limits; i++) {
             const Runtime__V1__HugepageLimit *h = r->hugepage_limits[i];
             if (!oci_is_set(h->page_size) ||
@@ -834,7 +828,7 @@ static int build_resources(struct build *b, struct error **err)
     }
     if (r->n_unified) {
         json_t *u = json_object();
-        json_object_set_new(b->resources, "unified", u);
+        json_object_set_new(res, "unified", u);
         for (size_t i = 0; i < r->n_unified; i++) {
             const char *k = r->unified[i]->key, *v = r->unified[i]->value;
             if (!oci_is_set(k) || strchr(k, '/') || k[0] == '.')
@@ -848,6 +842,25 @@ static int build_resources(struct build *b, struct error **err)
         }
     }
     return 0;
+}
+
+static int build_resources(struct build *b, struct error **err)
+{
+    if (!b->res)
+        return 0;
+    if (check_resources(b->res, b->in->host.n_cpus, b->cgroup_v2, err) < 0)
+        return -1;
+    return resources_into(b->resources, b->res, err);
+}
+
+json_t *oci_spec_resources(const Runtime__V1__LinuxContainerResources *r, struct error **err)
+{
+    json_t *res = json_object();
+    if (r && resources_into(res, r, err) < 0) {
+        json_decref(res);
+        return NULL;
+    }
+    return res;
 }
 
 /* --- namespaces --- */

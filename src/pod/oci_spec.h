@@ -206,6 +206,14 @@ int oci_spec_resolve_user(const char *rootfs, const char *user, bool image_group
 int oci_spec_capability(const char *name);
 
 /*
+ * The OCI linux.resources object for CRI resources (cpu, memory with swap
+ * equal to the limit unless asked, hugepageLimits, unified), as
+ * oci_spec_build() makes it; for `runtime update`. Owned; errors:
+ * INVALID_ARGUMENT.
+ */
+json_t *oci_spec_resources(const Runtime__V1__LinuxContainerResources *r, struct error **err);
+
+/*
  * linux.cgroupsPath: systemd → "<last slice of parent>:tinycri:<id>"
  * ("system.slice" when there is no parent); cgroupfs → "<parent>/<id>" with
  * a leading '/' ("/tinycri/<id>" when there is no parent). Returns an owned

@@ -32,6 +32,7 @@
 #define KILL_TIMEOUT_MS 15000
 #define DELETE_TIMEOUT_MS 30000
 #define STATE_TIMEOUT_MS 15000
+#define UPDATE_TIMEOUT_MS 30000
 /*
  * After an exec's deadline or cancel: how long the runtime gets to reap the
  * killed process and exit before it is SIGKILLed itself, and how often the
@@ -63,9 +64,10 @@ enum verb {
     VERB_DELETE,
     VERB_STATE,
     VERB_EXEC,
+    VERB_UPDATE,
 };
 
-static const char *const verb_names[] = {"start", "kill", "delete", "state", "exec"};
+static const char *const verb_names[] = {"start", "kill", "delete", "state", "exec", "update"};
 
 /*
  * An exec is ended by killing its process tree, never the runtime first: the
@@ -680,6 +682,14 @@ struct runtime_op *runtime_state(const char *handler, const char *id, runtime_do
     char *tail[] = {(char *)id};
     struct child_opts o = {.timeout_ms = STATE_TIMEOUT_MS, .out_cap = 64 * 1024};
     return op_run(VERB_STATE, handler, id, tail, ARRAY_SIZE(tail), &o, cb, arg, err);
+}
+
+struct runtime_op *runtime_update(const char *handler, const char *id, const char *resources_path,
+                                  runtime_done_cb cb, void *arg, struct error **err)
+{
+    char *tail[] = {(char *)"--resources", (char *)resources_path, (char *)id};
+    struct child_opts o = {.timeout_ms = UPDATE_TIMEOUT_MS};
+    return op_run(VERB_UPDATE, handler, id, tail, ARRAY_SIZE(tail), &o, cb, arg, err);
 }
 
 /* In the forked runtime: its own session, with the pty slave on stdin as controlling terminal. */

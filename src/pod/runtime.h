@@ -8,6 +8,7 @@
  *   kill    <rt> --root R kill <id> <SIG>     "not running" / "does not exist" count as done
  *   delete  <rt> --root R delete --force <id> "does not exist" counts as done
  *   state   <rt> --root R state <id>          the JSON's "status" and "pid"
+ *   update  <rt> --root R update --resources F <id>   F: OCI linux.resources JSON
  *   exec    <rt> --root R exec --process F --pid-file P <id>
  *           stdout and stderr captured up to out_cap bytes each (the rest is
  *           read and dropped), or the caller's own fds (streaming exec); at
@@ -95,6 +96,9 @@ struct runtime_op *runtime_delete(const char *handler, const char *id, runtime_d
                                   void *arg, struct error **err);
 struct runtime_op *runtime_state(const char *handler, const char *id, runtime_done_cb cb, void *arg,
                                  struct error **err);
+
+struct runtime_op *runtime_update(const char *handler, const char *id, const char *resources_path,
+                                  runtime_done_cb cb, void *arg, struct error **err);
 
 struct runtime_exec_opts {
     const char *process_path; /* the process.json */

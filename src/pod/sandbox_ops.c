@@ -32,6 +32,7 @@
 #include "pod/nsfs.h"
 #include "pod/sandbox.h"
 #include "pod/sandbox_internal.h"
+#include "pod/stats.h"
 
 #define POD_INIT_TIMEOUT_MS 10000
 #define SYSCTL_TIMEOUT_MS 10000
@@ -790,6 +791,8 @@ static void sbop_advance(struct sb_op *op)
     case SBOP_POD_INIT:
         assert_state(s);
         sb_pod_init_kill(s);
+        /* Its network counters hold the namespace: let it go with the pod. */
+        stats_pod_forget(s->pub.id);
         if (s->pub.state == SANDBOX_READY) {
             s->pub.state = SANDBOX_NOTREADY;
             log_info("sandbox stopped sandbox=%s", s->pub.id);

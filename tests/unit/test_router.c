@@ -62,6 +62,25 @@ void h2_call_finish(struct h2_call *call, int grpc_code, const char *message)
     snprintf(last.msg, sizeof(last.msg), "%s", message ? message : "");
 }
 
+/* Long streams' calls (events, streamed lists): not reached by these tests. */
+int h2_call_send_headers(struct h2_call *call, struct error **err)
+{
+    return 0;
+}
+
+size_t h2_call_out_pending(const struct h2_call *call)
+{
+    return 0;
+}
+
+void h2_call_set_out_cap(struct h2_call *call, size_t cap)
+{
+}
+
+void h2_call_cut_off(struct h2_call *call)
+{
+}
+
 static struct config cfg;
 static struct runtime_service rs;
 static struct router *router;
@@ -111,9 +130,6 @@ static void test_unbuilt_method_is_unimplemented(void **state)
     call("/runtime.v1.RuntimeService/CheckpointContainer", NULL, 0);
     assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
     assert_string_equal(last.msg, "not implemented yet: CheckpointContainer");
-    call("/runtime.v1.RuntimeService/UpdateContainerResources", NULL, 0);
-    assert_int_equal(last.code, GRPC_UNIMPLEMENTED);
-    assert_string_equal(last.msg, "not implemented yet: UpdateContainerResources");
 }
 
 static void test_unknown_path_is_unimplemented(void **state)
