@@ -631,6 +631,18 @@ def test_layer_compressions(plain_daemon, pushed_images, name):
             assert f.read() == "zstd layer\n"
 
 
+def test_daemon_never_maps_libarchive(plain_daemon, pushed_images):
+    """Only the forked unpack children load libarchive (and its libxml2/ICU/libstdc++ tree)."""
+    d = plain_daemon()
+    for name in ("busybox", "zstd"):
+        img = pushed_images[name]
+        assert pull(d, pushed_images.ref(name)) == img.id
+    with open("/proc/%d/maps" % d.pid) as f:
+        maps = f.read()
+    for lib in ("libarchive.so", "libxml2.so", "libicuuc.so"):
+        assert lib not in maps
+
+
 def test_whiteouts_become_overlay_whiteouts(plain_daemon, pushed_images):
     d = plain_daemon()
     img = pushed_images["whiteout"]

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -897,7 +898,7 @@ def test_restart_after_namespaces_were_lost(pods):
     pods.nothing_left()
 
 
-def test_corrupt_record_is_skipped(pods):
+def test_corrupt_record_is_moved_aside(pods):
     pod = pods.run("fine", network="NODE", ipc="NODE")
     assert pods.d.stop() == 0
     bad = os.path.join(pods.d.root, "sandboxes", "a" * 64 + ".json")
@@ -905,7 +906,11 @@ def test_corrupt_record_is_skipped(pods):
         f.write("{not json")
     pods.d.start()
     assert [i.id for i in pods.list()] == [pod]
-    assert "skipping corrupt sandbox record" in pods.d.stderr_text()
-    os.unlink(bad)
+    assert "unreadable sandbox record moved aside" in pods.d.stderr_text()
+    assert not os.path.exists(bad)
+    aside = os.path.join(pods.d.root, "sandboxes", "corrupt", "a" * 64 + ".json")
+    with open(aside) as f:
+        assert f.read() == "{not json"
+    shutil.rmtree(os.path.dirname(aside))  # nothing_left() wants sandboxes/ empty
     pods.remove(pod)
     pods.nothing_left()

@@ -61,7 +61,7 @@
 static void archive_freep(struct archive **a)
 {
     if (*a)
-        archive_free(*a);
+        xarchive.free(*a);
 }
 #define _cleanup_archive_ __attribute__((cleanup(archive_freep)))
 
@@ -182,7 +182,7 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
     _cleanup_free_ char *block = xmalloc(READ_BLOCK);
     int rc = 0;
     for (;;) {
-        la_ssize_t n = archive_read_data(ar, block, READ_BLOCK);
+        la_ssize_t n = xarchive.read_data(ar, block, READ_BLOCK);
         if (n == 0)
             break;
         if (n < 0) {
@@ -196,7 +196,7 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
             break;
         }
         xferlib_hash_update(&md, block, (size_t)n);
-        if (archive_write_data(aw, block, (size_t)n) != n) {
+        if (xarchive.write_data(aw, block, (size_t)n) != n) {
             rc = unpack_archive_fail(err, aw, "write staged file");
             break;
         }
@@ -211,7 +211,7 @@ static int copy_data(struct archive *ar, struct archive *aw, struct tar_file *f,
 static int extract_entry(struct archive *ar, struct archive *aw, struct archive_entry *e,
                          struct tarball *tb, int64_t *total, struct error **err)
 {
-    const char *name = archive_entry_pathname(e);
+    const char *name = xarchive.entry_pathname(e);
     if (!name)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "tarball entry without a name");
     _cleanup_free_ char *safe = text_safe(name, TEXT_SAFE_MAX);
@@ -219,11 +219,11 @@ static int extract_entry(struct archive *ar, struct archive *aw, struct archive_
     if (normalise_path(name, false, &path) < 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0,
                          "unsafe path in tarball: %s (absolute, \"..\" or too long)", safe);
-    if (archive_entry_hardlink(e))
+    if (xarchive.entry_hardlink(e))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "hard link in tarball: %s", safe);
-    mode_t type = archive_entry_filetype(e);
+    mode_t type = xarchive.entry_filetype(e);
     if (type == AE_IFLNK) {
-        const char *target = archive_entry_symlink(e);
+        const char *target = xarchive.entry_symlink(e);
         if (!target || strlen(target) > IMPORT_PATH_MAX || !*path)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad symlink in tarball: %s", safe);
         tarball_add(tb, (struct tar_file){.path = steal_ptr(&path), .link = xstrdup(target)});
@@ -237,19 +237,19 @@ static int extract_entry(struct archive *ar, struct archive *aw, struct archive_
             return 0; /* the top directory ("./") */
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad file name in tarball: %s", safe);
     }
-    int64_t size = type == AE_IFREG ? archive_entry_size(e) : 0;
+    int64_t size = type == AE_IFREG ? xarchive.entry_size(e) : 0;
     if (size < 0 || size > MAX_CONTENT_BYTES - *total)
         return error_set(err, GRPC_RESOURCE_EXHAUSTED, 0, "tarball holds more than %lld bytes",
                          (long long)MAX_CONTENT_BYTES);
 
     _cleanup_free_ char *dest = xasprintf(TREE "%s", path);
-    archive_entry_set_pathname(e, dest);
-    archive_entry_set_perm(e, type == AE_IFDIR ? 0700 : 0600);
-    if (archive_write_header(aw, e) < ARCHIVE_OK)
+    xarchive.entry_set_pathname(e, dest);
+    xarchive.entry_set_perm(e, type == AE_IFDIR ? 0700 : 0600);
+    if (xarchive.write_header(aw, e) < ARCHIVE_OK)
         return unpack_archive_fail(err, aw, "extract");
     struct tar_file f = {.path = steal_ptr(&path), .is_dir = type == AE_IFDIR, .size = size};
     int rc = type == AE_IFREG ? copy_data(ar, aw, &f, total, err) : 0;
-    if (rc == 0 && archive_write_finish_entry(aw) < ARCHIVE_OK)
+    if (rc == 0 && xarchive.write_finish_entry(aw) < ARCHIVE_OK)
         rc = unpack_archive_fail(err, aw, "extract");
     tarball_add(tb, f);
     return rc;
@@ -263,21 +263,21 @@ static int cmp_file(const void *a, const void *b)
 /* Extract the tarball on fd into TREE in the current directory, recording every entry. */
 static int extract(int fd, struct tarball *tb, struct error **err)
 {
-    _cleanup_archive_ struct archive *ar = archive_read_new();
-    _cleanup_archive_ struct archive *aw = archive_write_disk_new();
+    _cleanup_archive_ struct archive *ar = xarchive.read_new();
+    _cleanup_archive_ struct archive *aw = xarchive.write_disk_new();
     if (!ar || !aw)
         return error_set(err, GRPC_INTERNAL, ENOMEM, "libarchive");
-    archive_read_support_filter_gzip(ar);
-    archive_read_support_format_tar(ar);
-    archive_write_disk_set_options(aw, EXTRACT_FLAGS);
-    if (archive_read_open_fd(ar, fd, READ_BLOCK) != ARCHIVE_OK)
+    xarchive.read_support_filter_gzip(ar);
+    xarchive.read_support_format_tar(ar);
+    xarchive.write_disk_set_options(aw, EXTRACT_FLAGS);
+    if (xarchive.read_open_fd(ar, fd, READ_BLOCK) != ARCHIVE_OK)
         return unpack_archive_fail(err, ar, "not a tar archive");
     if (mkdir(TREE, 0700) < 0)
         return error_set(err, GRPC_INTERNAL, errno, "mkdir " TREE);
     int64_t total = 0;
     for (size_t count = 0;; count++) {
         struct archive_entry *e = NULL;
-        int r = archive_read_next_header(ar, &e);
+        int r = xarchive.read_next_header(ar, &e);
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN)
@@ -288,7 +288,7 @@ static int extract(int fd, struct tarball *tb, struct error **err)
         if (extract_entry(ar, aw, e, tb, &total, err) < 0)
             return -1;
     }
-    if (archive_write_close(aw) != ARCHIVE_OK)
+    if (xarchive.write_close(aw) != ARCHIVE_OK)
         return unpack_archive_fail(err, aw, "extract");
     if (tb->n == 0)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "empty tarball");
@@ -763,7 +763,7 @@ static char *describe(int fd, struct error **err)
 {
     struct tarball tb = {.images = json_array(), .warnings = json_array()};
     char *out = NULL;
-    if (extract(fd, &tb, err) < 0)
+    if (xferlib_archive_load(err) < 0 || extract(fd, &tb, err) < 0)
         goto out;
     int rc;
     if (find_file(&tb, "oci-layout") && find_file(&tb, "index.json"))

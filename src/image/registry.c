@@ -113,7 +113,8 @@ static void curl_urlp(CURLU **u)
 #define _cleanup_curl_url_ __attribute__((cleanup(curl_urlp)))
 
 struct registry {
-    struct curl_glue curl;       /* the multi exists only while fetches do */
+    struct curl_glue curl;       /* the multi: see multi_idle() */
+    struct loop_timer *idle;     /* cleans the multi up after REGISTRY_MULTI_IDLE_MS unused */
     struct registry_hosts hosts; /* [registry.<host>] sections */
     unsigned max_downloads;
     unsigned active_blobs;
@@ -394,11 +395,38 @@ static void endpoint_auth_reset(struct registry_fetch *f)
     f->realm = f->service = NULL;
 }
 
-/* After the last fetch, once neither libcurl nor a caller's callback is on the stack. */
-static void multi_close_if_idle(struct registry *r)
+static int64_t multi_idle_ms = REGISTRY_MULTI_IDLE_MS;
+
+void registry_set_multi_idle_ms(int64_t ms)
 {
-    if (TAILQ_EMPTY(&r->fetches) && r->curl.depth == 0 && r->cb_depth == 0)
+    multi_idle_ms = ms < 0 ? 0 : ms;
+}
+
+static bool is_idle(const struct registry *r)
+{
+    return TAILQ_EMPTY(&r->fetches) && r->curl.depth == 0 && r->cb_depth == 0;
+}
+
+static void on_multi_idle(void *arg)
+{
+    struct registry *r = arg;
+    if (is_idle(r))
         curl_glue_close(&r->curl);
+}
+
+/*
+ * After the last fetch, once neither libcurl nor a caller's callback is on
+ * the stack: the multi goes after multi_idle_ms more without a fetch (the
+ * next fetch disarms the timer and finds its connections still open).
+ */
+static void multi_idle(struct registry *r)
+{
+    if (!is_idle(r) || !r->curl.multi)
+        return;
+    if (multi_idle_ms == 0)
+        curl_glue_close(&r->curl);
+    else
+        loop_timer_arm(r->idle, multi_idle_ms);
 }
 
 static void fetch_destroy(struct registry_fetch *f)
@@ -422,7 +450,7 @@ static void fetch_destroy(struct registry_fetch *f)
     free(f->reference);
     free(f->scope);
     free(f);
-    multi_close_if_idle(r);
+    multi_idle(r);
 }
 
 /* End the fetch: run its done callback with err (taken; NULL on success), then free it. */
@@ -1274,13 +1302,14 @@ static void after_curl(void *arg)
         transfer_done(f);
     }
     pump(r);
-    multi_close_if_idle(r);
+    multi_idle(r);
 }
 
 static void registry_destroy(struct registry *r)
 {
     while (!TAILQ_EMPTY(&r->fetches))
         fetch_destroy(TAILQ_FIRST(&r->fetches));
+    loop_timer_free(r->idle);
     curl_glue_clear(&r->curl);
     registry_auth_tokens_clear(&r->tokens);
     registry_hosts_clear(&r->hosts);
@@ -1295,6 +1324,7 @@ struct registry *registry_new(const struct config *cfg, struct error **err)
     TAILQ_INIT(&r->fetches);
     registry_auth_tokens_init(&r->tokens);
     curl_glue_init(&r->curl, after_curl, r);
+    r->idle = loop_timer_new(on_multi_idle, r);
     r->max_downloads = cfg && cfg->max_downloads ? cfg->max_downloads : REGISTRY_DEFAULT_DOWNLOADS;
     r->next_id = 1;
     if (registry_hosts_load(&r->hosts, cfg, err) < 0) {
@@ -1383,6 +1413,7 @@ static struct registry_fetch *fetch_new(struct registry *r, enum fetch_kind kind
         !is_repo_path(ref->path))
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "bad image reference for a registry fetch"),
                NULL;
+    loop_timer_disarm(r->idle);
     if (curl_glue_open(&r->curl, err) < 0)
         return error_prefix(err, "registry"), NULL;
     struct registry_fetch *f = xcalloc(1, sizeof(*f));
@@ -1483,7 +1514,7 @@ void registry_fetch_cancel(struct registry_fetch *f)
     }
     fetch_destroy(f);
     pump(r);
-    multi_close_if_idle(r);
+    multi_idle(r);
 }
 
 int64_t registry_fetch_bytes(const struct registry_fetch *f)

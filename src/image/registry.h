@@ -12,9 +12,13 @@
  * blob with a Range request so the caller's data stream just continues.
  * Credentials are never logged.
  *
- * libcurl is loaded (image/xferlib.h) only while fetches exist: the first
- * fetch loads it and creates the multi handle, which is cleaned up after the
- * last; the token cache and the host settings outlive it.
+ * libcurl is loaded (image/xferlib.h) only while it is used: the first
+ * fetch loads it and creates the multi handle, which is cleaned up when no
+ * fetch has existed for REGISTRY_MULTI_IDLE_MS. Until then the multi keeps
+ * its open connections, TLS sessions and CA store, so the blobs of a pull and
+ * the pulls that follow it do not connect and load the CA bundle again (as a
+ * Go client keeps its idle connections). The token cache and the host
+ * settings outlive it.
  */
 #ifndef TINYCRI_IMAGE_REGISTRY_H
 #define TINYCRI_IMAGE_REGISTRY_H
@@ -26,6 +30,12 @@
 struct config;
 struct error;
 struct image_ref;
+
+/* How long the multi (and its connections) outlives the last fetch. */
+#define REGISTRY_MULTI_IDLE_MS (20 * 1000)
+
+/* For tests: that delay in milliseconds (0: clean up at once). */
+void registry_set_multi_idle_ms(int64_t ms);
 
 /* Largest manifest or index body accepted (RESOURCE_EXHAUSTED beyond). */
 #define REGISTRY_MANIFEST_MAX (4 * 1024 * 1024)

@@ -297,7 +297,7 @@ static void load_records(struct store *s)
         bool migrated = false;
         struct store_image *img = text ? record_parse(text, len, &migrated, &err) : NULL;
         if (!img) {
-            log_warn("skipping image record path=%s: %s", path, err->msg);
+            persist_set_aside(s->images, de->d_name, "image", err);
             continue;
         }
         if (migrated && record_save(s, img, &err) < 0) {

@@ -44,8 +44,9 @@ struct store_image {
 void store_image_free(struct store_image *img);
 
 /*
- * Open (creating the layout, 0700) and load the image records. Unreadable
- * records are logged and skipped; ingest leftovers are removed.
+ * Open (creating the layout, 0700) and load the image records. A record
+ * that does not parse is moved into images/corrupt/ with a log line, one
+ * that cannot be read now is logged and skipped; ingest leftovers are removed.
  */
 struct store *store_open(const char *root_dir, struct error **err);
 void store_free(struct store *s);

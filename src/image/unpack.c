@@ -92,8 +92,8 @@ int unpack_errno_code(int e)
 
 int unpack_archive_fail(struct error **err, struct archive *a, const char *what)
 {
-    int e = archive_errno(a);
-    const char *msg = archive_error_string(a);
+    int e = xarchive.errno_of(a);
+    const char *msg = xarchive.error_string(a);
     _cleanup_free_ char *safe = text_safe(msg ? msg : "unknown error", TEXT_SAFE_MAX);
     return error_set(err, unpack_errno_code(e), e > 0 ? e : 0, "%s: %s", what, safe);
 }
@@ -315,7 +315,7 @@ static int decompressor_pull(struct decompressor *d, const void **buf, size_t *s
 {
     while (!d->at_eof && !d->err) {
         la_int64_t offset = 0;
-        int r = archive_read_data_block(d->raw, buf, size, &offset);
+        int r = xarchive.read_data_block(d->raw, buf, size, &offset);
         if (r == ARCHIVE_EOF) {
             d->at_eof = true;
             break;
@@ -341,7 +341,7 @@ static la_ssize_t on_tar_read(struct archive *tar, void *arg, const void **buf)
     int r = decompressor_pull(arg, buf, &size);
     if (r < 0) {
         /* The cause is in the decompressor's err; this only stops the tar reader. */
-        archive_set_error(tar, -1, "decompression failed");
+        xarchive.set_error(tar, -1, "decompression failed");
         return -1;
     }
     return r == 0 ? 0 : (la_ssize_t)size;
@@ -363,11 +363,11 @@ static void extractor_clear(struct extractor *x)
 {
     /* The tar reader pulls from the decompressor, so it goes first. */
     if (x->tar)
-        archive_free(x->tar);
+        xarchive.free(x->tar);
     if (x->disk)
-        archive_free(x->disk);
+        xarchive.free(x->disk);
     if (x->dec.raw)
-        archive_free(x->dec.raw);
+        xarchive.free(x->dec.raw);
     xferlib_hash_clear(&x->dec.md);
     error_free(x->dec.err);
     for (size_t i = 0; i < x->n_opaque; i++)
@@ -381,10 +381,43 @@ static void warn_entry(struct extractor *x, const char *path, struct archive *a)
 {
     if (x->warnings++ >= MAX_WARNINGS_LOGGED)
         return;
-    const char *msg = archive_error_string(a);
+    const char *msg = xarchive.error_string(a);
     _cleanup_free_ char *safe_path = text_safe(path, TEXT_SAFE_MAX);
     _cleanup_free_ char *safe_msg = text_safe(msg ? msg : "unknown", TEXT_SAFE_MAX);
     log_warn("layer entry not fully restored path=\"%s\" reason=\"%s\"", safe_path, safe_msg);
+}
+
+/*
+ * libarchive reports a failed write(), a failed ftruncate() of a sparse file's
+ * tail and a failed fsetxattr() as ARCHIVE_WARN, like a refused owner or
+ * timestamp. What the host caused (a full disk, I/O) leaves the entry
+ * incomplete, so it fails the layer; anything else only warns.
+ */
+static bool is_host_write_error(int e)
+{
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case EFBIG:
+    case EROFS:
+    case ENOMEM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* An ARCHIVE_WARN from the disk writer: fail on a host write error, else log it and go on. */
+static int disk_warn(struct extractor *x, const char *path, const char *what, struct error **err)
+{
+    if (is_host_write_error(xarchive.errno_of(x->disk))) {
+        _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
+        _cleanup_free_ char *msg = xasprintf("%s %s", what, safe);
+        return unpack_archive_fail(err, x->disk, msg);
+    }
+    warn_entry(x, path, x->disk);
+    return 0;
 }
 
 /* The tar reader failed: report the decompressor's error when it is the cause. */
@@ -414,8 +447,8 @@ static int filter_xattrs(struct archive_entry *e, const char *path, struct error
     const void *value;
     size_t size, count = 0;
     bool has_overlay = false;
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    xarchive.entry_xattr_reset(e);
+    while (xarchive.entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
         if (++count > MAX_XATTRS_PER_ENTRY || strlen(name) > MAX_XATTR_NAME_LEN ||
             size > MAX_XATTR_VALUE_LEN) {
             _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
@@ -433,8 +466,8 @@ static int filter_xattrs(struct archive_entry *e, const char *path, struct error
         size_t size;
     } kept[MAX_XATTRS_PER_ENTRY];
     size_t n = 0;
-    archive_entry_xattr_reset(e);
-    while (archive_entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
+    xarchive.entry_xattr_reset(e);
+    while (xarchive.entry_xattr_next(e, &name, &value, &size) == ARCHIVE_OK) {
         if (str_has_prefix(name, OVERLAY_XATTR_PREFIX))
             continue;
         kept[n].name = xstrdup(name);
@@ -442,9 +475,9 @@ static int filter_xattrs(struct archive_entry *e, const char *path, struct error
         memcpy(kept[n].value, value, size);
         kept[n++].size = size;
     }
-    archive_entry_xattr_clear(e);
+    xarchive.entry_xattr_clear(e);
     for (size_t i = 0; i < n; i++) {
-        archive_entry_xattr_add_entry(e, kept[i].name, kept[i].value, kept[i].size);
+        xarchive.entry_xattr_add_entry(e, kept[i].name, kept[i].value, kept[i].size);
         free(kept[i].name);
         free(kept[i].value);
     }
@@ -491,48 +524,50 @@ static int write_entry(struct extractor *x, struct archive_entry *e, const char 
                        struct error **err)
 {
     _cleanup_free_ char *what = NULL;
-    int r = archive_write_header(x->disk, e);
+    int r = xarchive.write_header(x->disk, e);
     if (r < ARCHIVE_WARN) {
         _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("extract %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, path, x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, path, "extract", err) < 0)
+        return -1;
     for (;;) {
         const void *buf;
         size_t size;
         la_int64_t offset;
-        r = archive_read_data_block(x->tar, &buf, &size, &offset);
+        r = xarchive.read_data_block(x->tar, &buf, &size, &offset);
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN)
             return tar_fail(x, err);
-        la_ssize_t w = archive_write_data_block(x->disk, buf, size, offset);
-        if (w < ARCHIVE_WARN) {
+        /*
+         * Any warning here (a failed write, or more data than the header
+         * said) means the file on disk is not the file in the layer.
+         */
+        la_ssize_t w = xarchive.write_data_block(x->disk, buf, size, offset);
+        if (w < ARCHIVE_OK) {
             _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
             what = xasprintf("write %s", safe);
             return unpack_archive_fail(err, x->disk, what);
         }
-        if (w == ARCHIVE_WARN)
-            warn_entry(x, path, x->disk);
         x->size += size;
     }
-    r = archive_write_finish_entry(x->disk);
+    r = xarchive.write_finish_entry(x->disk);
     if (r < ARCHIVE_WARN) {
         _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         what = xasprintf("finish %s", safe);
         return unpack_archive_fail(err, x->disk, what);
     }
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, path, x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, path, "finish", err) < 0)
+        return -1;
     return 0;
 }
 
 /* Our own checks first (libarchive's secure flags check again), then whiteout or write. */
 static int extract_entry(struct extractor *x, struct archive_entry *e, struct error **err)
 {
-    const char *path = archive_entry_pathname(e);
+    const char *path = xarchive.entry_pathname(e);
     if (!path)
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "entry without a name in layer");
     if (strlen(path) > MAX_PATH_LEN) {
@@ -541,10 +576,10 @@ static int extract_entry(struct extractor *x, struct archive_entry *e, struct er
     }
     if (!path_is_safe_relpath(path))
         return unsafe_path(err, path);
-    const char *hardlink = archive_entry_hardlink(e);
+    const char *hardlink = xarchive.entry_hardlink(e);
     if (hardlink && (strlen(hardlink) > MAX_PATH_LEN || !path_is_safe_relpath(hardlink)))
         return unsafe_path(err, path);
-    const char *symlink = archive_entry_symlink(e);
+    const char *symlink = xarchive.entry_symlink(e);
     if (symlink && strlen(symlink) > MAX_PATH_LEN) {
         _cleanup_free_ char *safe = text_safe(path, TEXT_SAFE_MAX);
         return error_set(err, GRPC_INVALID_ARGUMENT, 0, "symlink target too long in layer: %s",
@@ -592,15 +627,15 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
      * Only the compressions OCI layers use, built in: filter_all would also
      * accept formats that libarchive decodes by running an external program.
      */
-    x->dec.raw = archive_read_new();
+    x->dec.raw = xarchive.read_new();
     if (!x->dec.raw)
         return error_set(err, GRPC_INTERNAL, ENOMEM, "archive_read_new");
-    if (archive_read_support_filter_gzip(x->dec.raw) != ARCHIVE_OK ||
-        archive_read_support_filter_zstd(x->dec.raw) != ARCHIVE_OK ||
-        archive_read_support_format_raw(x->dec.raw) != ARCHIVE_OK)
+    if (xarchive.read_support_filter_gzip(x->dec.raw) != ARCHIVE_OK ||
+        xarchive.read_support_filter_zstd(x->dec.raw) != ARCHIVE_OK ||
+        xarchive.read_support_format_raw(x->dec.raw) != ARCHIVE_OK)
         return unpack_archive_fail(err, x->dec.raw, "libarchive lacks built-in gzip or zstd");
-    if (archive_read_open_fd(x->dec.raw, blob_fd, READ_BLOCK) != ARCHIVE_OK ||
-        archive_read_next_header(x->dec.raw, &e) < ARCHIVE_WARN)
+    if (xarchive.read_open_fd(x->dec.raw, blob_fd, READ_BLOCK) != ARCHIVE_OK ||
+        xarchive.read_next_header(x->dec.raw, &e) < ARCHIVE_WARN)
         return unpack_archive_fail(err, x->dec.raw, "corrupt layer");
     if (diff_id) {
         enum xferlib_hash_algo algo;
@@ -610,13 +645,13 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
             return -1;
     }
 
-    x->tar = archive_read_new();
-    x->disk = archive_write_disk_new();
+    x->tar = xarchive.read_new();
+    x->disk = xarchive.write_disk_new();
     if (!x->tar || !x->disk)
         return error_set(err, GRPC_INTERNAL, ENOMEM, "archive_read_new");
-    if (archive_read_support_format_tar(x->tar) != ARCHIVE_OK)
+    if (xarchive.read_support_format_tar(x->tar) != ARCHIVE_OK)
         return unpack_archive_fail(err, x->tar, "libarchive lacks tar");
-    if (archive_read_open(x->tar, &x->dec, NULL, on_tar_read, NULL) != ARCHIVE_OK)
+    if (xarchive.read_open(x->tar, &x->dec, NULL, on_tar_read, NULL) != ARCHIVE_OK)
         return tar_fail(x, err);
     /*
      * No ARCHIVE_EXTRACT_UNLINK: with it libarchive replaces a symlinked
@@ -624,17 +659,17 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
      * still replaces an earlier one of the same name. No user lookup is set,
      * so owners are the numeric ids of the tar.
      */
-    if (archive_write_disk_set_options(x->disk, EXTRACT_FLAGS) != ARCHIVE_OK)
+    if (xarchive.write_disk_set_options(x->disk, EXTRACT_FLAGS) != ARCHIVE_OK)
         return unpack_archive_fail(err, x->disk, "set extract options");
 
     for (;;) {
-        int r = archive_read_next_header(x->tar, &e);
+        int r = xarchive.read_next_header(x->tar, &e);
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN)
             return tar_fail(x, err);
         if (r == ARCHIVE_WARN)
-            warn_entry(x, archive_entry_pathname(e) ? archive_entry_pathname(e) : "", x->tar);
+            warn_entry(x, xarchive.entry_pathname(e) ? xarchive.entry_pathname(e) : "", x->tar);
         if (++x->entries > MAX_ENTRIES)
             return error_set(err, GRPC_INVALID_ARGUMENT, 0, "layer has more than %d entries",
                              MAX_ENTRIES);
@@ -654,11 +689,11 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
     if (mark_opaque_dirs(x, err) < 0)
         return -1;
     /* Directory modes and times are applied here, after their contents. */
-    r = archive_write_close(x->disk);
+    r = xarchive.write_close(x->disk);
     if (r < ARCHIVE_WARN)
         return unpack_archive_fail(err, x->disk, "finish layer");
-    if (r == ARCHIVE_WARN)
-        warn_entry(x, ".", x->disk);
+    if (r == ARCHIVE_WARN && disk_warn(x, ".", "finish", err) < 0)
+        return -1;
     if (x->warnings > MAX_WARNINGS_LOGGED)
         log_warn("layer warnings not logged count=%u", x->warnings - MAX_WARNINGS_LOGGED);
     return 0;
@@ -667,7 +702,7 @@ static int extract(struct extractor *x, int blob_fd, const char *diff_id, struct
 int unpack_extract_fd(int blob_fd, const char *base, const char *diff_id, uint64_t *size,
                       struct error **err)
 {
-    if (check_diff_id(diff_id, err) < 0)
+    if (check_diff_id(diff_id, err) < 0 || xferlib_archive_load(err) < 0)
         return -1;
     _cleanup_close_ int base_fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (base_fd < 0)
@@ -782,6 +817,9 @@ static int extract_in_child(const struct unpack_op *op, uint64_t *size, struct e
         if (xferlib_hash_init(&md, algo, err) < 0)
             return -1;
     }
+    /* libarchive too, while its files are reachable. */
+    if (xferlib_archive_load(err) < 0)
+        return -1;
     /* Nothing of the daemon (sockets, the loop, the parent directory) goes into the chroot. */
     close(steal_fd(&dir_fd));
     if (close_fds_except(blob_fd, root_fd, err) < 0)
@@ -791,7 +829,7 @@ static int extract_in_child(const struct unpack_op *op, uint64_t *size, struct e
     if (unpack_extract_fd(blob_fd, "/", op->diff_id, size, err) < 0)
         return -1;
     if (syncfs(root_fd) < 0)
-        return error_set(err, GRPC_INTERNAL, errno, "sync %s", op->tmp);
+        return error_set(err, unpack_errno_code(errno), errno, "sync %s", op->tmp);
     return 0;
 }
 
@@ -799,6 +837,8 @@ static int extract_child_main(void *arg)
 {
     struct error *err = NULL;
     uint64_t size = 0;
+    /* A file size limit then fails the write with EFBIG, which names the file. */
+    signal(SIGXFSZ, SIG_IGN);
     if (extract_in_child(arg, &size, &err) < 0)
         child_exit_error(err);
     char line[64];

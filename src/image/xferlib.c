@@ -27,6 +27,7 @@
 
 #define DEFAULT_CURL_SONAME "libcurl.so.4"
 #define DEFAULT_CRYPTO_SONAME "libcrypto.so.3"
+#define ARCHIVE_SONAME "libarchive.so.13"
 /* Waiting for a resolver thread to end: look again after this long. */
 #define THREADS_RECHECK_MS 1000
 
@@ -37,6 +38,7 @@
 #endif
 
 struct xferlib_curl xcurl;
+struct xferlib_archive xarchive;
 
 /* The EVP functions hashing uses. */
 #define CRYPTO_FUNCS(X)                                                                            \
@@ -63,6 +65,12 @@ struct symbol {
 #define CURL_SYMBOL(name) {"curl_" #name, (void **)&xcurl.name},
 static const struct symbol curl_symbols[] = {XFERLIB_CURL_FUNCS(CURL_SYMBOL)};
 #undef CURL_SYMBOL
+
+#define ARCHIVE_SYMBOL(name) {"archive_" #name, (void **)&xarchive.name},
+static const struct symbol archive_symbols[] = {
+    XFERLIB_ARCHIVE_FUNCS(ARCHIVE_SYMBOL){"archive_errno", (void **)&xarchive.errno_of},
+};
+#undef ARCHIVE_SYMBOL
 
 #define CRYPTO_SYMBOL(name) {#name, (void **)&xcrypto.name},
 static const struct symbol crypto_symbols[] = {CRYPTO_FUNCS(CRYPTO_SYMBOL)};
@@ -225,6 +233,16 @@ static void cancel_idle(void)
 {
     if (lib.idle && !in_child())
         loop_timer_disarm(lib.idle);
+}
+
+int xferlib_archive_load(struct error **err)
+{
+    static void *so;
+    if (so)
+        return 0;
+    /* Never unloaded: the child that loads it exits with it loaded. */
+    so = load(ARCHIVE_SONAME, archive_symbols, ARRAY_SIZE(archive_symbols), err);
+    return so ? 0 : -1;
 }
 
 int xferlib_acquire(struct error **err)

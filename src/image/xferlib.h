@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libcurl and libcrypto, loaded only while they are needed.
+ * libcurl and libcrypto, loaded only while they are needed; libarchive,
+ * loaded only in the children that need it.
  *
  * An idle daemon does not need them, and their dependency trees cost more
  * resident memory than the rest of the daemon (mostly relocated
@@ -34,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <curl/curl.h>
 
 struct error;
@@ -123,6 +126,66 @@ void xferlib_shutdown(void);
 void xferlib_set_idle_ms(int64_t ms);
 /* For tests: load other sonames (NULL: the default); only while nothing is loaded. */
 void xferlib_set_sonames(const char *curl_soname, const char *crypto_soname);
+
+/* ---- libarchive, for the children that unpack and import ---- */
+
+/*
+ * libarchive drags in libxml2, ICU, libstdc++, nettle and five compression
+ * libraries: about 2.4 MiB of the daemon's PSS, for work that runs only in
+ * forked children. So the daemon does not link it: a child calls
+ * xferlib_archive_load() (before it chroots) and then calls through the
+ * table, xarchive.read_new() for archive_read_new(). Loaded once, never
+ * unloaded (the child exits); the daemon itself never loads it.
+ */
+#define XFERLIB_ARCHIVE_FUNCS(X)                                                                   \
+    X(read_new)                                                                                    \
+    X(read_free)                                                                                   \
+    X(read_next_header)                                                                            \
+    X(read_open)                                                                                   \
+    X(read_open_fd)                                                                                \
+    X(read_data)                                                                                   \
+    X(read_data_block)                                                                             \
+    X(read_support_filter_gzip)                                                                    \
+    X(read_support_filter_zstd)                                                                    \
+    X(read_support_format_raw)                                                                     \
+    X(read_support_format_tar)                                                                     \
+    X(write_disk_new)                                                                              \
+    X(write_disk_set_options)                                                                      \
+    X(write_header)                                                                                \
+    X(write_data)                                                                                  \
+    X(write_data_block)                                                                            \
+    X(write_finish_entry)                                                                          \
+    X(write_close)                                                                                 \
+    X(free)                                                                                        \
+    X(error_string)                                                                                \
+    X(set_error)                                                                                   \
+    X(entry_filetype)                                                                              \
+    X(entry_hardlink)                                                                              \
+    X(entry_pathname)                                                                              \
+    X(entry_set_pathname)                                                                          \
+    X(entry_set_perm)                                                                              \
+    X(entry_size)                                                                                  \
+    X(entry_symlink)                                                                               \
+    X(entry_xattr_add_entry)                                                                       \
+    X(entry_xattr_clear)                                                                           \
+    X(entry_xattr_next)                                                                            \
+    X(entry_xattr_reset)
+
+#define XFERLIB_ARCHIVE_MEMBER(name) __typeof__(archive_##name) *name;
+struct xferlib_archive {
+    XFERLIB_ARCHIVE_FUNCS(XFERLIB_ARCHIVE_MEMBER)
+    __typeof__(archive_errno) *errno_of; /* archive_errno: "errno" is a macro */
+};
+#undef XFERLIB_ARCHIVE_MEMBER
+
+/* The libarchive table: filled by xferlib_archive_load(), all NULL before. */
+extern struct xferlib_archive xarchive;
+
+/*
+ * Load libarchive.so.13 and fill xarchive; a no-op once loaded. UNAVAILABLE
+ * when it cannot be loaded, INTERNAL when it lacks a function.
+ */
+int xferlib_archive_load(struct error **err);
 
 /* ---- hashing over libcrypto's EVP ---- */
 

@@ -466,8 +466,11 @@ static void notify_waiters(struct ctr *c, const struct error *err)
 static void on_deleted_after_exit(const struct runtime_result *res, void *arg)
 {
     char *id = arg;
+    struct ctr *c = ctr_find(id);
     if (res->err)
         log_debug("runtime delete after exit failed container=%s: %s", id, res->err->msg);
+    else if (c && strcmp(c->pub.id, id) == 0)
+        c->runtime_released = true; /* RemoveContainer need not ask again */
     free(id);
 }
 
@@ -520,6 +523,22 @@ void ctr_keeper_gone(struct ctr *c)
     }
     c->pub.exit_code = EXIT_CODE_UNKNOWN;
     ctr_set_str(&c->pub.reason, "Unknown");
+    struct stat st;
+    if (c->pub.state_dir && stat(c->pub.state_dir, &st) < 0 && errno == ENOENT) {
+        /*
+         * The state dir (a tmpfs such as /run) lost the container's directory
+         * with the keeper: the host restarted. Nothing of the container runs
+         * any more, so it has exited, with the exit code containerd reports
+         * for an unknown exit; kubelet then recreates it without a Stop.
+         */
+        ctr_set_str(&c->pub.message, "the host restarted while the container existed; "
+                                     "its exit status is unknown");
+        if (c->pub.finished_ns == 0)
+            c->pub.finished_ns = now_realtime_ns();
+        log_warn("container lost to a host restart container=%s", c->pub.id);
+        ctr_set_state(c, CONTAINER_EXITED, &err);
+        return;
+    }
     ctr_set_str(&c->pub.message, "the container's keeper exited without recording the exit");
     log_warn("keeper gone without an exit record container=%s", c->pub.id);
     ctr_set_state(c, CONTAINER_UNKNOWN, &err);
@@ -560,7 +579,7 @@ static void container_detach_and_teardown(struct ctr *c, void (*cb)(void *arg), 
     int pidfd = c->keeper ? loop_pidfd_dup(c->keeper) : -1;
     ctr_unwatch_keeper(c);
     log_info("container removed container=%s", c->pub.id);
-    ctr_teardown_start(c->pub.id, c->pub.runtime, pidfd, cb, arg);
+    ctr_teardown_start(c->pub.id, c->runtime_released ? NULL : c->pub.runtime, pidfd, cb, arg);
     loop_defer_free(ctr_free, c);
 }
 
@@ -1288,19 +1307,58 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     group_release(g);
 }
 
-static int hook_remove_all(const char *sandbox_id, struct error **err)
+/* The containers of a sandbox being removed; done runs once the last teardown has finished. */
+struct remove_group {
+    size_t pending;
+    void (*done)(const struct error *err, void *arg);
+    void *arg;
+};
+
+/* The sandbox side copes with a call from inside hook_remove_all() (its step goes on). */
+static void remove_group_release(struct remove_group *g)
 {
-    /* Normally none are left after stop_all; their undo goes on in the background. */
-    ctr_creates_fail(sandbox_id, "removed", NULL, NULL, NULL);
+    if (--g->pending > 0)
+        return;
+    g->done(NULL, g->arg);
+    free(g);
+}
+
+static void on_remove_member_gone(void *arg)
+{
+    remove_group_release(arg);
+}
+
+static void on_remove_create_undone(const struct error *err, void *arg)
+{
+    (void)err; /* the undo has finished either way */
+    remove_group_release(arg);
+}
+
+/*
+ * Removal means removed: the sandbox's removal waits for every teardown
+ * (runtime delete, keeper gone, rootfs unmounted, directories removed) and
+ * for the undo of creates in flight, so RemovePodSandbox answers only once
+ * no mount of its containers is left.
+ */
+static void hook_remove_all(const char *sandbox_id,
+                            void (*done)(const struct error *err, void *arg), void *arg)
+{
+    struct remove_group *g = xcalloc(1, sizeof(*g));
+    g->done = done;
+    g->arg = arg;
+    g->pending = 1;
+    /* Normally none are left after stop_all. */
+    ctr_creates_fail(sandbox_id, "removed", on_remove_create_undone, g, &g->pending);
     for (size_t i = 0; i < ctrs.table.n;) {
         struct ctr *c = ctr_at(i);
         if (strcmp(c->pub.sandbox_id, sandbox_id) != 0) {
             i++;
             continue;
         }
-        container_detach_and_teardown(c, NULL, NULL); /* removes it from the table */
+        g->pending++;
+        container_detach_and_teardown(c, on_remove_member_gone, g); /* out of the table */
     }
-    return 0;
+    remove_group_release(g);
 }
 
 const struct sandbox_container_hooks container_sandbox_hooks = {
@@ -1417,7 +1475,7 @@ int container_init(const struct config *cfg, struct store *store, struct error *
         _cleanup_error_ struct error *lerr = NULL;
         struct ctr *c = record_load(path, &lerr);
         if (!c) {
-            log_error("skipping unreadable container record path=%s: %s", path, lerr->msg);
+            persist_set_aside(ctrs.records_dir, e->d_name, "container", lerr);
             continue;
         }
         table_add(&ctrs.table, c);

@@ -59,6 +59,7 @@ struct ctr {
     struct loop_timer *kill_timer;         /* STOP_SIGNALLED's grace period */
     int64_t kill_at_ns;                    /* monotonic; when the grace period ends */
     struct container_exit_waiters waiters; /* told when the stop ends */
+    bool runtime_released; /* `runtime delete` after the exit succeeded: removal skips it */
 };
 
 struct create_op;

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "core/log.h"
 #include "core/path.h"
 #include "core/util.h"
+#include "pod/cgroup.h"
 #include "pod/oci_internal.h"
 #include "pod/oci_spec.h"
 #include "pod/sandbox.h"
@@ -676,12 +678,95 @@ static int build_process(struct build *b, struct error **err)
 
 /* --- resources --- */
 
+/*
+ * What the kernel accepts (CFS bandwidth: period 1 ms to 1 s, quota at least
+ * 1 ms or -1 for none) and the smallest memory limit a runtime can start a
+ * container in (Docker's minimum, 6 MiB): beyond these the runtime fails
+ * half-way through its create, after making the container's cgroups.
+ */
+#define MEMORY_LIMIT_MIN (6 * 1024 * 1024)
+#define CPUS_ONLINE_MAX 4096 /* bytes of /sys/devices/system/cpu/online read */
+
 static bool valid_cpuset(const char *s)
 {
     for (; *s; s++)
         if (!((*s >= '0' && *s <= '9') || *s == ',' || *s == '-'))
             return false;
     return true;
+}
+
+/* The highest CPU number in a cpuset list ("0-3,8"), or -1 when it is not one. */
+static long cpuset_max(const char *s)
+{
+    long max = -1;
+    while (*s) {
+        char *end = NULL;
+        errno = 0;
+        long lo = strtol(s, &end, 10), hi = lo;
+        if (end == s || errno != 0 || lo < 0)
+            return -1;
+        s = end;
+        if (*s == '-') {
+            hi = strtol(s + 1, &end, 10);
+            if (end == s + 1 || errno != 0 || hi < lo)
+                return -1;
+            s = end;
+        }
+        if (*s == ',')
+            s++;
+        else if (*s != '\0' && *s != '\n')
+            return -1;
+        else if (*s == '\n')
+            s++;
+        if (hi > max)
+            max = hi;
+    }
+    return max;
+}
+
+/* CPUs 0..n-1 exist (online) on this host; 0 when that cannot be read. */
+static unsigned detect_n_cpus(unsigned given)
+{
+    if (given)
+        return given;
+    _cleanup_error_ struct error *tmp = NULL;
+    _cleanup_free_ char *online =
+        read_file_capped("/sys/devices/system/cpu/online", CPUS_ONLINE_MAX, NULL, &tmp);
+    long max = online ? cpuset_max(online) : -1;
+    return max < 0 ? 0 : (unsigned)max + 1;
+}
+
+/*
+ * Values the kernel or the runtime would refuse after the cgroups exist,
+ * refused here. n_cpus: the host's (0: read it); unified_ok: whether the
+ * host's cgroups can take unified resources (cgroup v2).
+ */
+static int check_resources(const Runtime__V1__LinuxContainerResources *r, unsigned n_cpus,
+                           bool unified_ok, struct error **err)
+{
+    /* What UpdateContainerResources refuses too (ranges, lists, unified names)... */
+    if (cgroup_resources_check(r, err) < 0)
+        return -1;
+    /* ... and what only a new container's cgroups would refuse. */
+    if (r->memory_limit_in_bytes > 0 && r->memory_limit_in_bytes < MEMORY_LIMIT_MIN)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "memory_limit_in_bytes %" PRId64 " is below the minimum of %d (6 MiB)",
+                         r->memory_limit_in_bytes, MEMORY_LIMIT_MIN);
+    if (oci_is_set(r->cpuset_cpus) && valid_cpuset(r->cpuset_cpus)) {
+        long max = cpuset_max(r->cpuset_cpus);
+        unsigned n = detect_n_cpus(n_cpus);
+        if (max < 0)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0, "invalid cpuset_cpus \"%s\"",
+                             r->cpuset_cpus);
+        if (n > 0 && (unsigned long)max >= n)
+            return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                             "cpuset_cpus \"%s\" names CPU %ld; this host has CPUs 0-%u",
+                             r->cpuset_cpus, max, n - 1);
+    }
+    if (r->n_unified && !unified_ok)
+        return error_set(err, GRPC_INVALID_ARGUMENT, 0,
+                         "unified resources need cgroup v2; this host uses cgroup v1");
+    return 0;
 }
 
 /* Set the OCI linux.resources keys for r (cpu, memory, hugepageLimits, unified) in res. */
@@ -761,7 +846,11 @@ static int resources_into(json_t *res, const Runtime__V1__LinuxContainerResource
 
 static int build_resources(struct build *b, struct error **err)
 {
-    return b->res ? resources_into(b->resources, b->res, err) : 0;
+    if (!b->res)
+        return 0;
+    if (check_resources(b->res, b->in->host.n_cpus, b->cgroup_v2, err) < 0)
+        return -1;
+    return resources_into(b->resources, b->res, err);
 }
 
 json_t *oci_spec_resources(const Runtime__V1__LinuxContainerResources *r, struct error **err)

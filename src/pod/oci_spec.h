@@ -100,6 +100,7 @@ struct oci_spec_host {
     const char *dev_dir;    /* host devices for privileged containers; NULL: "/dev" */
     const char *hostname;   /* for pods without one; NULL: gethostname() */
     const char *mountinfo;  /* NULL: /proc/self/mountinfo */
+    unsigned n_cpus;        /* CPUs 0..n-1 may be in a cpuset; 0: /sys/devices/system/cpu/online */
 };
 
 /*

@@ -707,7 +707,7 @@ static int load_records(struct error **err)
         _cleanup_free_ char *text = read_file_capped(path, RECORD_MAX, &len, &tmp);
         struct sb *s = text ? sb_from_record(id, text, len, &tmp) : NULL;
         if (!s) {
-            log_warn("skipping corrupt sandbox record path=%s: %s", path, tmp->msg);
+            persist_set_aside(sbs.records_dir, name, "sandbox", tmp);
             error_free(tmp);
             continue;
         }

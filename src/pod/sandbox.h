@@ -66,15 +66,17 @@ struct sandbox_container_hooks {
     /* Stop every container of the sandbox (SIGKILL), then call done(err, arg) once. */
     void (*stop_all)(const char *sandbox_id, void (*done)(const struct error *err, void *arg),
                      void *arg);
-    /* Remove every container of the sandbox (forced); synchronous bookkeeping,
-     * slow cleanup may continue in children. */
-    int (*remove_all)(const char *sandbox_id, struct error **err);
+    /* Remove every container of the sandbox (forced), then call done(err, arg)
+     * once, when their mounts and directories are gone (maybe from inside). */
+    void (*remove_all)(const char *sandbox_id, void (*done)(const struct error *err, void *arg),
+                       void *arg);
 };
 
 /*
  * Load records from disk and reconcile them with what survived (see
  * sandbox.c): a sandbox whose pinned namespaces are gone (reboot) or whose
- * pod-init died is NOTREADY. Corrupt records are skipped with a warning.
+ * pod-init died is NOTREADY. A record that does not parse is moved into
+ * sandboxes/corrupt/ with a log line (persist_set_aside()).
  * hooks may be NULL, and so may each of its functions: "no containers".
  * Errors: INTERNAL (directories). Call once after loop_init.
  */

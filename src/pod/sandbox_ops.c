@@ -96,7 +96,8 @@ enum sbop_state {
     SBOP_NETWORK,           /* start CNI DEL when network_ready */
     SBOP_NETWORK_WAIT,      /* CNI DEL running (op->cni); waiting for its done */
     SBOP_SHM,               /* unmount /dev/shm; a Stop ends here (synchronous) */
-    SBOP_REMOVE_CONTAINERS, /* remove_all (synchronous) */
+    SBOP_REMOVE_CONTAINERS, /* ask pod/container to remove every container */
+    SBOP_REMOVE_CTRS_WAIT,  /* waiting for remove_all's done (op->hook_pending) */
     SBOP_REMOVE_FILES,      /* unpin namespaces, remove files; rm child if the dir is not empty */
     SBOP_REMOVE_FILES_WAIT, /* rm child running (op->rm); waiting for its exit */
     SBOP_FORGET,            /* delete the record, drop from the table (synchronous) */
@@ -701,6 +702,19 @@ static void on_containers_stopped(const struct error *err, void *arg)
     sbop_step(op);
 }
 
+static void on_containers_removed(const struct error *err, void *arg)
+{
+    struct sb_op *op = sbop_by_seq((uint64_t)(uintptr_t)arg);
+    if (!op || !op->hook_pending)
+        return;
+    op->hook_pending = false;
+    if (err) {
+        error_copy(&op->err, err);
+        error_prefix(&op->err, "remove containers");
+    }
+    sbop_step(op);
+}
+
 static void on_cni_deleted(const struct error *err, const struct cni_result *res, void *arg)
 {
     struct sb_op *op = arg;
@@ -817,10 +831,17 @@ static void sbop_advance(struct sb_op *op)
         op->state = SBOP_REMOVE_CONTAINERS;
         /* fall through */
     case SBOP_REMOVE_CONTAINERS:
-        if (sbs.hooks.remove_all && sbs.hooks.remove_all(op->id, &op->err) < 0) {
-            error_prefix(&op->err, "remove containers");
-            break;
+        op->state = SBOP_REMOVE_CTRS_WAIT;
+        if (sbs.hooks.remove_all) {
+            op->hook_pending = true;
+            sbs.hooks.remove_all(op->id, on_containers_removed, (void *)(uintptr_t)op->seq);
         }
+        /* fall through */
+    case SBOP_REMOVE_CTRS_WAIT:
+        if (op->hook_pending)
+            return;
+        if (op->err)
+            break;
         op->state = SBOP_REMOVE_FILES;
         /* fall through */
     case SBOP_REMOVE_FILES:

@@ -320,6 +320,17 @@ static void test_keeper_exit_noticed(void **state)
     assert_true(runtime_was_asked("delete")); /* the runtime's state is released */
 }
 
+static int runtime_calls(const char *words)
+{
+    _cleanup_free_ char *path = xasprintf("%s/%s", tmp, "rt.log");
+    _cleanup_error_ struct error *err = NULL;
+    _cleanup_free_ char *log = read_file_capped(path, 1 << 20, NULL, &err);
+    int n = 0;
+    for (const char *p = log; p && (p = strstr(p, words)); p += strlen(words))
+        n++;
+    return n;
+}
+
 /* ---- the completion contract ---- */
 
 struct outcome {
@@ -433,6 +444,28 @@ static void test_remove(void **state)
     assert_true(runtime_was_asked("delete --force " ID_E));
 }
 
+/* The runtime's state, released once after the exit, is not deleted again by the removal. */
+static void test_remove_after_exit_deletes_once(void **state)
+{
+    pid_t k = start_fake_keeper(ID_R);
+    write_record(ID_R, "RUNNING", k);
+    init_module();
+    _cleanup_free_ char *exit_json = xasprintf("%s/state/ctr/%s/exit.json", tmp, ID_R);
+    write_text(exit_json, "{\"exitCode\":0,\"signal\":0,\"finishedAt\":7,\"oomKilled\":false}\n");
+    kill_fake_keeper(k);
+    waitpid(k, NULL, 0);
+    run_loop_for(200);
+    assert_int_equal(container_find(ID_R)->state, CONTAINER_EXITED);
+    assert_int_equal(runtime_calls("delete --force " ID_R), 1);
+    struct outcome o = {0};
+    struct error *err = NULL;
+    assert_int_equal(container_remove(ID_R, on_done, &o, &err), 0);
+    run_loop(SAFETY_MS);
+    assert_int_equal(o.code, GRPC_OK);
+    assert_null(container_find(ID_R));
+    assert_int_equal(runtime_calls("delete --force " ID_R), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +477,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_unknown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_unknown_delete_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_after_exit_deletes_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

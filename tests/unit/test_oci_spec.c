@@ -213,6 +213,7 @@ static void fx_init(struct fx *f)
     f->nso = (Runtime__V1__NamespaceOption)RUNTIME__V1__NAMESPACE_OPTION__INIT;
     f->res = (Runtime__V1__LinuxContainerResources)RUNTIME__V1__LINUX_CONTAINER_RESOURCES__INIT;
     f->caps = (Runtime__V1__Capability)RUNTIME__V1__CAPABILITY__INIT;
+    f->in.host.n_cpus = 64; /* the golden cpusets hold on any host */
     f->seccomp = (Runtime__V1__SecurityProfile)RUNTIME__V1__SECURITY_PROFILE__INIT;
     f->pod = (Runtime__V1__PodSandboxConfig)RUNTIME__V1__POD_SANDBOX_CONFIG__INIT;
     f->pmeta = (Runtime__V1__PodSandboxMetadata)RUNTIME__V1__POD_SANDBOX_METADATA__INIT;
@@ -1563,11 +1564,11 @@ static void test_resources_edges(void **state)
     fx_init(&f);
     f.lc.resources = &f.res;
     f.res.oom_score_adj = -997; /* Guaranteed pods: left to the parent's score */
-    f.res.memory_limit_in_bytes = 1 << 20;
-    f.res.memory_swap_limit_in_bytes = 2 << 20;
+    f.res.memory_limit_in_bytes = 8 << 20;
+    f.res.memory_swap_limit_in_bytes = 16 << 20;
     json_t *spec = build_ok(&f);
     assert_null(jget(spec, "process.oomScoreAdj"));
-    assert_int_equal(json_integer_value(jget(spec, "linux.resources.memory.swap")), 2 << 20);
+    assert_int_equal(json_integer_value(jget(spec, "linux.resources.memory.swap")), 16 << 20);
     assert_null(jget(spec, "linux.resources.cpu"));
     json_decref(spec);
     f.res.oom_score_adj = 0;
@@ -1581,7 +1582,68 @@ static void test_resources_edges(void **state)
     expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpuset");
     f.res.cpuset_cpus = S("");
     f.res.cpu_shares = -2;
-    expect_fail(&f, GRPC_INVALID_ARGUMENT, "negative");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpu_shares");
+    fx_clear(&f);
+}
+
+/*
+ * Values the kernel or the runtime would refuse only once the container's
+ * cgroups exist are refused up front, naming the field (issue 11).
+ */
+static void test_resources_refused_up_front(void **state)
+{
+    struct fx f;
+    fx_init(&f);
+    f.lc.resources = &f.res;
+    f.in.host.n_cpus = 4;
+    f.in.host.cgroup_v2 = OCI_SPEC_NO;
+
+    f.res.cpu_period = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpu_period 1 is outside");
+    f.res.cpu_period = 1000001;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpu_period");
+    f.res.cpu_period = 100000;
+    f.res.cpu_quota = -5;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpu_quota -5 must be");
+    f.res.cpu_quota = 999;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpu_quota");
+    f.res.cpu_quota = -1; /* no limit */
+    json_t *spec = build_ok(&f);
+    assert_int_equal(json_integer_value(jget(spec, "linux.resources.cpu.quota")), -1);
+    assert_int_equal(json_integer_value(jget(spec, "linux.resources.cpu.period")), 100000);
+    json_decref(spec);
+
+    f.res.memory_limit_in_bytes = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "memory_limit_in_bytes 1 is below the minimum");
+    f.res.memory_limit_in_bytes = 6 << 20;
+    json_decref(build_ok(&f));
+
+    f.res.cpuset_cpus = S("999");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT,
+                "cpuset_cpus \"999\" names CPU 999; this host has CPUs 0-3");
+    f.res.cpuset_cpus = S("0,2-4");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "names CPU 4");
+    f.res.cpuset_cpus = S("3-1");
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "cpuset_cpus");
+    f.res.cpuset_cpus = S("0,2-3");
+    spec = build_ok(&f);
+    assert_string_equal(json_string_value(jget(spec, "linux.resources.cpu.cpus")), "0,2-3");
+    json_decref(spec);
+
+    static Runtime__V1__LinuxContainerResources__UnifiedEntry u =
+        RUNTIME__V1__LINUX_CONTAINER_RESOURCES__UNIFIED_ENTRY__INIT;
+    static Runtime__V1__LinuxContainerResources__UnifiedEntry *us[] = {&u};
+    u.key = S("memory.high");
+    u.value = S("100000000");
+    f.res.unified = us;
+    f.res.n_unified = 1;
+    expect_fail(&f, GRPC_INVALID_ARGUMENT, "unified resources need cgroup v2");
+    f.in.host.cgroup_v2 = OCI_SPEC_YES;
+    spec = build_ok(&f);
+    assert_string_equal(
+        json_string_value(json_object_get(jget(spec, "linux.resources.unified"), "memory.high")),
+        "100000000");
+    json_decref(spec);
     fx_clear(&f);
 }
 
@@ -2005,6 +2067,7 @@ int main(void)
         cmocka_unit_test(test_golden_host_network),
         cmocka_unit_test(test_cgroups_path),
         cmocka_unit_test(test_resources_edges),
+        cmocka_unit_test(test_resources_refused_up_front),
         cmocka_unit_test(test_devices_errors),
         cmocka_unit_test(test_masked_paths_from_cri),
         cmocka_unit_test(test_apparmor),

@@ -211,6 +211,7 @@ static int setup(void **state)
     T.cfg.registries[0].host = T.host;
     T.cfg.registries[0].insecure = true;
     T.cfg.n_registries = 1;
+    registry_set_multi_idle_ms(0); /* each test below opts in to keeping connections */
     return 0;
 }
 
@@ -223,6 +224,7 @@ static int teardown(void **state)
     srv_stop();
     xferlib_shutdown();
     xferlib_set_idle_ms(XFERLIB_IDLE_MS);
+    registry_set_multi_idle_ms(REGISTRY_MULTI_IDLE_MS);
     loop_shutdown();
     alarm(0);
     return 0;
@@ -1079,6 +1081,36 @@ static void test_free_with_fetches_in_flight(void **state)
     assert_int_equal(srv.n_held, 0); /* the client hung up */
 }
 
+/*
+ * The multi outlives its last fetch for a while: the next fetch, a blob of
+ * the same pull or the next pull, goes over the connection already open.
+ * Once the idle time has passed the multi and libcurl go.
+ */
+static void test_connections_kept_between_fetches(void **state)
+{
+    registry_set_multi_idle_ms(200);
+    xferlib_set_idle_ms(50);
+    srv.handler = h_blob;
+    reg_new();
+    struct result *a = fetch_blob(0, digests[0], BLOB_LEN, 0, NULL);
+    run_until_done();
+    assert_blob(a, 0);
+    run_loop_for(50); /* well within the idle time */
+    assert_true(xferlib_is_loaded());
+    struct result *b = fetch_blob(1, digests[0], BLOB_LEN, 0, NULL);
+    run_until_done();
+    assert_blob(b, 0);
+    assert_int_equal(srv.n_reqs, 2);
+    assert_int_equal(srv.accepted, 1); /* one connection for both */
+
+    run_loop_for(500); /* the multi's idle time, then libcurl's */
+    assert_false(xferlib_is_loaded());
+    struct result *c = fetch_blob(2, digests[0], BLOB_LEN, 0, NULL);
+    run_until_done();
+    assert_blob(c, 0);
+    assert_int_equal(srv.accepted, 2); /* a new multi, a new connection */
+}
+
 /* libcurl comes with the first fetch and goes after the last; the token cache stays. */
 static void test_libcurl_only_while_fetching(void **state)
 {
@@ -1170,6 +1202,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_callback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_fetches_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_libcurl_only_while_fetching, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_kept_between_fetches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

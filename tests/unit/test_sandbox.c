@@ -176,10 +176,28 @@ static void hook_stop_all(const char *sandbox_id, void (*done)(const struct erro
     error_free(err);
 }
 
-static int hook_remove_all(const char *sandbox_id, struct error **err)
+/* With defer_remove the containers' teardown "runs" until finish_remove() is called. */
+static bool defer_remove;
+static void (*remove_done)(const struct error *err, void *arg);
+static void *remove_arg;
+
+static void hook_remove_all(const char *sandbox_id,
+                            void (*done)(const struct error *err, void *arg), void *arg)
 {
     removes++;
-    return 0;
+    if (!defer_remove) {
+        done(NULL, arg); /* synchronously, as pod/container may */
+        return;
+    }
+    remove_done = done;
+    remove_arg = arg;
+}
+
+static void on_finish_remove(void *arg)
+{
+    (void)arg;
+    remove_done(NULL, remove_arg);
+    remove_done = NULL;
 }
 
 static const struct sandbox_container_hooks hooks = {hook_stop_all, hook_remove_all};
@@ -202,6 +220,8 @@ static int setup(void **state)
     assert_int_equal(loop_init(&err), 0);
     stops = removes = 0;
     fail_stop = false;
+    defer_remove = false;
+    remove_done = NULL;
     assert_int_equal(sandbox_init(&cfg, &hooks, &err), 0);
     return 0;
 }
@@ -359,6 +379,32 @@ static void test_failing_hook_fails_stop(void **state)
     assert_null(sandbox_find(o.id));
 }
 
+/* RemovePodSandbox answers only once its containers' teardown has finished. */
+static void test_remove_waits_for_containers(void **state)
+{
+    struct pod p;
+    pod_init(&p, "waits", true);
+    struct outcome o = run_pod(&p.c, "");
+    assert_int_equal(o.code, GRPC_OK);
+    defer_remove = true;
+    struct outcome r = {0};
+    struct error *err = NULL;
+    assert_int_equal(sandbox_remove(o.id, on_done, &r, &err), 0);
+    run_loop_for(200);
+    assert_int_equal(removes, 1);
+    assert_non_null(remove_done);
+    assert_false(r.called);
+    assert_non_null(sandbox_find(o.id));
+
+    struct loop_timer *t = loop_timer_new(on_finish_remove, NULL);
+    loop_timer_arm(t, 0);
+    run_loop(SAFETY_MS);
+    loop_timer_free(t);
+    assert_true(r.called);
+    assert_int_equal(r.code, GRPC_OK);
+    assert_null(sandbox_find(o.id));
+}
+
 static void test_records_survive_restart(void **state)
 {
     struct pod p;
@@ -426,6 +472,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_network_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_hook_fails_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_waits_for_containers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_survive_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_network_without_cni_is_unwound, setup, teardown),
     };

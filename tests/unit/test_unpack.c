@@ -30,6 +30,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -758,6 +760,62 @@ static void test_corrupt(void **state)
     expect_extract_error(f, GRPC_INVALID_ARGUMENT, NULL);
 }
 
+/* ---- write failures ---- */
+
+/*
+ * A file size limit makes write() fail with EFBIG past limit bytes, the way a
+ * full disk makes it fail with ENOSPC: libarchive reports both as a warning
+ * only. SIGXFSZ is ignored so the write returns the error instead.
+ */
+struct fsize_limit {
+    struct rlimit old;
+    void (*old_handler)(int);
+};
+
+static void limit_file_size(struct fsize_limit *l, rlim_t limit)
+{
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &l->old), 0);
+    l->old_handler = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit r = {.rlim_cur = limit, .rlim_max = l->old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+static void unlimit_file_size(struct fsize_limit *l)
+{
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &l->old), 0);
+    signal(SIGXFSZ, l->old_handler);
+}
+
+/* A layer whose "big" file is bigger than the limit used below; diff_id set. */
+static void make_big_layer(struct fx *f, char *big, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i * 7919 % 251);
+    make_layer(f, COMP_GZIP,
+               ENTS({.path = "small", .data = "small"}, {.path = "big", .data = big, .data_len = n},
+                    {.path = "after", .data = "after"}));
+}
+
+/* A file cut short by a write error fails the extraction; it is never a warning. */
+static void test_write_error_fails(void **state)
+{
+    struct fx *f = *state;
+    static char big[256 * 1024];
+    make_big_layer(f, big, sizeof(big));
+
+    struct fsize_limit l;
+    limit_file_size(&l, 64 * 1024);
+    struct error *err = NULL;
+    uint64_t size = 0;
+    int r = extract(f, f->diff_id, &size, &err);
+    unlimit_file_size(&l);
+    assert_int_equal(r, -1);
+    assert_int_equal(err->grpc_code, GRPC_INTERNAL);
+    assert_int_equal(err->sys_errno, EFBIG);
+    assert_non_null(strstr(err->msg, "write big"));
+    error_free(err);
+}
+
 /* ---- caps ---- */
 
 static void test_caps(void **state)
@@ -915,6 +973,37 @@ static void test_layer_failure_leaves_nothing(void **state)
     assert_non_null(strstr(rec.msg, "open layer blob"));
     assert_int_equal(count_entries(f->layers), 0);
     free(rec.msg);
+}
+
+/* The same through unpack_layer(): nothing is committed, no "<dest>.tmp" stays. */
+static void test_layer_write_error_commits_nothing(void **state)
+{
+    struct fx *f = *state;
+    if (!is_root())
+        skip();
+    static char big[256 * 1024];
+    make_big_layer(f, big, sizeof(big));
+
+    struct fsize_limit l;
+    limit_file_size(&l, 64 * 1024); /* the child inherits it */
+    struct done_rec rec = {0};
+    unpack_and_wait(f, "L1", f->diff_id, 10000, &rec);
+    unlimit_file_size(&l);
+    expect_done(&rec, GRPC_INTERNAL);
+    if (!strstr(rec.msg, "write big"))
+        fail_msg("%s", rec.msg);
+    assert_int_equal(rec.size, 0);
+    assert_int_equal(count_entries(f->layers), 0);
+    free(rec.msg);
+
+    /* With room again the same layer unpacks whole. */
+    rec = (struct done_rec){0};
+    unpack_and_wait(f, "L1", f->diff_id, 10000, &rec);
+    expect_done(&rec, GRPC_OK);
+    char *dest = path_in(f->layers, "L1");
+    assert_int_equal(lstat_in(dest, "big").st_size, (off_t)sizeof(big));
+    assert_true(exists(dest, "after"));
+    free(dest);
 }
 
 /* A "<dest>.tmp" left by a crash is removed first, without following its symlinks. */
@@ -1131,9 +1220,11 @@ int main(void)
         T(test_diff_id),
         T(test_diff_id_covers_trailing_data),
         T(test_corrupt),
+        T(test_write_error_fails),
         T(test_caps),
         T(test_layer_ok),
         T(test_layer_failure_leaves_nothing),
+        T(test_layer_write_error_commits_nothing),
         T(test_layer_replaces_leftover),
         T(test_layer_dest_exists),
         T(test_layer_concurrent),
